@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { ErrorType, PipelineError } from './errors.js';
+
+const identifier = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'must be lowercase letters, digits, "_" or "-", starting with a letter');
+const range = (min: number, max: number) =>
+  z
+    .tuple([z.number().min(min).max(max), z.number().min(min).max(max)])
+    .refine(([lo, hi]) => lo <= hi, 'range must be [low, high] with low <= high');
+const positiveRange = z
+  .tuple([z.number().positive(), z.number().positive()])
+  .refine(([lo, hi]) => lo <= hi, 'range must be [low, high] with 0 < low <= high');
+
+export const METRIC_NAMES = ['rocAuc', 'prAuc', 'logLoss', 'brier'] as const;
+
+export const searchSpaceSchema = z.strictObject({
+  hiddenLayers: z
+    .tuple([z.number().int().min(0).max(6), z.number().int().min(0).max(6)])
+    .refine(([lo, hi]) => lo <= hi, 'range must be [low, high] with low <= high')
+    .default([1, 3]),
+  units: z.array(z.number().int().min(1).max(4096)).min(1, 'needs at least one choice').default([16, 32, 64, 128]),
+  dropout: range(0, 0.9).default([0, 0.3]),
+  l2: z
+    .tuple([z.number().min(0), z.number().min(0)])
+    .refine(([lo, hi]) => lo <= hi, 'range must be [low, high] with low <= high')
+    .default([1e-6, 1e-3]),
+  learningRate: positiveRange.default([3e-4, 1e-2]),
+  batchSize: z.array(z.number().int().min(1).max(65536)).min(1, 'needs at least one choice').default([128, 256, 512]),
+  classWeight: z.array(z.enum(['balanced', 'none'])).min(1, 'needs at least one choice').default(['none', 'balanced']),
+});
+
+export const pipelineConfigSchema = z.strictObject({
+  modelName: identifier.default('propensity'),
+  source: z
+    .strictObject({
+      kind: z.literal('events'),
+      /** Features use events strictly before the cutoff; the label is a purchase in [cutoff, cutoff + horizon). */
+      cutoff: z.iso.datetime({ offset: true }).optional(),
+      horizonDays: z.number().int().min(1).max(365).default(14),
+    })
+    .default({ kind: 'events', horizonDays: 14 }),
+  split: z
+    .strictObject({
+      seed: z.number().int().min(0).default(42),
+      train: z.number().gt(0).lt(1).default(0.8),
+      val: z.number().gt(0).lt(1).default(0.1),
+      test: z.number().gt(0).lt(1).default(0.1),
+    })
+    .refine((s) => Math.abs(s.train + s.val + s.test - 1) < 1e-9, 'split.train + split.val + split.test must equal 1')
+    .default({ seed: 42, train: 0.8, val: 0.1, test: 0.1 }),
+  search: z
+    .strictObject({
+      trials: z.number().int().min(1).max(1000).default(16),
+      parallelism: z.number().int().min(1).max(256).default(2),
+      seed: z.number().int().min(0).default(7),
+      epochs: z.number().int().min(1).max(1000).default(20),
+      patience: z.number().int().min(1).max(1000).default(4),
+      space: searchSpaceSchema.default(searchSpaceSchema.parse({})),
+    })
+    .default({ trials: 16, parallelism: 2, seed: 7, epochs: 20, patience: 4, space: searchSpaceSchema.parse({}) }),
+  training: z
+    .strictObject({
+      backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+      finalEpochs: z.number().int().min(1).max(1000).default(40),
+      seed: z.number().int().min(0).default(1234),
+    })
+    .default({ backend: 'auto', finalEpochs: 40, seed: 1234 }),
+  gate: z
+    .strictObject({
+      thresholds: z
+        .array(
+          z.strictObject({
+            metric: z.enum(METRIC_NAMES),
+            op: z.enum(['>=', '<=']),
+            value: z.number(),
+          }),
+        )
+        .default([{ metric: 'rocAuc', op: '>=', value: 0.65 }]),
+    })
+    .default({ thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.65 }] }),
+});
+
+export type PipelineConfigInput = z.input<typeof pipelineConfigSchema>;
+export type PipelineConfig = z.output<typeof pipelineConfigSchema>;
+export type SearchSpaceConfig = z.output<typeof searchSpaceSchema>;
+
+/** Validates a pipeline config; every problem names its key and, for unknown keys, the allowed ones. */
+export function parsePipelineConfig(input: unknown): PipelineConfig {
+  const result = pipelineConfigSchema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const where = issue.path.length ? issue.path.join('.') : '(top level)';
+    if (issue.code === 'unrecognized_keys') {
+      return `unknown key ${issue.keys.map((k) => `"${[...issue.path, k].join('.')}"`).join(', ')} (check the spelling)`;
+    }
+    return `${where}: ${issue.message}`;
+  });
+  throw new PipelineError(ErrorType.InvalidConfig, `invalid pipeline config: ${problems.join('; ')}`, { problems });
+}
+
+/** Stable hash of the normalized config: same knobs, same hash, whatever the key order. */
+export function configHash(config: PipelineConfig): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]))
+        : v;
+  return createHash('sha256').update(JSON.stringify(canonical(config))).digest('hex').slice(0, 16);
+}

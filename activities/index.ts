@@ -1,0 +1,13 @@
+import { createPipelineActivities } from './pipeline.js';
+import { createRegistryActivities } from './registry.js';
+import { createTrainActivities, type TrainDeps } from './train.js';
+
+export const createActivities = (deps: TrainDeps) => ({
+  ...createPipelineActivities(deps),
+  ...createTrainActivities(deps),
+  ...createRegistryActivities(deps),
+});
+export type Activities = ReturnType<typeof createActivities>;
+
+export type { ActivityDeps } from './deps.js';
+export type { TrainDeps } from './train.js';

@@ -1,0 +1,262 @@
+import { Context } from '@temporalio/activity';
+import { sql } from 'kysely';
+import { initBackend } from '../ml/backend.js';
+import { isMlError } from '../ml/errors.js';
+import { trainMlp, type EpochReport } from '../ml/model.js';
+import { transform, type Preprocessor } from '../ml/preprocess.js';
+import type { MlpParams, ModelArtifacts } from '../ml/types.js';
+import { keys, type ArtifactRef, type ArtifactStore } from '../store/artifacts.js';
+import type { ActivityDeps } from './deps.js';
+import { recordStep } from './steps.js';
+
+export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+
+export interface ModelRef {
+  modelJson: ArtifactRef;
+  weights: ArtifactRef;
+}
+
+export interface TrainTrialInput {
+  runId: string;
+  trialId: string;
+  params: MlpParams;
+  seed: number;
+  train: ArtifactRef;
+  val: ArtifactRef;
+  preprocessing: ArtifactRef;
+  backend: BackendChoice;
+  /** the final model's files are kept under runs/<run>/final/; search trials keep theirs under trials/<id>/ */
+  step?: 'trial' | 'final';
+}
+
+export interface CurvePoint {
+  epoch: number;
+  loss: number;
+  valLoss: number;
+  valAuc: number;
+  valPrAuc: number;
+  seconds: number;
+}
+
+export interface TrainTrialOutput {
+  trialId: string;
+  status: 'completed' | 'failed';
+  error?: string;
+  params: MlpParams;
+  seed: number;
+  valAuc: number | null;
+  valPrAuc: number | null;
+  valLogLoss: number | null;
+  bestEpoch: number | null;
+  epochs: number;
+  resumedFromEpoch: number;
+  seconds: number;
+  backend: string;
+  model?: ModelRef;
+}
+
+/** What a trial heartbeats after each epoch: enough for a retry on any worker to resume there. */
+interface TrialHeartbeat {
+  epoch: number;
+  checkpoint: ModelRef;
+  curve: CurvePoint[];
+}
+
+interface Matrix {
+  x: Float32Array;
+  rows: number;
+  cols: number;
+  y: Uint8Array;
+}
+
+export interface TrainDeps extends ActivityDeps {
+  /** Backend this worker process initialised at start (one per process: tfjs holds global state). */
+  backend?: BackendChoice;
+}
+
+export function createTrainActivities(deps: TrainDeps) {
+  const { db, store } = deps;
+  // Trials of one run read the same splits; a worker keeps the last ones it decoded.
+  const cache = new Map<string, Promise<{ train: Matrix; val: Matrix }>>();
+
+  async function loadMatrices(input: TrainTrialInput) {
+    const key = `${input.train.sha256}:${input.val.sha256}:${input.preprocessing.sha256}`;
+    let entry = cache.get(key);
+    if (!entry) {
+      entry = (async () => {
+        const [train, val, pre] = await Promise.all([
+          store.getFrame(input.train),
+          store.getFrame(input.val),
+          store.getJson<Preprocessor>(input.preprocessing),
+        ]);
+        const toMatrix = (f: typeof train): Matrix => ({ ...transform(pre, f), y: f.label });
+        return { train: toMatrix(train), val: toMatrix(val) };
+      })();
+      cache.set(key, entry);
+      entry.catch(() => cache.delete(key));
+      while (cache.size > 2) cache.delete(cache.keys().next().value!);
+    }
+    return entry;
+  }
+
+  return {
+    /** Trains one configuration, heartbeating and checkpointing each epoch; a NaN loss fails the trial, not the search. */
+    async trainTrial(input: TrainTrialInput): Promise<TrainTrialOutput> {
+      const ctx = Context.current();
+      const stepName = input.step === 'final' ? 'final' : 'trial';
+      return recordStep(
+        deps,
+        { runId: input.runId, step: stepName, trialId: input.step === 'final' ? '' : input.trialId },
+        async () => {
+          const backend = await initBackend(deps.backend ?? input.backend);
+          const resume = ctx.info.heartbeatDetails as TrialHeartbeat | undefined;
+          const started = Date.now();
+          const curve: CurvePoint[] = resume?.curve ?? [];
+          const initialState = resume ? await readModel(store, resume.checkpoint) : undefined;
+          const resumedFromEpoch = resume ? resume.epoch + 1 : 0;
+          const trialRow = {
+            run_id: input.runId,
+            trial_id: input.trialId,
+            status: 'running' as const,
+            params: JSON.stringify(input.params),
+            seed: input.seed,
+            attempt: ctx.info.attempt,
+            resumed_from_epoch: resumedFromEpoch,
+            curve: JSON.stringify(curve),
+            backend: backend.name,
+            started_at: new Date(),
+          };
+          await db.db
+            .insertInto('ml.trials')
+            .values(trialRow)
+            .onConflict((oc) =>
+              oc.columns(['run_id', 'trial_id']).doUpdateSet({
+                status: 'running',
+                attempt: trialRow.attempt,
+                resumed_from_epoch: resumedFromEpoch,
+                backend: backend.name,
+                error: null,
+              }),
+            )
+            .execute();
+
+          const data = await loadMatrices(input);
+          const base = {
+            trialId: input.trialId,
+            params: input.params,
+            seed: input.seed,
+            resumedFromEpoch,
+            backend: backend.name,
+          };
+          try {
+            const fit = await trainMlp({
+              train: data.train,
+              val: data.val,
+              params: input.params,
+              seed: input.seed,
+              startEpoch: resumedFromEpoch,
+              initialState,
+              shouldStop: () => ctx.cancellationSignal.aborted,
+              onEpochEnd: async (e: EpochReport) => {
+                curve.push({
+                  epoch: e.epoch,
+                  loss: e.loss,
+                  valLoss: e.valLoss,
+                  valAuc: e.valAuc,
+                  valPrAuc: e.valPrAuc,
+                  seconds: e.seconds,
+                });
+                const checkpoint = await writeModel(store, (file) =>
+                  keys.trialCheckpoint(input.runId, input.trialId, file),
+                  await e.state(),
+                );
+                ctx.heartbeat({ epoch: e.epoch, checkpoint, curve } satisfies TrialHeartbeat);
+                await db.db
+                  .updateTable('ml.trials')
+                  .set({ curve: JSON.stringify(curve), epochs_run: curve.length })
+                  .where('run_id', '=', input.runId)
+                  .where('trial_id', '=', input.trialId)
+                  .execute();
+              },
+            });
+            const dir = input.step === 'final' ? `runs/${input.runId}/final/model` : undefined;
+            const model = await writeModel(
+              store,
+              (file) => (dir ? `${dir}/${file}` : keys.trialModel(input.runId, input.trialId, file)),
+              fit.artifacts,
+            );
+            const out: TrainTrialOutput = {
+              ...base,
+              status: 'completed',
+              valAuc: fit.val.auc,
+              valPrAuc: fit.val.prAuc,
+              valLogLoss: fit.val.logLoss,
+              bestEpoch: fit.bestEpoch,
+              epochs: curve.length,
+              seconds: (Date.now() - started) / 1000,
+              model,
+            };
+            await finishTrial(out, store.uri(model.modelJson.key));
+            return out;
+          } catch (err) {
+            if (!isMlError(err) || err.type !== 'NonFiniteLoss') throw err;
+            const out: TrainTrialOutput = {
+              ...base,
+              status: 'failed',
+              error: err.message,
+              valAuc: null,
+              valPrAuc: null,
+              valLogLoss: null,
+              bestEpoch: null,
+              epochs: curve.length,
+              seconds: (Date.now() - started) / 1000,
+            };
+            await finishTrial(out, null);
+            return out;
+          }
+        },
+        (r) => ({ status: r.status, valAuc: r.valAuc, epochs: r.epochs, resumedFromEpoch: r.resumedFromEpoch, backend: r.backend }),
+      );
+
+      async function finishTrial(out: TrainTrialOutput, modelUri: string | null) {
+        await db.db
+          .updateTable('ml.trials')
+          .set({
+            status: out.status,
+            epochs_run: out.epochs,
+            best_epoch: out.bestEpoch,
+            val_auc: out.valAuc,
+            val_pr_auc: out.valPrAuc,
+            val_log_loss: out.valLogLoss,
+            model_uri: modelUri,
+            error: out.error ?? null,
+            finished_at: sql`now()`,
+            duration_ms: sql`(extract(epoch from now() - started_at) * 1000)::int`,
+          })
+          .where('run_id', '=', input.runId)
+          .where('trial_id', '=', input.trialId)
+          .execute();
+      }
+    },
+  };
+}
+
+export async function writeModel(
+  store: ArtifactStore,
+  keyOf: (file: string) => string,
+  artifacts: ModelArtifacts,
+): Promise<ModelRef> {
+  const [modelJson, weights] = await Promise.all([
+    store.putJson(keyOf('model.json'), artifacts.modelJson),
+    store.put(keyOf('weights.bin'), artifacts.weights),
+  ]);
+  return { modelJson, weights };
+}
+
+export async function readModel(store: ArtifactStore, ref: ModelRef): Promise<ModelArtifacts> {
+  const [modelJson, weights] = await Promise.all([
+    store.getJson<Record<string, unknown>>(ref.modelJson),
+    store.get(ref.weights),
+  ]);
+  return { modelJson, weights };
+}

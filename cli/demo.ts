@@ -1,0 +1,159 @@
+import { migrateToLatest } from '../db/migrate.js';
+import { seedShop } from '../db/synthetic/load.js';
+import { loadEnv, stackUp } from '../infra/index.js';
+import { rocAuc } from '../ml/metrics.js';
+import { TASK_QUEUES } from '../workflows/constants.js';
+import { trainPipeline, type TrainPipelineOutput } from '../workflows/pipeline.js';
+import type { PipelineConfigInput } from '../activities/config.js';
+import { connectTemporal, openServices } from '../workers/deps.js';
+import { followPipeline } from './follow.js';
+import { spawnWorkers, stopWorkers, waitForPollers } from './workers.js';
+
+export interface DemoOptions {
+  users: number;
+  days: number;
+  seed: number;
+  horizonDays: number;
+  trials: number;
+  trainWorkers: number;
+  model: string;
+  json: boolean;
+}
+
+export interface DemoResult {
+  runId: string;
+  workflowId: string;
+  status: TrainPipelineOutput['status'];
+  modelName: string;
+  modelVersion: number | null;
+  modelUri: string | null;
+  modelUriExists: boolean;
+  metrics: { testAuc: number; testPrAuc: number; testLogLoss: number; testBrier: number };
+  oracleAuc: number;
+  split: TrainPipelineOutput['split'];
+  trials: number;
+  trialsFailed: number;
+  wallSeconds: number;
+  backend: string;
+  cutoff: string;
+  gateReasons: string[];
+  temporalUi: string | null;
+}
+
+/** The whole story on one machine: stack up, migrate, seed, workers, one pipeline run, a summary. */
+export async function runDemo(opts: DemoOptions, log: (line: string) => void): Promise<DemoResult> {
+  const t0 = Date.now();
+  const env = loadEnv();
+  log('▸ dev stack');
+  const stack = await stackUp({ env, log: (l) => log(`  ${l}`) });
+  const services = await openServices(env);
+  const workers: ReturnType<typeof spawnWorkers> = [];
+  try {
+    log('▸ migrations');
+    const applied = await migrateToLatest(services.db.db);
+    log(`  ${applied.length ? applied.map((m) => m.migrationName).join(', ') : 'up to date'}`);
+
+    log(`▸ synthetic shop: ${opts.users} users, ${opts.days} days, seed ${opts.seed}`);
+    const shop = await ensureShop(services, opts, log);
+
+    log(`▸ workers: 1 cpu, ${opts.trainWorkers} train (logs in ${env.PROPENSITY_DATA_DIR}/logs)`);
+    workers.push(...spawnWorkers(env, { cpu: 1, train: opts.trainWorkers }));
+    const client = await connectTemporal(services.connections);
+    await waitForPollers(
+      client,
+      [
+        { name: TASK_QUEUES.cpu, min: 1, kind: 'workflow' },
+        { name: TASK_QUEUES.train, min: opts.trainWorkers, kind: 'activity' },
+      ],
+      workers,
+    );
+
+    const config: PipelineConfigInput = {
+      modelName: opts.model,
+      source: { kind: 'events', cutoff: shop.cutoff.toISOString(), horizonDays: opts.horizonDays },
+      search: { trials: opts.trials, parallelism: opts.trainWorkers },
+    };
+    // train-<model>-<yyyy-mm-dd>, plus the time so that two manual runs on one day get distinct ids
+    const stamp = new Date().toISOString();
+    const workflowId = `train-${opts.model}-${stamp.slice(0, 10)}-${stamp.slice(11, 19).replaceAll(':', '')}`;
+    log(`▸ pipeline ${workflowId}`);
+    if (stack.temporal.uiUrl) log(`  watch it: ${stack.temporal.uiUrl}/namespaces/${stack.temporal.namespace}/workflows/${encodeURIComponent(workflowId)}`);
+    const handle = await client.workflow.start(trainPipeline, {
+      taskQueue: TASK_QUEUES.cpu,
+      workflowId,
+      args: [{ config, trigger: 'demo' }],
+    });
+    const out = await followPipeline(client, handle, (l) => log(`  ${l}`));
+    await client.connection.close();
+
+    const oracleAuc = await oracleAucOnTest(services, out);
+    const modelUriExists = out.modelUri ? await services.store.exists(out.modelUri.replace(`s3://${services.store.bucket}/`, '')) : false;
+    return {
+      runId: out.runId,
+      workflowId: out.workflowId,
+      status: out.status,
+      modelName: out.modelName,
+      modelVersion: out.modelVersion,
+      modelUri: out.modelUri,
+      modelUriExists,
+      metrics: out.metrics,
+      oracleAuc,
+      split: out.split,
+      trials: out.trials,
+      trialsFailed: out.trialsFailed,
+      wallSeconds: Math.round((Date.now() - t0) / 100) / 10,
+      backend: out.backend,
+      cutoff: out.cutoff,
+      gateReasons: out.gate.reasons,
+      temporalUi: stack.temporal.uiUrl ?? null,
+    };
+  } finally {
+    await stopWorkers(workers);
+    await services.close();
+  }
+}
+
+/** Reuses the seeded shop when it has the same shape and seed (so a second demo trains on the same data). */
+async function ensureShop(services: Awaited<ReturnType<typeof openServices>>, opts: DemoOptions, log: (l: string) => void) {
+  const existing = await services.db.db
+    .selectFrom('bench.shops')
+    .selectAll()
+    .executeTakeFirst()
+    .catch(() => undefined);
+  if (
+    existing &&
+    existing.seed === opts.seed &&
+    existing.users === opts.users &&
+    existing.days === opts.days &&
+    existing.horizon_days === opts.horizonDays
+  ) {
+    log(`  reusing the shop seeded at ${new Date(existing.created_at).toISOString()} (${existing.events} events)`);
+    return { cutoff: new Date(existing.cutoff_at) };
+  }
+  const t = Date.now();
+  const shop = await seedShop(services.db.pool, {
+    users: opts.users,
+    days: opts.days,
+    seed: opts.seed,
+    horizonDays: opts.horizonDays,
+    log: (l: string) => log(`  ${l}`),
+  });
+  log(`  seeded in ${((Date.now() - t) / 1000).toFixed(1)}s`);
+  return { cutoff: shop.timeline.cutoff };
+}
+
+/** AUC of the generator's true probabilities on the same test rows: the ceiling any model can reach. */
+export async function oracleAucOnTest(
+  services: Awaited<ReturnType<typeof openServices>>,
+  out: Pick<TrainPipelineOutput, 'artifacts'>,
+): Promise<number> {
+  const test = await services.store.getFrame(out.artifacts.test);
+  const { rows } = await services.db.pool.query<{ user_id: string; probability: number }>(
+    'select user_id::text as user_id, probability from bench.user_truth where user_id = any($1::bigint[])',
+    [test.ids],
+  );
+  const truth = new Map(rows.map((r) => [r.user_id, r.probability]));
+  const p = Float64Array.from(test.ids, (id) => truth.get(id) ?? NaN);
+  if (p.some(Number.isNaN)) throw new Error('bench.user_truth lacks some test users: was the shop re-seeded during the run?');
+  return rocAuc(test.label, p);
+}

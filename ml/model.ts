@@ -1,0 +1,448 @@
+/** The MLP (and its logistic-regression special case), a deterministic training loop, and model (de)serialization. */
+import * as tf from '@tensorflow/tfjs';
+import { MlError, ML_ERROR } from './errors.js';
+import { prAuc, rocAuc, logLoss, brier } from './metrics.js';
+import { createRng, deriveSeed, shuffleInPlace } from './random.js';
+import { validateMlpParams } from './search.js';
+import type { MlpParams, ModelArtifacts } from './types.js';
+
+export type { ModelArtifacts } from './types.js';
+
+/** A row-major float32 design matrix with 0/1 labels. */
+export interface XY {
+  x: Float32Array;
+  rows: number;
+  cols: number;
+  y: ArrayLike<number>;
+}
+
+export interface EpochMetrics {
+  /** 1-based: the number of epochs completed */
+  epoch: number;
+  /** training objective (class-weighted BCE + L2), mean over the epoch's batches */
+  loss: number;
+  /** validation objective with the same class weights, no L2; early stopping watches this */
+  valLoss: number;
+  valAuc: number;
+  valPrAuc: number;
+  seconds: number;
+}
+
+export interface EpochReport extends EpochMetrics {
+  /**
+   * Checkpoint of the complete training state (weights, Adam moments, best weights, early-stopping counters,
+   * history). Call it inside onEpochEnd: after that callback returns, training moves on and it throws.
+   */
+  state: () => Promise<ModelArtifacts>;
+}
+
+export interface TrainMlpInput {
+  train: XY;
+  val: XY;
+  params: MlpParams;
+  seed: number;
+  /** epochs already completed; taken from initialState when it is a checkpoint from EpochReport.state */
+  startEpoch?: number;
+  /** a checkpoint (resumes exactly) or plain model artifacts (warm start with a fresh optimizer) */
+  initialState?: ModelArtifacts;
+  onEpochEnd?: (e: EpochReport) => Promise<void> | void;
+  /** polled between batches, e.g. on activity cancellation; training ends with stopReason 'stopped' */
+  shouldStop?: () => boolean;
+}
+
+export interface TrainMlpOutput {
+  /** the best epoch's weights (not the last epoch's) */
+  artifacts: ModelArtifacts;
+  /** every completed epoch, including those before a resume */
+  history: EpochMetrics[];
+  /** 1-based; 0 if no epoch completed */
+  bestEpoch: number;
+  stopReason: 'earlyStopping' | 'maxEpochs' | 'stopped';
+  val: { auc: number; prAuc: number; logLoss: number; brier: number };
+}
+
+/** Saved in checkpoints (modelJson.userDefinedMetadata) so a retried trial continues exactly where it stopped. */
+interface TrainState {
+  kind: 'propensity-train-state';
+  version: 1;
+  seed: number;
+  params: MlpParams;
+  epoch: number;
+  bestEpoch: number;
+  bestValLoss: number | null;
+  wait: number;
+  history: EpochMetrics[];
+}
+
+const STATE_KEY = 'propensityTrainState';
+const ADAM = '__adam__/';
+const BEST = '__best__/';
+const BCE_EPS = 1e-7; // Keras' epsilon for probability clipping
+const PREDICT_BATCH = 8192;
+
+/** Dense ReLU layers with dropout and L2, sigmoid output; `hiddenUnits: []` is logistic regression. Seeded init. */
+export function buildMlp(inputDim: number, params: MlpParams, seed: number): tf.Sequential {
+  if (!Number.isInteger(inputDim) || inputDim <= 0) {
+    throw new MlError(ML_ERROR.InvalidData, `model input needs at least one feature column, got ${inputDim}`);
+  }
+  const problems = validateMlpParams(params);
+  if (problems.length > 0) throw new MlError(ML_ERROR.InvalidConfig, `invalid model parameters: ${problems.join('; ')}`, { problems });
+  // Explicit names: auto-generated ones ('dense_Dense7') depend on how many models this process built before,
+  // which would make the saved model.json (and its sha256) differ between a run and its retry.
+  const model = tf.sequential({ name: 'propensity_mlp' });
+  const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
+  params.hiddenUnits.forEach((units, i) => {
+    model.add(
+      tf.layers.dense({
+        name: `hidden_${i + 1}`,
+        units,
+        activation: 'relu',
+        ...(i === 0 ? { inputShape: [inputDim] } : {}),
+        kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }),
+        kernelRegularizer,
+      }),
+    );
+    // Kept in the graph for fidelity; the training loop applies its own per-step-seeded dropout (see trainMlp).
+    if (params.dropout > 0) model.add(tf.layers.dropout({ name: `dropout_${i + 1}`, rate: params.dropout }));
+  });
+  model.add(
+    tf.layers.dense({
+      name: 'output',
+      units: 1,
+      activation: 'sigmoid',
+      ...(params.hiddenUnits.length === 0 ? { inputShape: [inputDim] } : {}),
+      kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }),
+      kernelRegularizer,
+    }),
+  );
+  return model;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Serialization
+
+/** model.json + weights.bin bytes; `extra` tensors are appended in the 'optimizer' group, which stock loaders skip. */
+async function toArtifacts(
+  model: tf.LayersModel,
+  extra?: { tensors: { name: string; tensor: tf.Tensor }[]; metadata: object },
+): Promise<ModelArtifacts> {
+  let saved: tf.io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      saved = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  if (saved?.weightData == null || saved.weightSpecs == null) throw new Error('tfjs save produced no weights');
+  let specs = saved.weightSpecs;
+  let data = tf.io.CompositeArrayBuffer.join(saved.weightData);
+  if (extra) {
+    const enc = await tf.io.encodeWeights(extra.tensors, 'optimizer');
+    specs = [...specs, ...enc.specs];
+    data = tf.io.concatenateArrayBuffers([data, enc.data]);
+  }
+  const modelJson: Record<string, unknown> = {
+    modelTopology: saved.modelTopology,
+    format: saved.format,
+    generatedBy: saved.generatedBy,
+    convertedBy: saved.convertedBy ?? null,
+    weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
+  };
+  if (extra) modelJson.userDefinedMetadata = { [STATE_KEY]: extra.metadata };
+  return { modelJson, weights: new Uint8Array(data) };
+}
+
+/** Serialize a model to model.json (weightsManifest paths ['weights.bin']) and weights.bin bytes. */
+export function serializeModel(model: tf.LayersModel): Promise<ModelArtifacts> {
+  return toArtifacts(model);
+}
+
+function parseArtifacts(a: ModelArtifacts): tf.io.ModelArtifacts {
+  const j = a?.modelJson as Record<string, unknown> | undefined;
+  const manifest = j?.weightsManifest as tf.io.WeightsManifestConfig | undefined;
+  if (j?.modelTopology == null || !Array.isArray(manifest) || !(a.weights instanceof Uint8Array)) {
+    throw new MlError(ML_ERROR.InvalidData, 'model artifacts need a model.json with modelTopology and weightsManifest, and weights bytes');
+  }
+  const weightSpecs = manifest.flatMap((g) => g.weights);
+  const quantized = weightSpecs.some((s) => s.quantization != null);
+  const expected = quantized ? a.weights.byteLength : weightSpecs.reduce((n, s) => n + s.shape.reduce((p, d) => p * d, 1) * (s.dtype === 'bool' ? 1 : 4), 0);
+  if (expected !== a.weights.byteLength) {
+    throw new MlError(ML_ERROR.InvalidData, `weights.bin has ${a.weights.byteLength} bytes but model.json describes ${expected}`);
+  }
+  return {
+    modelTopology: j.modelTopology as object,
+    format: j.format as string | undefined,
+    generatedBy: j.generatedBy as string | undefined,
+    convertedBy: j.convertedBy as string | null | undefined,
+    weightSpecs,
+    // copy: the buffer may be a view into a larger one (a Node Buffer pool)
+    weightData: a.weights.slice().buffer,
+  };
+}
+
+/** Load artifacts from serializeModel or a checkpoint (its training state is ignored). Dispose the model after use. */
+export async function loadModel(artifacts: ModelArtifacts): Promise<tf.LayersModel> {
+  const parsed = parseArtifacts(artifacts);
+  delete parsed.userDefinedMetadata;
+  return tf.loadLayersModel(tf.io.fromMemory(parsed));
+}
+
+/** P(y = 1) for each row of a row-major matrix, in batches. Loads and disposes the model if given artifacts. */
+export async function predict(
+  modelOrArtifacts: tf.LayersModel | ModelArtifacts,
+  x: Float32Array,
+  rows: number,
+  cols: number,
+): Promise<Float32Array> {
+  if (x.length !== rows * cols) throw new MlError(ML_ERROR.InvalidData, `matrix has ${x.length} values, expected ${rows} x ${cols}`);
+  const owned = !(modelOrArtifacts instanceof tf.LayersModel);
+  const model = owned ? await loadModel(modelOrArtifacts as ModelArtifacts) : (modelOrArtifacts as tf.LayersModel);
+  try {
+    const inputDim = model.inputs[0].shape[1];
+    if (inputDim !== cols) {
+      throw new MlError(ML_ERROR.InvalidData, `model expects ${inputDim} feature columns but the matrix has ${cols}; was it transformed with this model's preprocessor?`);
+    }
+    return predictRows(model, x, rows, cols);
+  } finally {
+    if (owned) model.dispose();
+  }
+}
+
+function predictRows(model: tf.LayersModel, x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows);
+  for (let start = 0; start < rows; start += PREDICT_BATCH) {
+    const n = Math.min(PREDICT_BATCH, rows - start);
+    const p = tf.tidy(() => (model.predict(tf.tensor2d(x.subarray(start * cols, (start + n) * cols), [n, cols])) as tf.Tensor).dataSync());
+    out.set(p, start);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Training
+
+function checkXY(d: XY, split: string): { pos: number } {
+  if (d.rows === 0) throw new MlError(ML_ERROR.EmptyDataset, `${split} split has no rows`);
+  if (d.x.length !== d.rows * d.cols || d.y.length !== d.rows) {
+    throw new MlError(ML_ERROR.InvalidData, `${split} split: x has ${d.x.length} values and y ${d.y.length}, expected ${d.rows} x ${d.cols} and ${d.rows}`);
+  }
+  for (let i = 0; i < d.x.length; i++) {
+    if (!Number.isFinite(d.x[i])) {
+      throw new MlError(ML_ERROR.InvalidData, `${split} split: non-finite feature value at row ${Math.floor(i / d.cols)}, column ${i % d.cols} (preprocess first)`);
+    }
+  }
+  let pos = 0;
+  for (let i = 0; i < d.rows; i++) {
+    const y = d.y[i];
+    if (y !== 0 && y !== 1) throw new MlError(ML_ERROR.InvalidData, `${split} split: label at row ${i} is ${y}, expected 0 or 1`);
+    pos += y;
+  }
+  if (pos === 0 || pos === d.rows) {
+    throw new MlError(ML_ERROR.SingleClassLabel, `${split} split has only one label class (${pos} positives in ${d.rows} rows); widen the horizon or the population`);
+  }
+  return { pos };
+}
+
+/** Weighted mean BCE in float64, the same objective as training (minus L2). */
+function weightedLogLoss(y: ArrayLike<number>, p: Float32Array, w0: number, w1: number): number {
+  let s = 0;
+  for (let i = 0; i < p.length; i++) {
+    const q = Math.min(Math.max(p[i], BCE_EPS), 1 - BCE_EPS);
+    s -= y[i] === 1 ? w1 * Math.log(q) : w0 * Math.log(1 - q);
+  }
+  return s / p.length;
+}
+
+function readState(a: ModelArtifacts): TrainState | undefined {
+  const meta = (a.modelJson as { userDefinedMetadata?: Record<string, unknown> }).userDefinedMetadata;
+  const s = meta?.[STATE_KEY] as TrainState | undefined;
+  return s?.kind === 'propensity-train-state' ? s : undefined;
+}
+
+/**
+ * Train with Adam on seeded mini-batches, early stopping on the validation objective, restoring the best weights.
+ * Deterministic for a given seed on a given backend: the shuffle and dropout masks are derived from
+ * (seed, epoch, batch), so a run resumed from a checkpoint ends with byte-identical artifacts.
+ */
+export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
+  const { train, val, params, seed, onEpochEnd, shouldStop } = input;
+  const { pos } = checkXY(train, 'train');
+  checkXY(val, 'val');
+  if (val.cols !== train.cols) throw new MlError(ML_ERROR.InvalidData, `val has ${val.cols} columns but train has ${train.cols}`);
+  const model = buildMlp(train.cols, params, seed);
+  // sklearn's 'balanced': n / (2 * n_class), so the mean weight over train is 1 and the loss scale is unchanged.
+  const [w0, w1] = params.classWeight === 'balanced' ? [train.rows / (2 * (train.rows - pos)), train.rows / (2 * pos)] : [1, 1];
+
+  const owned: tf.Tensor[] = [];
+  const keep = <T extends tf.Tensor>(t: T): T => (owned.push(t), t);
+  let best: tf.Tensor[] | undefined;
+  const optimizer = tf.train.adam(params.learningRate);
+  try {
+    let state: TrainState = {
+      kind: 'propensity-train-state', version: 1, seed, params,
+      epoch: input.startEpoch ?? 0, bestEpoch: 0, bestValLoss: null, wait: 0, history: [],
+    };
+    if (input.initialState) {
+      const resumed = await restore(model, optimizer, input.initialState, state);
+      best = resumed.best;
+      state = resumed.state;
+    }
+    const xTrain = keep(tf.tensor2d(train.x, [train.rows, train.cols]));
+    const yTrain = keep(tf.tensor1d(Float32Array.from(train.y)));
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const layers = model.layers.map((l) => ({ layer: l, dropout: l.getClassName() === 'Dropout' }));
+    const regularizers = model.layers.flatMap((l) => l.losses);
+    let stopReason: TrainMlpOutput['stopReason'] = 'maxEpochs';
+    if (state.wait > 0 && state.wait >= params.patience) stopReason = 'earlyStopping';
+    let lastYield = performance.now();
+
+    while (stopReason === 'maxEpochs' && state.epoch < params.epochs) {
+      const t0 = performance.now();
+      const epoch = state.epoch; // 0-based index of the epoch being trained
+      const order = shuffleInPlace(Int32Array.from({ length: train.rows }, (_, i) => i), createRng(deriveSeed(seed, 3, epoch)));
+      const perm = tf.tensor1d(order, 'int32');
+      const costs: tf.Scalar[] = [];
+      const sizes: number[] = [];
+      try {
+        for (let b = 0, start = 0; start < train.rows; b++, start += params.batchSize) {
+          if (shouldStop?.()) {
+            stopReason = 'stopped';
+            break;
+          }
+          const n = Math.min(params.batchSize, train.rows - start);
+          const cost = tf.tidy(() => {
+            const idx = perm.slice(start, n);
+            const xb = tf.gather(xTrain, idx);
+            const yb = tf.gather(yTrain, idx);
+            return optimizer.minimize(() => {
+              let h: tf.Tensor = xb;
+              layers.forEach(({ layer, dropout }, li) => {
+                // tfjs Dropout with a fixed seed draws the same mask every step, and without one uses Math.random;
+                // a per-(epoch, batch, layer) seed is both varied and reproducible across retries.
+                h = dropout ? tf.dropout(h, params.dropout, undefined, deriveSeed(seed, 4, epoch, b, li)) : (layer.apply(h) as tf.Tensor);
+              });
+              const p = tf.clipByValue(tf.reshape(h, [-1]), BCE_EPS, 1 - BCE_EPS);
+              let perRow = tf.neg(tf.add(tf.mul(yb, tf.log(p)), tf.mul(tf.sub(1, yb), tf.log(tf.sub(1, p)))));
+              if (w0 !== 1 || w1 !== 1) perRow = tf.mul(perRow, tf.add(tf.mul(yb, w1 - w0), w0));
+              let loss = tf.mean(perRow) as tf.Scalar;
+              for (const r of regularizers) loss = tf.add(loss, r());
+              return loss;
+            }, true, vars) as tf.Scalar;
+          });
+          costs.push(cost);
+          sizes.push(n);
+          if (performance.now() - lastYield > 50) {
+            // let heartbeats and cancellation through during a long epoch
+            await new Promise((r) => setImmediate(r));
+            lastYield = performance.now();
+          }
+        }
+      } finally {
+        perm.dispose();
+      }
+      if (stopReason === 'stopped') {
+        tf.dispose(costs);
+        break;
+      }
+      const loss = tf.tidy(() => tf.div(tf.addN(costs.map((c, i) => tf.mul(c, sizes[i]))), train.rows).dataSync()[0]);
+      tf.dispose(costs);
+      if (!Number.isFinite(loss)) {
+        throw new MlError(ML_ERROR.NonFiniteLoss, `training loss became ${loss} in epoch ${epoch + 1} (learningRate ${params.learningRate}, batchSize ${params.batchSize}); lower the learning rate`, { epoch: epoch + 1 });
+      }
+      const pv = predictRows(model, val.x, val.rows, val.cols);
+      const valLoss = weightedLogLoss(val.y, pv, w0, w1);
+      if (!Number.isFinite(valLoss)) {
+        throw new MlError(ML_ERROR.NonFiniteLoss, `validation loss became ${valLoss} in epoch ${epoch + 1}`, { epoch: epoch + 1 });
+      }
+      const metrics: EpochMetrics = {
+        epoch: epoch + 1, loss, valLoss, valAuc: rocAuc(val.y, pv), valPrAuc: prAuc(val.y, pv),
+        seconds: (performance.now() - t0) / 1000,
+      };
+      const improved = state.bestValLoss === null || valLoss < state.bestValLoss;
+      if (improved) {
+        tf.dispose(best);
+        best = model.getWeights().map((w) => tf.clone(w));
+      }
+      state = {
+        ...state,
+        epoch: epoch + 1,
+        history: [...state.history, metrics],
+        ...(improved ? { bestEpoch: epoch + 1, bestValLoss: valLoss, wait: 0 } : { wait: state.wait + 1 }),
+      };
+      if (onEpochEnd) {
+        const snapshot = state;
+        let live = true;
+        await onEpochEnd({
+          ...metrics,
+          state: () => {
+            if (!live) throw new Error(`state() of epoch ${metrics.epoch} called after onEpochEnd returned`);
+            return checkpoint(model, optimizer, best!, snapshot);
+          },
+        });
+        live = false;
+      }
+      if (!improved && state.wait >= params.patience) stopReason = 'earlyStopping';
+      lastYield = performance.now();
+    }
+
+    if (best) model.setWeights(best);
+    const pv = predictRows(model, val.x, val.rows, val.cols);
+    return {
+      artifacts: await serializeModel(model),
+      history: state.history,
+      bestEpoch: state.bestEpoch,
+      stopReason,
+      val: { auc: rocAuc(val.y, pv), prAuc: prAuc(val.y, pv), logLoss: logLoss(val.y, pv), brier: brier(val.y, pv) },
+    };
+  } finally {
+    tf.dispose(owned);
+    tf.dispose(best);
+    optimizer.dispose();
+    model.dispose();
+  }
+}
+
+async function checkpoint(model: tf.LayersModel, optimizer: tf.AdamOptimizer, best: tf.Tensor[], state: TrainState): Promise<ModelArtifacts> {
+  const adam = await optimizer.getWeights();
+  try {
+    const tensors: { name: string; tensor: tf.Tensor }[] = [
+      ...adam.map((w, i) => ({ name: `${ADAM}${i}`, tensor: w.tensor })),
+      ...best.map((t, i) => ({ name: `${BEST}${i}`, tensor: t })),
+    ];
+    return await toArtifacts(model, { tensors, metadata: state });
+  } finally {
+    adam[0].tensor.dispose(); // the iteration counter is a fresh scalar; the moments are the optimizer's own variables
+  }
+}
+
+/** Load a checkpoint (or plain model) into a freshly built model and optimizer. */
+async function restore(
+  model: tf.LayersModel,
+  optimizer: tf.AdamOptimizer,
+  artifacts: ModelArtifacts,
+  fresh: TrainState,
+): Promise<{ state: TrainState; best?: tf.Tensor[] }> {
+  const parsed = parseArtifacts(artifacts);
+  const saved = readState(artifacts);
+  if (saved && (saved.seed !== fresh.seed || JSON.stringify(saved.params) !== JSON.stringify(fresh.params))) {
+    throw new MlError(ML_ERROR.InvalidConfig, 'checkpoint was written by a trial with different params or seed; refusing to resume from it');
+  }
+  const named = tf.io.decodeWeights(parsed.weightData!, parsed.weightSpecs!);
+  try {
+    const modelWeights = model.weights.map((w) => {
+      const t = named[w.originalName];
+      if (t === undefined || t.shape.join() !== w.shape.join()) {
+        throw new MlError(ML_ERROR.InvalidConfig, `checkpoint weight '${w.originalName}' is missing or has another shape; it belongs to a different model`);
+      }
+      return t;
+    });
+    model.setWeights(modelWeights);
+    if (!saved) return { state: fresh }; // plain model: warm start at startEpoch with a fresh optimizer
+    const adam = Object.keys(named).filter((k) => k.startsWith(ADAM)).sort((a, b) => +a.slice(ADAM.length) - +b.slice(ADAM.length));
+    if (adam.length > 1) await optimizer.setWeights(adam.map((k) => ({ name: k, tensor: named[k] })));
+    const hasBest = named[`${BEST}0`] !== undefined;
+    return { state: saved, best: hasBest ? model.weights.map((_, i) => tf.clone(named[`${BEST}${i}`])) : undefined };
+  } finally {
+    tf.dispose(Object.values(named));
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Hyperparameter search strategies. Imported by workflow code, so it must stay deterministic and dependency-free:
+ * no tfjs, no Node builtins, no Math.random, no Date.
+ */
+import { MlError, ML_ERROR } from './errors.js';
+import { createRng, shuffleInPlace, type Rng } from './random.js';
+import type { ClassWeight, MlpParams, SearchSpace } from './types.js';
+
+const SPACE_KEYS: (keyof SearchSpace)[] = [
+  'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience',
+];
+const CLASS_WEIGHTS: ClassWeight[] = ['balanced', 'none'];
+const MAX_LAYERS = 8;
+
+const isPair = (v: unknown): v is [number, number] =>
+  Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+const isPosInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0;
+const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
+
+/** Every problem with a search space, each naming its key; empty when the space is usable. */
+export function validateSearchSpace(space: SearchSpace): string[] {
+  const problems: string[] = [];
+  if (space == null || typeof space !== 'object') return ['search space must be an object'];
+  const s = space as unknown as Record<string, unknown>;
+  for (const k of Object.keys(s)) {
+    if (!SPACE_KEYS.includes(k as keyof SearchSpace)) problems.push(`${k}: unknown key (expected one of ${SPACE_KEYS.join(', ')})`);
+  }
+  const { hiddenLayers: hl, units, dropout, l2, learningRate: lr, batchSize, classWeight, epochs, patience } = space;
+  if (!isPair(hl) || !hl.every((x) => Number.isInteger(x)) || hl[0] < 0 || hl[0] > hl[1] || hl[1] > MAX_LAYERS) {
+    problems.push(`hiddenLayers: expected [min, max] integers with 0 <= min <= max <= ${MAX_LAYERS}, got ${show(hl)}`);
+  }
+  const needsUnits = !isPair(hl) || hl[1] > 0;
+  if (needsUnits && (!Array.isArray(units) || units.length === 0 || !units.every(isPosInt))) {
+    problems.push(`units: expected a non-empty list of positive integers, got ${show(units)}`);
+  }
+  if (!isPair(dropout) || dropout[0] < 0 || dropout[0] > dropout[1] || dropout[1] >= 1) {
+    problems.push(`dropout: expected [lo, hi] with 0 <= lo <= hi < 1, got ${show(dropout)}`);
+  }
+  const bothZero = isPair(l2) && l2[0] === 0 && l2[1] === 0; // [0, 0] = no weight decay
+  if (!isPair(l2) || (!bothZero && (l2[0] <= 0 || l2[0] > l2[1]))) {
+    problems.push(`l2: expected a log range [lo, hi] with 0 < lo <= hi (or [0, 0] for none), got ${show(l2)}`);
+  }
+  if (!isPair(lr) || lr[0] <= 0 || lr[0] > lr[1] || lr[1] > 1) {
+    problems.push(`learningRate: expected a log range [lo, hi] with 0 < lo <= hi <= 1, got ${show(lr)}`);
+  }
+  if (!Array.isArray(batchSize) || batchSize.length === 0 || !batchSize.every(isPosInt)) {
+    problems.push(`batchSize: expected a non-empty list of positive integers, got ${show(batchSize)}`);
+  }
+  if (!Array.isArray(classWeight) || classWeight.length === 0 || !classWeight.every((c) => CLASS_WEIGHTS.includes(c))) {
+    problems.push(`classWeight: expected a non-empty list of ${CLASS_WEIGHTS.map((c) => `'${c}'`).join(' | ')}, got ${show(classWeight)}`);
+  }
+  if (!isPosInt(epochs)) problems.push(`epochs: expected a positive integer, got ${show(epochs)}`);
+  if (!Number.isInteger(patience) || patience < 0) problems.push(`patience: expected an integer >= 0, got ${show(patience)}`);
+  return problems;
+}
+
+function assertValid(space: SearchSpace): void {
+  const problems = validateSearchSpace(space);
+  if (problems.length > 0) {
+    throw new MlError(ML_ERROR.InvalidConfig, `invalid search space: ${problems.join('; ')}`, { problems });
+  }
+}
+
+/** Latin-hypercube strata: count values in [0,1), one per equal-width stratum, in random order. */
+function strata(count: number, rng: Rng): number[] {
+  const order = shuffleInPlace(Array.from({ length: count }, (_, i) => i), rng);
+  return order.map((k) => (k + rng.next()) / count);
+}
+
+const lerp = ([lo, hi]: [number, number], u: number): number => lo + (hi - lo) * u;
+const logLerp = ([lo, hi]: [number, number], u: number): number =>
+  lo === 0 ? 0 : Math.exp(Math.log(lo) + (Math.log(hi) - Math.log(lo)) * u);
+// Keep sampled floats short and stable in JSON (trial ids, Postgres rows, workflow history).
+const round = (x: number): number => Number(x.toPrecision(4));
+
+/**
+ * `count` random-search trials, deterministic in `seed`. Continuous dimensions (dropout, l2, learning rate) use
+ * Latin-hypercube strata so that a small budget still covers each range; hidden layers are funnel-shaped
+ * (units sorted descending). Throws MlError InvalidConfig on an invalid space.
+ */
+export function sampleTrials(space: SearchSpace, count: number, seed: number): MlpParams[] {
+  assertValid(space);
+  if (!Number.isInteger(count) || count < 0) {
+    throw new MlError(ML_ERROR.InvalidConfig, `trial count must be an integer >= 0, got ${count}`);
+  }
+  const rng = createRng(seed);
+  const pick = <T>(xs: T[]): T => xs[rng.int(xs.length)];
+  const [uDrop, uL2, uLr] = [strata(count, rng), strata(count, rng), strata(count, rng)];
+  const trials: MlpParams[] = [];
+  for (let i = 0; i < count; i++) {
+    const layers = space.hiddenLayers[0] + rng.int(space.hiddenLayers[1] - space.hiddenLayers[0] + 1);
+    const hiddenUnits = Array.from({ length: layers }, () => pick(space.units)).sort((a, b) => b - a);
+    trials.push({
+      hiddenUnits,
+      dropout: layers === 0 ? 0 : round(lerp(space.dropout, uDrop[i])),
+      l2: round(logLerp(space.l2, uL2[i])),
+      learningRate: round(logLerp(space.learningRate, uLr[i])),
+      batchSize: pick(space.batchSize),
+      epochs: space.epochs,
+      classWeight: pick(space.classWeight),
+      patience: space.patience,
+    });
+  }
+  return trials;
+}
+
+/** The logistic-regression baseline (no hidden layers) trained with the same budget as the search. */
+export function baselineParams(space: SearchSpace): MlpParams {
+  assertValid(space);
+  const mid = (r: [number, number]) => (r[0] === 0 ? 0 : round(Math.sqrt(r[0] * r[1])));
+  const sizes = [...space.batchSize].sort((a, b) => a - b);
+  return {
+    hiddenUnits: [],
+    dropout: 0,
+    l2: mid(space.l2),
+    learningRate: round(space.learningRate[1]), // a linear model tolerates the top of the range and converges faster
+    batchSize: sizes[Math.floor(sizes.length / 2)],
+    epochs: space.epochs,
+    classWeight: 'none',
+    patience: space.patience,
+  };
+}
+
+/** Every problem with one trial's parameters, each naming its key; empty when training can start. */
+export function validateMlpParams(p: MlpParams): string[] {
+  const problems: string[] = [];
+  if (!Array.isArray(p.hiddenUnits) || !p.hiddenUnits.every(isPosInt) || p.hiddenUnits.length > MAX_LAYERS) {
+    problems.push(`hiddenUnits: expected at most ${MAX_LAYERS} positive integers, got ${show(p.hiddenUnits)}`);
+  }
+  if (!(p.dropout >= 0 && p.dropout < 1)) problems.push(`dropout: expected 0 <= dropout < 1, got ${show(p.dropout)}`);
+  if (!(p.l2 >= 0 && Number.isFinite(p.l2))) problems.push(`l2: expected a finite number >= 0, got ${show(p.l2)}`);
+  if (!(p.learningRate > 0 && p.learningRate <= 1)) problems.push(`learningRate: expected 0 < learningRate <= 1, got ${show(p.learningRate)}`);
+  if (!isPosInt(p.batchSize)) problems.push(`batchSize: expected a positive integer, got ${show(p.batchSize)}`);
+  if (!isPosInt(p.epochs)) problems.push(`epochs: expected a positive integer, got ${show(p.epochs)}`);
+  if (!CLASS_WEIGHTS.includes(p.classWeight)) problems.push(`classWeight: expected 'balanced' | 'none', got ${show(p.classWeight)}`);
+  if (!Number.isInteger(p.patience) || p.patience < 0) problems.push(`patience: expected an integer >= 0, got ${show(p.patience)}`);
+  return problems;
+}

@@ -1,0 +1,66 @@
+/** Shared plain-data types of the pure ML layer. No tfjs, no Node builtins: workflow code may import these. */
+
+export type FeatureKind = 'numeric' | 'categorical';
+
+export interface FeatureSpec {
+  name: string;
+  kind: FeatureKind;
+}
+
+/** Columnar data for one split. Numeric NaN (or ±Infinity) means missing; categorical null means missing. */
+export interface Frame {
+  ids: string[];
+  /** 0 | 1 per row */
+  label: Uint8Array;
+  numeric: Record<string, Float64Array>;
+  categorical: Record<string, (string | null)[]>;
+}
+
+export type ClassWeight = 'balanced' | 'none';
+
+export interface MlpParams {
+  /** [] is logistic regression (the baseline) */
+  hiddenUnits: number[];
+  dropout: number;
+  l2: number;
+  learningRate: number;
+  batchSize: number;
+  epochs: number;
+  classWeight: ClassWeight;
+  /** early stopping: epochs without val-loss improvement before stopping */
+  patience: number;
+}
+
+/** Ranges for random search. [lo, hi] pairs are inclusive; log ranges are sampled log-uniformly. */
+export interface SearchSpace {
+  hiddenLayers: [min: number, max: number];
+  units: number[];
+  dropout: [lo: number, hi: number];
+  /** log-uniform; lo = 0 is not allowed (use a tiny value) */
+  l2: [lo: number, hi: number];
+  /** log-uniform */
+  learningRate: [lo: number, hi: number];
+  batchSize: number[];
+  classWeight: ClassWeight[];
+  epochs: number;
+  patience: number;
+}
+
+/** Deep-frozen: copy it (`structuredClone`/spread) before editing. */
+export const DEFAULT_SEARCH_SPACE: Readonly<SearchSpace> = Object.freeze({
+  hiddenLayers: Object.freeze([1, 3]) as [number, number],
+  units: Object.freeze([16, 32, 64, 128]) as number[],
+  dropout: Object.freeze([0, 0.3]) as [number, number],
+  l2: Object.freeze([1e-6, 1e-3]) as [number, number],
+  learningRate: Object.freeze([3e-4, 3e-3]) as [number, number],
+  batchSize: Object.freeze([128, 256, 512]) as number[],
+  classWeight: Object.freeze(['none', 'balanced']) as ClassWeight[],
+  epochs: 30,
+  patience: 5,
+});
+
+/** A serialized tfjs LayersModel: model.json (weightsManifest paths ['weights.bin']) and the weights.bin bytes. */
+export interface ModelArtifacts {
+  modelJson: Record<string, unknown>;
+  weights: Uint8Array;
+}

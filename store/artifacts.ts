@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  NoSuchKey,
+  NotFound,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { frameToIpc, ipcToFrame, type Frame } from './arrow.js';
+
+/** A claim check: what workflows pass around instead of data. */
+export interface ArtifactRef {
+  bucket: string;
+  key: string;
+  sha256: string;
+  bytes: number;
+  rows?: number;
+}
+
+export class ArtifactIntegrityError extends Error {
+  readonly type = 'ArtifactIntegrity';
+}
+
+export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
+
+export const s3Uri = (bucket: string, key: string): string => `s3://${bucket}/${key}`;
+
+export type ArtifactStore = ReturnType<typeof createArtifactStore>;
+
+export function createArtifactStore({ client, bucket }: { client: S3Client; bucket: string }) {
+  async function put(key: string, body: Uint8Array, contentType = 'application/octet-stream'): Promise<ArtifactRef> {
+    const digest = sha256(body);
+    await client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.byteLength,
+        ContentType: contentType,
+        Metadata: { sha256: digest },
+      }),
+    );
+    return { bucket, key, sha256: digest, bytes: body.byteLength };
+  }
+
+  async function getKey(key: string, fromBucket = bucket): Promise<Uint8Array> {
+    const res = await client.send(new GetObjectCommand({ Bucket: fromBucket, Key: key }));
+    return res.Body!.transformToByteArray();
+  }
+
+  /** Reads a claim check and verifies its content hash, so a corrupted or replaced object never feeds a model. */
+  async function get(ref: ArtifactRef): Promise<Uint8Array> {
+    const bytes = await getKey(ref.key, ref.bucket);
+    const digest = sha256(bytes);
+    if (digest !== ref.sha256) {
+      throw new ArtifactIntegrityError(
+        `artifact ${s3Uri(ref.bucket, ref.key)} has sha256 ${digest}, expected ${ref.sha256}: it was changed after it was written`,
+      );
+    }
+    return bytes;
+  }
+
+  async function exists(key: string, inBucket = bucket): Promise<boolean> {
+    try {
+      await client.send(new HeadObjectCommand({ Bucket: inBucket, Key: key }));
+      return true;
+    } catch (err) {
+      if (err instanceof NotFound || err instanceof NoSuchKey) return false;
+      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      throw err;
+    }
+  }
+
+  return {
+    bucket,
+    put,
+    get,
+    getKey,
+    exists,
+    uri: (key: string) => s3Uri(bucket, key),
+    putJson: (key: string, value: unknown) =>
+      put(key, new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n'), 'application/json'),
+    getJson: async <T>(ref: ArtifactRef): Promise<T> => JSON.parse(new TextDecoder().decode(await get(ref))) as T,
+    putFrame: async (key: string, frame: Frame): Promise<ArtifactRef> => ({
+      ...(await put(key, frameToIpc(frame), 'application/vnd.apache.arrow.file')),
+      rows: frame.ids.length,
+    }),
+    getFrame: async (ref: ArtifactRef): Promise<Frame> => ipcToFrame(await get(ref)),
+  };
+}
+
+/** Deterministic keys make every activity idempotent on (runId, step, trialId). */
+export const keys = {
+  raw: (runId: string) => `runs/${runId}/raw/features.arrow`,
+  clean: (runId: string) => `runs/${runId}/clean/features.arrow`,
+  quarantine: (runId: string) => `runs/${runId}/clean/quarantine.arrow`,
+  split: (runId: string, part: 'train' | 'val' | 'test') => `runs/${runId}/split/${part}.arrow`,
+  preprocessing: (runId: string) => `runs/${runId}/split/preprocessing.json`,
+  trialModel: (runId: string, trialId: string, file: string) => `runs/${runId}/trials/${trialId}/model/${file}`,
+  trialCheckpoint: (runId: string, trialId: string, file: string) => `runs/${runId}/trials/${trialId}/checkpoint/${file}`,
+  evalReport: (runId: string) => `runs/${runId}/eval/report.json`,
+  modelFile: (name: string, version: number, file: string) => `models/${name}/v${version}/${file}`,
+};

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities/index.js';
+import type { Db } from '../../db/client.js';
+import { seedShop } from '../../db/synthetic/load.js';
+import { rocAuc } from '../../ml/metrics.js';
+import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
+import type { ArtifactStore } from '../../store/artifacts.js';
+import { connections, freshDatabase, testStore } from '../support/services.js';
+import { WORKFLOWS_PATH } from '../../workers/deps.js';
+
+// End to end on the real dev stack: Temporal dev server, PostgreSQL and s3rver, with in-process workers on
+// task queues of this test's own.
+let db: Db;
+let store: ArtifactStore;
+let closeStore: () => void;
+let bundle: WorkflowBundleWithSourceMap;
+let nativeConnection: NativeConnection;
+let client: Client;
+let cutoff: string;
+
+const queues = { cpu: `e2e-cpu-${randomUUID()}`, train: `e2e-train-${randomUUID()}` };
+
+beforeAll(async () => {
+  ({ db } = await freshDatabase('pipeline_e2e'));
+  ({ store, close: closeStore } = await testStore());
+  const shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14 });
+  cutoff = shop.timeline.cutoff.toISOString();
+  bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  const { address, namespace } = connections().temporal;
+  nativeConnection = await NativeConnection.connect({ address });
+  client = new Client({ connection: await Connection.connect({ address }), namespace });
+});
+
+afterAll(async () => {
+  await client?.connection.close();
+  await nativeConnection?.close();
+  closeStore?.();
+  await db?.close();
+});
+
+const quietLogger = {
+  log() {},
+  trace() {},
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
+
+async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
+  const activities = createActivities({ db, store, codeVersion: 'test' });
+  const { namespace } = connections().temporal;
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, maxConcurrentActivityTaskExecutions: 1 });
+  return cpu.runUntil(train.runUntil(fn()));
+}
+
+const smallConfig = (over: Record<string, unknown> = {}) => ({
+  modelName: 'e2e',
+  source: { kind: 'events', cutoff, horizonDays: 14 },
+  search: { trials: 3, parallelism: 2, epochs: 4, patience: 2 },
+  training: { finalEpochs: 8, backend: 'wasm' },
+  gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.6 }] },
+  ...over,
+});
+
+const run = (config: unknown) =>
+  client.workflow.execute(trainPipeline, {
+    taskQueue: queues.cpu,
+    workflowId: `train-e2e-${randomUUID()}`,
+    args: [{ config, taskQueues: queues, trigger: 'test' }],
+  });
+
+describe('trainPipeline end to end', () => {
+  let first: TrainPipelineOutput;
+
+  it('ingests, cleans, splits, searches, trains, evaluates and registers v1', async () => {
+    first = await withWorkers(() => run(smallConfig()));
+    expect(first.status).toBe('registered');
+    expect(first.modelVersion).toBe(1);
+    expect(first.trials).toBe(3);
+    const total = first.split.train + first.split.val + first.split.test;
+    expect(first.split.train / total).toBeGreaterThan(0.75);
+    expect(first.split.test / total).toBeGreaterThan(0.07);
+    // a real model, well above chance, and below the generator's own ceiling on the same rows
+    expect(first.metrics.testAuc).toBeGreaterThan(0.65);
+    const test = await store.getFrame(first.artifacts.test);
+    const { rows } = await db.pool.query('select user_id::text as id, probability from bench.user_truth');
+    const truth = new Map(rows.map((r) => [r.id as string, r.probability as number]));
+    const oracle = rocAuc(test.label, Float64Array.from(test.ids, (id) => truth.get(id)!));
+    expect(first.metrics.testAuc).toBeLessThan(oracle + 0.05);
+
+    expect(await store.exists(first.modelUri!.replace(`s3://${store.bucket}/`, ''))).toBe(true);
+    expect(await store.exists(`models/e2e/v1/preprocessing.json`)).toBe(true);
+    expect(await store.exists(`models/e2e/v1/metadata.json`)).toBe(true);
+
+    const runRow = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', first.runId).executeTakeFirstOrThrow();
+    expect(runRow.status).toBe('registered');
+    expect(runRow.model_version).toBe(1);
+    const steps = await db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', first.runId).execute();
+    const byStep = (s: string) => steps.filter((r) => r.step === s);
+    for (const s of ['ingest', 'clean', 'split', 'final', 'evaluate', 'register']) {
+      expect(byStep(s), s).toHaveLength(1);
+      expect(byStep(s)[0].status, s).toBe('succeeded');
+      expect(byStep(s)[0].attempt).toBeGreaterThanOrEqual(1);
+      expect(byStep(s)[0].duration_ms).not.toBeNull();
+    }
+    expect(byStep('trial')).toHaveLength(3);
+    const trials = await db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', first.runId).orderBy('trial_id').execute();
+    expect(trials.map((t) => t.trial_id)).toEqual(['final', 't001', 't002', 't003']);
+    for (const t of trials) {
+      expect(t.status).toBe('completed');
+      expect((t.curve as unknown[]).length).toBeGreaterThan(0);
+      expect(t.backend).toBe('wasm');
+    }
+    const version = await db.db.selectFrom('ml.model_versions').selectAll().where('run_id', '=', first.runId).executeTakeFirstOrThrow();
+    expect(version.data_sha256).toBe(first.dataSha256);
+    expect(version.config_hash).toBe(first.configHash);
+    expect(version.code_version).toBe('test');
+    const quality = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', first.runId).executeTakeFirstOrThrow();
+    expect(Number(quality.rows_in)).toBe(first.rows.ingested);
+  });
+
+  it('registers the next version on a second run over the same data, with the same split', async () => {
+    const second = await withWorkers(() => run(smallConfig()));
+    expect(second.status).toBe('registered');
+    expect(second.modelVersion).toBe(2);
+    expect(second.dataSha256).toBe(first.dataSha256);
+    expect(second.artifacts.test.sha256).toBe(first.artifacts.test.sha256);
+    const champion = await db.db.selectFrom('ml.model_aliases').selectAll().where('model_name', '=', 'e2e').executeTakeFirstOrThrow();
+    expect(champion.version).toBe(2);
+  });
+
+  it('rejects (does not register) a model that fails the gate, and says why', async () => {
+    const out = await withWorkers(() => run(smallConfig({ gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.999 }] } })));
+    expect(out.status).toBe('rejected');
+    expect(out.modelVersion).toBeNull();
+    expect(out.gate.reasons.join(' ')).toMatch(/rocAuc/);
+    const versions = await db.db.selectFrom('ml.model_versions').select('version').where('run_id', '=', out.runId).execute();
+    expect(versions).toHaveLength(0);
+    const row = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', out.runId).executeTakeFirstOrThrow();
+    expect(row.status).toBe('rejected');
+  });
+
+  it('fails a misspelled config key for good, recorded in ml.pipeline_runs, nothing registered', async () => {
+    const err = await withWorkers(() => run({ ...smallConfig(), modelNmae: 'oops' }).catch((e) => e));
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause as { type?: string; message?: string };
+    expect(cause.type).toBe('InvalidConfig');
+    expect(cause.message).toMatch(/modelNmae/);
+    const rows = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('status', '=', 'failed').execute();
+    expect(rows.some((r) => r.error_type === 'InvalidConfig' && /modelNmae/.test(r.error_message ?? ''))).toBe(true);
+  });
+
+  it('fails with EmptyDataset when the cutoff precedes every signup', async () => {
+    const err = await withWorkers(() =>
+      run(smallConfig({ source: { kind: 'events', cutoff: '2000-01-01T00:00:00Z', horizonDays: 14 } })).catch((e) => e),
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause as { cause?: { type?: string } };
+    expect(cause.cause?.type).toBe('EmptyDataset');
+    const failed = await db.db
+      .selectFrom('ml.run_steps')
+      .selectAll()
+      .where('step', '=', 'ingest')
+      .where('status', '=', 'failed')
+      .execute();
+    expect(failed.some((r) => r.error_type === 'EmptyDataset')).toBe(true);
+  });
+});

@@ -1,0 +1,65 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { createDb, type Db } from '../db/client.js';
+import { createS3Client, ensureBucket, findRepoRoot, loadEnv, resolveConnections, type Connections, type Env } from '../infra/index.js';
+import { createArtifactStore, type ArtifactStore } from '../store/artifacts.js';
+
+export interface Services {
+  env: Env;
+  connections: Connections;
+  db: Db;
+  store: ArtifactStore;
+  codeVersion: string;
+  close(): Promise<void>;
+}
+
+/** Opens Postgres and S3 from the environment (or the dev stack's stack.json), once per process. */
+export async function openServices(env: Env = loadEnv()): Promise<Services> {
+  const connections = resolveConnections(env);
+  const db = createDb(connections.databaseUrl);
+  const s3 = createS3Client(connections.s3);
+  await ensureBucket(s3, connections.s3.bucket);
+  const store = createArtifactStore({ client: s3, bucket: connections.s3.bucket });
+  return {
+    env,
+    connections,
+    db,
+    store,
+    codeVersion: codeVersion(),
+    async close() {
+      s3.destroy();
+      await db.close();
+    },
+  };
+}
+
+export async function connectTemporal(connections: Connections): Promise<Client> {
+  const { address, tls, apiKey, namespace } = connections.temporal;
+  const connection = await Connection.connect({ address, tls, apiKey });
+  return new Client({ connection, namespace });
+}
+
+let cachedVersion: string | undefined;
+/** Lineage: the git commit the code runs from (with "-dirty" for local edits), else the package version. */
+export function codeVersion(): string {
+  if (cachedVersion) return cachedVersion;
+  if (process.env.PROPENSITY_CODE_VERSION) return (cachedVersion = process.env.PROPENSITY_CODE_VERSION);
+  const root = findRepoRoot();
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+    cachedVersion = dirty ? `${sha}-dirty` : sha;
+  } catch {
+    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+    cachedVersion = `v${pkg.version}`;
+  }
+  return cachedVersion;
+}
+
+export const WORKFLOWS_PATH = path.join(findRepoRoot(), 'workflows', 'index.ts');

@@ -1,0 +1,54 @@
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { initBackend } from '../ml/backend.js';
+import { TASK_QUEUES } from '../workflows/constants.js';
+import { openServices, WORKFLOWS_PATH } from './deps.js';
+
+export type WorkerKind = 'cpu' | 'train';
+
+export interface RunWorkerOptions {
+  kind: WorkerKind;
+  /** Overrides for tests: a unique task queue per test, a pre-built workflow bundle. */
+  taskQueues?: { cpu: string; train: string };
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  slots?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * Runs one worker until SIGINT/SIGTERM (Temporal's runtime handles the signals and drains in-flight tasks).
+ * The cpu worker hosts the workflows and the data activities; the train worker hosts the training activities.
+ */
+export async function runWorker(opts: RunWorkerOptions): Promise<void> {
+  const log = opts.log ?? ((line) => console.log(line));
+  const services = await openServices();
+  const queues = opts.taskQueues ?? TASK_QUEUES;
+  const backendPref = (process.env.PROPENSITY_BACKEND ?? 'auto') as 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  const backend = opts.kind === 'train' ? await initBackend(backendPref) : undefined;
+  const activities = createActivities({ db: services.db, store: services.store, codeVersion: services.codeVersion, backend: backend?.name });
+  const { address, tls, apiKey, namespace } = services.connections.temporal;
+  const connection = await NativeConnection.connect({ address, tls, apiKey });
+  const taskQueue = opts.kind === 'cpu' ? queues.cpu : queues.train;
+  // tfjs on wasm is single-threaded per process: parallel trials come from more train processes, not more slots.
+  const slots = opts.slots ?? Number(process.env.PROPENSITY_TRAIN_SLOTS ?? (opts.kind === 'train' ? 1 : 8));
+  const worker = await Worker.create({
+    connection,
+    namespace,
+    taskQueue,
+    activities,
+    maxConcurrentActivityTaskExecutions: slots,
+    ...(opts.kind === 'cpu'
+      ? opts.workflowBundle
+        ? { workflowBundle: opts.workflowBundle }
+        : { workflowsPath: WORKFLOWS_PATH }
+      : {}),
+  });
+  log(`worker ${opts.kind} polling ${taskQueue}${backend ? ` (backend ${backend.name}: ${backend.detail})` : ''}, pid ${process.pid}`);
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+    await services.close();
+    log(`worker ${opts.kind} stopped`);
+  }
+}

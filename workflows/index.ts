@@ -1,0 +1,2 @@
+export { trainPipeline, progressQuery } from './pipeline.js';
+export { hyperparameterSearch, searchProgressQuery } from './search.js';
