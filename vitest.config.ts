@@ -10,5 +10,8 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 300_000,
+    // The JSON report is what .ci/run turns into its "N passed, N failed" line.
+    reporters: ['default', 'json'],
+    outputFile: { json: '.data/test-results.json' },
   },
 });

@@ -113,7 +113,8 @@ export function createTrainActivities(deps: TrainDeps) {
           const started = Date.now();
           const curve: CurvePoint[] = resume?.curve ?? [];
           const initialState = resume ? await readModel(store, resume.checkpoint) : undefined;
-          const resumedFromEpoch = resume ? resume.epoch + 1 : 0;
+          // epochs are 1-based and a checkpoint carries the full training state (weights, Adam moments, early stopping)
+          const resumedFromEpoch = resume ? resume.epoch : 0;
           const trialRow = {
             run_id: input.runId,
             trial_id: input.trialId,
