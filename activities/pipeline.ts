@@ -7,7 +7,7 @@ import { takeRows, type Frame } from '../store/arrow.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
-import { ErrorType, PipelineError } from './errors.js';
+import { ErrorType, PipelineError, toFailure } from './errors.js';
 import { recordStep } from './steps.js';
 
 export interface StartRunInput {
@@ -112,7 +112,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
         })
         .onConflict((oc) => oc.column('run_id').doNothing())
         .execute();
-      if (failure) throw failure;
+      if (failure) throw toFailure(failure);
       return { config: config!, configHash: configHash(config!), codeVersion: deps.codeVersion };
     },
 

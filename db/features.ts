@@ -138,21 +138,20 @@ WITH classified AS (
     END AS reason
   FROM shop.events e
 ),
-counts AS (
-  SELECT count(*) AS total_rows,
-    count(*) FILTER (WHERE reason = 'null_key') AS null_key,
-    count(*) FILTER (WHERE reason = 'unknown_event_type') AS unknown_event_type,
-    count(*) FILTER (WHERE reason = 'negative_price') AS negative_price,
-    count(*) FILTER (WHERE reason = 'future_timestamp') AS future_timestamp,
-    count(*) FILTER (WHERE reason IS NULL) AS candidate_rows,
-    count(DISTINCT (user_id, event_id)) FILTER (WHERE reason IS NULL) AS valid_rows,
-    count(DISTINCT (user_id, event_id)) FILTER (WHERE reason IS NULL AND occurred_at < $1::timestamptz)
-      AS valid_before_cutoff
+per_key AS (
+  -- one pass: grouping by key and reason counts duplicates without a count(DISTINCT) over the whole table
+  SELECT reason, count(*) AS copies, min(occurred_at) < $1::timestamptz AS before_cutoff
   FROM classified
+  GROUP BY user_id, event_id, reason
 )
-SELECT total_rows::float8, valid_rows::float8, null_key::float8, unknown_event_type::float8,
-  negative_price::float8, future_timestamp::float8, (candidate_rows - valid_rows)::float8 AS duplicate_event_id,
-  valid_before_cutoff::float8
-FROM counts`;
+SELECT coalesce(sum(copies), 0)::float8 AS total_rows,
+  count(*) FILTER (WHERE reason IS NULL)::float8 AS valid_rows,
+  coalesce(sum(copies) FILTER (WHERE reason = 'null_key'), 0)::float8 AS null_key,
+  coalesce(sum(copies) FILTER (WHERE reason = 'unknown_event_type'), 0)::float8 AS unknown_event_type,
+  coalesce(sum(copies) FILTER (WHERE reason = 'negative_price'), 0)::float8 AS negative_price,
+  coalesce(sum(copies) FILTER (WHERE reason = 'future_timestamp'), 0)::float8 AS future_timestamp,
+  coalesce(sum(copies - 1) FILTER (WHERE reason IS NULL), 0)::float8 AS duplicate_event_id,
+  count(*) FILTER (WHERE reason IS NULL AND before_cutoff)::float8 AS valid_before_cutoff
+FROM per_key`;
   return { sql, params: [cutoff.toISOString(), now.toISOString()] };
 }

@@ -1,9 +1,5 @@
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { FileMigrationProvider, Migrator, type Kysely, type MigrationResult } from 'kysely';
-
-const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
+import { Migrator, type Kysely, type MigrationResult } from 'kysely';
+import { migrations } from '../migrations/index.js';
 
 export class MigrationError extends Error {
   readonly type = 'MigrationFailed';
@@ -13,7 +9,7 @@ export class MigrationError extends Error {
 export async function migrateToLatest(db: Kysely<any>): Promise<MigrationResult[]> {
   const migrator = new Migrator({
     db,
-    provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }),
+    provider: { getMigrations: async () => migrations },
     migrationTableSchema: 'public',
   });
   const { error, results = [] } = await migrator.migrateToLatest();

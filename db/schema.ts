@@ -54,7 +54,7 @@ export interface TrialsTable {
   trial_id: string;
   status: 'running' | 'completed' | 'failed';
   params: Json;
-  seed: number;
+  seed: ColumnType<string, number, number>;
   attempt: Generated<number>;
   resumed_from_epoch: Generated<number>;
   epochs_run: number | null;
@@ -94,7 +94,7 @@ export interface ModelVersionsTable {
   code_version: string;
   data_sha256: string;
   params: Json;
-  seed: number;
+  seed: ColumnType<string, number, number>;
   backend: string;
   metrics: Json<Record<string, number>>;
   created_at: GeneratedTimestamp;

@@ -3,6 +3,8 @@ import type { S3Connection } from './connections.js';
 
 /** An S3 client for a resolved connection, safe for s3rver as well as AWS. */
 export function createS3Client(conn: S3Connection): S3Client {
+  // Node 20 is this project's chosen runtime; the SDK's multi-line "upgrade Node" notice would bury every command's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     region: conn.region,
     forcePathStyle: conn.forcePathStyle,

@@ -156,11 +156,12 @@ export async function stackUp({ log = console.log, env = loadEnv() }: StackOptio
   await fs.mkdir(path.join(env.PROPENSITY_DATA_DIR, 'logs'), { recursive: true });
   return withLock(env, async () => {
     const all = services(env);
+    await checkPortsFree(env, all);
     const started: ServiceName[] = [];
     const results = await Promise.allSettled(all.map((s) => upService(env, s, log, () => started.push(s.name))));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
     // A failed `up` leaves nothing behind that it started itself, so callers have nothing to clean up.
-    const rolledBack = failures.length ? all.filter((s) => started.includes(s.name)) : [];
+    const rolledBack = failures.length ? all.filter((s, i) => started.includes(s.name) && results[i].status === 'fulfilled') : [];
     await Promise.all(rolledBack.map((s) => stopService(env, s, log, 'rolled back')));
     // Entries of services reported external now stay: an earlier `up` may still run them.
     const stack = readStackFileOrEmpty(env);
@@ -247,14 +248,7 @@ async function upService(env: Env, s: Service, log: (line: string) => void, onSt
     await removePid(env, s);
     log(line(s.name, 'stale', `pid file removed (pid ${existing} no longer runs ${s.name}); starting again`));
   }
-  for (const { port, variable } of s.ports) {
-    if (await portAnswers(port)) {
-      throw new ConfigError(
-        'PORT_IN_USE',
-        `Port ${port} (for ${s.name}) is in use by a process propensity did not start: set ${variable} to a free port, or set ${s.externalVar} to use that service instead.`,
-      );
-    }
-  }
+  await checkPortsFree(env, [s]);
   const started = Date.now();
   const pid = await s.start(log);
   await fs.writeFile(pidFile(env, s), `${pid}\n`);
@@ -268,6 +262,18 @@ async function upService(env: Env, s: Service, log: (line: string) => void, onSt
   }
   log(line(s.name, 'running', `${s.address} (pid ${pid}, started in ${seconds(started)})${ui}`));
   return { name: s.name, state: 'running', pid, ...where };
+}
+
+/** Fails before anything starts when a port we need is held by a process we did not start. */
+async function checkPortsFree(env: Env, candidates: Service[]): Promise<void> {
+  const ours = (s: Service) => env[s.externalVar] || (readPid(env, s) !== undefined && isOurProcess(readPid(env, s)!, s.marker));
+  const checks = candidates.filter((s) => !ours(s)).flatMap((s) => s.ports.map((p) => ({ ...p, s })));
+  const taken = (await Promise.all(checks.map(async (c) => ((await portAnswers(c.port)) ? [c] : [])))).flat();
+  if (!taken.length) return;
+  const what = taken.map(
+    ({ port, variable, s }) => `Port ${port} (${s.name}) is in use by a process propensity did not start: set ${variable} to a free port, or ${s.externalVar} to use that service instead.`,
+  );
+  throw new ConfigError('PORT_IN_USE', what.join('\n'));
 }
 
 async function waitReady(s: Service, pid: number, why: string): Promise<void> {

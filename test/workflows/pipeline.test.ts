@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
@@ -24,6 +24,7 @@ let cutoff: string;
 const queues = { cpu: `e2e-cpu-${randomUUID()}`, train: `e2e-train-${randomUUID()}` };
 
 beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db } = await freshDatabase('pipeline_e2e'));
   ({ store, close: closeStore } = await testStore());
   const shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14 });
@@ -148,9 +149,9 @@ describe('trainPipeline end to end', () => {
   it('fails a misspelled config key for good, recorded in ml.pipeline_runs, nothing registered', async () => {
     const err = await withWorkers(() => run({ ...smallConfig(), modelNmae: 'oops' }).catch((e) => e));
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    const cause = (err as WorkflowFailedError).cause as { type?: string; message?: string };
-    expect(cause.type).toBe('InvalidConfig');
-    expect(cause.message).toMatch(/modelNmae/);
+    const cause = ((err as WorkflowFailedError).cause as { cause?: { type?: string; message?: string } }).cause;
+    expect(cause?.type).toBe('InvalidConfig');
+    expect(cause?.message).toMatch(/modelNmae/);
     const rows = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('status', '=', 'failed').execute();
     expect(rows.some((r) => r.error_type === 'InvalidConfig' && /modelNmae/.test(r.error_message ?? ''))).toBe(true);
   });

@@ -1,0 +1,12 @@
+import type { Migration } from 'kysely';
+import * as shop from './2026-11-23T0000-shop.js';
+import * as ml from './2026-11-23T0100-ml.js';
+
+/**
+ * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
+ * FileMigrationProvider uses a runtime import() that cannot load .ts files under every runner (vitest, tsx, bundles).
+ */
+export const migrations: Record<string, Migration> = {
+  '2026-11-23T0000-shop': shop,
+  '2026-11-23T0100-ml': ml,
+};

@@ -1,0 +1,145 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../ml/backend.js';
+import { MlError } from '../../ml/errors.js';
+import { rocAuc } from '../../ml/metrics.js';
+import { buildMlp, loadModel, predict, serializeModel, trainMlp, type TrainMlpInput, type XY } from '../../ml/model.js';
+import { createRng } from '../../ml/random.js';
+import type { MlpParams, ModelArtifacts } from '../../ml/types.js';
+
+/** XOR-ish truth: y = 1 when x0 and x1 share a sign (10 % label noise); x2..x5 are noise. Linear AUC ≈ 0.5. */
+function xor(rows: number, seed: number, cols = 6): XY {
+  const rng = createRng(seed);
+  const x = new Float32Array(rows * cols);
+  const y = new Uint8Array(rows);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) x[r * cols + c] = rng.next() * 2 - 1;
+    const truth = x[r * cols] * x[r * cols + 1] > 0 ? 1 : 0;
+    y[r] = rng.next() < 0.1 ? 1 - truth : truth;
+  }
+  return { x, y, rows, cols };
+}
+
+const train = xor(2000, 1);
+const val = xor(500, 2);
+const mlp: MlpParams = {
+  hiddenUnits: [16, 8], dropout: 0.1, l2: 1e-5, learningRate: 0.01, batchSize: 64,
+  epochs: 30, classWeight: 'none', patience: 5,
+};
+const logistic: MlpParams = { ...mlp, hiddenUnits: [], dropout: 0 };
+const bytesEqual = (a: ModelArtifacts, b: ModelArtifacts) =>
+  JSON.stringify(a.modelJson) === JSON.stringify(b.modelJson) && Buffer.compare(a.weights, b.weights) === 0;
+const errorType = (p: Promise<unknown>) => p.then(() => 'no error', (e: unknown) => (e instanceof MlError ? e.type : String(e)));
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+describe('trainMlp', () => {
+  let mlpRun: Awaited<ReturnType<typeof trainMlp>>;
+
+  it('an MLP clearly beats logistic regression on a nonlinear truth, without leaking tensors', async () => {
+    const before = tf.memory().numTensors;
+    const lr = await trainMlp({ train, val, params: logistic, seed: 3 });
+    mlpRun = await trainMlp({ train, val, params: mlp, seed: 3 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(lr.val.auc).toBeLessThan(0.65);
+    expect(mlpRun.val.auc).toBeGreaterThan(0.85);
+    expect(mlpRun.history.length).toBeGreaterThan(0);
+    expect(mlpRun.bestEpoch).toBeGreaterThan(0);
+    // the returned model is the best epoch's, not the last one's
+    expect(mlpRun.val.logLoss).toBeCloseTo(mlpRun.history[mlpRun.bestEpoch - 1].valLoss, 4);
+  });
+
+  it('serialize → load → predict gives identical predictions, without leaking tensors', async () => {
+    const before = tf.memory().numTensors;
+    const fromArtifacts = await predict(mlpRun.artifacts, val.x, val.rows, val.cols);
+    const model = await loadModel(mlpRun.artifacts);
+    const fromModel = await predict(model, val.x, val.rows, val.cols);
+    const again = await serializeModel(model);
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    expect(fromModel).toEqual(fromArtifacts);
+    expect(bytesEqual(again, mlpRun.artifacts)).toBe(true);
+    expect(rocAuc(val.y, fromArtifacts)).toBeCloseTo(mlpRun.val.auc, 10);
+    expect((mlpRun.artifacts.modelJson.weightsManifest as { paths: string[] }[])[0].paths).toEqual(['weights.bin']);
+  });
+
+  it('resuming from an epoch-3 checkpoint ends exactly like a straight run (byte-identical artifacts)', async () => {
+    const params = { ...mlp, epochs: 6, patience: 10 };
+    let checkpoint: ModelArtifacts | undefined;
+    let lateState: (() => Promise<ModelArtifacts>) | undefined;
+    const straight = await trainMlp({
+      train, val, params, seed: 11,
+      onEpochEnd: async (e) => {
+        if (e.epoch === 3) checkpoint = await e.state();
+        lateState = e.state;
+      },
+    });
+    await expect(lateState!()).rejects.toThrow(/after onEpochEnd returned/);
+    // idempotent activities: the same inputs give the same bytes (same sha256)
+    expect(bytesEqual((await trainMlp({ train, val, params, seed: 11 })).artifacts, straight.artifacts)).toBe(true);
+    // a retry: the activity restarts from the checkpoint (e.g. on another worker)
+    const epochsSeen: number[] = [];
+    const resumed = await trainMlp({ train, val, params, seed: 11, initialState: checkpoint, onEpochEnd: (e) => void epochsSeen.push(e.epoch) });
+    expect(epochsSeen).toEqual([4, 5, 6]);
+    expect(resumed.history).toEqual(straight.history.map((h, i) => ({ ...h, seconds: resumed.history[i].seconds })));
+    expect(resumed.bestEpoch).toBe(straight.bestEpoch);
+    expect(bytesEqual(resumed.artifacts, straight.artifacts)).toBe(true);
+    // and a checkpoint is also a loadable model
+    const p = await predict(checkpoint!, val.x, val.rows, val.cols);
+    expect(p.every((v) => v > 0 && v < 1)).toBe(true);
+  });
+
+  it('stops early on the validation loss and restores the best epoch', async () => {
+    const small = xor(200, 5);
+    const out = await trainMlp({
+      train: small, val: xor(300, 6), seed: 1,
+      params: { ...mlp, hiddenUnits: [64, 64], dropout: 0, l2: 0, learningRate: 0.03, batchSize: 32, epochs: 60, patience: 2 },
+    });
+    expect(out.stopReason).toBe('earlyStopping');
+    expect(out.history.length).toBe(out.bestEpoch + 2);
+    expect(out.val.logLoss).toBeCloseTo(out.history[out.bestEpoch - 1].valLoss, 4);
+  });
+
+  it('shouldStop ends training between batches with a usable model', async () => {
+    let calls = 0;
+    const out = await trainMlp({ train, val, params: mlp, seed: 2, shouldStop: () => ++calls > 70 });
+    expect(out.stopReason).toBe('stopped');
+    expect(out.history.length).toBe(2); // 32 batches per epoch: stopped during the third
+    expect(out.artifacts.weights.byteLength).toBeGreaterThan(0);
+  });
+
+  it('typed errors: NonFiniteLoss, SingleClassLabel, InvalidData, InvalidConfig; no leaks on failure', async () => {
+    const before = tf.memory().numTensors;
+    const huge = { ...train, x: train.x.map(() => 3e38) };
+    expect(await errorType(trainMlp({ train: huge, val, params: { ...mlp, epochs: 1 }, seed: 1 }))).toBe('NonFiniteLoss');
+    expect(tf.memory().numTensors).toBe(before);
+    const base: TrainMlpInput = { train, val, params: mlp, seed: 1 };
+    expect(await errorType(trainMlp({ ...base, train: { ...train, y: new Uint8Array(train.rows) } }))).toBe('SingleClassLabel');
+    expect(await errorType(trainMlp({ ...base, val: xor(10, 1, 5) }))).toBe('InvalidData');
+    expect(await errorType(trainMlp({ ...base, params: { ...mlp, learningRate: -1 } }))).toBe('InvalidConfig');
+    expect(await errorType(trainMlp({ ...base, initialState: (await loadAndSave(buildMlp(9, mlp, 1))) }))).toBe('InvalidConfig');
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+async function loadAndSave(model: tf.LayersModel): Promise<ModelArtifacts> {
+  try {
+    return await serializeModel(model);
+  } finally {
+    model.dispose();
+  }
+}
+
+describe('buildMlp', () => {
+  it('builds logistic regression for hiddenUnits [] and seeds its initial weights', async () => {
+    const a = buildMlp(5, logistic, 1);
+    const b = buildMlp(5, logistic, 1);
+    expect(a.layers.map((l) => l.getClassName())).toEqual(['Dense']);
+    expect(bytesEqual(await serializeModel(a), await serializeModel(b))).toBe(true);
+    const c = buildMlp(5, mlp, 1);
+    expect(c.layers.map((l) => l.name)).toEqual(['hidden_1', 'dropout_1', 'hidden_2', 'dropout_2', 'output']);
+    [a, b, c].forEach((m) => m.dispose());
+  });
+});
