@@ -38,6 +38,8 @@ export interface DemoResult {
   cutoff: string;
   gateReasons: string[];
   temporalUi: string | null;
+  /** omitted from --json output: it holds the password */
+  databaseUrl: string;
 }
 
 /** The whole story on one machine: stack up, migrate, seed, workers, one pipeline run, a summary. */
@@ -106,6 +108,7 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
       cutoff: out.cutoff,
       gateReasons: out.gate.reasons,
       temporalUi: stack.temporal.uiUrl ?? null,
+      databaseUrl: services.connections.databaseUrl,
     };
   } finally {
     await stopWorkers(workers);

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parsePipelineConfig } from '../activities/config.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { seedShop } from '../db/synthetic/load.js';
-import { loadEnv, stackDown, stackStatus, stackUp } from '../infra/index.js';
+import { stackDown, stackStatus, stackUp } from '../infra/index.js';
 import { TASK_QUEUES } from '../workflows/constants.js';
 import { trainPipeline } from '../workflows/pipeline.js';
 import { connectTemporal, openServices } from '../workers/deps.js';
@@ -120,9 +120,9 @@ program
     log(`  test ROC-AUC ${r.metrics.testAuc.toFixed(4)} (oracle ${r.oracleAuc.toFixed(4)}, gap ${(r.oracleAuc - r.metrics.testAuc).toFixed(4)}), PR-AUC ${r.metrics.testPrAuc.toFixed(4)}, log loss ${r.metrics.testLogLoss.toFixed(4)}`);
     log(`  split train ${r.split.train} / val ${r.split.val} / test ${r.split.test}; ${r.trials} trials`);
     log(r.modelUri ? `  model ${r.modelName} v${r.modelVersion} at ${r.modelUri}` : `  not registered: ${r.gateReasons.join('; ')}`);
-    log(`  query it: psql "${loadEnv().DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:54329/propensity'}" -c "select * from ml.pipeline_runs order by started_at desc limit 5"`);
+    log(`  query it: psql "${r.databaseUrl}" -c "select * from ml.pipeline_runs order by started_at desc limit 5"`);
     log('  the dev stack keeps running: `npx propensity dev down` stops it');
-    if (o.json) log(JSON.stringify(r));
+    if (o.json) log(JSON.stringify({ ...r, databaseUrl: undefined }));
     process.exitCode = r.status === 'registered' ? 0 : 3;
   });
 

@@ -83,9 +83,10 @@ export function prAuc(labels: Labels, scores: Scores): number {
   return ap;
 }
 
-const LOG_LOSS_EPS = 1e-15;
+// scikit-learn >= 1.5 clips at the float64 machine epsilon (older releases used 1e-15).
+const LOG_LOSS_EPS = Number.EPSILON;
 
-/** Mean binary cross-entropy with probabilities clipped to [1e-15, 1 - 1e-15]. Defined for a single class too. */
+/** Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps] (= sklearn log_loss). Defined for one class too. */
 export function logLoss(labels: Labels, probs: Scores): number {
   check(labels, probs, 'log loss');
   let sum = 0;

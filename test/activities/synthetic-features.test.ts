@@ -1,10 +1,11 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { createDb, type Db } from '../../db/client.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Db } from '../../db/client.js';
 import { EVENT_FEATURES, eventFeatureQuery, eventQualityQuery } from '../../db/features.js';
 import { createShop, DAY, type ShopOptions } from '../../db/synthetic/generator.js';
 import { seedShop, type SeedShopResult } from '../../db/synthetic/load.js';
 import { truthProbability } from '../../db/synthetic/truth.js';
+import { freshDatabase } from '../support/services.js';
 
 // A small shop against the real Postgres of the dev stack: the SQL features must equal the generator's JS mirror,
 // so the known truth holds for what the pipeline actually trains on.
@@ -16,7 +17,6 @@ const options: ShopOptions = {
 let db: Db;
 let seeded: SeedShopResult;
 let rows: Record<string, unknown>[];
-// The suite's globalSetup provides the database with all migrations applied.
 
 async function features(client: pg.Pool | pg.PoolClient) {
   const q = eventFeatureQuery({ cutoff: seeded.timeline.cutoff, horizonDays: options.horizonDays! });
@@ -24,7 +24,7 @@ async function features(client: pg.Pool | pg.PoolClient) {
 }
 
 beforeAll(async () => {
-  db = createDb(inject('connections').databaseUrl);
+  ({ db } = await freshDatabase('synthetic_features')); // a migrated database of this file's own
   seeded = await seedShop(db.pool, options);
   rows = await features(db.pool);
 });

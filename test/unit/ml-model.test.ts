@@ -4,8 +4,10 @@ import { initBackend } from '../../ml/backend.js';
 import { MlError } from '../../ml/errors.js';
 import { rocAuc } from '../../ml/metrics.js';
 import { buildMlp, loadModel, predict, serializeModel, trainMlp, type TrainMlpInput, type XY } from '../../ml/model.js';
+import { permutationImportance } from '../../ml/importance.js';
+import { fitPreprocessor, transform } from '../../ml/preprocess.js';
 import { createRng } from '../../ml/random.js';
-import type { MlpParams, ModelArtifacts } from '../../ml/types.js';
+import type { Frame, MlpParams, ModelArtifacts } from '../../ml/types.js';
 
 /** XOR-ish truth: y = 1 when x0 and x1 share a sign (10 % label noise); x2..x5 are noise. Linear AUC ≈ 0.5. */
 function xor(rows: number, seed: number, cols = 6): XY {
@@ -141,5 +143,28 @@ describe('buildMlp', () => {
     const c = buildMlp(5, mlp, 1);
     expect(c.layers.map((l) => l.name)).toEqual(['hidden_1', 'dropout_1', 'hidden_2', 'dropout_2', 'output']);
     [a, b, c].forEach((m) => m.dispose());
+  });
+});
+
+describe('end to end: preprocess → train → permutation importance', () => {
+  const toFrame = (d: XY): Frame => ({
+    ids: Array.from({ length: d.rows }, (_, i) => `u${i}`),
+    label: Uint8Array.from(d.y),
+    numeric: Object.fromEntries(Array.from({ length: d.cols }, (_, c) => [`x${c}`, Float64Array.from({ length: d.rows }, (_, r) => d.x[r * d.cols + c])])),
+    categorical: {},
+  });
+
+  it('ranks the two XOR inputs first', async () => {
+    const specs = Array.from({ length: train.cols }, (_, c) => ({ name: `x${c}`, kind: 'numeric' as const }));
+    const pre = fitPreprocessor(toFrame(train), specs);
+    const [tr, va] = [transform(pre, toFrame(train)), transform(pre, toFrame(val))];
+    const out = await trainMlp({ train: { ...tr, y: train.y }, val: { ...va, y: val.y }, params: { ...mlp, epochs: 20 }, seed: 4 });
+    const before = tf.memory().numTensors;
+    const imp = await permutationImportance(out.artifacts, pre, va, val.y, 1);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(imp.baselineAuc).toBeCloseTo(out.val.auc, 6);
+    expect(imp.features.slice(0, 2).map((f) => f.feature).sort()).toEqual(['x0', 'x1']);
+    expect(imp.features[1].aucDrop).toBeGreaterThan(0.2);
+    expect(Math.abs(imp.features[2].aucDrop)).toBeLessThan(0.03);
   });
 });
