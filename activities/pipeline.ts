@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import { EVENT_FEATURES, eventFeatureQuery, eventQualityQuery } from '../db/features.js';
-import { fitPreprocessor } from '../ml/preprocess.js';
+import { fitPreprocessor, takeRows } from '../ml/preprocess.js';
 import { assignSplit } from '../ml/split.js';
-import type { FeatureSpec } from '../ml/types.js';
-import { takeRows, type Frame } from '../store/arrow.js';
+import type { FeatureSpec, Frame } from '../ml/types.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';

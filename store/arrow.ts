@@ -31,28 +31,3 @@ export function ipcToFrame(bytes: Uint8Array): Frame {
   }
   return frame;
 }
-
-export function frameRows(frame: Frame): number {
-  return frame.ids.length;
-}
-
-/** Rows at the given indices, in that order. */
-export function takeRows(frame: Frame, idx: ArrayLike<number>): Frame {
-  const n = idx.length;
-  const out: Frame = { ids: new Array(n), label: new Uint8Array(n), numeric: {}, categorical: {} };
-  for (let i = 0; i < n; i++) {
-    out.ids[i] = frame.ids[idx[i]];
-    out.label[i] = frame.label[idx[i]];
-  }
-  for (const [name, col] of Object.entries(frame.numeric)) {
-    const dst = new Float64Array(n);
-    for (let i = 0; i < n; i++) dst[i] = col[idx[i]];
-    out.numeric[name] = dst;
-  }
-  for (const [name, col] of Object.entries(frame.categorical)) {
-    const dst = new Array<string | null>(n);
-    for (let i = 0; i < n; i++) dst[i] = col[idx[i]];
-    out.categorical[name] = dst;
-  }
-  return out;
-}
