@@ -150,6 +150,21 @@ export function createPipelineActivities(deps: ActivityDeps) {
           const quality = eventQualityQuery({ cutoff, now });
           const { rows: q } = await db.pool.query(quality.sql, quality.params);
           const events = Object.fromEntries(Object.entries(q[0] ?? {}).map(([k, v]) => [k, Number(v)]));
+          // Invalid source events are never silently dropped: each reason is counted for analysts.
+          const { total_rows = 0, valid_rows = 0, valid_before_cutoff: _, ...reasons } = events;
+          const eventQuality = {
+            run_id: input.runId,
+            stage: 'events',
+            rows_in: total_rows,
+            rows_out: valid_rows,
+            quarantined: JSON.stringify(reasons),
+            features: JSON.stringify({}),
+          };
+          await db.db
+            .insertInto('ml.data_quality')
+            .values(eventQuality)
+            .onConflict((oc) => oc.columns(['run_id', 'stage']).doUpdateSet(eventQuality))
+            .execute();
           await db.db
             .updateTable('ml.pipeline_runs')
             .set({ cutoff })

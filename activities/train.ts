@@ -111,7 +111,7 @@ export function createTrainActivities(deps: TrainDeps) {
           const backend = await initBackend(deps.backend ?? input.backend);
           const resume = ctx.info.heartbeatDetails as TrialHeartbeat | undefined;
           const started = Date.now();
-          const curve: CurvePoint[] = resume?.curve ?? [];
+          const curve: CurvePoint[] = [...(resume?.curve ?? [])];
           const initialState = resume ? await readModel(store, resume.checkpoint) : undefined;
           // epochs are 1-based and a checkpoint carries the full training state (weights, Adam moments, early stopping)
           const resumedFromEpoch = resume ? resume.epoch : 0;
@@ -167,11 +167,14 @@ export function createTrainActivities(deps: TrainDeps) {
                   valPrAuc: e.valPrAuc,
                   seconds: e.seconds,
                 });
-                const checkpoint = await writeModel(store, (file) =>
-                  keys.trialCheckpoint(input.runId, input.trialId, file),
+                // One key per epoch: heartbeats are throttled, so the last one the server holds may name an
+                // older checkpoint than the newest written, and that one must still be there, unchanged.
+                const checkpoint = await writeModel(
+                  store,
+                  (file) => keys.trialCheckpoint(input.runId, input.trialId, e.epoch, file),
                   await e.state(),
                 );
-                ctx.heartbeat({ epoch: e.epoch, checkpoint, curve } satisfies TrialHeartbeat);
+                ctx.heartbeat({ epoch: e.epoch, checkpoint, curve: [...curve] } satisfies TrialHeartbeat);
                 await db.db
                   .updateTable('ml.trials')
                   .set({ curve: JSON.stringify(curve), epochs_run: curve.length })

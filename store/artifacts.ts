@@ -98,7 +98,8 @@ export const keys = {
   split: (runId: string, part: 'train' | 'val' | 'test') => `runs/${runId}/split/${part}.arrow`,
   preprocessing: (runId: string) => `runs/${runId}/split/preprocessing.json`,
   trialModel: (runId: string, trialId: string, file: string) => `runs/${runId}/trials/${trialId}/model/${file}`,
-  trialCheckpoint: (runId: string, trialId: string, file: string) => `runs/${runId}/trials/${trialId}/checkpoint/${file}`,
+  trialCheckpoint: (runId: string, trialId: string, epoch: number, file: string) =>
+    `runs/${runId}/trials/${trialId}/checkpoints/epoch-${String(epoch).padStart(4, '0')}/${file}`,
   evalReport: (runId: string) => `runs/${runId}/eval/report.json`,
   modelFile: (name: string, version: number, file: string) => `models/${name}/v${version}/${file}`,
 };

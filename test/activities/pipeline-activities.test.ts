@@ -1,0 +1,187 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities/index.js';
+import type { SplitOutput } from '../../activities/pipeline.js';
+import type { TrainTrialInput } from '../../activities/train.js';
+import type { Db } from '../../db/client.js';
+import { seedShop } from '../../db/synthetic/load.js';
+import type { ArtifactStore } from '../../store/artifacts.js';
+import { freshDatabase, testStore } from '../support/services.js';
+
+// Activities on the real Postgres and s3rver of the dev stack, in Temporal's mock activity context
+// (attempt numbers, heartbeats and heartbeat details as a retry would see them).
+let db: Db;
+let store: ArtifactStore;
+let closeStore: () => void;
+let acts: ReturnType<typeof createActivities>;
+let cutoff: string;
+const runId = `act-${Date.now()}`;
+
+beforeAll(async () => {
+  ({ db } = await freshDatabase('activities'));
+  ({ store, close: closeStore } = await testStore());
+  const shop = await seedShop(db.pool, { users: 1500, days: 30, seed: 21, horizonDays: 10 });
+  cutoff = shop.timeline.cutoff.toISOString();
+  acts = createActivities({ db, store, codeVersion: 'test' });
+  await call(new MockActivityEnvironment(), acts.startRun, {
+    runId,
+    workflowId: 'wf-activities',
+    config: { modelName: 'acts', source: { kind: 'events', cutoff, horizonDays: 10 } },
+  });
+});
+
+afterAll(async () => {
+  closeStore?.();
+  await db?.close();
+});
+
+/** MockActivityEnvironment.run with the activity's own argument and result types. */
+const call = <A extends unknown[], R>(env: MockActivityEnvironment, fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+  env.run(fn as never, ...(args as unknown as never[])) as Promise<R>;
+
+const steps = (step: string) =>
+  db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', runId).where('step', '=', step).execute();
+
+describe('data activities', () => {
+  let split: SplitOutput;
+
+  it('ingest → clean → split, recording each step once with its attempt; a rerun gives byte-identical splits', async () => {
+    const env = new MockActivityEnvironment({ attempt: 3 });
+    const ingest = await call(env, acts.ingestEvents, { runId, cutoff, horizonDays: 10 });
+    expect(ingest.rows).toBeGreaterThan(1000);
+    expect(ingest.positives).toBeGreaterThan(0);
+    expect(ingest.events.duplicate_event_id).toBeGreaterThan(0); // the seeded shop has dirty rows
+    const clean = await call(env, acts.cleanData, { runId, raw: ingest.raw });
+    const splitInput = { runId, clean: clean.clean, features: ingest.features, split: { seed: 42, train: 0.8, val: 0.1, test: 0.1 } };
+    split = await call(env, acts.splitData, splitInput);
+    const again = await call(new MockActivityEnvironment({ attempt: 4 }), acts.splitData, splitInput);
+    for (const part of ['train', 'val', 'test'] as const) expect(again[part].sha256).toBe(split[part].sha256);
+    expect(again.preprocessing.sha256).toBe(split.preprocessing.sha256);
+    expect(split.sizes.train + split.sizes.val + split.sizes.test).toBe(clean.rowsOut);
+
+    for (const step of ['ingest', 'clean']) {
+      const rows = await steps(step);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ status: 'succeeded', attempt: 3 });
+    }
+    const splitRows = await steps('split');
+    expect(splitRows).toHaveLength(1);
+    expect(splitRows[0]).toMatchObject({ status: 'succeeded', attempt: 4 });
+
+    const quality = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', runId).orderBy('stage').execute();
+    expect(quality.map((q) => q.stage)).toEqual(['clean', 'events']);
+    const events = quality.find((q) => q.stage === 'events')!;
+    const reasons = events.quarantined as Record<string, number>;
+    expect(Number(events.rows_in) - Number(events.rows_out)).toBe(Object.values(reasons).reduce((a, b) => a + b, 0));
+  });
+
+  it('quarantines rows without a key, duplicates and bad labels, and repairs infinities, counting each', async () => {
+    const raw = await store.putFrame(`runs/${runId}/test/raw-dirty.arrow`, {
+      ids: ['1', '2', '2', '', '5', '6'],
+      label: Uint8Array.from([0, 1, 0, 1, 255, 0]),
+      numeric: { x: Float64Array.from([1, Infinity, 3, 4, 5, NaN]) },
+      categorical: { g: ['a', 'b', null, 'a', 'b', 'a'] },
+    });
+    const out = await call(new MockActivityEnvironment(), acts.cleanData, { runId, raw });
+    expect(out.rowsIn).toBe(6);
+    expect(out.rowsOut).toBe(3);
+    expect(out.quarantined).toEqual({ duplicate_entity_key: 1, null_entity_key: 1, invalid_label: 1 });
+    expect(out.repaired).toEqual({ 'non_finite:x': 1 });
+    const cleaned = await store.getFrame(out.clean);
+    expect(cleaned.ids).toEqual(['1', '2', '6']);
+    expect(Number.isNaN(cleaned.numeric.x[1])).toBe(true);
+    expect(await store.exists(`runs/${runId}/clean/quarantine.arrow`)).toBe(true);
+  });
+
+  it('fails a split whose label has one class with a non-retryable SingleClassLabel, recorded as failed', async () => {
+    const raw = await store.putFrame(`runs/${runId}/test/raw-one-class.arrow`, {
+      ids: Array.from({ length: 200 }, (_, i) => String(i)),
+      label: new Uint8Array(200),
+      numeric: { x: Float64Array.from({ length: 200 }, (_, i) => i) },
+      categorical: {},
+    });
+    const err = await call(new MockActivityEnvironment(), acts.splitData, { runId: runId, clean: raw, features: [{ name: 'x', kind: 'numeric' as const }], split: { seed: 1, train: 0.8, val: 0.1, test: 0.1 } })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err).toMatchObject({ type: 'SingleClassLabel', nonRetryable: true });
+    expect((await steps('split'))[0]).toMatchObject({ status: 'failed', error_type: 'SingleClassLabel' });
+  });
+
+  describe('training and registry', () => {
+    const params = { hiddenUnits: [16], dropout: 0.1, l2: 1e-5, learningRate: 3e-3, batchSize: 256, epochs: 4, classWeight: 'none' as const, patience: 10 };
+    const trialInput = (): TrainTrialInput => ({
+      runId,
+      trialId: 'tx',
+      params,
+      seed: 99,
+      train: split.train,
+      val: split.val,
+      preprocessing: split.preprocessing,
+      backend: 'wasm',
+    });
+
+    it('heartbeats every epoch with a checkpoint, and a retry resumes from it to the same model', async () => {
+      const heartbeats: unknown[] = [];
+      const env = new MockActivityEnvironment();
+      env.on('heartbeat', (d: unknown) => heartbeats.push(d));
+      const straight = await call(env, acts.trainTrial, trialInput());
+      expect(straight.status).toBe('completed');
+      expect(heartbeats).toHaveLength(4);
+      expect(heartbeats.map((h) => (h as { epoch: number }).epoch)).toEqual([1, 2, 3, 4]);
+
+      // As Temporal would retry it on another worker after a crash in epoch 3: attempt 2, last heartbeat's details.
+      const retry = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: heartbeats[1] });
+      const resumed = await call(retry, acts.trainTrial, trialInput());
+      expect(resumed.resumedFromEpoch).toBe(2);
+      expect(resumed.model!.weights.sha256).toBe(straight.model!.weights.sha256);
+      const row = await db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', runId).where('trial_id', '=', 'tx').executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ status: 'completed', attempt: 2, resumed_from_epoch: 2, epochs_run: 4, backend: 'wasm' });
+      expect((await steps('trial')).filter((s) => s.trial_id === 'tx')).toHaveLength(1);
+    });
+
+    it('registers a blessed model once: a repeated call returns the same version, a rejected one is refused', async () => {
+      const trained = await call(new MockActivityEnvironment(), acts.trainTrial, { ...trialInput(), trialId: 'final', step: 'final' as const });
+      const gate = { thresholds: [{ metric: 'rocAuc' as const, op: '>=' as const, value: 0.5 }] };
+      const evaluation = await call(new MockActivityEnvironment(), acts.evaluateModel, {
+        runId,
+        modelName: 'acts',
+        model: trained.model!,
+        test: split.test,
+        preprocessing: split.preprocessing,
+        gate,
+      });
+      expect(evaluation.blessed).toBe(true);
+      const input = {
+        runId,
+        workflowId: 'wf-activities',
+        modelName: 'acts',
+        model: trained.model!,
+        preprocessing: split.preprocessing,
+        evaluation,
+        lineage: {
+          configHash: 'h',
+          codeVersion: 'test',
+          dataSha256: split.dataSha256,
+          params,
+          seed: 99,
+          backend: trained.backend,
+          cutoff,
+          horizonDays: 10,
+          features: ['x'],
+        },
+      };
+      const first = await call(new MockActivityEnvironment(), acts.registerModel, input);
+      const second = await call(new MockActivityEnvironment({ attempt: 2 }), acts.registerModel, input);
+      expect(first).toMatchObject({ version: 1, created: true });
+      expect(second).toEqual({ ...first, created: false });
+      const versions = await db.db.selectFrom('ml.model_versions').selectAll().where('model_name', '=', 'acts').execute();
+      expect(versions).toHaveLength(1);
+      expect(await store.exists('models/acts/v1/weights.bin')).toBe(true);
+
+      const refused = await call(new MockActivityEnvironment(), acts.registerModel, { ...input, evaluation: { ...evaluation, blessed: false } })
+        .catch((e) => e);
+      expect(refused).toMatchObject({ type: 'NotBlessed', nonRetryable: true });
+    });
+  });
+});
