@@ -2,7 +2,7 @@ import { Context } from '@temporalio/activity';
 import { sql } from 'kysely';
 import { initBackend } from '../ml/backend.js';
 import { isMlError } from '../ml/errors.js';
-import { trainMlp, type EpochReport } from '../ml/model.js';
+import { trainMlp, type EpochMetrics, type EpochReport } from '../ml/model.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { MlpParams, ModelArtifacts } from '../ml/types.js';
 import { keys, type ArtifactRef, type ArtifactStore } from '../store/artifacts.js';
@@ -29,14 +29,8 @@ export interface TrainTrialInput {
   step?: 'trial' | 'final';
 }
 
-export interface CurvePoint {
-  epoch: number;
-  loss: number;
-  valLoss: number;
-  valAuc: number;
-  valPrAuc: number;
-  seconds: number;
-}
+/** One epoch of a learning curve, as stored in ml.trials.curve. */
+export type CurvePoint = EpochMetrics;
 
 export interface TrainTrialOutput {
   trialId: string;

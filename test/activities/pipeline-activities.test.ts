@@ -108,6 +108,18 @@ describe('data activities', () => {
     expect((await steps('split'))[0]).toMatchObject({ status: 'failed', error_type: 'SingleClassLabel' });
   });
 
+  it('fails ingest for good, naming the cause, when a source table is missing', async () => {
+    await db.pool.query('alter table shop.events rename to events_moved');
+    try {
+      const err = await call(new MockActivityEnvironment(), acts.ingestEvents, { runId, cutoff, horizonDays: 10 }).catch((e) => e);
+      expect(err).toMatchObject({ type: 'SourceSchema', nonRetryable: true });
+      expect(err.message).toMatch(/source table does not exist.*shop\.events/);
+      expect((await steps('ingest'))[0]).toMatchObject({ status: 'failed', error_type: 'SourceSchema' });
+    } finally {
+      await db.pool.query('alter table shop.events_moved rename to events');
+    }
+  });
+
   describe('training and registry', () => {
     const params = { hiddenUnits: [16], dropout: 0.1, l2: 1e-5, learningRate: 3e-3, batchSize: 256, epochs: 4, classWeight: 'none' as const, patience: 10 };
     const trialInput = (): TrainTrialInput => ({
