@@ -13,6 +13,28 @@ const positiveRange = z
   .tuple([z.number().positive(), z.number().positive()])
   .refine(([lo, hi]) => lo <= hi, 'range must be [low, high] with 0 < low <= high');
 
+const column = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain column name (letters, digits, "_"), not an expression');
+
+/**
+ * A conservative check that a table-mode query is one SELECT: comments and string literals are blanked out, then
+ * no statement separator may remain and the text must start with SELECT, WITH, VALUES or TABLE. Postgres enforces
+ * the rest: the query runs wrapped as a subquery inside a READ ONLY transaction.
+ */
+export function isSingleSelect(query: string): boolean {
+  const blanked = query
+    .replace(/--[^\n]*/g, ' ')
+    .replace(/\/\*[\s\S]*?\*\//g, ' ')
+    .replace(/'(?:[^']|'')*'/g, "''")
+    .replace(/"(?:[^"]|"")*"/g, '""')
+    .trim()
+    .replace(/;\s*$/, '');
+  if (blanked.includes(';')) return false;
+  if (!/^(select|with|values|table)\b/i.test(blanked)) return false;
+  return !/\b(insert|update|delete|merge|truncate|drop|alter|create|grant|revoke|copy|call|do|vacuum|lock)\b/i.test(blanked);
+}
+
 export const METRIC_NAMES = ['rocAuc', 'prAuc', 'logLoss', 'brier'] as const;
 
 export const searchSpaceSchema = z.strictObject({
@@ -34,13 +56,34 @@ export const searchSpaceSchema = z.strictObject({
 export const pipelineConfigSchema = z.strictObject({
   modelName: identifier.default('propensity'),
   source: z
-    .strictObject({
-      kind: z.literal('events'),
-      /** Features use events strictly before the cutoff; the label is a purchase in [cutoff, cutoff + horizon). */
-      cutoff: z.iso.datetime({ offset: true }).optional(),
-      horizonDays: z.number().int().min(1).max(365).default(14),
-    })
+    .discriminatedUnion('kind', [
+      z.strictObject({
+        kind: z.literal('events'),
+        /** Features use events strictly before the cutoff; the label is a purchase in [cutoff, cutoff + horizon). */
+        cutoff: z.iso.datetime({ offset: true }).optional(),
+        horizonDays: z.number().int().min(1).max(365).default(14),
+        /** Events before this instant are invalid (default: the earliest signup in shop.users). */
+        openedAt: z.iso.datetime({ offset: true }).optional(),
+      }),
+      z.strictObject({
+        kind: z.literal('table'),
+        /** One read-only SELECT returning one row per entity; run inside a READ ONLY transaction. */
+        query: z.string().min(1).refine(isSingleSelect, 'must be a single read-only SELECT (or WITH … SELECT) statement'),
+        entityKey: column,
+        label: column,
+        /** Columns to train on, with optional declared kinds; default: every other column, kinds inferred. */
+        features: z.union([z.array(column).min(1), z.record(column, z.enum(['numeric', 'categorical']))]).optional(),
+      }),
+    ])
     .default({ kind: 'events', horizonDays: 14 }),
+  quality: z
+    .strictObject({
+      /** Fail the run when more than this share of source rows (events, or entities) is quarantined. */
+      maxQuarantineRate: z.number().min(0).max(1).default(0.05),
+      /** Fail the run when a feature's population stability index against the last registered run exceeds this. */
+      maxPsi: z.number().positive().default(0.25),
+    })
+    .default({ maxQuarantineRate: 0.05, maxPsi: 0.25 }),
   split: z
     .strictObject({
       seed: z.number().int().min(0).default(42),

@@ -10,6 +10,7 @@ export const ErrorType = {
   NonFiniteLoss: 'NonFiniteLoss',
   ArtifactIntegrity: 'ArtifactIntegrity',
   NotBlessed: 'NotBlessed',
+  DataQuality: 'DataQuality',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 

@@ -1,12 +1,16 @@
 import { sql } from 'kysely';
-import { EVENT_FEATURES, eventFeatureQuery, eventQualityQuery } from '../db/features.js';
+import type pg from 'pg';
+import { cutoffCheckQuery, EVENT_FEATURES, eventFeatureQuery, eventQualityQuery, eventQuarantineQuery } from '../db/features.js';
+import { DriftProfiler, type FeatureProfile } from '../ml/drift.js';
 import { fitPreprocessor, takeRows } from '../ml/preprocess.js';
 import { assignSplit } from '../ml/split.js';
-import type { FeatureSpec, Frame } from '../ml/types.js';
-import { keys, type ArtifactRef } from '../store/artifacts.js';
+import type { FeatureSpec } from '../ml/types.js';
+import { concatFrames } from '../store/arrow.js';
+import { datasetRef, keys, type ArtifactRef, type DatasetRef } from '../store/artifacts.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
+import { copyToShards, inlineParams, LABEL_MISSING, planTableSource, readOnly, SHARD_ROWS } from './source.js';
 import { recordStep } from './steps.js';
 
 export interface StartRunInput {
@@ -31,34 +35,44 @@ export interface FinishRunInput {
 
 export interface IngestInput {
   runId: string;
-  cutoff?: string;
-  horizonDays: number;
+  source: PipelineConfig['source'];
 }
 export interface IngestOutput {
-  raw: ArtifactRef;
+  mode: 'events' | 'table';
+  raw: DatasetRef;
   rows: number;
   positives: number;
-  cutoff: string;
-  horizonDays: number;
   features: FeatureSpec[];
-  events: Record<string, number>;
+  /** event mode: the point in time features are computed at; null in table mode */
+  cutoff: string | null;
+  horizonDays: number | null;
+  /** event mode: source events in, valid, and quarantined per reason */
+  events: { total: number; valid: number; quarantined: Record<string, number> } | null;
 }
 
 export interface CleanInput {
   runId: string;
-  raw: ArtifactRef;
+  modelName: string;
+  mode: 'events' | 'table';
+  raw: DatasetRef;
+  quality: PipelineConfig['quality'];
+  /** event mode: invalid source events / all source events, checked against the same limit */
+  eventQuarantineRate?: number;
 }
 export interface CleanOutput {
-  clean: ArtifactRef;
+  clean: DatasetRef;
   rowsIn: number;
   rowsOut: number;
   quarantined: Record<string, number>;
   repaired: Record<string, number>;
+  /** PSI per feature against the last registered run of the model (empty for a model's first run) */
+  drift: Record<string, number>;
+  driftBaselineRunId: string | null;
 }
 
 export interface SplitInput {
   runId: string;
-  clean: ArtifactRef;
+  clean: DatasetRef;
   features: FeatureSpec[];
   split: PipelineConfig['split'];
 }
@@ -74,7 +88,6 @@ export interface SplitOutput {
   dataSha256: string;
 }
 
-const INVALID_LABEL = 255;
 
 export function createPipelineActivities(deps: ActivityDeps) {
   const { db, store } = deps;
@@ -100,8 +113,8 @@ export function createPipelineActivities(deps: ActivityDeps) {
           model_name: modelName,
           status: failure ? 'failed' : 'running',
           trigger: input.trigger ?? 'manual',
-          horizon_days: config?.source.horizonDays ?? null,
-          cutoff: config?.source.cutoff ?? null,
+          horizon_days: config?.source.kind === 'events' ? config.source.horizonDays : null,
+          cutoff: config?.source.kind === 'events' ? config.source.cutoff ?? null : null,
           config: JSON.stringify(config ?? input.config ?? null),
           config_hash: config ? configHash(config) : 'invalid',
           code_version: deps.codeVersion,
@@ -130,163 +143,26 @@ export function createPipelineActivities(deps: ActivityDeps) {
         .execute();
     },
 
-    /** Builds point-in-time features per user in Postgres and stores them as an Arrow claim check. */
-    async ingestEvents(input: IngestInput): Promise<IngestOutput> {
+    /**
+     * Builds one row per entity in Postgres — point-in-time features from events, or a table-mode query — and
+     * streams it out with COPY into Arrow shards in S3. Invalid source events are exported and counted, not dropped.
+     */
+    async ingestSource(input: IngestInput): Promise<IngestOutput> {
       return recordStep(
         deps,
         { runId: input.runId, step: 'ingest' },
-        async () => {
-          const cutoff = input.cutoff ? new Date(input.cutoff) : await defaultCutoff(input.horizonDays);
-          const now = new Date();
-          const { sql: text, params } = eventFeatureQuery({ cutoff, horizonDays: input.horizonDays, now });
-          const { rows } = await db.pool.query(text, params);
-          if (rows.length === 0) {
-            throw new PipelineError(
-              ErrorType.EmptyDataset,
-              `no users signed up before the cutoff ${cutoff.toISOString()} in shop.users: seed a shop (npx propensity seed) or choose a later source.cutoff`,
-            );
-          }
-          const frame = rowsToFrame(rows, EVENT_FEATURES);
-          const quality = eventQualityQuery({ cutoff, now });
-          const { rows: q } = await db.pool.query(quality.sql, quality.params);
-          const events = Object.fromEntries(Object.entries(q[0] ?? {}).map(([k, v]) => [k, Number(v)]));
-          // Invalid source events are never silently dropped: each reason is counted for analysts.
-          const { total_rows = 0, valid_rows = 0, valid_before_cutoff: _, ...reasons } = events;
-          const eventQuality = {
-            run_id: input.runId,
-            stage: 'events',
-            rows_in: total_rows,
-            rows_out: valid_rows,
-            quarantined: JSON.stringify(reasons),
-            features: JSON.stringify({}),
-          };
-          await db.db
-            .insertInto('ml.data_quality')
-            .values(eventQuality)
-            .onConflict((oc) => oc.columns(['run_id', 'stage']).doUpdateSet(eventQuality))
-            .execute();
-          await db.db
-            .updateTable('ml.pipeline_runs')
-            .set({ cutoff })
-            .where('run_id', '=', input.runId)
-            .execute();
-          const raw = await store.putFrame(keys.raw(input.runId), frame);
-          let positives = 0;
-          for (const l of frame.label) if (l === 1) positives++;
-          return {
-            raw,
-            rows: frame.ids.length,
-            positives,
-            cutoff: cutoff.toISOString(),
-            horizonDays: input.horizonDays,
-            features: EVENT_FEATURES.map((f) => ({ name: f.name, kind: f.kind })),
-            events,
-          };
-        },
-        (r) => ({ rows: r.rows, positives: r.positives, cutoff: r.cutoff, events: r.events, uri: store.uri(r.raw.key) }),
+        () => (input.source.kind === 'table' ? ingestTable(input.runId, input.source) : ingestEvents(input.runId, input.source)),
+        (r) => ({ mode: r.mode, rows: r.rows, positives: r.positives, cutoff: r.cutoff, events: r.events, shards: r.raw.shards.length }),
       );
-
-      async function defaultCutoff(horizonDays: number): Promise<Date> {
-        const { rows } = await db.pool.query(
-          `select date_trunc('day', max(occurred_at)) - make_interval(days => $1) as cutoff
-             from shop.events where occurred_at <= now()`,
-          [horizonDays],
-        );
-        if (!rows[0]?.cutoff) {
-          throw new PipelineError(
-            ErrorType.EmptyDataset,
-            'shop.events has no events with a timestamp: seed a shop (npx propensity seed) or import events first',
-          );
-        }
-        return rows[0].cutoff as Date;
-      }
     },
 
-    /** Quarantines rows that cannot be trained on and repairs what can be, counting every row either way. */
+    /** Quarantines entity rows that cannot be trained on, repairs what can be, profiles drift, enforces the limits. */
     async cleanData(input: CleanInput): Promise<CleanOutput> {
       return recordStep(
         deps,
         { runId: input.runId, step: 'clean' },
-        async () => {
-          const frame = await store.getFrame(input.raw);
-          const n = frame.ids.length;
-          const quarantined: Record<string, number> = {};
-          const repaired: Record<string, number> = {};
-          const reason = new Array<string | null>(n).fill(null);
-          const seen = new Set<string>();
-          for (let i = 0; i < n; i++) {
-            const id = frame.ids[i];
-            if (!id) reason[i] = 'null_entity_key';
-            else if (seen.has(id)) reason[i] = 'duplicate_entity_key';
-            else if (frame.label[i] !== 0 && frame.label[i] !== 1) reason[i] = 'invalid_label';
-            if (id) seen.add(id);
-            if (reason[i]) quarantined[reason[i]!] = (quarantined[reason[i]!] ?? 0) + 1;
-          }
-          const keep: number[] = [];
-          const drop: number[] = [];
-          reason.forEach((r, i) => (r ? drop : keep).push(i));
-          const clean = takeRows(frame, keep);
-          const featureStats: Record<string, unknown> = {};
-          for (const [name, col] of Object.entries(clean.numeric)) {
-            let missing = 0;
-            let nonFinite = 0;
-            let min = Infinity;
-            let max = -Infinity;
-            let sum = 0;
-            for (let i = 0; i < col.length; i++) {
-              const v = col[i];
-              if (Number.isNaN(v)) missing++;
-              else if (!Number.isFinite(v)) {
-                col[i] = NaN; // infinities become missing and are imputed with train statistics later
-                nonFinite++;
-                missing++;
-              } else {
-                min = Math.min(min, v);
-                max = Math.max(max, v);
-                sum += v;
-              }
-            }
-            if (nonFinite) repaired[`non_finite:${name}`] = nonFinite;
-            const present = col.length - missing;
-            featureStats[name] = {
-              kind: 'numeric',
-              missingRate: col.length ? missing / col.length : 0,
-              min: present ? min : null,
-              max: present ? max : null,
-              mean: present ? sum / present : null,
-            };
-          }
-          for (const [name, col] of Object.entries(clean.categorical)) {
-            const distinct = new Set(col.filter((v) => v !== null));
-            const missing = col.filter((v) => v === null).length;
-            featureStats[name] = {
-              kind: 'categorical',
-              missingRate: col.length ? missing / col.length : 0,
-              distinct: distinct.size,
-            };
-          }
-          if (clean.ids.length === 0) {
-            throw new PipelineError(ErrorType.EmptyDataset, `no rows left after cleaning: ${JSON.stringify(quarantined)}`);
-          }
-          const cleanRef = await store.putFrame(keys.clean(input.runId), clean);
-          const quarantineRef = drop.length ? await store.putFrame(keys.quarantine(input.runId), takeRows(frame, drop)) : null;
-          const values = {
-            run_id: input.runId,
-            stage: 'clean',
-            rows_in: n,
-            rows_out: clean.ids.length,
-            quarantined: JSON.stringify(quarantined),
-            features: JSON.stringify(featureStats),
-            quarantine_uri: quarantineRef ? store.uri(quarantineRef.key) : null,
-          };
-          await db.db
-            .insertInto('ml.data_quality')
-            .values(values)
-            .onConflict((oc) => oc.columns(['run_id', 'stage']).doUpdateSet(values))
-            .execute();
-          return { clean: cleanRef, rowsIn: n, rowsOut: clean.ids.length, quarantined, repaired };
-        },
-        (r) => ({ rowsIn: r.rowsIn, rowsOut: r.rowsOut, quarantined: r.quarantined, repaired: r.repaired }),
+        () => cleanShards(input),
+        (r) => ({ rowsIn: r.rowsIn, rowsOut: r.rowsOut, quarantined: r.quarantined, repaired: r.repaired, drift: r.drift }),
       );
     },
 
@@ -296,7 +172,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
         deps,
         { runId: input.runId, step: 'split' },
         async () => {
-          const frame = await store.getFrame(input.clean);
+          const frame = concatFrames(await Promise.all(input.clean.shards.map((s) => store.getFrame(s))));
           const ratios = { train: input.split.train, val: input.split.val, test: input.split.test };
           const idx: Record<SplitPart, number[]> = { train: [], val: [], test: [] };
           frame.ids.forEach((id, i) => idx[assignSplit(id, input.split.seed, ratios)].push(i));
@@ -323,32 +199,320 @@ export function createPipelineActivities(deps: ActivityDeps) {
             store.putFrame(keys.split(input.runId, 'test'), parts.test),
             store.putJson(keys.preprocessing(input.runId), pre),
           ]);
+          await upsertQuality({
+            run_id: input.runId,
+            stage: 'split',
+            rows_in: frame.ids.length,
+            rows_out: frame.ids.length,
+            quarantined: JSON.stringify({}),
+            features: JSON.stringify({ sizes, positiveRates, seed: input.split.seed }),
+          });
           return { train, val, test, preprocessing, sizes, positiveRates, dataSha256: input.clean.sha256 };
         },
         (r) => ({ sizes: r.sizes, positiveRates: r.positiveRates, dataSha256: r.dataSha256 }),
       );
     },
   };
-}
 
-/** pg rows → Frame; int8 and numeric arrive as strings, NULL numerics become NaN (imputed later). */
-export function rowsToFrame(rows: Record<string, unknown>[], specs: FeatureSpec[]): Frame {
-  const n = rows.length;
-  const frame: Frame = { ids: new Array(n), label: new Uint8Array(n), numeric: {}, categorical: {} };
-  for (const s of specs) {
-    if (s.kind === 'numeric') frame.numeric[s.name] = new Float64Array(n);
-    else frame.categorical[s.name] = new Array(n);
+  async function upsertQuality(values: {
+    run_id: string;
+    stage: string;
+    rows_in: number;
+    rows_out: number;
+    quarantined: string;
+    features: string;
+    quarantine_uri?: string | null;
+  }) {
+    await db.db
+      .insertInto('ml.data_quality')
+      .values(values)
+      .onConflict((oc) => oc.columns(['run_id', 'stage']).doUpdateSet(values))
+      .execute();
   }
-  for (let i = 0; i < n; i++) {
-    const row = rows[i];
-    frame.ids[i] = row.user_id == null ? '' : String(row.user_id);
-    const label = row.label == null ? NaN : Number(row.label === true ? 1 : row.label === false ? 0 : row.label);
-    frame.label[i] = label === 0 || label === 1 ? label : INVALID_LABEL;
-    for (const s of specs) {
-      const v = row[s.name];
-      if (s.kind === 'numeric') frame.numeric[s.name][i] = v == null ? NaN : Number(v);
-      else frame.categorical[s.name][i] = v == null ? null : String(v);
+
+  async function ingestEvents(runId: string, source: EventSource): Promise<IngestOutput> {
+    const now = new Date();
+    const horizonDays = source.horizonDays;
+    const openedAt = source.openedAt ? new Date(source.openedAt) : null;
+    const cutoff = source.cutoff ? new Date(source.cutoff) : await defaultCutoff(horizonDays);
+    const windowEnd = new Date(cutoff.getTime() + horizonDays * 86_400_000);
+    if (windowEnd > now) {
+      throw new PipelineError(
+        ErrorType.InvalidData,
+        `the label window [${cutoff.toISOString()}, ${windowEnd.toISOString()}) has not ended yet: labels would be incomplete; choose an earlier source.cutoff`,
+      );
+    }
+    const check = cutoffCheckQuery({ cutoff, horizonDays, now, openedAt });
+    const c = (await db.pool.query(check.sql, check.params)).rows[0] as unknown as Record<string, string | Date | null>;
+    if (Number(c.valid_before_cutoff) === 0) {
+      throw new PipelineError(ErrorType.EmptyDataset, `shop.events has no valid events before the cutoff ${cutoff.toISOString()}: choose a later source.cutoff or load events`);
+    }
+    if (Number(c.valid_in_window) === 0) {
+      throw new PipelineError(
+        ErrorType.EmptyDataset,
+        `shop.events has no valid events in the label window [${cutoff.toISOString()}, ${windowEnd.toISOString()}) ` +
+          `(last valid event ${c.last_valid_at ? new Date(c.last_valid_at as string).toISOString() : 'none'}): choose an earlier source.cutoff or a longer source.horizonDays`,
+      );
+    }
+
+    const features = eventFeatureQuery({ cutoff, horizonDays, now, openedAt });
+    const quarantine = eventQuarantineQuery({ now, openedAt });
+    const quality = eventQualityQuery({ cutoff, now, openedAt });
+    // The feature scan and the invalid-event export run side by side, on two connections.
+    const [copied, quarantined, counts] = await Promise.all([
+      withClient((client) =>
+        copyToShards({
+          client,
+          select: inlineParams(features.sql, features.params),
+          specs: EVENT_FEATURES,
+          store,
+          keyOf: (i) => keys.raw(runId, i),
+        }),
+      ),
+      exportQuarantine(runId, inlineParams(quarantine.sql, quarantine.params)),
+      db.pool.query(quality.sql, quality.params).then((r) => r.rows[0] as Record<string, unknown>),
+    ]);
+    if (copied.dataset.rows === 0) {
+      throw new PipelineError(
+        ErrorType.EmptyDataset,
+        `no users signed up before the cutoff ${cutoff.toISOString()} in shop.users: seed a shop (npx propensity seed) or choose a later source.cutoff`,
+      );
+    }
+    const { total_rows, valid_rows, valid_before_cutoff: _, ...reasons } = Object.fromEntries(
+      Object.entries(counts).map(([k, v]) => [k, Number(v)]),
+    );
+    await upsertQuality({
+      run_id: runId,
+      stage: 'events',
+      rows_in: total_rows,
+      rows_out: valid_rows,
+      quarantined: JSON.stringify(reasons),
+      features: JSON.stringify({}),
+      quarantine_uri: quarantined.length ? store.uri(quarantined[0].key) : null,
+    });
+    await db.db.updateTable('ml.pipeline_runs').set({ cutoff }).where('run_id', '=', runId).execute();
+    return {
+      mode: 'events',
+      raw: copied.dataset,
+      rows: copied.dataset.rows,
+      positives: copied.positives,
+      features: EVENT_FEATURES.map((f) => ({ name: f.name, kind: f.kind })),
+      cutoff: cutoff.toISOString(),
+      horizonDays,
+      events: { total: total_rows, valid: valid_rows, quarantined: reasons },
+    };
+  }
+
+  async function ingestTable(runId: string, source: TableSource): Promise<IngestOutput> {
+    const copied = await readOnly(db.pool, async (client) => {
+      const plan = await planTableSource(client, source);
+      const out = await copyToShards({ client, select: plan.select, specs: plan.features, store, keyOf: (i) => keys.raw(runId, i) });
+      return { ...out, features: plan.features };
+    });
+    if (copied.badLabels.rows > 0) {
+      throw new PipelineError(
+        ErrorType.InvalidData,
+        `label column "${source.label}" has ${copied.badLabels.rows} values that are not boolean-like ` +
+          `(e.g. ${copied.badLabels.examples.map((e) => JSON.stringify(e)).join(', ')}); use true/false, 1/0, yes/no or t/f`,
+      );
+    }
+    if (copied.dataset.rows === 0) throw new PipelineError(ErrorType.EmptyDataset, 'source.query returned no rows');
+    return {
+      mode: 'table',
+      raw: copied.dataset,
+      rows: copied.dataset.rows,
+      positives: copied.positives,
+      features: copied.features,
+      cutoff: null,
+      horizonDays: null,
+      events: null,
+    };
+  }
+
+  async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await db.pool.connect();
+    try {
+      return await fn(client);
+    } finally {
+      client.release();
     }
   }
-  return frame;
+
+  /** Streams invalid source events (with their reason) to S3 in shards: the quarantine of the events stage. */
+  async function exportQuarantine(runId: string, select: string): Promise<ArtifactRef[]> {
+    return withClient(async (client) => {
+      const res = await client.query(`SELECT * FROM (${select}) AS q`);
+      const columns = res.fields.map((f) => f.name);
+      const refs: ArtifactRef[] = [];
+      for (let start = 0; start < res.rows.length; start += SHARD_ROWS) {
+        const chunk = res.rows.slice(start, start + SHARD_ROWS);
+        const table = Object.fromEntries(
+          columns.map((c) => [c, chunk.map((r) => (r[c] === null ? null : r[c] instanceof Date ? (r[c] as Date).toISOString() : String(r[c])))]),
+        );
+        refs.push(await store.putTextTable(keys.rawQuarantine(runId, refs.length), table));
+      }
+      return refs;
+    });
+  }
+
+  async function defaultCutoff(horizonDays: number): Promise<Date> {
+    const { rows } = await db.pool.query(
+      `select date_trunc('day', max(occurred_at)) - make_interval(days => $1) as cutoff
+         from shop.events where occurred_at <= now()`,
+      [horizonDays],
+    );
+    if (!rows[0]?.cutoff) {
+      throw new PipelineError(
+        ErrorType.EmptyDataset,
+        'shop.events has no events with a timestamp: seed a shop (npx propensity seed) or import events first',
+      );
+    }
+    return rows[0].cutoff as Date;
+  }
+
+  async function previousProfile(modelName: string, runId: string) {
+    const row = await db.db
+      .selectFrom('ml.data_quality as q')
+      .innerJoin('ml.pipeline_runs as r', 'r.run_id', 'q.run_id')
+      .select(['q.run_id', 'q.features'])
+      .where('r.model_name', '=', modelName)
+      .where('r.status', '=', 'registered')
+      .where('q.stage', '=', 'clean')
+      .where('r.run_id', '<>', runId)
+      .orderBy('r.started_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    const features = (row?.features ?? {}) as Record<string, { profile?: FeatureProfile }>;
+    const profiles = Object.fromEntries(
+      Object.entries(features).flatMap(([k, v]) => (v?.profile ? [[k, v.profile] as const] : [])),
+    );
+    return { runId: row?.run_id ?? null, profiles };
+  }
+
+  async function cleanShards(input: CleanInput): Promise<CleanOutput> {
+    const quarantined: Record<string, number> = {};
+    const repaired: Record<string, number> = {};
+    const count = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
+    const seen = new Set<string>();
+    const duplicateExamples: string[] = [];
+    const baseline = await previousProfile(input.modelName, input.runId);
+    const profiler = new DriftProfiler(baseline.profiles);
+    const stats = new Map<string, { kind: 'numeric' | 'categorical'; n: number; missing: number; min: number; max: number; sum: number; distinct?: Set<string> }>();
+    const cleanRefs: ArtifactRef[] = [];
+    const quarantineRefs: ArtifactRef[] = [];
+    let rowsIn = 0;
+
+    for (const shardRef of input.raw.shards) {
+      const frame = await store.getFrame(shardRef);
+      const n = frame.ids.length;
+      rowsIn += n;
+      const keep: number[] = [];
+      const drop: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const id = frame.ids[i];
+        let reason: string | null = null;
+        if (!id) reason = 'null_entity_key';
+        else if (seen.has(id)) {
+          reason = 'duplicate_entity_key';
+          if (duplicateExamples.length < 5) duplicateExamples.push(id);
+        } else if (frame.label[i] === LABEL_MISSING) reason = 'missing_label';
+        else if (frame.label[i] !== 0 && frame.label[i] !== 1) reason = 'invalid_label';
+        if (id) seen.add(id);
+        if (reason) {
+          count(quarantined, reason);
+          drop.push(i);
+        } else keep.push(i);
+      }
+      const clean = keep.length === n ? frame : takeRows(frame, keep);
+      for (const [name, col] of Object.entries(clean.numeric)) {
+        let s = stats.get(name);
+        if (!s) stats.set(name, (s = { kind: 'numeric', n: 0, missing: 0, min: Infinity, max: -Infinity, sum: 0 }));
+        for (let i = 0; i < col.length; i++) {
+          const v = col[i];
+          s.n++;
+          if (Number.isNaN(v)) s.missing++;
+          else if (!Number.isFinite(v)) {
+            col[i] = NaN; // infinities become missing, imputed later with train statistics
+            count(repaired, `non_finite:${name}`);
+            s.missing++;
+          } else {
+            if (v < s.min) s.min = v;
+            if (v > s.max) s.max = v;
+            s.sum += v;
+          }
+        }
+      }
+      for (const [name, col] of Object.entries(clean.categorical)) {
+        let s = stats.get(name);
+        if (!s) stats.set(name, (s = { kind: 'categorical', n: 0, missing: 0, min: 0, max: 0, sum: 0, distinct: new Set() }));
+        for (const v of col) {
+          s.n++;
+          if (v === null) s.missing++;
+          else if (s.distinct!.size < 10_000) s.distinct!.add(v);
+        }
+      }
+      profiler.add(clean);
+      if (clean.ids.length) cleanRefs.push(await store.putFrame(keys.clean(input.runId, cleanRefs.length), clean));
+      if (drop.length) quarantineRefs.push(await store.putFrame(keys.quarantine(input.runId, quarantineRefs.length), takeRows(frame, drop)));
+    }
+
+    const { profiles, psi } = profiler.finish();
+    const featureStats: Record<string, unknown> = {};
+    for (const [name, s] of stats) {
+      const present = s.n - s.missing;
+      featureStats[name] =
+        s.kind === 'numeric'
+          ? {
+              kind: 'numeric',
+              missingRate: s.n ? s.missing / s.n : 0,
+              min: present ? s.min : null,
+              max: present ? s.max : null,
+              mean: present ? s.sum / present : null,
+              psi: psi[name] ?? null,
+              profile: profiles[name],
+            }
+          : { kind: 'categorical', missingRate: s.n ? s.missing / s.n : 0, distinct: s.distinct!.size, psi: psi[name] ?? null, profile: profiles[name] };
+    }
+    const clean = datasetRef(cleanRefs);
+    await upsertQuality({
+      run_id: input.runId,
+      stage: 'clean',
+      rows_in: rowsIn,
+      rows_out: clean.rows,
+      quarantined: JSON.stringify(quarantined),
+      features: JSON.stringify(featureStats),
+      quarantine_uri: quarantineRefs.length ? store.uri(quarantineRefs[0].key) : null,
+    });
+
+    // The limits: checked after the ledger is written, so a failed run still shows what it found.
+    if (input.mode === 'table' && quarantined.duplicate_entity_key) {
+      throw new PipelineError(
+        ErrorType.InvalidData,
+        `the entity key has ${quarantined.duplicate_entity_key} duplicate values (e.g. ${duplicateExamples.map((d) => JSON.stringify(d)).join(', ')}): ` +
+          'source.query must return one row per entity',
+      );
+    }
+    if (clean.rows === 0) {
+      throw new PipelineError(ErrorType.EmptyDataset, `no rows left after cleaning (${rowsIn} in): ${JSON.stringify(quarantined)}`);
+    }
+    const problems: string[] = [];
+    const rate = rowsIn ? (rowsIn - clean.rows) / rowsIn : 0;
+    if (rate > input.quality.maxQuarantineRate) {
+      problems.push(`${(rate * 100).toFixed(2)} % of entity rows were quarantined (${JSON.stringify(quarantined)}), above quality.maxQuarantineRate ${input.quality.maxQuarantineRate}`);
+    }
+    if ((input.eventQuarantineRate ?? 0) > input.quality.maxQuarantineRate) {
+      problems.push(`${(input.eventQuarantineRate! * 100).toFixed(2)} % of source events were invalid, above quality.maxQuarantineRate ${input.quality.maxQuarantineRate}`);
+    }
+    const drifted = Object.entries(psi).filter(([, v]) => v > input.quality.maxPsi);
+    if (drifted.length) {
+      problems.push(
+        `feature drift against run ${baseline.runId}: ${drifted.map(([k, v]) => `${k} PSI ${v.toFixed(3)}`).join(', ')} above quality.maxPsi ${input.quality.maxPsi}`,
+      );
+    }
+    if (problems.length) throw new PipelineError(ErrorType.DataQuality, `data quality limits exceeded: ${problems.join('; ')}`);
+    return { clean, rowsIn, rowsOut: clean.rows, quarantined, repaired, drift: psi, driftBaselineRunId: baseline.runId };
+  }
 }
+
+type EventSource = Extract<PipelineConfig['source'], { kind: 'events' }>;
+type TableSource = Extract<PipelineConfig['source'], { kind: 'table' }>;

@@ -43,8 +43,9 @@ export interface RegisterInput {
     params: MlpParams;
     seed: number;
     backend: string;
-    cutoff: string;
-    horizonDays: number;
+    cutoff: string | null;
+    horizonDays: number | null;
+    source: 'events' | 'table';
     features: string[];
   };
 }

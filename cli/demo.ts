@@ -35,7 +35,7 @@ export interface DemoResult {
   trialsFailed: number;
   wallSeconds: number;
   backend: string;
-  cutoff: string;
+  cutoff: string | null;
   gateReasons: string[];
   temporalUi: string | null;
   /** omitted from --json output: it holds the password */

@@ -7,7 +7,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { frameToIpc, ipcToFrame, type Frame } from './arrow.js';
+import { frameToIpc, ipcToFrame, textTableToIpc, type Frame } from './arrow.js';
 
 /** A claim check: what workflows pass around instead of data. */
 export interface ArtifactRef {
@@ -87,14 +87,33 @@ export function createArtifactStore({ client, bucket }: { client: S3Client; buck
       rows: frame.ids.length,
     }),
     getFrame: async (ref: ArtifactRef): Promise<Frame> => ipcToFrame(await get(ref)),
+    putTextTable: async (key: string, columns: Record<string, (string | null)[]>): Promise<ArtifactRef> => ({
+      ...(await put(key, textTableToIpc(columns), 'application/vnd.apache.arrow.file')),
+      rows: Object.values(columns)[0]?.length ?? 0,
+    }),
   };
 }
 
+/** A sharded data set: Arrow files of at most a fixed number of rows each, so no step holds a whole table twice. */
+export interface DatasetRef {
+  shards: ArtifactRef[];
+  rows: number;
+  /** sha256 over the shards' own hashes, in order: one fingerprint of the whole data set */
+  sha256: string;
+}
+
+export const datasetRef = (shards: ArtifactRef[]): DatasetRef => ({
+  shards,
+  rows: shards.reduce((a, s) => a + (s.rows ?? 0), 0),
+  sha256: sha256(shards.map((s) => s.sha256).join('\n')),
+});
+
 /** Deterministic keys make every activity idempotent on (runId, step, trialId). */
 export const keys = {
-  raw: (runId: string) => `runs/${runId}/raw/features.arrow`,
-  clean: (runId: string) => `runs/${runId}/clean/features.arrow`,
-  quarantine: (runId: string) => `runs/${runId}/clean/quarantine.arrow`,
+  raw: (runId: string, shard: number) => `runs/${runId}/raw/part-${String(shard).padStart(5, '0')}.arrow`,
+  rawQuarantine: (runId: string, shard: number) => `runs/${runId}/raw/quarantine-${String(shard).padStart(5, '0')}.arrow`,
+  clean: (runId: string, shard: number) => `runs/${runId}/clean/part-${String(shard).padStart(5, '0')}.arrow`,
+  quarantine: (runId: string, shard: number) => `runs/${runId}/clean/quarantine-${String(shard).padStart(5, '0')}.arrow`,
   split: (runId: string, part: 'train' | 'val' | 'test') => `runs/${runId}/split/${part}.arrow`,
   preprocessing: (runId: string) => `runs/${runId}/split/preprocessing.json`,
   trialModel: (runId: string, trialId: string, file: string) => `runs/${runId}/trials/${trialId}/model/${file}`,

@@ -33,7 +33,7 @@ export interface TrainPipelineOutput {
   modelUri: string | null;
   metrics: { testAuc: number; testPrAuc: number; testLogLoss: number; testBrier: number };
   gate: { blessed: boolean; reasons: string[] };
-  cutoff: string;
+  cutoff: string | null;
   split: SplitOutput['sizes'];
   positiveRates: SplitOutput['positiveRates'];
   rows: { ingested: number; cleaned: number; quarantined: Record<string, number> };
@@ -90,16 +90,25 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
 
   try {
     progress.stage = 'ingest';
-    const ingest = await cpu.ingestEvents({
-      runId,
-      cutoff: config.source.cutoff,
-      horizonDays: config.source.horizonDays,
-    });
-    done('ingest', `${ingest.rows} users, ${ingest.positives} positive, cutoff ${ingest.cutoff}`);
+    const ingest = await cpu.ingestSource({ runId, source: config.source });
+    done(
+      'ingest',
+      `${ingest.rows} ${ingest.mode === 'events' ? 'users' : 'rows'}, ${ingest.positives} positive` +
+        (ingest.cutoff ? `, cutoff ${ingest.cutoff}` : '') +
+        (ingest.events ? `, ${ingest.events.total - ingest.events.valid} of ${ingest.events.total} events invalid` : ''),
+    );
 
     progress.stage = 'clean';
-    const clean = await cpu.cleanData({ runId, raw: ingest.raw });
-    done('clean', `${clean.rowsOut}/${clean.rowsIn} rows kept`);
+    const clean = await cpu.cleanData({
+      runId,
+      modelName: config.modelName,
+      mode: ingest.mode,
+      raw: ingest.raw,
+      quality: config.quality,
+      eventQuarantineRate: ingest.events && ingest.events.total ? (ingest.events.total - ingest.events.valid) / ingest.events.total : 0,
+    });
+    const maxDrift = Math.max(0, ...Object.values(clean.drift));
+    done('clean', `${clean.rowsOut}/${clean.rowsIn} rows kept` + (clean.driftBaselineRunId ? `, max PSI ${maxDrift.toFixed(3)}` : ''));
 
     progress.stage = 'split';
     const split = await cpu.splitData({ runId, clean: clean.clean, features: ingest.features, split: config.split });
@@ -173,6 +182,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           backend: final.backend,
           cutoff: ingest.cutoff,
           horizonDays: ingest.horizonDays,
+          source: ingest.mode,
           features: ingest.features.map((f) => f.name),
         },
       });

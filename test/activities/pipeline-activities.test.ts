@@ -6,7 +6,7 @@ import type { SplitOutput } from '../../activities/pipeline.js';
 import type { TrainTrialInput } from '../../activities/train.js';
 import type { Db } from '../../db/client.js';
 import { seedShop } from '../../db/synthetic/load.js';
-import type { ArtifactStore } from '../../store/artifacts.js';
+import { datasetRef, type ArtifactStore } from '../../store/artifacts.js';
 import { freshDatabase, testStore } from '../support/services.js';
 
 // Activities on the real Postgres and s3rver of the dev stack, in Temporal's mock activity context
@@ -17,6 +17,7 @@ let closeStore: () => void;
 let acts: ReturnType<typeof createActivities>;
 let cutoff: string;
 const runId = `act-${Date.now()}`;
+const quality = { maxQuarantineRate: 0.05, maxPsi: 0.25 };
 
 beforeAll(async () => {
   ({ db } = await freshDatabase('activities'));
@@ -48,11 +49,11 @@ describe('data activities', () => {
 
   it('ingest → clean → split, recording each step once with its attempt; a rerun gives byte-identical splits', async () => {
     const env = new MockActivityEnvironment({ attempt: 3 });
-    const ingest = await call(env, acts.ingestEvents, { runId, cutoff, horizonDays: 10 });
+    const ingest = await call(env, acts.ingestSource, { runId, source: { kind: 'events', cutoff, horizonDays: 10 } });
     expect(ingest.rows).toBeGreaterThan(1000);
     expect(ingest.positives).toBeGreaterThan(0);
-    expect(ingest.events.duplicate_event_id).toBeGreaterThan(0); // the seeded shop has dirty rows
-    const clean = await call(env, acts.cleanData, { runId, raw: ingest.raw });
+    expect(ingest.events!.quarantined.duplicate_event_id).toBeGreaterThan(0); // the seeded shop has dirty rows
+    const clean = await call(env, acts.cleanData, { runId, modelName: 'acts', mode: 'events', raw: ingest.raw, quality });
     const splitInput = { runId, clean: clean.clean, features: ingest.features, split: { seed: 42, train: 0.8, val: 0.1, test: 0.1 } };
     split = await call(env, acts.splitData, splitInput);
     const again = await call(new MockActivityEnvironment({ attempt: 4 }), acts.splitData, splitInput);
@@ -69,29 +70,59 @@ describe('data activities', () => {
     expect(splitRows).toHaveLength(1);
     expect(splitRows[0]).toMatchObject({ status: 'succeeded', attempt: 4 });
 
-    const quality = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', runId).orderBy('stage').execute();
-    expect(quality.map((q) => q.stage)).toEqual(['clean', 'events']);
-    const events = quality.find((q) => q.stage === 'events')!;
+    const ledger = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', runId).orderBy('stage').execute();
+    expect(ledger.map((q) => q.stage)).toEqual(['clean', 'events', 'split']);
+    const events = ledger.find((q) => q.stage === 'events')!;
     const reasons = events.quarantined as Record<string, number>;
     expect(Number(events.rows_in) - Number(events.rows_out)).toBe(Object.values(reasons).reduce((a, b) => a + b, 0));
   });
 
-  it('quarantines rows without a key, duplicates and bad labels, and repairs infinities, counting each', async () => {
-    const raw = await store.putFrame(`runs/${runId}/test/raw-dirty.arrow`, {
-      ids: ['1', '2', '2', '', '5', '6'],
-      label: Uint8Array.from([0, 1, 0, 1, 255, 0]),
-      numeric: { x: Float64Array.from([1, Infinity, 3, 4, 5, NaN]) },
-      categorical: { g: ['a', 'b', null, 'a', 'b', 'a'] },
+  const dirtyFrame = () => ({
+    ids: ['1', '2', '2', '', '5', '6'],
+    label: Uint8Array.from([0, 1, 0, 1, 255, 0]),
+    numeric: { x: Float64Array.from([1, Infinity, 3, 4, 5, NaN]) },
+    categorical: { g: ['a', 'b', null, 'a', 'b', 'a'] },
+  });
+
+  it('quarantines rows without a key, duplicates and missing labels, and repairs infinities, counting each', async () => {
+    const raw = datasetRef([await store.putFrame(`runs/${runId}/test/raw-dirty.arrow`, dirtyFrame())]);
+    const out = await call(new MockActivityEnvironment(), acts.cleanData, {
+      runId,
+      modelName: 'acts',
+      mode: 'events',
+      raw,
+      quality: { maxQuarantineRate: 1, maxPsi: 100 },
     });
-    const out = await call(new MockActivityEnvironment(), acts.cleanData, { runId, raw });
     expect(out.rowsIn).toBe(6);
     expect(out.rowsOut).toBe(3);
-    expect(out.quarantined).toEqual({ duplicate_entity_key: 1, null_entity_key: 1, invalid_label: 1 });
+    expect(out.quarantined).toEqual({ duplicate_entity_key: 1, null_entity_key: 1, missing_label: 1 });
     expect(out.repaired).toEqual({ 'non_finite:x': 1 });
-    const cleaned = await store.getFrame(out.clean);
+    const cleaned = await store.getFrame(out.clean.shards[0]);
     expect(cleaned.ids).toEqual(['1', '2', '6']);
     expect(Number.isNaN(cleaned.numeric.x[1])).toBe(true);
-    expect(await store.exists(`runs/${runId}/clean/quarantine.arrow`)).toBe(true);
+    expect(await store.exists(`runs/${runId}/clean/quarantine-00000.arrow`)).toBe(true);
+  });
+
+  it('fails the run before training when quarantined rows exceed quality.maxQuarantineRate, after writing the ledger', async () => {
+    const raw = datasetRef([await store.putFrame(`runs/${runId}/test/raw-dirty2.arrow`, dirtyFrame())]);
+    const err = await call(new MockActivityEnvironment(), acts.cleanData, { runId, modelName: 'acts', mode: 'events', raw, quality }).catch((e) => e);
+    expect(err).toMatchObject({ type: 'DataQuality', nonRetryable: true });
+    expect(err.message).toMatch(/50\.00 % of entity rows were quarantined.*maxQuarantineRate 0\.05/);
+    const ledger = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', runId).where('stage', '=', 'clean').executeTakeFirstOrThrow();
+    expect(Number(ledger.rows_in) - Number(ledger.rows_out)).toBe(3);
+  });
+
+  it('refuses duplicate entity keys in table mode', async () => {
+    const raw = datasetRef([await store.putFrame(`runs/${runId}/test/raw-dirty3.arrow`, dirtyFrame())]);
+    const err = await call(new MockActivityEnvironment(), acts.cleanData, {
+      runId,
+      modelName: 'acts',
+      mode: 'table',
+      raw,
+      quality: { maxQuarantineRate: 1, maxPsi: 100 },
+    }).catch((e) => e);
+    expect(err).toMatchObject({ type: 'InvalidData', nonRetryable: true });
+    expect(err.message).toMatch(/1 duplicate values \(e\.g\. "2"\)/);
   });
 
   it('fails a split whose label has one class with a non-retryable SingleClassLabel, recorded as failed', async () => {
@@ -101,7 +132,7 @@ describe('data activities', () => {
       numeric: { x: Float64Array.from({ length: 200 }, (_, i) => i) },
       categorical: {},
     });
-    const err = await call(new MockActivityEnvironment(), acts.splitData, { runId: runId, clean: raw, features: [{ name: 'x', kind: 'numeric' as const }], split: { seed: 1, train: 0.8, val: 0.1, test: 0.1 } })
+    const err = await call(new MockActivityEnvironment(), acts.splitData, { runId: runId, clean: datasetRef([raw]), features: [{ name: 'x', kind: 'numeric' as const }], split: { seed: 1, train: 0.8, val: 0.1, test: 0.1 } })
       .catch((e) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({ type: 'SingleClassLabel', nonRetryable: true });
@@ -111,7 +142,7 @@ describe('data activities', () => {
   it('fails ingest for good, naming the cause, when a source table is missing', async () => {
     await db.pool.query('alter table shop.events rename to events_moved');
     try {
-      const err = await call(new MockActivityEnvironment(), acts.ingestEvents, { runId, cutoff, horizonDays: 10 }).catch((e) => e);
+      const err = await call(new MockActivityEnvironment(), acts.ingestSource, { runId, source: { kind: 'events', cutoff, horizonDays: 10 } }).catch((e) => e);
       expect(err).toMatchObject({ type: 'SourceSchema', nonRetryable: true });
       expect(err.message).toMatch(/source table does not exist.*shop\.events/);
       expect((await steps('ingest'))[0]).toMatchObject({ status: 'failed', error_type: 'SourceSchema' });
@@ -180,6 +211,7 @@ describe('data activities', () => {
           backend: trained.backend,
           cutoff,
           horizonDays: 10,
+          source: 'events' as const,
           features: ['x'],
         },
       };

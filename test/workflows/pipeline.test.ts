@@ -4,7 +4,8 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { seedShop } from '../../db/synthetic/load.js';
+import { seedShop, type SeedShopResult } from '../../db/synthetic/load.js';
+import { BANK_TABLE, seedBankMarketing } from '../../db/tables/bank-marketing.js';
 import { rocAuc } from '../../ml/metrics.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
@@ -20,6 +21,7 @@ let bundle: WorkflowBundleWithSourceMap;
 let nativeConnection: NativeConnection;
 let client: Client;
 let cutoff: string;
+let shop: SeedShopResult;
 
 const queues = { cpu: `e2e-cpu-${randomUUID()}`, train: `e2e-train-${randomUUID()}` };
 
@@ -27,7 +29,7 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db } = await freshDatabase('pipeline_e2e'));
   ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14 });
+  shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14 });
   cutoff = shop.timeline.cutoff.toISOString();
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
   const { address, namespace } = connections().temporal;
@@ -121,8 +123,20 @@ describe('trainPipeline end to end', () => {
     expect(version.data_sha256).toBe(first.dataSha256);
     expect(version.config_hash).toBe(first.configHash);
     expect(version.code_version).toBe('test');
-    const quality = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', first.runId).executeTakeFirstOrThrow();
-    expect(Number(quality.rows_in)).toBe(first.rows.ingested);
+    const quality = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', first.runId).execute();
+    const stage = (name: string) => quality.find((q) => q.stage === name)!;
+    expect(Number(stage('clean').rows_in)).toBe(first.rows.ingested);
+    // the generator's dirty events, counted per reason: their sum is exactly what the events stage dropped
+    const events = stage('events');
+    const reasons = events.quarantined as Record<string, number>;
+    expect(Object.values(reasons).reduce((a, b) => a + b, 0)).toBe(Number(events.rows_in) - Number(events.rows_out));
+    expect(reasons).toMatchObject({
+      duplicate_event_id: shop.dirty.duplicate,
+      null_key: shop.dirty.null_user + shop.dirty.null_type,
+      negative_price: shop.dirty.negative_price,
+      unknown_event_type: shop.dirty.unknown_type,
+      future_timestamp: shop.dirty.future,
+    });
   });
 
   it('registers the next version on a second run over the same data, with the same split', async () => {
@@ -170,5 +184,43 @@ describe('trainPipeline end to end', () => {
       .where('status', '=', 'failed')
       .execute();
     expect(failed.some((r) => r.error_type === 'EmptyDataset')).toBe(true);
+  });
+
+  it('trains, gates and registers a table-mode source (mixed numeric, string, boolean columns) through the same workflow', async () => {
+    const table = await seedBankMarketing(db.pool, { rows: 4000, seed: 5 });
+    expect(table.positives / table.rows).toBeGreaterThan(0.05);
+    const out = await withWorkers(() =>
+      run(
+        smallConfig({
+          modelName: 'bank',
+          source: {
+            kind: 'table',
+            query: `select * from ${BANK_TABLE} where age >= 18`,
+            entityKey: 'client_id',
+            label: 'y',
+            // month_code is an integer code: declared categorical; the rest inferred
+            features: { age: 'numeric', job: 'categorical', marital: 'categorical', has_default: 'categorical', balance: 'numeric', housing: 'categorical', contact: 'categorical', month_code: 'categorical', duration_s: 'numeric', campaign: 'numeric', poutcome: 'categorical' },
+          },
+        }),
+      ),
+    );
+    expect(out.status).toBe('registered');
+    expect(out.modelName).toBe('bank');
+    expect(out.modelVersion).toBe(1);
+    expect(out.cutoff).toBeNull();
+    expect(out.rows.ingested).toBe(4000);
+    expect(out.metrics.testAuc).toBeGreaterThan(0.7);
+    const pre = JSON.parse(new TextDecoder().decode(await store.getKey('models/bank/v1/preprocessing.json')));
+    expect(pre.featureNames).toEqual(expect.arrayContaining(['month_code=3', 'housing=true', 'job=retired', 'duration_s']));
+  });
+
+  it('fails a table-mode run whose label is not boolean-like, naming the column and values', async () => {
+    await db.pool.query(`create or replace view public_data.bad_label as select client_id, age, case when y = 'yes' then 'maybe' else 'no' end as y from ${BANK_TABLE}`);
+    const err = await withWorkers(() =>
+      run(smallConfig({ modelName: 'bank', source: { kind: 'table', query: 'select * from public_data.bad_label', entityKey: 'client_id', label: 'y' } })).catch((e) => e),
+    );
+    const cause = (err as WorkflowFailedError).cause as { cause?: { type?: string; message?: string } };
+    expect(cause.cause?.type).toBe('InvalidData');
+    expect(cause.cause?.message).toMatch(/label column "y" has \d+ values that are not boolean-like \(e\.g\. "maybe"\)/);
   });
 });
