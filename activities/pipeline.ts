@@ -10,7 +10,7 @@ import { datasetRef, keys, type ArtifactRef, type DatasetRef } from '../store/ar
 import { configHash, parsePipelineConfig, type PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
-import { copyToShards, inlineParams, LABEL_MISSING, planTableSource, readOnly, SHARD_ROWS } from './source.js';
+import { copyTextShards, copyToShards, inlineParams, LABEL_MISSING, planTableSource, readOnly } from './source.js';
 import { recordStep } from './steps.js';
 
 export interface StartRunInput {
@@ -341,17 +341,8 @@ export function createPipelineActivities(deps: ActivityDeps) {
   /** Streams invalid source events (with their reason) to S3 in shards: the quarantine of the events stage. */
   async function exportQuarantine(runId: string, select: string): Promise<ArtifactRef[]> {
     return withClient(async (client) => {
-      const res = await client.query(`SELECT * FROM (${select}) AS q`);
-      const columns = res.fields.map((f) => f.name);
-      const refs: ArtifactRef[] = [];
-      for (let start = 0; start < res.rows.length; start += SHARD_ROWS) {
-        const chunk = res.rows.slice(start, start + SHARD_ROWS);
-        const table = Object.fromEntries(
-          columns.map((c) => [c, chunk.map((r) => (r[c] === null ? null : r[c] instanceof Date ? (r[c] as Date).toISOString() : String(r[c])))]),
-        );
-        refs.push(await store.putTextTable(keys.rawQuarantine(runId, refs.length), table));
-      }
-      return refs;
+      const { fields } = await client.query(`SELECT * FROM (${select}) AS q LIMIT 0`);
+      return copyTextShards({ client, select, columns: fields.map((f) => f.name), store, keyOf: (i) => keys.rawQuarantine(runId, i) });
     });
   }
 

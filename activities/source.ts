@@ -108,23 +108,57 @@ export async function copyToShards(opts: {
     n++;
   };
 
+  for await (const lines of copyLines(client, select)) {
+    for (const line of lines) {
+      addRow(line);
+      if (n === SHARD_ROWS) await flush();
+    }
+  }
+  await flush();
+  return { dataset: datasetRef(shards), positives, badLabels };
+}
+
+/** Streams `COPY (select) TO STDOUT` in text format as batches of lines (one batch per network chunk). */
+export async function* copyLines(client: pg.PoolClient, select: string): AsyncGenerator<string[]> {
   const stream = client.query(copyTo(`COPY (${select}) TO STDOUT`));
   const decoder = new StringDecoder('utf8');
   let rest = '';
   for await (const chunk of stream) {
-    const textChunk = rest + decoder.write(chunk as Buffer);
-    let start = 0;
-    for (let nl = textChunk.indexOf('\n', start); nl !== -1; nl = textChunk.indexOf('\n', start)) {
-      addRow(textChunk.slice(start, nl));
-      start = nl + 1;
-      if (n === SHARD_ROWS) await flush();
-    }
-    rest = textChunk.slice(start);
+    const lines = (rest + decoder.write(chunk as Buffer)).split('\n');
+    rest = lines.pop()!;
+    yield lines;
   }
   rest += decoder.end();
-  if (rest.length) addRow(rest);
+  if (rest.length) yield [rest];
+}
+
+/**
+ * Streams a query's rows as text columns into Arrow shards (for quarantined source rows: kept as they were,
+ * every value as text, NULL as null).
+ */
+export async function copyTextShards(opts: {
+  client: pg.PoolClient;
+  select: string;
+  columns: string[];
+  store: ArtifactStore;
+  keyOf: (shard: number) => string;
+}): Promise<ArtifactRef[]> {
+  const refs: ArtifactRef[] = [];
+  let cols = opts.columns.map(() => [] as (string | null)[]);
+  const flush = async () => {
+    if (!cols[0]?.length) return;
+    refs.push(await opts.store.putTextTable(opts.keyOf(refs.length), Object.fromEntries(opts.columns.map((c, i) => [c, cols[i]]))));
+    cols = opts.columns.map(() => []);
+  };
+  for await (const lines of copyLines(opts.client, opts.select)) {
+    for (const line of lines) {
+      const fields = line.split('\t');
+      for (let i = 0; i < cols.length; i++) cols[i].push(text(fields[i] ?? '\\N'));
+      if (cols[0].length === SHARD_ROWS) await flush();
+    }
+  }
   await flush();
-  return { dataset: datasetRef(shards), positives, badLabels };
+  return refs;
 }
 
 /** COPY text format: \N is NULL; backslash escapes only where a backslash occurs. */

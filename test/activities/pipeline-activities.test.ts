@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
+import { tableFromIPC } from 'apache-arrow';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
@@ -75,6 +76,11 @@ describe('data activities', () => {
     const events = ledger.find((q) => q.stage === 'events')!;
     const reasons = events.quarantined as Record<string, number>;
     expect(Number(events.rows_in) - Number(events.rows_out)).toBe(Object.values(reasons).reduce((a, b) => a + b, 0));
+    // the invalid events themselves are kept in S3 with their reason, one row per counted event
+    const exported = tableFromIPC(await store.getKey(events.quarantine_uri!.replace(`s3://${store.bucket}/`, '')));
+    const exportedReasons: Record<string, number> = {};
+    for (const r of exported.getChild('reason')!.toArray() as string[]) exportedReasons[r] = (exportedReasons[r] ?? 0) + 1;
+    expect(exportedReasons).toEqual(Object.fromEntries(Object.entries(reasons).filter(([, v]) => v > 0)));
   });
 
   const dirtyFrame = () => ({
