@@ -214,6 +214,29 @@ describe('trainPipeline end to end', () => {
     expect(pre.featureNames).toEqual(expect.arrayContaining(['month_code=3', 'housing=true', 'job=retired', 'duration_s']));
   });
 
+  it('fails before training when a feature drifted past quality.maxPsi against the last registered run', async () => {
+    const err = await withWorkers(() =>
+      run(
+        smallConfig({
+          modelName: 'bank',
+          source: {
+            kind: 'table',
+            // the same clients, but every balance tripled and shifted: a drifted feature
+            query: `select client_id, age, job, balance * 3 + 5000 as balance, duration_s, y from ${BANK_TABLE}`,
+            entityKey: 'client_id',
+            label: 'y',
+          },
+        }),
+      ).catch((e) => e),
+    );
+    const cause = (err as WorkflowFailedError).cause as { cause?: { type?: string; message?: string } };
+    expect(cause.cause?.type).toBe('DataQuality');
+    expect(cause.cause?.message).toMatch(/feature drift against run .*: balance PSI \d+\.\d+ above quality\.maxPsi 0\.25/);
+    expect(cause.cause?.message).not.toMatch(/age PSI|duration_s PSI/);
+    const trials = await db.db.selectFrom('ml.run_steps').select('step').where('step', 'in', ['trial', 'final']).where('run_id', 'in', (qb) => qb.selectFrom('ml.pipeline_runs').select('run_id').where('status', '=', 'failed').where('model_name', '=', 'bank')).execute();
+    expect(trials).toHaveLength(0); // failed before any training
+  });
+
   it('fails a table-mode run whose label is not boolean-like, naming the column and values', async () => {
     await db.pool.query(`create or replace view public_data.bad_label as select client_id, age, case when y = 'yes' then 'maybe' else 'no' end as y from ${BANK_TABLE}`);
     const err = await withWorkers(() =>
