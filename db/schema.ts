@@ -69,6 +69,18 @@ export interface TrialsTable {
   finished_at: Timestamp | null;
   duration_ms: number | null;
   error: string | null;
+  rung: Generated<number>;
+  budget_epochs: number | null;
+  stop_reason: string | null;
+}
+
+export interface FeatureImportanceTable {
+  run_id: string;
+  feature: string;
+  kind: string;
+  method: Generated<string>;
+  importance: number;
+  rank: number;
 }
 
 export interface EvaluationsTable {
@@ -81,6 +93,7 @@ export interface EvaluationsTable {
   checks: Json;
   reasons: Json<string[]>;
   report_uri: string;
+  comparisons: Json;
   created_at: GeneratedTimestamp;
 }
 
@@ -146,6 +159,7 @@ export interface Database {
   'ml.data_quality': DataQualityTable;
   'ml.trials': TrialsTable;
   'ml.evaluations': EvaluationsTable;
+  'ml.feature_importance': FeatureImportanceTable;
   'ml.model_versions': ModelVersionsTable;
   'ml.model_aliases': ModelAliasesTable;
   'ml.model_alias_history': ModelAliasHistoryTable;

@@ -1,6 +1,8 @@
 import type { Migration } from 'kysely';
 import * as shop from './2026-11-23T0000-shop.js';
 import * as ml from './2026-11-23T0100-ml.js';
+import * as imports from './2026-11-23T0200-imports.js';
+import * as searchEval from './2026-11-23T0300-search-eval.js';
 
 /**
  * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
@@ -9,4 +11,6 @@ import * as ml from './2026-11-23T0100-ml.js';
 export const migrations: Record<string, Migration> = {
   '2026-11-23T0000-shop': shop,
   '2026-11-23T0100-ml': ml,
+  '2026-11-23T0200-imports': imports,
+  '2026-11-23T0300-search-eval': searchEval,
 };

@@ -288,7 +288,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     if (input.initialState) {
       const resumed = await restore(model, optimizer, input.initialState, state);
       best = resumed.best;
-      state = resumed.state;
+      state = { ...resumed.state, params }; // the (possibly larger) epoch budget of this call
     }
     const xTrain = keep(tf.tensor2d(train.x, [train.rows, train.cols]));
     const yTrain = keep(tf.tensor1d(Float32Array.from(train.y)));
@@ -445,7 +445,10 @@ async function restore(
 ): Promise<{ state: TrainState; best?: tf.Tensor[] }> {
   const parsed = parseArtifacts(artifacts);
   const saved = readState(artifacts);
-  if (saved && (saved.seed !== fresh.seed || canonical(saved.params) !== canonical(fresh.params))) {
+  // The epoch budget may grow (successive halving promotes a trial by resuming it with more epochs); every other
+  // parameter must match, or the weights and optimizer state belong to a different configuration.
+  const sameConfig = (a: MlpParams, b: MlpParams) => canonical({ ...a, epochs: 0 }) === canonical({ ...b, epochs: 0 });
+  if (saved && (saved.seed !== fresh.seed || !sameConfig(saved.params, fresh.params))) {
     throw new MlError(ML_ERROR.InvalidConfig, 'checkpoint was written by a trial with different params or seed; refusing to resume from it');
   }
   const named = tf.io.decodeWeights(parsed.weightData!, parsed.weightSpecs!);

@@ -39,9 +39,9 @@ export function computeEventFeatures(u: MirrorInput): FeatureRow {
   let viewPriceSum = 0;
   let viewPriceN = 0;
   let sessionEvents30 = 0;
-  const cats = new Set<string>();
-  const brands = new Set<string>();
-  const sessions = new Set<string>();
+  const cats = new Map<string, number>();
+  const brands = new Map<string, number>();
+  const sessions = new Map<string, { first: number; last: number }>();
   for (const e of u.events) {
     if (e.at >= c || !VALID.has(e.eventType)) continue;
     last[e.eventType] = Math.max(last[e.eventType] ?? -Infinity, e.at);
@@ -49,7 +49,9 @@ export function computeEventFeatures(u: MirrorInput): FeatureRow {
     if (e.at >= c - 90 * DAY && e.eventType === 'purchase' && e.priceCents !== null) spend90 += e.priceCents;
     if (e.at < c - 30 * DAY) continue;
     if (e.sessionId !== null) {
-      sessions.add(e.sessionId);
+      const s = sessions.get(e.sessionId);
+      if (s) (s.first = Math.min(s.first, e.at)), (s.last = Math.max(s.last, e.at));
+      else sessions.set(e.sessionId, { first: e.at, last: e.at });
       sessionEvents30++;
     }
     if (e.eventType === 'view') {
@@ -58,18 +60,27 @@ export function computeEventFeatures(u: MirrorInput): FeatureRow {
         viewPriceN++;
       }
       const p = e.productId === null ? undefined : u.product(e.productId);
-      if (p?.category != null) cats.add(p.category);
-      if (p?.brand != null) brands.add(p.brand);
+      if (p?.category != null) cats.set(p.category, (cats.get(p.category) ?? 0) + 1);
+      if (p?.brand != null) brands.set(p.brand, (brands.get(p.brand) ?? 0) + 1);
     }
   }
   const k = (type: string, days: number) => counts.get(n(type, days)) ?? 0;
   const ago = (type: string) => (last[type] === undefined ? null : (c - last[type]) / DAY);
   const ratio = (a: number, b: number) => (b === 0 ? null : a / b);
+  // Share of the views with a known category (brand) that went to the most viewed one.
+  const concentration = (m: Map<string, number>) => {
+    let top = 0;
+    let all = 0;
+    for (const v of m.values()) (top = Math.max(top, v)), (all += v);
+    return ratio(top, all);
+  };
+  let sessionMs = 0;
+  for (const s of sessions.values()) sessionMs += s.last - s.first;
   return {
     days_since_last_view: ago('view'),
     days_since_last_cart: ago('cart'),
     days_since_last_purchase: ago('purchase'),
-    views_1d: k('view', 1), views_7d: k('view', 7), views_30d: k('view', 30),
+    views_1d: k('view', 1), views_7d: k('view', 7), views_30d: k('view', 30), views_90d: k('view', 90),
     carts_1d: k('cart', 1), carts_7d: k('cart', 7), carts_30d: k('cart', 30),
     removes_30d: k('remove_from_cart', 30),
     purchases_1d: k('purchase', 1), purchases_7d: k('purchase', 7),
@@ -79,8 +90,11 @@ export function computeEventFeatures(u: MirrorInput): FeatureRow {
     purchase_cart_ratio_90d: ratio(k('purchase', 90), k('cart', 90)),
     distinct_categories_30d: cats.size,
     distinct_brands_30d: brands.size,
+    category_concentration_30d: concentration(cats),
+    brand_concentration_30d: concentration(brands),
     sessions_30d: sessions.size,
     events_per_session_30d: ratio(sessionEvents30, sessions.size),
+    mean_session_minutes_30d: sessions.size === 0 ? null : sessionMs / 1000 / sessions.size / 60,
     mean_view_price_30d: viewPriceN === 0 ? null : viewPriceSum / viewPriceN / 100,
     reviews_90d: k('review', 90),
     tenure_days: (c - u.signupAt) / DAY,

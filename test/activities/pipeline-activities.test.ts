@@ -191,14 +191,21 @@ describe('data activities', () => {
 
     it('registers a blessed model once: a repeated call returns the same version, a rejected one is refused', async () => {
       const trained = await call(new MockActivityEnvironment(), acts.trainTrial, { ...trialInput(), trialId: 'final', step: 'final' as const });
-      const gate = { thresholds: [{ metric: 'rocAuc' as const, op: '>=' as const, value: 0.5 }] };
+      const gate = {
+        thresholds: [{ metric: 'rocAuc' as const, op: '>=' as const, value: 0.5 }],
+        versusBaseline: { enabled: false, margin: 0 },
+        versusChampion: { enabled: true, alpha: 0.05 },
+      };
       const evaluation = await call(new MockActivityEnvironment(), acts.evaluateModel, {
         runId,
         modelName: 'acts',
         model: trained.model!,
+        mode: 'events',
         test: split.test,
+        val: split.val,
         preprocessing: split.preprocessing,
         gate,
+        evaluation: { bootstrapSamples: 50, importanceRepeats: 1 },
       });
       expect(evaluation.blessed).toBe(true);
       const input = {
