@@ -35,7 +35,7 @@ export function isSingleSelect(query: string): boolean {
   return !/\b(insert|update|delete|merge|truncate|drop|alter|create|grant|revoke|copy|call|do|vacuum|lock)\b/i.test(blanked);
 }
 
-export const METRIC_NAMES = ['rocAuc', 'prAuc', 'logLoss', 'brier'] as const;
+export const METRIC_NAMES = ['rocAuc', 'prAuc', 'logLoss', 'brier', 'ece', 'f1', 'precision', 'recall'] as const;
 
 export const searchSpaceSchema = z.strictObject({
   hiddenLayers: z
@@ -98,31 +98,72 @@ export const pipelineConfigSchema = z.strictObject({
       trials: z.number().int().min(1).max(1000).default(16),
       parallelism: z.number().int().min(1).max(256).default(2),
       seed: z.number().int().min(0).default(7),
-      epochs: z.number().int().min(1).max(1000).default(20),
-      patience: z.number().int().min(1).max(1000).default(4),
+      /** the largest epoch budget a trial reaches (the last successive-halving rung) */
+      epochs: z.number().int().min(1).max(1000).default(30),
+      patience: z.number().int().min(1).max(1000).default(5),
+      /** what ranks trials (measured on the validation split) */
+      metric: z.enum(['valLogLoss', 'valAuc', 'valPrAuc']).default('valLogLoss'),
+      /** successive halving: budgets minEpochs·eta^k; eta 1 trains every trial for the full budget */
+      halving: z
+        .strictObject({ eta: z.number().min(1).max(10).default(3), minEpochs: z.number().int().min(1).default(5) })
+        .default({ eta: 3, minEpochs: 5 }),
       space: searchSpaceSchema.default(searchSpaceSchema.parse({})),
     })
-    .default({ trials: 16, parallelism: 2, seed: 7, epochs: 20, patience: 4, space: searchSpaceSchema.parse({}) }),
+    .default({
+      trials: 16,
+      parallelism: 2,
+      seed: 7,
+      epochs: 30,
+      patience: 5,
+      metric: 'valLogLoss',
+      halving: { eta: 3, minEpochs: 5 },
+      space: searchSpaceSchema.parse({}),
+    }),
   training: z
     .strictObject({
       backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
-      finalEpochs: z.number().int().min(1).max(1000).default(40),
+      finalEpochs: z.number().int().min(1).max(1000).default(60),
+      /** early-stopping patience of the final training and the baseline */
+      patience: z.number().int().min(1).max(1000).default(8),
       seed: z.number().int().min(0).default(1234),
     })
-    .default({ backend: 'auto', finalEpochs: 40, seed: 1234 }),
+    .default({ backend: 'auto', finalEpochs: 60, patience: 8, seed: 1234 }),
   gate: z
     .strictObject({
       thresholds: z
-        .array(
-          z.strictObject({
-            metric: z.enum(METRIC_NAMES),
-            op: z.enum(['>=', '<=']),
-            value: z.number(),
-          }),
-        )
+        .array(z.strictObject({ metric: z.enum(METRIC_NAMES), op: z.enum(['>=', '<=']), value: z.number() }))
         .default([{ metric: 'rocAuc', op: '>=', value: 0.65 }]),
+      /**
+       * The MLP against the logistic-regression baseline on the same test rows: never significantly worse (DeLong,
+       * alpha); with requireHigherAuc also strictly higher ROC-AUC by more than margin.
+       */
+      versusBaseline: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          alpha: z.number().gt(0).lt(1).default(0.05),
+          requireHigherAuc: z.boolean().default(false),
+          margin: z.number().min(-1).max(1).default(0),
+        })
+        .default({ enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0 }),
+      /** a challenger must not be significantly worse than the champion on the same test rows (DeLong) */
+      versusChampion: z
+        .strictObject({ enabled: z.boolean().default(true), alpha: z.number().gt(0).lt(1).default(0.05) })
+        .default({ enabled: true, alpha: 0.05 }),
     })
-    .default({ thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.65 }] }),
+    .default({
+      thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.65 }],
+      versusBaseline: { enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0 },
+      versusChampion: { enabled: true, alpha: 0.05 },
+    }),
+  evaluation: z
+    .strictObject({
+      /** categorical feature columns to report metrics by (event mode adds new vs returning customers) */
+      segments: z.array(column).optional(),
+      bootstrapSamples: z.number().int().min(0).max(5000).default(200),
+      /** permutation importance on the validation split: repeats per feature (0 = off) */
+      importanceRepeats: z.number().int().min(0).max(20).default(2),
+    })
+    .default({ bootstrapSamples: 200, importanceRepeats: 2 }),
 });
 
 export type PipelineConfigInput = z.input<typeof pipelineConfigSchema>;

@@ -1,9 +1,11 @@
 import { sql } from 'kysely';
 import { evaluateGate, type GateCheck } from '../ml/gate.js';
-import { brier, logLoss, prAuc, rocAuc } from '../ml/metrics.js';
+import { delongPairedTest } from '../ml/delong.js';
+import { evaluateBinary, type EvaluationMetrics, type EvaluationReport } from '../ml/evaluation.js';
+import { permutationImportance } from '../ml/importance.js';
 import { predict } from '../ml/model.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
-import type { MlpParams } from '../ml/types.js';
+import type { Frame, MlpParams } from '../ml/types.js';
 import { initBackend } from '../ml/backend.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
 import type { PipelineConfig } from './config.js';
@@ -15,16 +17,38 @@ import { readModel, type ModelRef } from './train.js';
 export interface EvaluateInput {
   runId: string;
   modelName: string;
+  mode: 'events' | 'table';
   model: ModelRef;
+  /** the logistic-regression baseline trained on the same split */
+  baseline?: ModelRef;
   test: ArtifactRef;
+  val: ArtifactRef;
   preprocessing: ArtifactRef;
   gate: PipelineConfig['gate'];
+  evaluation: PipelineConfig['evaluation'];
 }
+
+export interface Comparison {
+  check: 'beats_baseline' | 'not_worse_than_champion';
+  /** the other model: 'baseline' or 'champion v<N>' */
+  against: string;
+  challengerAuc: number;
+  otherAuc: number;
+  diff: number;
+  pValue: number | null;
+  passed: boolean;
+  /** why the comparison was skipped, when it was */
+  skipped?: string;
+  detail: string;
+}
+
 export interface EvaluateOutput {
   rows: number;
-  metrics: { rocAuc: number; prAuc: number; logLoss: number; brier: number };
+  metrics: Pick<EvaluationMetrics, 'rocAuc' | 'prAuc' | 'logLoss' | 'brier' | 'ece' | 'f1' | 'precision' | 'recall' | 'threshold'>;
+  ci95: EvaluationReport['ci95'];
   blessed: boolean;
   checks: GateCheck[];
+  comparisons: Comparison[];
   reasons: string[];
   report: ArtifactRef;
 }
@@ -56,56 +80,141 @@ export interface RegisterOutput {
   created: boolean;
 }
 
+const finite = (v: number) => (Number.isFinite(v) ? v : null);
+
+/** Event mode reports metrics for new vs returning customers; configured categorical columns are segments too. */
+function segmentsOf(test: Frame, input: EvaluateInput): Record<string, (string | null)[]> {
+  const names = input.evaluation.segments ?? (input.mode === 'events' ? ['region', 'age_band'] : []);
+  const out: Record<string, (string | null)[]> = {};
+  for (const name of names) if (test.categorical[name]) out[name] = test.categorical[name];
+  const purchases = test.numeric.purchases_90d;
+  if (input.mode === 'events' && purchases) out.customer = Array.from(purchases, (v) => (v > 0 ? 'returning' : 'new'));
+  return out;
+}
+
 export function createRegistryActivities(deps: ActivityDeps) {
   const { db, store } = deps;
+
+  /** Scores the same test rows with the current champion (its own preprocessing) and runs DeLong's paired test. */
+  async function compareWithChampion(input: EvaluateInput, test: Frame, pTest: Float32Array): Promise<Comparison | null> {
+    const champion = await db.db
+      .selectFrom('ml.model_aliases')
+      .select('version')
+      .where('model_name', '=', input.modelName)
+      .where('alias', '=', 'champion')
+      .executeTakeFirst();
+    if (!champion) return null; // the first model of a name is judged against thresholds only
+    const against = `champion v${champion.version}`;
+    const file = (f: string) => store.getKey(keys.modelFile(input.modelName, champion.version, f));
+    let pChampion: Float32Array;
+    try {
+      const [modelJson, weights, preJson] = await Promise.all([file('model.json'), file('weights.bin'), file('preprocessing.json')]);
+      const pre = JSON.parse(new TextDecoder().decode(preJson)) as Preprocessor;
+      const m = transform(pre, test);
+      pChampion = await predict({ modelJson: JSON.parse(new TextDecoder().decode(modelJson)), weights }, m.x, m.rows, m.cols);
+    } catch (err) {
+      // e.g. the feature set changed since the champion was trained: it cannot score these rows
+      return {
+        check: 'not_worse_than_champion', against, challengerAuc: NaN, otherAuc: NaN, diff: NaN, pValue: null, passed: true,
+        skipped: (err as Error).message,
+        detail: `skipped: the ${against} cannot score this test split (${(err as Error).message})`,
+      };
+    }
+    const t = delongPairedTest(test.label, pTest, pChampion);
+    const worse = t.diff < 0 && t.pValue < input.gate.versusChampion.alpha;
+    return {
+      check: 'not_worse_than_champion', against, challengerAuc: t.aucA, otherAuc: t.aucB, diff: t.diff, pValue: finite(t.pValue),
+      passed: !worse,
+      detail:
+        `test ROC-AUC ${t.aucA.toFixed(4)} vs ${against} ${t.aucB.toFixed(4)} on the same ${test.ids.length} rows ` +
+        `(diff ${t.diff.toFixed(4)}, DeLong p ${t.pValue.toPrecision(3)}, alpha ${input.gate.versusChampion.alpha})`,
+    };
+  }
+
   return {
-    /** Scores the held-out test split once and applies the gate; a failed gate is a result, not an error. */
+    /**
+     * Scores the held-out test split once and applies the gate — thresholds, the logistic baseline, the current
+     * champion on the same rows (DeLong) — like TFX's Evaluator blessing: a failed gate is a result, not an error.
+     */
     async evaluateModel(input: EvaluateInput): Promise<EvaluateOutput> {
       return recordStep(
         deps,
         { runId: input.runId, step: 'evaluate' },
         async () => {
           await initBackend('auto');
-          const [artifacts, test, pre] = await Promise.all([
+          const [artifacts, test, val, pre] = await Promise.all([
             readModel(store, input.model),
             store.getFrame(input.test),
+            store.getFrame(input.val),
             store.getJson<Preprocessor>(input.preprocessing),
           ]);
-          const m = transform(pre, test);
-          const p = await predict(artifacts, m.x, m.rows, m.cols);
+          const mTest = transform(pre, test);
+          const mVal = transform(pre, val);
+          const pTest = await predict(artifacts, mTest.x, mTest.rows, mTest.cols);
+          const pVal = await predict(artifacts, mVal.x, mVal.rows, mVal.cols);
+          // The decision threshold is chosen on validation data, never on the test rows it is judged on.
+          const threshold = evaluateBinary(val.label, pVal, { threshold: 'maxF1', bootstrap: false, curvePoints: 2 }).metrics.threshold;
+          const report = evaluateBinary(test.label, pTest, {
+            threshold,
+            segments: segmentsOf(test, input),
+            bootstrap: input.evaluation.bootstrapSamples > 0 ? { samples: input.evaluation.bootstrapSamples, seed: 0 } : false,
+          });
+          const m = report.metrics;
           const metrics = {
-            rocAuc: rocAuc(test.label, p),
-            prAuc: prAuc(test.label, p),
-            logLoss: logLoss(test.label, p),
-            brier: brier(test.label, p),
+            rocAuc: m.rocAuc, prAuc: m.prAuc, logLoss: m.logLoss, brier: m.brier, ece: m.ece,
+            f1: m.f1, precision: m.precision, recall: m.recall, threshold: m.threshold,
           };
           const gate = evaluateGate(metrics, input.gate.thresholds);
-          const reportBody = {
-            runId: input.runId,
-            modelName: input.modelName,
-            split: 'test',
-            rows: m.rows,
-            positives: test.label.reduce((a, b) => a + b, 0),
-            metrics,
-            ...gate,
-          };
-          const report = await store.putJson(keys.evalReport(input.runId), reportBody);
+          const comparisons: Comparison[] = [];
+          if (input.gate.versusBaseline.enabled && input.baseline) {
+            const b = await predict(await readModel(store, input.baseline), mTest.x, mTest.rows, mTest.cols);
+            const t = delongPairedTest(test.label, pTest, b);
+            const vb = input.gate.versusBaseline;
+            const significantlyWorse = t.diff < 0 && t.pValue < vb.alpha;
+            const passed = !significantlyWorse && (!vb.requireHigherAuc || t.diff > vb.margin);
+            comparisons.push({
+              check: 'beats_baseline', against: 'baseline', challengerAuc: t.aucA, otherAuc: t.aucB, diff: t.diff,
+              pValue: finite(t.pValue), passed,
+              detail:
+                `test ROC-AUC ${t.aucA.toFixed(4)} vs logistic baseline ${t.aucB.toFixed(4)} (diff ${t.diff.toFixed(4)}, DeLong p ${t.pValue.toPrecision(3)}; ` +
+                (vb.requireHigherAuc ? `must be > ${vb.margin} and not significantly worse at alpha ${vb.alpha})` : `must not be significantly worse at alpha ${vb.alpha})`),
+            });
+          }
+          if (input.gate.versusChampion.enabled) {
+            const c = await compareWithChampion(input, test, pTest);
+            if (c) comparisons.push(c);
+          }
+          const reasons = [...gate.reasons, ...comparisons.filter((c) => !c.passed).map((c) => `${c.check}: ${c.detail}`)];
+          const blessed = gate.blessed && comparisons.every((c) => c.passed);
+
+          const importance =
+            input.evaluation.importanceRepeats > 0
+              ? (await permutationImportance(artifacts, pre, mVal, val.label, 17, input.evaluation.importanceRepeats)).features
+              : [];
+          const reportBody = { runId: input.runId, modelName: input.modelName, split: 'test', blessed, reasons, checks: gate.checks, comparisons, ...report, featureImportance: importance };
+          const reportRef = await store.putJson(keys.evalReport(input.runId), reportBody);
           const values = {
             run_id: input.runId,
             model_name: input.modelName,
             rows: m.rows,
-            metrics: JSON.stringify(metrics),
-            blessed: gate.blessed,
+            metrics: JSON.stringify({ ...metrics, ci95: report.ci95 }),
+            blessed,
             checks: JSON.stringify(gate.checks),
-            reasons: JSON.stringify(gate.reasons),
-            report_uri: store.uri(report.key),
+            reasons: JSON.stringify(reasons),
+            comparisons: JSON.stringify(comparisons),
+            report_uri: store.uri(reportRef.key),
           };
-          await db.db
-            .insertInto('ml.evaluations')
-            .values(values)
-            .onConflict((oc) => oc.column('run_id').doUpdateSet(values))
-            .execute();
-          return { rows: m.rows, metrics, blessed: gate.blessed, checks: gate.checks, reasons: gate.reasons, report };
+          await db.db.transaction().execute(async (trx) => {
+            await trx.insertInto('ml.evaluations').values(values).onConflict((oc) => oc.column('run_id').doUpdateSet(values)).execute();
+            await trx.deleteFrom('ml.feature_importance').where('run_id', '=', input.runId).execute();
+            if (importance.length) {
+              await trx
+                .insertInto('ml.feature_importance')
+                .values(importance.map((f, i) => ({ run_id: input.runId, feature: f.feature, kind: f.kind, importance: f.aucDrop, rank: i + 1 })))
+                .execute();
+            }
+          });
+          return { rows: m.rows, metrics, ci95: report.ci95, blessed, checks: gate.checks, comparisons, reasons, report: reportRef };
         },
         (r) => ({ metrics: r.metrics, blessed: r.blessed, reasons: r.reasons }),
       );

@@ -27,6 +27,10 @@ export interface TrainTrialInput {
   backend: BackendChoice;
   /** the final model's files are kept under runs/<run>/final/; search trials keep theirs under trials/<id>/ */
   step?: 'trial' | 'final';
+  /** successive-halving rung (0 = first budget) */
+  rung?: number;
+  /** a promoted trial continues from its previous rung's last checkpoint (full training state) */
+  resumeFrom?: { ref: ModelRef; epoch: number };
 }
 
 /** One epoch of a learning curve, as stored in ml.trials.curve. */
@@ -47,6 +51,9 @@ export interface TrainTrialOutput {
   seconds: number;
   backend: string;
   model?: ModelRef;
+  /** the last epoch's full training state, from which a promotion continues */
+  checkpoint?: { ref: ModelRef; epoch: number };
+  stopReason?: 'earlyStopping' | 'maxEpochs' | 'stopped';
 }
 
 /** What a trial heartbeats after each epoch: enough for a retry on any worker to resume there. */
@@ -103,12 +110,19 @@ export function createTrainActivities(deps: TrainDeps) {
         { runId: input.runId, step: stepName, trialId: input.step === 'final' ? '' : input.trialId },
         async () => {
           const backend = await initBackend(deps.backend ?? input.backend);
-          const resume = ctx.info.heartbeatDetails as TrialHeartbeat | undefined;
+          // A retried attempt resumes from its own last heartbeat; a promoted trial from its previous rung.
+          const heartbeat = ctx.info.heartbeatDetails as TrialHeartbeat | undefined;
           const started = Date.now();
-          const curve: CurvePoint[] = [...(resume?.curve ?? [])];
-          const initialState = resume ? await readModel(store, resume.checkpoint) : undefined;
+          const resume = heartbeat ? { ref: heartbeat.checkpoint, epoch: heartbeat.epoch } : input.resumeFrom;
+          const curve: CurvePoint[] = heartbeat
+            ? [...heartbeat.curve]
+            : input.resumeFrom
+              ? await previousCurve(input.runId, input.trialId, input.resumeFrom.epoch)
+              : [];
+          const initialState = resume ? await readModel(store, resume.ref) : undefined;
           // epochs are 1-based and a checkpoint carries the full training state (weights, Adam moments, early stopping)
           const resumedFromEpoch = resume ? resume.epoch : 0;
+          let lastCheckpoint = resume;
           const trialRow = {
             run_id: input.runId,
             trial_id: input.trialId,
@@ -119,6 +133,8 @@ export function createTrainActivities(deps: TrainDeps) {
             resumed_from_epoch: resumedFromEpoch,
             curve: JSON.stringify(curve),
             backend: backend.name,
+            rung: input.rung ?? 0,
+            budget_epochs: input.params.epochs,
             started_at: new Date(),
           };
           await db.db
@@ -130,6 +146,8 @@ export function createTrainActivities(deps: TrainDeps) {
                 attempt: trialRow.attempt,
                 resumed_from_epoch: resumedFromEpoch,
                 backend: backend.name,
+                rung: trialRow.rung,
+                budget_epochs: trialRow.budget_epochs,
                 error: null,
               }),
             )
@@ -168,6 +186,7 @@ export function createTrainActivities(deps: TrainDeps) {
                   (file) => keys.trialCheckpoint(input.runId, input.trialId, e.epoch, file),
                   await e.state(),
                 );
+                lastCheckpoint = { ref: checkpoint, epoch: e.epoch };
                 ctx.heartbeat({ epoch: e.epoch, checkpoint, curve: [...curve] } satisfies TrialHeartbeat);
                 await db.db
                   .updateTable('ml.trials')
@@ -193,8 +212,10 @@ export function createTrainActivities(deps: TrainDeps) {
               epochs: curve.length,
               seconds: (Date.now() - started) / 1000,
               model,
+              checkpoint: lastCheckpoint,
+              stopReason: fit.stopReason,
             };
-            await finishTrial(out, store.uri(model.modelJson.key));
+            await finishTrial(out, store.uri(model.modelJson.key), curve);
             return out;
           } catch (err) {
             if (!isMlError(err) || err.type !== 'NonFiniteLoss') throw err;
@@ -209,14 +230,24 @@ export function createTrainActivities(deps: TrainDeps) {
               epochs: curve.length,
               seconds: (Date.now() - started) / 1000,
             };
-            await finishTrial(out, null);
+            await finishTrial(out, null, curve);
             return out;
           }
         },
         (r) => ({ status: r.status, valAuc: r.valAuc, epochs: r.epochs, resumedFromEpoch: r.resumedFromEpoch, backend: r.backend }),
       );
 
-      async function finishTrial(out: TrainTrialOutput, modelUri: string | null) {
+      async function previousCurve(runId: string, trialId: string, upToEpoch: number): Promise<CurvePoint[]> {
+        const row = await db.db
+          .selectFrom('ml.trials')
+          .select('curve')
+          .where('run_id', '=', runId)
+          .where('trial_id', '=', trialId)
+          .executeTakeFirst();
+        return ((row?.curve ?? []) as CurvePoint[]).filter((p) => p.epoch <= upToEpoch);
+      }
+
+      async function finishTrial(out: TrainTrialOutput, modelUri: string | null, curve: CurvePoint[]) {
         await db.db
           .updateTable('ml.trials')
           .set({
@@ -228,6 +259,8 @@ export function createTrainActivities(deps: TrainDeps) {
             val_log_loss: out.valLogLoss,
             model_uri: modelUri,
             error: out.error ?? null,
+            stop_reason: out.stopReason ?? (out.status === 'failed' ? 'failed' : null),
+            curve: JSON.stringify(curve),
             finished_at: sql`now()`,
             duration_ms: sql`(extract(epoch from now() - started_at) * 1000)::int`,
           })

@@ -14,6 +14,7 @@ import type { EvaluateOutput } from '../activities/registry.js';
 import type { SplitOutput } from '../activities/pipeline.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { TASK_QUEUES, type PipelineStage } from './constants.js';
+import { baselineParams } from '../ml/search.js';
 import { hyperparameterSearch, type HyperparameterSearchOutput } from './search.js';
 
 export interface TrainPipelineInput {
@@ -118,6 +119,16 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
     const searchWorkflowId = `${workflowId}/search`;
     progress.searchWorkflowId = searchWorkflowId;
     const data = { train: split.train, val: split.val, preprocessing: split.preprocessing };
+    const space = { ...config.search.space, epochs: config.search.epochs, patience: config.search.patience };
+    // The logistic-regression baseline the gate compares with trains alongside the search.
+    const baselinePromise = train.trainTrial({
+      runId,
+      trialId: 'baseline',
+      params: { ...baselineParams(space), epochs: config.training.finalEpochs, patience: config.training.patience },
+      seed: config.training.seed,
+      ...data,
+      backend: config.training.backend,
+    });
     const search: HyperparameterSearchOutput = await executeChild(hyperparameterSearch, {
       workflowId: searchWorkflowId,
       taskQueue: queues.cpu,
@@ -128,16 +139,23 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           trials: config.search.trials,
           parallelism: config.search.parallelism,
           seed: config.search.seed,
-          space: { ...config.search.space, epochs: config.search.epochs, patience: config.search.patience },
+          space,
+          halving: config.search.halving,
+          metric: config.search.metric,
           data,
           backend: config.training.backend,
         },
       ],
     });
-    done('search', `${search.trials.length} trials (${search.failed} failed), best ${search.best.trialId} val AUC ${search.best.valAuc?.toFixed(4)}`);
+    const baseline = await baselinePromise;
+    done(
+      'search',
+      `${search.trials.length} trials (${search.failed} failed) over rungs ${search.rungs.map((r) => `${r.trials}×${r.budget}ep`).join(' → ')}, ` +
+        `best ${search.best.trialId} val AUC ${search.best.valAuc?.toFixed(4)}; baseline val AUC ${baseline.valAuc?.toFixed(4)}`,
+    );
 
     progress.stage = 'final';
-    const params = { ...search.best.params, epochs: config.training.finalEpochs };
+    const params = { ...search.best.params, epochs: config.training.finalEpochs, patience: config.training.patience };
     const final = await train.trainTrial({
       runId,
       trialId: 'final',
@@ -156,10 +174,14 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
     const evaluation: EvaluateOutput = await cpu.evaluateModel({
       runId,
       modelName: config.modelName,
+      mode: ingest.mode,
       model: final.model,
+      baseline: baseline.model,
       test: split.test,
+      val: split.val,
       preprocessing: split.preprocessing,
       gate: config.gate,
+      evaluation: config.evaluation,
     });
     done('evaluate', `test AUC ${evaluation.metrics.rocAuc.toFixed(4)}, ${evaluation.blessed ? 'blessed' : 'not blessed'}`);
 

@@ -1,31 +1,41 @@
 import { defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { BackendChoice, TrainTrialOutput } from '../activities/train.js';
+import type { BackendChoice, ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { deriveSeed } from '../ml/random.js';
 import { sampleTrials } from '../ml/search.js';
 import type { SearchSpace } from '../ml/types.js';
 import { TASK_QUEUES } from './constants.js';
 
+export type TrialMetric = 'valLogLoss' | 'valAuc' | 'valPrAuc';
+
 export interface HyperparameterSearchInput {
   runId: string;
   trials: number;
   parallelism: number;
   seed: number;
+  /** space.epochs is the largest budget a trial can reach */
   space: SearchSpace;
+  /** successive halving: rung budgets minEpochs·eta^k up to space.epochs; the best 1/eta of each rung go on */
+  halving: { eta: number; minEpochs: number };
+  metric: TrialMetric;
   data: { train: ArtifactRef; val: ArtifactRef; preprocessing: ArtifactRef };
   backend: BackendChoice;
   trainQueue?: string;
 }
 
 export interface HyperparameterSearchOutput {
+  /** each trial's result at the last rung it reached */
   trials: TrainTrialOutput[];
   best: TrainTrialOutput;
   failed: number;
+  rungs: { budget: number; trials: number }[];
 }
 
 export interface SearchProgress {
   total: number;
+  rung: number;
+  rungs: number[];
   running: string[];
   done: number;
   failed: number;
@@ -36,55 +46,90 @@ export const searchProgressQuery = defineQuery<SearchProgress>('searchProgress')
 
 const trainActivities = (taskQueue: string) =>
   proxyActivities<Activities>({
-  taskQueue,
-  startToCloseTimeout: '2 hours',
-  // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 3, initialInterval: '2s', nonRetryableErrorTypes: ['InvalidConfig', 'InvalidData'] },
+    taskQueue,
+    startToCloseTimeout: '2 hours',
+    // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
+    heartbeatTimeout: '2 minutes',
+    retry: { maximumAttempts: 3, initialInterval: '2s', nonRetryableErrorTypes: ['InvalidConfig', 'InvalidData'] },
   });
 
-/** Random search: trials sampled deterministically from the seed (a replay picks the same ones), run as a sliding window. */
+/** Epoch budgets of the rungs: minEpochs, minEpochs·eta, … capped by (and ending at) maxEpochs. */
+export function rungBudgets(minEpochs: number, eta: number, maxEpochs: number): number[] {
+  if (eta <= 1 || minEpochs >= maxEpochs) return [maxEpochs];
+  const out: number[] = [];
+  for (let b = minEpochs; b < maxEpochs; b = Math.ceil(b * eta)) out.push(b);
+  out.push(maxEpochs);
+  return out;
+}
+
+/** Lower is better for log loss, higher for the ranking metrics; failed trials rank last. */
+export function better(metric: TrialMetric) {
+  const value = (r: TrainTrialOutput) => (r.status === 'completed' ? r[metric] : null);
+  return (a: TrainTrialOutput, b: TrainTrialOutput): number => {
+    const va = value(a);
+    const vb = value(b);
+    if (va === null || vb === null) return va === null ? (vb === null ? 0 : 1) : -1;
+    return metric === 'valLogLoss' ? va - vb : vb - va;
+  };
+}
+
+/**
+ * Random search with successive halving: every sampled configuration trains for a cheap budget, the best 1/eta
+ * resume from their checkpoints for a larger one, and so on. Sampling is deterministic from the seed, so a replay
+ * chooses the same trials; each rung runs as a sliding window of `parallelism` activities.
+ */
 export async function hyperparameterSearch(input: HyperparameterSearchInput): Promise<HyperparameterSearchOutput> {
   const { trainTrial } = trainActivities(input.trainQueue ?? TASK_QUEUES.train);
   const candidates = sampleTrials(input.space, input.trials, input.seed);
-  const results: TrainTrialOutput[] = new Array(candidates.length);
-  const progress: SearchProgress = { total: candidates.length, running: [], done: 0, failed: 0, bestValAuc: null };
+  const budgets = rungBudgets(input.halving.minEpochs, input.halving.eta, input.space.epochs);
+  const latest: TrainTrialOutput[] = new Array(candidates.length);
+  const progress: SearchProgress = { total: candidates.length, rung: 0, rungs: budgets, running: [], done: 0, failed: 0, bestValAuc: null };
   setHandler(searchProgressQuery, () => progress);
+  const rungs: { budget: number; trials: number }[] = [];
+  const trialId = (i: number) => `t${String(i + 1).padStart(3, '0')}`;
 
-  let next = 0;
-  const lane = async () => {
-    while (next < candidates.length) {
-      const i = next++;
-      const trialId = `t${String(i + 1).padStart(3, '0')}`;
-      progress.running.push(trialId);
-      const result = await trainTrial({
-        runId: input.runId,
-        trialId,
-        params: candidates[i],
-        seed: deriveSeed(input.seed, i + 1),
-        ...input.data,
-        backend: input.backend,
-      });
-      progress.running = progress.running.filter((t) => t !== trialId);
-      results[i] = result;
-      progress.done++;
-      if (result.status === 'failed') progress.failed++;
-      else if (result.valAuc !== null && (progress.bestValAuc === null || result.valAuc > progress.bestValAuc)) {
-        progress.bestValAuc = result.valAuc;
+  let active = candidates.map((_, i) => i);
+  for (let k = 0; k < budgets.length; k++) {
+    progress.rung = k;
+    rungs.push({ budget: budgets[k], trials: active.length });
+    let next = 0;
+    const lane = async () => {
+      while (next < active.length) {
+        const i = active[next++];
+        const id = trialId(i);
+        progress.running.push(id);
+        const previous = latest[i];
+        const resumeFrom: { ref: ModelRef; epoch: number } | undefined = previous?.checkpoint;
+        const result = await trainTrial({
+          runId: input.runId,
+          trialId: id,
+          params: { ...candidates[i], epochs: budgets[k] },
+          seed: deriveSeed(input.seed, i + 1),
+          ...input.data,
+          backend: input.backend,
+          rung: k,
+          resumeFrom,
+        });
+        progress.running = progress.running.filter((t) => t !== id);
+        latest[i] = result;
+        if (k === 0) progress.done++;
+        if (result.status === 'failed' && k === 0) progress.failed++;
+        if (result.valAuc !== null && (progress.bestValAuc === null || result.valAuc > progress.bestValAuc)) progress.bestValAuc = result.valAuc;
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(input.parallelism, candidates.length) }, lane));
-
-  const completed = results.filter((r) => r.status === 'completed');
-  if (completed.length === 0) {
-    throw new Error(`all ${results.length} trials failed: ${results.map((r) => `${r.trialId}: ${r.error}`).join('; ')}`);
+    };
+    await Promise.all(Array.from({ length: Math.min(input.parallelism, active.length) }, lane));
+    if (k === budgets.length - 1) break;
+    const survivors = active
+      .filter((i) => latest[i].status === 'completed')
+      .sort((a, b) => better(input.metric)(latest[a], latest[b]) || a - b);
+    active = survivors.slice(0, Math.max(1, Math.ceil(active.length / input.halving.eta)));
+    if (active.length === 0) break;
   }
-  // Rank on validation log loss (proper scoring), ties broken by AUC: both are measured on val, never test.
-  const best = completed.reduce((a, b) =>
-    b.valLogLoss! < a.valLogLoss! - 1e-12 || (Math.abs(b.valLogLoss! - a.valLogLoss!) <= 1e-12 && b.valAuc! > a.valAuc!)
-      ? b
-      : a,
-  );
-  return { trials: results, best, failed: results.length - completed.length };
+
+  const completed = latest.filter((r) => r.status === 'completed');
+  if (completed.length === 0) {
+    throw new Error(`all ${latest.length} trials failed: ${latest.map((r) => `${r.trialId}: ${r.error}`).join('; ')}`);
+  }
+  const best = [...completed].sort(better(input.metric))[0];
+  return { trials: latest, best, failed: latest.length - completed.length, rungs };
 }

@@ -193,7 +193,7 @@ describe('data activities', () => {
       const trained = await call(new MockActivityEnvironment(), acts.trainTrial, { ...trialInput(), trialId: 'final', step: 'final' as const });
       const gate = {
         thresholds: [{ metric: 'rocAuc' as const, op: '>=' as const, value: 0.5 }],
-        versusBaseline: { enabled: false, margin: 0 },
+        versusBaseline: { enabled: false, alpha: 0.05, requireHigherAuc: false, margin: 0 },
         versusChampion: { enabled: true, alpha: 0.05 },
       };
       const evaluation = await call(new MockActivityEnvironment(), acts.evaluateModel, {

@@ -64,9 +64,10 @@ async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
 const smallConfig = (over: Record<string, unknown> = {}) => ({
   modelName: 'e2e',
   source: { kind: 'events', cutoff, horizonDays: 14 },
-  search: { trials: 3, parallelism: 2, epochs: 4, patience: 2 },
+  search: { trials: 3, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 3, minEpochs: 2 } },
   training: { finalEpochs: 8, backend: 'wasm' },
-  gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.6 }] },
+  // a tiny budget: the baseline comparison has its own test below
+  gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.6 }], versusBaseline: { enabled: false } },
   ...over,
 });
 
@@ -111,9 +112,15 @@ describe('trainPipeline end to end', () => {
       expect(byStep(s)[0].attempt).toBeGreaterThanOrEqual(1);
       expect(byStep(s)[0].duration_ms).not.toBeNull();
     }
-    expect(byStep('trial')).toHaveLength(3);
+    expect(byStep('trial').map((t) => t.trial_id).sort()).toEqual(['baseline', 't001', 't002', 't003']);
     const trials = await db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', first.runId).orderBy('trial_id').execute();
-    expect(trials.map((t) => t.trial_id)).toEqual(['final', 't001', 't002', 't003']);
+    expect(trials.map((t) => t.trial_id)).toEqual(['baseline', 'final', 't001', 't002', 't003']);
+    // successive halving (3 trials, eta 3, budgets 2 → 4 epochs): one trial is promoted and resumed at rung 1
+    const rungs = trials.filter((t) => t.trial_id.startsWith('t')).map((t) => t.rung);
+    expect(rungs.sort()).toEqual([0, 0, 1]);
+    const promoted = trials.find((t) => t.rung === 1)!;
+    expect(promoted.resumed_from_epoch).toBe(2);
+    expect(promoted.budget_epochs).toBe(4);
     for (const t of trials) {
       expect(t.status).toBe('completed');
       expect((t.curve as unknown[]).length).toBeGreaterThan(0);
@@ -150,10 +157,16 @@ describe('trainPipeline end to end', () => {
   });
 
   it('rejects (does not register) a model that fails the gate, and says why', async () => {
-    const out = await withWorkers(() => run(smallConfig({ gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.999 }] } })));
+    const out = await withWorkers(() =>
+      run(smallConfig({ gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.999 }], versusBaseline: { enabled: true, requireHigherAuc: true } } })),
+    );
     expect(out.status).toBe('rejected');
     expect(out.modelVersion).toBeNull();
-    expect(out.gate.reasons.join(' ')).toMatch(/rocAuc/);
+    // both failing checks are listed: the threshold, and the under-trained MLP losing to the logistic baseline
+    expect(out.gate.reasons).toEqual([
+      expect.stringMatching(/^rocAuc = 0\.\d+ fails >= 0\.999$/),
+      expect.stringMatching(/^beats_baseline: test ROC-AUC 0\.\d+ vs logistic baseline 0\.\d+ \(diff -0\.\d+, DeLong p [\d.e-]+; must be > 0 and not significantly worse at alpha 0\.05\)$/),
+    ]);
     const versions = await db.db.selectFrom('ml.model_versions').select('version').where('run_id', '=', out.runId).execute();
     expect(versions).toHaveLength(0);
     const row = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', out.runId).executeTakeFirstOrThrow();
