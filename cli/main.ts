@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parsePipelineConfig } from '../activities/config.js';
 import { migrateToLatest } from '../db/migrate.js';
+import { importEvents } from '../db/import/rees46.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { stackDown, stackStatus, stackUp } from '../infra/index.js';
 import { TASK_QUEUES } from '../workflows/constants.js';
@@ -58,6 +59,32 @@ program
       await migrateToLatest(s.db.db);
       const shop = await seedShop(s.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, dirtyRate: o.dirtyRate, log: console.log });
       console.log(JSON.stringify(shop));
+    } finally {
+      await s.close();
+    }
+  });
+
+program
+  .command('import')
+  .description('load a real shop export into shop.*')
+  .command('events')
+  .description('import an event export (CSV); malformed lines are quarantined with their line number, never dropped')
+  .addOption(new Option('--format <format>', 'file format').choices(['rees46']).makeOptionMandatory())
+  .option('--json', 'print the import summary as one JSON line')
+  .argument('<file>', 'the CSV file')
+  .action(async (file: string, o) => {
+    const s = await openServices();
+    try {
+      await migrateToLatest(s.db.db);
+      const r = await importEvents(s.db.pool, { file, format: o.format, log: o.json ? undefined : console.log });
+      if (o.json) return console.log(JSON.stringify(r));
+      console.log(`import ${r.importId}: ${r.rowsLoaded}/${r.rowsIn} rows loaded from ${r.file} in ${r.seconds.toFixed(1)}s`);
+      console.log(`  events by type: ${Object.entries(r.byType).map(([k, v]) => `${k} ${v}`).join(', ')}; ${r.sessions} sessions, ${r.users} users (${r.newUsers} new), ${r.products} products`);
+      const q = Object.entries(r.quarantined).filter(([, v]) => v > 0);
+      if (q.length) {
+        console.log(`  quarantined: ${q.map(([k, v]) => `${k} ${v}`).join(', ')} (all lines in ml.import_quarantine where import_id = '${r.importId}')`);
+        for (const line of r.quarantine.slice(0, 10)) console.log(`    line ${line.line}: ${line.reason}: ${line.raw.slice(0, 120)}`);
+      }
     } finally {
       await s.close();
     }
