@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type pg from 'pg';
-import { cutoffCheckQuery, EVENT_FEATURES, eventFeatureQuery, eventQualityQuery, eventQuarantineQuery } from '../db/features.js';
+import { cutoffProbeQuery, EVENT_FEATURES, EVENT_INVALID_REASONS, eventFeatureQuery, eventQuarantineQuery } from '../db/features.js';
 import { DriftProfiler, type FeatureProfile } from '../ml/drift.js';
 import { fitPreprocessor, takeRows } from '../ml/preprocess.js';
 import { assignSplit } from '../ml/split.js';
@@ -242,24 +242,24 @@ export function createPipelineActivities(deps: ActivityDeps) {
         `the label window [${cutoff.toISOString()}, ${windowEnd.toISOString()}) has not ended yet: labels would be incomplete; choose an earlier source.cutoff`,
       );
     }
-    const check = cutoffCheckQuery({ cutoff, horizonDays, now, openedAt });
-    const c = (await db.pool.query(check.sql, check.params)).rows[0] as unknown as Record<string, string | Date | null>;
-    if (Number(c.valid_before_cutoff) === 0) {
+    const check = cutoffProbeQuery({ cutoff, horizonDays, now, openedAt });
+    const c = (await db.pool.query(check.sql, check.params)).rows[0] as { has_valid_before: boolean; has_valid_in_window: boolean; last_valid_at: Date | null };
+    if (!c.has_valid_before) {
       throw new PipelineError(ErrorType.EmptyDataset, `shop.events has no valid events before the cutoff ${cutoff.toISOString()}: choose a later source.cutoff or load events`);
     }
-    if (Number(c.valid_in_window) === 0) {
+    if (!c.has_valid_in_window) {
       throw new PipelineError(
         ErrorType.EmptyDataset,
         `shop.events has no valid events in the label window [${cutoff.toISOString()}, ${windowEnd.toISOString()}) ` +
-          `(last valid event ${c.last_valid_at ? new Date(c.last_valid_at as string).toISOString() : 'none'}): choose an earlier source.cutoff or a longer source.horizonDays`,
+          `(last valid event ${c.last_valid_at ? new Date(c.last_valid_at).toISOString() : 'none'}): choose an earlier source.cutoff or a longer source.horizonDays`,
       );
     }
 
     const features = eventFeatureQuery({ cutoff, horizonDays, now, openedAt });
     const quarantine = eventQuarantineQuery({ now, openedAt });
-    const quality = eventQualityQuery({ cutoff, now, openedAt });
-    // The feature scan and the invalid-event export run side by side, on two connections.
-    const [copied, quarantined, counts] = await Promise.all([
+    // Two scans side by side on two connections: the feature query, and the export of every invalid event with
+    // its reason (whose per-reason counts are the quality ledger, so no third scan counts them again).
+    const [copied, quarantined, total] = await Promise.all([
       withClient((client) =>
         copyToShards({
           client,
@@ -270,7 +270,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
         }),
       ),
       exportQuarantine(runId, inlineParams(quarantine.sql, quarantine.params)),
-      db.pool.query(quality.sql, quality.params).then((r) => r.rows[0] as Record<string, unknown>),
+      db.pool.query('SELECT count(*)::float8 AS n FROM shop.events').then((r) => Number(r.rows[0].n)),
     ]);
     if (copied.dataset.rows === 0) {
       throw new PipelineError(
@@ -278,17 +278,17 @@ export function createPipelineActivities(deps: ActivityDeps) {
         `no users signed up before the cutoff ${cutoff.toISOString()} in shop.users: seed a shop (npx propensity seed) or choose a later source.cutoff`,
       );
     }
-    const { total_rows, valid_rows, valid_before_cutoff: _, ...reasons } = Object.fromEntries(
-      Object.entries(counts).map(([k, v]) => [k, Number(v)]),
-    );
+    const reasons: Record<string, number> = Object.fromEntries(EVENT_INVALID_REASONS.map((r) => [r, quarantined.counts[r] ?? 0]));
+    const invalid = Object.values(quarantined.counts).reduce((a, b) => a + b, 0);
+    const valid = total - invalid;
     await upsertQuality({
       run_id: runId,
       stage: 'events',
-      rows_in: total_rows,
-      rows_out: valid_rows,
+      rows_in: total,
+      rows_out: valid,
       quarantined: JSON.stringify(reasons),
       features: JSON.stringify({}),
-      quarantine_uri: quarantined.length ? store.uri(quarantined[0].key) : null,
+      quarantine_uri: quarantined.refs.length ? store.uri(quarantined.refs[0].key) : null,
     });
     await db.db.updateTable('ml.pipeline_runs').set({ cutoff }).where('run_id', '=', runId).execute();
     return {
@@ -299,7 +299,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
       features: EVENT_FEATURES.map((f) => ({ name: f.name, kind: f.kind })),
       cutoff: cutoff.toISOString(),
       horizonDays,
-      events: { total: total_rows, valid: valid_rows, quarantined: reasons },
+      events: { total, valid, quarantined: reasons },
     };
   }
 
@@ -338,11 +338,11 @@ export function createPipelineActivities(deps: ActivityDeps) {
     }
   }
 
-  /** Streams invalid source events (with their reason) to S3 in shards: the quarantine of the events stage. */
-  async function exportQuarantine(runId: string, select: string): Promise<ArtifactRef[]> {
+  /** Streams invalid source events (with their reason) to S3 in shards, counting them per reason. */
+  async function exportQuarantine(runId: string, select: string): Promise<{ refs: ArtifactRef[]; counts: Record<string, number> }> {
     return withClient(async (client) => {
       const { fields } = await client.query(`SELECT * FROM (${select}) AS q LIMIT 0`);
-      return copyTextShards({ client, select, columns: fields.map((f) => f.name), store, keyOf: (i) => keys.rawQuarantine(runId, i) });
+      return copyTextShards({ client, select, columns: fields.map((f) => f.name), countBy: 'reason', store, keyOf: (i) => keys.rawQuarantine(runId, i) });
     });
   }
 

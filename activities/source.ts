@@ -140,10 +140,14 @@ export async function copyTextShards(opts: {
   client: pg.PoolClient;
   select: string;
   columns: string[];
+  /** a column whose values are counted (e.g. the quarantine reason) */
+  countBy?: string;
   store: ArtifactStore;
   keyOf: (shard: number) => string;
-}): Promise<ArtifactRef[]> {
+}): Promise<{ refs: ArtifactRef[]; counts: Record<string, number> }> {
   const refs: ArtifactRef[] = [];
+  const counts: Record<string, number> = {};
+  const countAt = opts.countBy ? opts.columns.indexOf(opts.countBy) : -1;
   let cols = opts.columns.map(() => [] as (string | null)[]);
   const flush = async () => {
     if (!cols[0]?.length) return;
@@ -154,11 +158,15 @@ export async function copyTextShards(opts: {
     for (const line of lines) {
       const fields = line.split('\t');
       for (let i = 0; i < cols.length; i++) cols[i].push(text(fields[i] ?? '\\N'));
+      if (countAt >= 0) {
+        const key = text(fields[countAt] ?? '\\N') ?? '(null)';
+        counts[key] = (counts[key] ?? 0) + 1;
+      }
       if (cols[0].length === SHARD_ROWS) await flush();
     }
   }
   await flush();
-  return refs;
+  return { refs, counts };
 }
 
 /** COPY text format: \N is NULL; backslash escapes only where a backslash occurs. */

@@ -334,3 +334,23 @@ SELECT count(*) FILTER (WHERE occurred_at < $1::timestamptz)::float8 AS valid_be
 FROM valid`;
   return build(sql, [iso(cutoff), iso(labelEnd), iso(now), openedAt ? iso(openedAt) : null], inline);
 }
+
+/**
+ * The fast form of cutoffCheckQuery for the pipeline: whether any valid event lies before the cutoff and in the
+ * label window (EXISTS probes that stop at the first match on the occurred_at index; a duplicate's first copy
+ * is valid, so existence needs no dedup), and the last valid event time (a backward index scan).
+ * Columns: has_valid_before (bool), has_valid_in_window (bool), last_valid_at (timestamptz | NULL).
+ */
+export function cutoffProbeQuery({
+  cutoff, horizonDays, now = new Date(), openedAt = null, inline,
+}: CutoffCheckQueryInput): SqlQuery {
+  if (!(horizonDays > 0)) throw new Error(`cutoffProbeQuery: horizonDays must be > 0, got ${horizonDays}`);
+  const labelEnd = new Date(cutoff.getTime() + horizonDays * DAY_MS);
+  const valid = validWhere('$3::timestamptz', openedSql('$4'));
+  const sql = `
+SELECT
+  EXISTS (SELECT 1 FROM shop.events e WHERE e.occurred_at < $1::timestamptz AND ${valid}) AS has_valid_before,
+  EXISTS (SELECT 1 FROM shop.events e WHERE e.occurred_at >= $1::timestamptz AND e.occurred_at < $2::timestamptz AND ${valid}) AS has_valid_in_window,
+  (SELECT e.occurred_at FROM shop.events e WHERE e.occurred_at IS NOT NULL AND ${valid} ORDER BY e.occurred_at DESC LIMIT 1) AS last_valid_at`;
+  return build(sql, [iso(cutoff), iso(labelEnd), iso(now), openedAt ? iso(openedAt) : null], inline);
+}
