@@ -71,6 +71,15 @@ const smallConfig = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
+const bankSource = {
+  kind: 'table',
+  query: `select * from ${BANK_TABLE} where age >= 18`,
+  entityKey: 'client_id',
+  label: 'y',
+  // month_code is an integer code, declared categorical
+  features: { age: 'numeric', job: 'categorical', marital: 'categorical', has_default: 'categorical', balance: 'numeric', housing: 'categorical', contact: 'categorical', month_code: 'categorical', duration_s: 'numeric', campaign: 'numeric', poutcome: 'categorical' },
+};
+
 const run = (config: unknown) =>
   client.workflow.execute(trainPipeline, {
     taskQueue: queues.cpu,
@@ -206,14 +215,7 @@ describe('trainPipeline end to end', () => {
       run(
         smallConfig({
           modelName: 'bank',
-          source: {
-            kind: 'table',
-            query: `select * from ${BANK_TABLE} where age >= 18`,
-            entityKey: 'client_id',
-            label: 'y',
-            // month_code is an integer code: declared categorical; the rest inferred
-            features: { age: 'numeric', job: 'categorical', marital: 'categorical', has_default: 'categorical', balance: 'numeric', housing: 'categorical', contact: 'categorical', month_code: 'categorical', duration_s: 'numeric', campaign: 'numeric', poutcome: 'categorical' },
-          },
+          source: bankSource,
         }),
       ),
     );
@@ -225,6 +227,33 @@ describe('trainPipeline end to end', () => {
     expect(out.metrics.testAuc).toBeGreaterThan(0.7);
     const pre = JSON.parse(new TextDecoder().decode(await store.getKey('models/bank/v1/preprocessing.json')));
     expect(pre.featureNames).toEqual(expect.arrayContaining(['month_code=3', 'housing=true', 'job=retired', 'duration_s']));
+  });
+
+  it('rejects a challenger that is significantly worse than the champion on the same test rows, listing the check', async () => {
+    const bank = (over: Record<string, unknown>) =>
+      smallConfig({
+        modelName: 'bank',
+        source: bankSource,
+        gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0 }], versusBaseline: { enabled: false } },
+        ...over,
+      });
+    // a crippled challenger: one tiny hidden layer, one epoch at a learning rate too small to learn anything
+    const out = await withWorkers(() =>
+      run(
+        bank({
+          search: { trials: 1, parallelism: 1, epochs: 1, halving: { eta: 1 }, space: { hiddenLayers: [1, 1], units: [2], learningRate: [1e-6, 1e-6] } },
+          training: { finalEpochs: 1, backend: 'wasm' },
+        }),
+      ),
+    );
+    expect(out.status).toBe('rejected');
+    expect(out.gate.reasons).toEqual([expect.stringMatching(/^not_worse_than_champion: test ROC-AUC 0\.\d+ vs champion v1 0\.\d+ on the same \d+ rows \(diff -0\.\d+, DeLong p [\d.e-]+, alpha 0\.05\)$/)]);
+    const row = await db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', out.runId).executeTakeFirstOrThrow();
+    const champion = (row.comparisons as { check: string; against: string; passed: boolean; pValue: number }[])[0];
+    expect(champion).toMatchObject({ check: 'not_worse_than_champion', against: 'champion v1', passed: false });
+    expect(champion.pValue).toBeLessThan(0.05);
+    const versions = await db.db.selectFrom('ml.model_versions').select('version').where('model_name', '=', 'bank').execute();
+    expect(versions.map((v) => v.version)).toEqual([1]);
   });
 
   it('fails before training when a feature drifted past quality.maxPsi against the last registered run', async () => {
