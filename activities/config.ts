@@ -126,8 +126,10 @@ export const pipelineConfigSchema = z.strictObject({
       /** early-stopping patience of the final training and the baseline */
       patience: z.number().int().min(1).max(1000).default(8),
       seed: z.number().int().min(0).default(1234),
+      /** a training attempt silent this long (no epoch heartbeat) is retried elsewhere, from its last checkpoint */
+      heartbeatTimeoutSeconds: z.number().int().min(5).max(3600).default(120),
     })
-    .default({ backend: 'auto', finalEpochs: 60, patience: 8, seed: 1234 }),
+    .default({ backend: 'auto', finalEpochs: 60, patience: 8, seed: 1234, heartbeatTimeoutSeconds: 120 }),
   gate: z
     .strictObject({
       thresholds: z

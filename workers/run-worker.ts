@@ -22,7 +22,11 @@ export interface RunWorkerOptions {
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const log = opts.log ?? ((line) => console.log(line));
   const services = await openServices();
-  const queues = opts.taskQueues ?? TASK_QUEUES;
+  // PROPENSITY_CPU_QUEUE / PROPENSITY_TRAIN_QUEUE let a deployment (or a test) run an isolated pair of queues.
+  const queues = opts.taskQueues ?? {
+    cpu: process.env.PROPENSITY_CPU_QUEUE || TASK_QUEUES.cpu,
+    train: process.env.PROPENSITY_TRAIN_QUEUE || TASK_QUEUES.train,
+  };
   const backendPref = (process.env.PROPENSITY_BACKEND ?? 'auto') as 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   const backend = opts.kind === 'train' ? await initBackend(backendPref) : undefined;
   const activities = createActivities({ db: services.db, store: services.store, codeVersion: services.codeVersion, backend: backend?.name });

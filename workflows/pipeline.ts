@@ -59,7 +59,7 @@ const NON_RETRYABLE = ['InvalidConfig', 'InvalidData', 'EmptyDataset', 'SingleCl
 
 export type TaskQueues = { cpu: string; train: string };
 
-function activities(queues: TaskQueues) {
+function activities(queues: TaskQueues, heartbeatTimeoutSeconds = 120) {
   return {
     cpu: proxyActivities<Activities>({
       taskQueue: queues.cpu,
@@ -70,7 +70,7 @@ function activities(queues: TaskQueues) {
       taskQueue: queues.train,
       startToCloseTimeout: '2 hours',
       // Training heartbeats every epoch; this much silence means its worker died: retry from the checkpoint.
-      heartbeatTimeout: '2 minutes',
+      heartbeatTimeout: `${heartbeatTimeoutSeconds} seconds`,
       retry: { maximumAttempts: 3, initialInterval: '2s', nonRetryableErrorTypes: NON_RETRYABLE },
     }),
   };
@@ -80,13 +80,14 @@ function activities(queues: TaskQueues) {
 export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPipelineOutput> {
   const { workflowId, runId } = workflowInfo();
   const queues = input.taskQueues ?? TASK_QUEUES;
-  const { cpu, train } = activities(queues);
+  const { cpu } = activities(queues);
   const progress: PipelineProgress = { stage: 'validate', completed: [], searchWorkflowId: null };
   setHandler(progressQuery, () => progress);
   const done = (stage: PipelineStage, detail: string) => progress.completed.push({ stage, detail });
 
   const started = await cpu.startRun({ runId, workflowId, config: input.config, trigger: input.trigger });
   const config: PipelineConfig = started.config;
+  const { train } = activities(queues, config.training.heartbeatTimeoutSeconds);
   done('validate', `model ${config.modelName}, config ${started.configHash}`);
 
   try {
@@ -142,6 +143,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           space,
           halving: config.search.halving,
           metric: config.search.metric,
+          heartbeatTimeoutSeconds: config.training.heartbeatTimeoutSeconds,
           data,
           backend: config.training.backend,
         },

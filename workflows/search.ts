@@ -19,6 +19,7 @@ export interface HyperparameterSearchInput {
   /** successive halving: rung budgets minEpochs·eta^k up to space.epochs; the best 1/eta of each rung go on */
   halving: { eta: number; minEpochs: number };
   metric: TrialMetric;
+  heartbeatTimeoutSeconds?: number;
   data: { train: ArtifactRef; val: ArtifactRef; preprocessing: ArtifactRef };
   backend: BackendChoice;
   trainQueue?: string;
@@ -44,12 +45,12 @@ export interface SearchProgress {
 
 export const searchProgressQuery = defineQuery<SearchProgress>('searchProgress');
 
-const trainActivities = (taskQueue: string) =>
+const trainActivities = (taskQueue: string, heartbeatTimeoutSeconds = 120) =>
   proxyActivities<Activities>({
     taskQueue,
     startToCloseTimeout: '2 hours',
     // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
-    heartbeatTimeout: '2 minutes',
+    heartbeatTimeout: `${heartbeatTimeoutSeconds} seconds`,
     retry: { maximumAttempts: 3, initialInterval: '2s', nonRetryableErrorTypes: ['InvalidConfig', 'InvalidData'] },
   });
 
@@ -79,7 +80,7 @@ export function better(metric: TrialMetric) {
  * chooses the same trials; each rung runs as a sliding window of `parallelism` activities.
  */
 export async function hyperparameterSearch(input: HyperparameterSearchInput): Promise<HyperparameterSearchOutput> {
-  const { trainTrial } = trainActivities(input.trainQueue ?? TASK_QUEUES.train);
+  const { trainTrial } = trainActivities(input.trainQueue ?? TASK_QUEUES.train, input.heartbeatTimeoutSeconds);
   const candidates = sampleTrials(input.space, input.trials, input.seed);
   const budgets = rungBudgets(input.halving.minEpochs, input.halving.eta, input.space.epochs);
   const latest: TrainTrialOutput[] = new Array(candidates.length);
