@@ -61,6 +61,11 @@ describe('data activities', () => {
     for (const part of ['train', 'val', 'test'] as const) expect(again[part].sha256).toBe(split[part].sha256);
     expect(again.preprocessing.sha256).toBe(split.preprocessing.sha256);
     expect(split.sizes.train + split.sizes.val + split.sizes.test).toBe(clean.rowsOut);
+    // no user lands in two splits
+    const [tr, va, te] = await Promise.all([split.train, split.val, split.test].map((r) => store.getFrame(r)));
+    const all = [...tr.ids, ...va.ids, ...te.ids];
+    expect(new Set(all).size).toBe(all.length);
+    expect(all.length).toBe(clean.rowsOut);
 
     for (const step of ['ingest', 'clean']) {
       const rows = await steps(step);
