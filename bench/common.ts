@@ -6,11 +6,9 @@ import path from 'node:path';
 import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
-import { createDb, type Db } from '../db/client.js';
+import type { Db } from '../db/client.js';
 import { migrateToLatest } from '../db/migrate.js';
 import {
-  createS3Client,
-  ensureBucket,
   findRepoRoot,
   loadEnv,
   resolveConnections,
@@ -18,8 +16,8 @@ import {
   type Connections,
   type Env,
 } from '../infra/index.js';
-import { createArtifactStore, type ArtifactStore } from '../store/artifacts.js';
-import { codeVersion } from '../workers/deps.js';
+import type { ArtifactStore } from '../store/artifacts.js';
+import { openServices } from '../workers/deps.js';
 
 /** The benchmarks never touch the demo's shop: they seed and read this database on the same server. */
 export const BENCH_DATABASE = 'propensity_bench';
@@ -48,32 +46,16 @@ export async function openBench({ log, startStack = true }: { log: Log; startSta
   const env = loadEnv();
   const external = !!env.DATABASE_URL && (!!env.S3_ENDPOINT || (!!env.AWS_ACCESS_KEY_ID && !!env.AWS_SECRET_ACCESS_KEY));
   if (startStack && !external) await stackUp({ env, log: (l) => log(`  ${l}`) });
-  const connections = resolveConnections(env);
-  const databaseUrl = await ensureDatabase(connections.databaseUrl, BENCH_DATABASE);
-  const db = createDb(databaseUrl);
+  const databaseUrl = await ensureDatabase(resolveConnections(env).databaseUrl, BENCH_DATABASE);
+  const services = await openServices(env, { databaseUrl });
   try {
-    const applied = await migrateToLatest(db.db as unknown as Kysely<any>);
+    const applied = await migrateToLatest(services.db.db as unknown as Kysely<any>);
     if (applied.length) log(`  migrated ${BENCH_DATABASE}: ${applied.map((m) => m.migrationName).join(', ')}`);
   } catch (err) {
-    await db.close();
+    await services.close();
     throw err;
   }
-  const s3 = createS3Client(connections.s3);
-  await ensureBucket(s3, connections.s3.bucket);
-  const store = createArtifactStore({ client: s3, bucket: connections.s3.bucket });
-  return {
-    env,
-    connections,
-    databaseUrl,
-    db,
-    s3,
-    store,
-    codeVersion: codeVersion(),
-    async close() {
-      s3.destroy();
-      await db.close();
-    },
-  };
+  return { ...services, databaseUrl };
 }
 
 /** Creates `name` on the server of `adminUrl` when missing; returns its URL. */

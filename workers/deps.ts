@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { createDb, type Db } from '../db/client.js';
 import { createS3Client, ensureBucket, findRepoRoot, loadEnv, resolveConnections, type Connections, type Env } from '../infra/index.js';
@@ -10,15 +11,19 @@ export interface Services {
   env: Env;
   connections: Connections;
   db: Db;
+  s3: S3Client;
   store: ArtifactStore;
   codeVersion: string;
   close(): Promise<void>;
 }
 
-/** Opens Postgres and S3 from the environment (or the dev stack's stack.json), once per process. */
-export async function openServices(env: Env = loadEnv()): Promise<Services> {
+/**
+ * Opens Postgres and S3 from the environment (or the dev stack's stack.json), once per process; `databaseUrl`
+ * points at another database on the same server (the benchmarks use their own).
+ */
+export async function openServices(env: Env = loadEnv(), opts: { databaseUrl?: string } = {}): Promise<Services> {
   const connections = resolveConnections(env);
-  const db = createDb(connections.databaseUrl);
+  const db = createDb(opts.databaseUrl ?? connections.databaseUrl);
   const s3 = createS3Client(connections.s3);
   await ensureBucket(s3, connections.s3.bucket);
   const store = createArtifactStore({ client: s3, bucket: connections.s3.bucket });
@@ -26,6 +31,7 @@ export async function openServices(env: Env = loadEnv()): Promise<Services> {
     env,
     connections,
     db,
+    s3,
     store,
     codeVersion: codeVersion(),
     async close() {
