@@ -385,7 +385,6 @@ export function createPipelineActivities(deps: ActivityDeps) {
     const repaired: Record<string, number> = {};
     const count = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
     const seen = new Set<string>();
-    const duplicateExamples: string[] = [];
     const baseline = await previousProfile(input.modelName, input.runId);
     const profiler = new DriftProfiler(baseline.profiles);
     const stats = new Map<string, { kind: 'numeric' | 'categorical'; n: number; missing: number; min: number; max: number; sum: number; distinct?: Set<string> }>();
@@ -403,10 +402,8 @@ export function createPipelineActivities(deps: ActivityDeps) {
         const id = frame.ids[i];
         let reason: string | null = null;
         if (!id) reason = 'null_entity_key';
-        else if (seen.has(id)) {
-          reason = 'duplicate_entity_key';
-          if (duplicateExamples.length < 5) duplicateExamples.push(id);
-        } else if (frame.label[i] === LABEL_MISSING) reason = 'missing_label';
+        else if (seen.has(id)) reason = 'duplicate_entity_key';
+        else if (frame.label[i] === LABEL_MISSING) reason = 'missing_label';
         else if (frame.label[i] !== 0 && frame.label[i] !== 1) reason = 'invalid_label';
         if (id) seen.add(id);
         if (reason) {
@@ -479,7 +476,8 @@ export function createPipelineActivities(deps: ActivityDeps) {
     if (input.mode === 'table' && quarantined.duplicate_entity_key) {
       throw new PipelineError(
         ErrorType.InvalidData,
-        `the entity key has ${quarantined.duplicate_entity_key} duplicate values (e.g. ${duplicateExamples.map((d) => JSON.stringify(d)).join(', ')}): ` +
+        // No key values in the message: it lands in the workflow history, which holds no personal data.
+        `the entity key has ${quarantined.duplicate_entity_key} duplicate values (the rows are in ${store.uri(quarantineRefs[0].key)}): ` +
           'source.query must return one row per entity',
       );
     }
