@@ -29,7 +29,8 @@ export type Log = (line: string) => void;
 export interface BenchServices {
   env: Env;
   connections: Connections;
-  /** URL of the bench database (holds the password: never print it unredacted). */
+  /** the bench database's name, and its URL (holds the password: never print it unredacted) */
+  database: string;
   databaseUrl: string;
   db: Db;
   s3: S3Client;
@@ -42,20 +43,28 @@ export interface BenchServices {
  * Starts (or reuses) the dev stack unless the environment names external Postgres and S3, then opens the
  * bench database (created through the configured database if missing, then migrated) and the S3 store.
  */
-export async function openBench({ log, startStack = true }: { log: Log; startStack?: boolean }): Promise<BenchServices> {
+export async function openBench({
+  log,
+  startStack = true,
+  database = BENCH_DATABASE,
+}: {
+  log: Log;
+  startStack?: boolean;
+  database?: string;
+}): Promise<BenchServices> {
   const env = loadEnv();
   const external = !!env.DATABASE_URL && (!!env.S3_ENDPOINT || (!!env.AWS_ACCESS_KEY_ID && !!env.AWS_SECRET_ACCESS_KEY));
   if (startStack && !external) await stackUp({ env, log: (l) => log(`  ${l}`) });
-  const databaseUrl = await ensureDatabase(resolveConnections(env).databaseUrl, BENCH_DATABASE);
+  const databaseUrl = await ensureDatabase(resolveConnections(env).databaseUrl, database);
   const services = await openServices(env, { databaseUrl });
   try {
     const applied = await migrateToLatest(services.db.db as unknown as Kysely<any>);
-    if (applied.length) log(`  migrated ${BENCH_DATABASE}: ${applied.map((m) => m.migrationName).join(', ')}`);
+    if (applied.length) log(`  migrated ${database}: ${applied.map((m) => m.migrationName).join(', ')}`);
   } catch (err) {
     await services.close();
     throw err;
   }
-  return { ...services, databaseUrl };
+  return { ...services, database, databaseUrl };
 }
 
 /** Creates `name` on the server of `adminUrl` when missing; returns its URL. */
@@ -100,10 +109,10 @@ export async function ensureShop(bench: BenchServices, shape: ShopShape, { resee
     return { ...shape, events: Number(existing!.events), cutoff: new Date(existing!.cutoff_at), seededNow: false };
   }
   const t0 = performance.now();
-  const args = ['seed-shop', '--users', shape.users, '--days', shape.days, '--seed', shape.seed, '--horizon-days', shape.horizonDays].map(String);
+  const args = ['seed-shop', '--database', bench.database, '--users', shape.users, '--days', shape.days, '--seed', shape.seed, '--horizon-days', shape.horizonDays].map(String);
   await runChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'main.ts'), ...args], log);
   const seeded = await read();
-  if (!matches(seeded)) throw new Error(`seeding ${BENCH_DATABASE} did not leave a shop of ${JSON.stringify(shape)} in bench.shops`);
+  if (!matches(seeded)) throw new Error(`seeding ${bench.database} did not leave a shop of ${JSON.stringify(shape)} in bench.shops`);
   log(`  seeded in ${seconds(t0).toFixed(1)} s`);
   return { ...shape, events: Number(seeded!.events), cutoff: new Date(seeded!.cutoff_at), seededNow: true };
 }

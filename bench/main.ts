@@ -4,8 +4,9 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { seedShop } from '../db/synthetic/load.js';
-import { openBench } from './common.js';
+import { BENCH_DATABASE, openBench } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
+import { printSearch, recordSearch, runSearchBench } from './search.js';
 
 const int = (name: string, min = 1) => (v: string) => {
   const n = Number(v);
@@ -46,9 +47,32 @@ shopOptions(
     if (o.json) log(JSON.stringify(result));
   });
 
+program
+  .command('search')
+  .description('hyperparameterSearch workflow wall time with 1 then 2 train worker processes (parallelism = workers)')
+  .option('--users <n>', 'synthetic shop: users', int('--users'), 20_000)
+  .option('--days <n>', 'synthetic shop: days of events', int('--days'), 60)
+  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), 14)
+  .option('--trials <n>', 'search trials', int('--trials'), 16)
+  .option('--epochs <n>', "the search's largest epoch budget (default: the pipeline's, 30)", int('--epochs'))
+  .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
+  .option('--json', 'end with one JSON line with the results')
+  .action(async (o) => {
+    const result = await runSearchBench(
+      { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, trials: o.trials, epochs: o.epochs, reseed: !!o.reseed, json: !!o.json },
+      log,
+    );
+    printSearch(result, log);
+    log(`appended to ${recordSearch(result)}`);
+    if (o.json) log(JSON.stringify(result));
+  });
+
 // Seeding runs in a child of the suite, so that the generator's memory stays out of the suite's peak RSS.
-shopOptions(program.command('seed-shop', { hidden: true }).description('seed the bench database (used by the suites)')).action(async (o) => {
-  const bench = await openBench({ log, startStack: false });
+shopOptions(program.command('seed-shop', { hidden: true }).description('seed the bench database (used by the suites)'))
+  .option('--database <name>', 'bench database', BENCH_DATABASE)
+  .action(async (o) => {
+  const bench = await openBench({ log, startStack: false, database: o.database });
   try {
     await seedShop(bench.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, log });
   } finally {

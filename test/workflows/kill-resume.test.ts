@@ -1,0 +1,236 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities/index.js';
+import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../../cli/workers.js';
+import type { Db } from '../../db/client.js';
+import { seedShop } from '../../db/synthetic/load.js';
+import { loadEnv } from '../../infra/index.js';
+import type { ArtifactStore } from '../../store/artifacts.js';
+import { trainPipeline } from '../../workflows/pipeline.js';
+import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { connections, freshDatabase, testStore } from '../support/services.js';
+
+// The acceptance test for resumable training: the train worker is a real process (spawned as `propensity
+// workers` does), killed with SIGKILL in the middle of a search trial. Temporal notices the silence
+// (training.heartbeatTimeoutSeconds), retries the trial on a fresh train process, and the retry resumes from the
+// checkpoint named by the last heartbeat the server holds. Workflows and data activities run in this process.
+
+const queues = { cpu: `kill-cpu-${randomUUID()}`, train: `kill-train-${randomUUID()}` };
+// ≥ 2 heartbeat throttle intervals (0.8 × 5 s) of training even on a fast machine, so the server holds an epoch ≥ 2
+const EPOCHS = 30;
+
+let db: Db;
+let dbUrl: string;
+let store: ArtifactStore;
+let closeStore: () => void;
+let nativeConnection: NativeConnection;
+let client: Client;
+let cutoff: string;
+let logDir: string;
+const spawned: WorkerProcess[] = [];
+
+const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  ({ db, url: dbUrl } = await freshDatabase('kill_resume'));
+  ({ store, close: closeStore } = await testStore());
+  const shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14 });
+  cutoff = shop.timeline.cutoff.toISOString();
+  const { address, namespace } = connections().temporal;
+  nativeConnection = await NativeConnection.connect({ address });
+  client = new Client({ connection: await Connection.connect({ address }), namespace });
+  // this test's worker logs: <dataDir>/kill-resume/logs/worker-train-1.log, appended by each process
+  logDir = path.join(loadEnv().PROPENSITY_DATA_DIR, 'kill-resume');
+});
+
+afterAll(async () => {
+  // SIGTERM, then SIGKILL after the grace period: no train process outlives the test, pass or fail.
+  await stopWorkers(spawned, 10_000);
+  await client?.connection.close();
+  await nativeConnection?.close();
+  closeStore?.();
+  await db?.close();
+});
+
+/** One train worker process pointed at this test's database, bucket and task queue. */
+function spawnTrainWorker(): WorkerProcess {
+  const c = connections();
+  const extraEnv: Record<string, string> = {
+    DATABASE_URL: dbUrl,
+    TEMPORAL_ADDRESS: c.temporal.address,
+    TEMPORAL_NAMESPACE: c.temporal.namespace,
+    PROPENSITY_TRAIN_QUEUE: queues.train,
+    PROPENSITY_CPU_QUEUE: queues.cpu,
+    PROPENSITY_BACKEND: 'wasm',
+    PROPENSITY_TRAIN_SLOTS: '1',
+    PROPENSITY_CODE_VERSION: 'test',
+    S3_BUCKET: c.s3.bucket,
+    S3_REGION: c.s3.region,
+    S3_FORCE_PATH_STYLE: String(c.s3.forcePathStyle),
+    ...(c.s3.endpoint && { S3_ENDPOINT: c.s3.endpoint }),
+    ...(c.s3.credentials && { AWS_ACCESS_KEY_ID: c.s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: c.s3.credentials.secretAccessKey }),
+  };
+  const [worker] = spawnWorkers({ ...loadEnv(), PROPENSITY_DATA_DIR: logDir }, { cpu: 0, train: 1 }, extraEnv);
+  spawned.push(worker);
+  return worker;
+}
+
+const logTail = () => {
+  try {
+    return readFileSync(path.join(logDir, 'logs', 'worker-train-1.log'), 'utf8').split('\n').slice(-40).join('\n');
+  } catch {
+    return '(no worker log)';
+  }
+};
+
+interface PendingTrial {
+  epoch: number;
+  attempt: number;
+}
+
+/** The search child's running training activity and the epoch of the last heartbeat the server holds. */
+async function pendingSearchTrial(searchWorkflowId: string): Promise<PendingTrial | null> {
+  const res = await client.workflowService
+    .describeWorkflowExecution({ namespace: client.options.namespace, execution: { workflowId: searchWorkflowId } })
+    .catch(() => null); // the child is not started yet
+  for (const a of res?.pendingActivities ?? []) {
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    if (!payload) continue;
+    const details = defaultPayloadConverter.fromPayload<{ epoch?: number }>(payload as Payload);
+    if (typeof details?.epoch === 'number') return { epoch: details.epoch, attempt: a.attempt ?? 1 };
+  }
+  return null;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('a train worker killed mid-trial', () => {
+  it(
+    'is replaced: the run completes, the killed trial resumes from its checkpoint, nothing is duplicated',
+    async () => {
+      const first = spawnTrainWorker();
+      await waitForPollers(client, [{ name: queues.train, min: 1, kind: 'activity' }], [first], 180_000);
+
+      const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+      const activities = createActivities({ db, store, codeVersion: 'test' });
+      const cpu = await Worker.create({
+        connection: nativeConnection,
+        namespace: connections().temporal.namespace,
+        taskQueue: queues.cpu,
+        workflowBundle: bundle,
+        activities,
+      });
+
+      const config = {
+        modelName: 'kill',
+        source: { kind: 'events', cutoff, horizonDays: 14 },
+        // two trials one after the other; small batches and wide layers so that an epoch takes a good fraction of
+        // a second and a trial several seconds, and patience = epochs so that no trial stops early
+        search: {
+          trials: 2,
+          parallelism: 1,
+          epochs: EPOCHS,
+          patience: EPOCHS,
+          halving: { eta: 1 },
+          space: { hiddenLayers: [2, 2], units: [128], batchSize: [16] },
+        },
+        // a silent trial is retried after 5 s (the activity's heartbeat timeout)
+        training: { finalEpochs: 6, backend: 'wasm', heartbeatTimeoutSeconds: 5 },
+        gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
+        evaluation: { bootstrapSamples: 20, importanceRepeats: 1 },
+      };
+      const workflowId = `train-kill-${randomUUID()}`;
+      const searchWorkflowId = `${workflowId}/search`;
+
+      const { out, killed } = await cpu.runUntil(async () => {
+        const handle = await client.workflow.start(trainPipeline, {
+          taskQueue: queues.cpu,
+          workflowId,
+          args: [{ config, taskQueues: queues, trigger: 'test' }],
+        });
+        // Wait until a search trial is running and the server holds a heartbeat of epoch ≥ 2 for it (heartbeats
+        // are throttled, so the database may be ahead of the server), then kill its worker outright.
+        const deadline = Date.now() + 240_000;
+        let victim: { trialId: string; epochsRun: number; heartbeatEpoch: number } | null = null;
+        while (!victim) {
+          if (Date.now() > deadline) throw new Error(`no search trial reached a heartbeat of epoch 2 in time\n${logTail()}`);
+          if (first.child.exitCode !== null) throw new Error(`train worker exited early (${first.child.exitCode})\n${logTail()}`);
+          const pending = await pendingSearchTrial(searchWorkflowId);
+          if (pending && pending.epoch >= 2 && pending.attempt === 1) {
+            const running = await db.db
+              .selectFrom('ml.trials')
+              .select(['trial_id', 'epochs_run'])
+              .where('status', '=', 'running')
+              .where('trial_id', 'like', 't%')
+              .execute();
+            if (running.length === 1) victim = { trialId: running[0].trial_id, epochsRun: running[0].epochs_run ?? 0, heartbeatEpoch: pending.epoch };
+          }
+          if (!victim) await sleep(200);
+        }
+        const exited = new Promise((r) => first.child.once('exit', r));
+        first.child.kill('SIGKILL');
+        await exited;
+        console.log(`SIGKILLed train worker pid ${first.child.pid} in ${victim.trialId} after ${victim.epochsRun} epochs (server's last heartbeat: epoch ${victim.heartbeatEpoch})`);
+        // a fresh train process takes over the queue; the retry finds it once the heartbeat timeout has fired
+        spawnTrainWorker();
+        return { out: await handle.result(), killed: victim };
+      });
+
+      expect(out.status).toBe('registered');
+      expect(out.trials).toBe(2);
+      expect(out.trialsFailed).toBe(0);
+      expect(killed.heartbeatEpoch).toBeGreaterThanOrEqual(2);
+      expect(killed.heartbeatEpoch).toBeLessThan(EPOCHS);
+
+      // the killed trial: a second attempt that resumed from the last heartbeated checkpoint, and completed
+      const trial = await db.db
+        .selectFrom('ml.trials')
+        .selectAll()
+        .where('run_id', '=', out.runId)
+        .where('trial_id', '=', killed.trialId)
+        .executeTakeFirstOrThrow();
+      console.log(`${killed.trialId}: attempt ${trial.attempt} resumed from epoch ${trial.resumed_from_epoch}, ${trial.epochs_run} epochs in all`);
+      expect(trial.status).toBe('completed');
+      expect(trial.attempt).toBeGreaterThanOrEqual(2);
+      expect(trial.resumed_from_epoch).toBeGreaterThanOrEqual(2);
+      expect(trial.resumed_from_epoch).toBeGreaterThanOrEqual(killed.heartbeatEpoch);
+      expect(trial.resumed_from_epoch).toBeLessThan(EPOCHS);
+      expect(trial.epochs_run).toBe(EPOCHS);
+      // one learning curve, each epoch exactly once: the resumed attempt continued it, it did not start over
+      expect((trial.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual(Array.from({ length: EPOCHS }, (_, i) => i + 1));
+
+      // the same in Temporal's own record: the search child's trial activity started a second time
+      const history = await client.workflow.getHandle(searchWorkflowId).fetchHistory();
+      const attempts = (history.events ?? []).flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 1] : []));
+      expect(Math.max(...attempts)).toBeGreaterThanOrEqual(2);
+
+      // nothing duplicated: one row per step (and per trial), one model version, one pipeline run
+      const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id', 'status', 'attempt']).where('run_id', '=', out.runId).execute();
+      const stepKeys = steps.map((s) => `${s.step}/${s.trial_id}`).sort();
+      expect(stepKeys).toEqual(
+        ['clean/', 'evaluate/', 'final/', 'ingest/', 'register/', 'split/', 'trial/baseline', 'trial/t001', 'trial/t002'].sort(),
+      );
+      expect(new Set(stepKeys).size).toBe(stepKeys.length);
+      for (const s of steps) expect(s.status, `${s.step}/${s.trial_id}`).toBe('succeeded');
+      const killedStep = steps.find((s) => s.step === 'trial' && s.trial_id === killed.trialId)!;
+      expect(killedStep.attempt).toBeGreaterThanOrEqual(2);
+
+      const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'status']).where('run_id', '=', out.runId).orderBy('trial_id').execute();
+      expect(trials.map((t) => t.trial_id)).toEqual(['baseline', 'final', 't001', 't002']);
+      for (const t of trials) expect(t.status, t.trial_id).toBe('completed');
+
+      const versions = await db.db.selectFrom('ml.model_versions').select(['model_name', 'version', 'run_id']).execute();
+      expect(versions).toEqual([{ model_name: 'kill', version: 1, run_id: out.runId }]);
+      const runs = await db.db.selectFrom('ml.pipeline_runs').select(['run_id', 'workflow_id', 'status']).execute();
+      expect(runs).toEqual([{ run_id: out.runId, workflow_id: workflowId, status: 'registered' }]);
+      expect(await store.exists(out.modelUri!.replace(`s3://${store.bucket}/`, ''))).toBe(true);
+    },
+    420_000,
+  );
+});
