@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { configHash, isSingleSelect, parsePipelineConfig } from '../../activities/config.js';
+
+const problem = (input: unknown): string => {
+  try {
+    parsePipelineConfig(input);
+  } catch (err) {
+    expect(err).toMatchObject({ type: 'InvalidConfig' });
+    return (err as Error).message;
+  }
+  throw new Error('expected the config to be rejected');
+};
+
+describe('pipeline config', () => {
+  it('fills every default from an empty object', () => {
+    const c = parsePipelineConfig({});
+    expect(c.modelName).toBe('propensity');
+    expect(c.source).toEqual({ kind: 'events', horizonDays: 14 });
+    expect(c.search).toMatchObject({ trials: 16, halving: { eta: 3, minEpochs: 5 } });
+    expect(c.gate.versusChampion).toEqual({ enabled: true, alpha: 0.05 });
+  });
+
+  it('names a misspelled key, at any depth', () => {
+    expect(problem({ modelNmae: 'x' })).toMatch(/unknown key "modelNmae"/);
+    expect(problem({ search: { trails: 3 } })).toMatch(/unknown key "search\.trails"/);
+  });
+
+  it('rejects the bad search settings of the modeling issue, naming each key', () => {
+    expect(problem({ search: { space: { dropout: [0.5, 0.1] } } })).toMatch(/search\.space\.dropout: range must be \[low, high\]/);
+    expect(problem({ search: { space: { units: [] } } })).toMatch(/search\.space\.units: needs at least one choice/);
+    expect(problem({ search: { space: { learningRate: [-0.1, 0.01] } } })).toMatch(/search\.space\.learningRate\.0/);
+    expect(problem({ search: { trials: 0 } })).toMatch(/search\.trials/);
+    expect(problem({ training: { backend: 'tpu' } })).toMatch(/training\.backend/);
+    expect(problem({ gate: { thresholds: [{ metric: 'accuracy', op: '>=', value: 0.5 }] } })).toMatch(/gate\.thresholds\.0\.metric/);
+    expect(problem({ source: { kind: 'csv' } })).toMatch(/source\.kind/);
+  });
+
+  it('accepts a table-mode source and refuses anything but one SELECT', () => {
+    const c = parsePipelineConfig({ source: { kind: 'table', query: 'select * from t', entityKey: 'id', label: 'y' } });
+    expect(c.source.kind).toBe('table');
+    expect(problem({ source: { kind: 'table', query: 'select 1; drop table t', entityKey: 'id', label: 'y' } })).toMatch(/source\.query/);
+    expect(problem({ source: { kind: 'table', query: 'select 1', entityKey: 'id; drop', label: 'y' } })).toMatch(/source\.entityKey/);
+    expect(isSingleSelect("select ';' as x -- ; drop")).toBe(true);
+    expect(isSingleSelect('with d as (delete from t returning *) select * from d')).toBe(false);
+    expect(isSingleSelect('update t set x = 1')).toBe(false);
+  });
+
+  it('hashes the normalized config, whatever the key order', () => {
+    const a = parsePipelineConfig({ modelName: 'm', split: { seed: 1, train: 0.8, val: 0.1, test: 0.1 } });
+    const b = parsePipelineConfig({ split: { test: 0.1, val: 0.1, train: 0.8, seed: 1 }, modelName: 'm' });
+    expect(configHash(a)).toBe(configHash(b));
+    expect(configHash(a)).not.toBe(configHash(parsePipelineConfig({ modelName: 'n' })));
+  });
+});
