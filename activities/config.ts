@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { validateSearchSpace } from '../ml/search.js';
 import { ErrorType, PipelineError } from './errors.js';
 
 const identifier = z
@@ -175,7 +176,14 @@ export type SearchSpaceConfig = z.output<typeof searchSpaceSchema>;
 /** Validates a pipeline config; every problem names its key and, for unknown keys, the allowed ones. */
 export function parsePipelineConfig(input: unknown): PipelineConfig {
   const result = pipelineConfigSchema.safeParse(input ?? {});
-  if (result.success) return result.data;
+  if (result.success) {
+    // The sampler's own rules (e.g. a log range cannot start at 0), checked here rather than in workflow code,
+    // where a throw would fail the workflow task instead of the run.
+    const { space, epochs, patience } = result.data.search;
+    const problems = validateSearchSpace({ ...space, epochs, patience }).map((p) => `search.space.${p}`);
+    if (problems.length) throw new PipelineError(ErrorType.InvalidConfig, `invalid pipeline config: ${problems.join('; ')}`, { problems });
+    return result.data;
+  }
   const problems = result.error.issues.map((issue) => {
     const where = issue.path.length ? issue.path.join('.') : '(top level)';
     if (issue.code === 'unrecognized_keys') {

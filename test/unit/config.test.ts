@@ -33,6 +33,9 @@ describe('pipeline config', () => {
     expect(problem({ training: { backend: 'tpu' } })).toMatch(/training\.backend/);
     expect(problem({ gate: { thresholds: [{ metric: 'accuracy', op: '>=', value: 0.5 }] } })).toMatch(/gate\.thresholds\.0\.metric/);
     expect(problem({ source: { kind: 'csv' } })).toMatch(/source\.kind/);
+    // the sampler's own rule, checked before any workflow code samples from it
+    expect(problem({ search: { space: { l2: [0, 0.001] } } })).toMatch(/search\.space\.l2: expected a log range/);
+    expect(problem({ search: { space: { learningRate: [0.01, 2] } } })).toMatch(/search\.space\.learningRate/);
   });
 
   it('accepts a table-mode source and refuses anything but one SELECT', () => {
