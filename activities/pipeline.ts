@@ -1,3 +1,4 @@
+import { Context } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type pg from 'pg';
 import { cutoffProbeQuery, EVENT_FEATURES, EVENT_INVALID_REASONS, eventFeatureQuery, eventQuarantineQuery } from '../db/features.js';
@@ -95,6 +96,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
   return {
     /** Validates the config and opens the run's row; an invalid config is recorded, then fails the run for good. */
     async startRun(input: StartRunInput): Promise<StartRunOutput> {
+      const started = new Date();
       let config: PipelineConfig | undefined;
       let failure: PipelineError | undefined;
       try {
@@ -123,6 +125,26 @@ export function createPipelineActivities(deps: ActivityDeps) {
           error_message: failure?.message ?? null,
         })
         .onConflict((oc) => oc.column('run_id').doNothing())
+        .execute();
+      // The validation is a step like the others: analysts see it (and its failure) in ml.run_steps.
+      const step = {
+        run_id: input.runId,
+        step: 'validate',
+        trial_id: '',
+        status: failure ? ('failed' as const) : ('succeeded' as const),
+        attempt: Context.current().info.attempt,
+        worker: Context.current().info.taskQueue,
+        started_at: started,
+        finished_at: new Date(),
+        duration_ms: Date.now() - started.getTime(),
+        detail: JSON.stringify(config ? { configHash: configHash(config), modelName } : null),
+        error_type: failure?.type ?? null,
+        error_message: failure?.message ?? null,
+      };
+      await db.db
+        .insertInto('ml.run_steps')
+        .values(step)
+        .onConflict((oc) => oc.columns(['run_id', 'step', 'trial_id']).doUpdateSet(step))
         .execute();
       if (failure) throw toFailure(failure);
       return { config: config!, configHash: configHash(config!), codeVersion: deps.codeVersion };

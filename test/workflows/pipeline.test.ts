@@ -115,7 +115,7 @@ describe('trainPipeline end to end', () => {
     expect(runRow.model_version).toBe(1);
     const steps = await db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', first.runId).execute();
     const byStep = (s: string) => steps.filter((r) => r.step === s);
-    for (const s of ['ingest', 'clean', 'split', 'final', 'evaluate', 'register']) {
+    for (const s of ['validate', 'ingest', 'clean', 'split', 'final', 'evaluate', 'register']) {
       expect(byStep(s), s).toHaveLength(1);
       expect(byStep(s)[0].status, s).toBe('succeeded');
       expect(byStep(s)[0].attempt).toBeGreaterThanOrEqual(1);
@@ -189,7 +189,10 @@ describe('trainPipeline end to end', () => {
     expect(cause?.type).toBe('InvalidConfig');
     expect(cause?.message).toMatch(/modelNmae/);
     const rows = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('status', '=', 'failed').execute();
-    expect(rows.some((r) => r.error_type === 'InvalidConfig' && /modelNmae/.test(r.error_message ?? ''))).toBe(true);
+    const failedRun = rows.find((r) => r.error_type === 'InvalidConfig' && /modelNmae/.test(r.error_message ?? ''))!;
+    expect(failedRun).toBeDefined();
+    const steps = await db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', failedRun.run_id).execute();
+    expect(steps).toEqual([expect.objectContaining({ step: 'validate', status: 'failed', error_type: 'InvalidConfig' })]);
   });
 
   it('fails with EmptyDataset when the cutoff precedes every signup', async () => {
