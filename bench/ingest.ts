@@ -2,6 +2,7 @@
  * `bench ingest`: the pipeline's ingest + clean + split activities (the code the cpu workers run) against psql
  * streaming the same feature query to /dev/null, on a synthetic shop of ≥ 5 M events in its own database.
  */
+import { cleanInput } from '../workflows/inputs.js';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, type Activities } from '../activities/index.js';
 import { eventFeatureQuery } from '../db/features.js';
@@ -138,14 +139,7 @@ async function oursOnce(
     const { config } = started;
     const ingest = await call(env, acts.ingestSource, { runId, source: config.source });
     const t1 = performance.now();
-    const clean = await call(env, acts.cleanData, {
-      runId,
-      modelName: config.modelName,
-      mode: ingest.mode,
-      raw: ingest.raw,
-      quality: config.quality,
-      eventQuarantineRate: ingest.events && ingest.events.total ? (ingest.events.total - ingest.events.valid) / ingest.events.total : 0,
-    });
+    const clean = await call(env, acts.cleanData, cleanInput(runId, config, ingest));
     const t2 = performance.now();
     const split = await call(env, acts.splitData, { runId, clean: clean.clean, features: ingest.features, split: config.split });
     const t3 = performance.now();

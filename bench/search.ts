@@ -14,6 +14,7 @@ import type { PipelineConfig } from '../activities/config.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../cli/workers.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { connectTemporal, WORKFLOWS_PATH } from '../workers/deps.js';
+import { searchInput } from '../workflows/inputs.js';
 import { hyperparameterSearch, searchProgressQuery, type HyperparameterSearchOutput } from '../workflows/search.js';
 import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, round, seconds, table, type BenchServices, type Log } from './common.js';
 
@@ -178,28 +179,13 @@ async function timeSearch(
     // Started and polling before the clock starts: process start and backend initialisation are not the search.
     await waitForPollers(client, [{ name: queues.train, min: workers, kind: 'activity' }], processes);
     const cpu = await Worker.create({ connection: native, namespace: client.options.namespace, taskQueue: queues.cpu, workflowBundle: bundle });
-    const space = { ...config.search.space, epochs: config.search.epochs, patience: config.search.patience };
     const loadBefore = round(os.loadavg()[0], 2);
     const t0 = performance.now();
     const out: HyperparameterSearchOutput = await cpu.runUntil(async () => {
       const handle = await client.workflow.start(hyperparameterSearch, {
         taskQueue: queues.cpu,
         workflowId: `${runId}/search`,
-        args: [
-          {
-            runId,
-            trainQueue: queues.train,
-            trials: config.search.trials,
-            parallelism: config.search.parallelism,
-            seed: config.search.seed,
-            space,
-            halving: config.search.halving,
-            metric: config.search.metric,
-            heartbeatTimeoutSeconds: config.training.heartbeatTimeoutSeconds,
-            data,
-            backend: config.training.backend,
-          },
-        ],
+        args: [searchInput(runId, config, data, queues.train)],
       });
       const ticker = setInterval(() => {
         handle

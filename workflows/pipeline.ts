@@ -15,6 +15,7 @@ import type { SplitOutput } from '../activities/pipeline.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { TASK_QUEUES, type PipelineStage } from './constants.js';
 import { baselineParams } from '../ml/search.js';
+import { cleanInput, searchInput, searchSpace } from './inputs.js';
 import { hyperparameterSearch, type HyperparameterSearchOutput } from './search.js';
 
 export interface TrainPipelineInput {
@@ -101,14 +102,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
     );
 
     progress.stage = 'clean';
-    const clean = await cpu.cleanData({
-      runId,
-      modelName: config.modelName,
-      mode: ingest.mode,
-      raw: ingest.raw,
-      quality: config.quality,
-      eventQuarantineRate: ingest.events && ingest.events.total ? (ingest.events.total - ingest.events.valid) / ingest.events.total : 0,
-    });
+    const clean = await cpu.cleanData(cleanInput(runId, config, ingest));
     const maxDrift = Math.max(0, ...Object.values(clean.drift));
     done('clean', `${clean.rowsOut}/${clean.rowsIn} rows kept` + (clean.driftBaselineRunId ? `, max PSI ${maxDrift.toFixed(3)}` : ''));
 
@@ -120,7 +114,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
     const searchWorkflowId = `${workflowId}/search`;
     progress.searchWorkflowId = searchWorkflowId;
     const data = { train: split.train, val: split.val, preprocessing: split.preprocessing };
-    const space = { ...config.search.space, epochs: config.search.epochs, patience: config.search.patience };
+    const space = searchSpace(config);
     // The logistic-regression baseline the gate compares with trains alongside the search.
     const baselinePromise = train.trainTrial({
       runId,
@@ -133,21 +127,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
     const search: HyperparameterSearchOutput = await executeChild(hyperparameterSearch, {
       workflowId: searchWorkflowId,
       taskQueue: queues.cpu,
-      args: [
-        {
-          runId,
-          trainQueue: queues.train,
-          trials: config.search.trials,
-          parallelism: config.search.parallelism,
-          seed: config.search.seed,
-          space,
-          halving: config.search.halving,
-          metric: config.search.metric,
-          heartbeatTimeoutSeconds: config.training.heartbeatTimeoutSeconds,
-          data,
-          backend: config.training.backend,
-        },
-      ],
+      args: [searchInput(runId, config, data, queues.train)],
     });
     const baseline = await baselinePromise;
     done(

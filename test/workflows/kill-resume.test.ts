@@ -214,7 +214,7 @@ describe('a train worker killed mid-trial', () => {
       const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id', 'status', 'attempt']).where('run_id', '=', out.runId).execute();
       const stepKeys = steps.map((s) => `${s.step}/${s.trial_id}`).sort();
       expect(stepKeys).toEqual(
-        ['clean/', 'evaluate/', 'final/', 'ingest/', 'register/', 'split/', 'trial/baseline', 'trial/t001', 'trial/t002'].sort(),
+        ['clean/', 'evaluate/', 'final/', 'ingest/', 'register/', 'split/', 'trial/baseline', 'trial/t001', 'trial/t002', 'validate/'].sort(),
       );
       expect(new Set(stepKeys).size).toBe(stepKeys.length);
       for (const s of steps) expect(s.status, `${s.step}/${s.trial_id}`).toBe('succeeded');

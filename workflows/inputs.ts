@@ -1,0 +1,46 @@
+import type { PipelineConfig } from '../activities/config.js';
+import type { CleanInput, IngestOutput } from '../activities/pipeline.js';
+import type { HyperparameterSearchInput } from './search.js';
+
+// Pure builders of the pipeline's activity and child-workflow inputs from its config: the workflow and the
+// benchmarks call the same stages with exactly the same arguments. Workflow-safe: plain data in, plain data out.
+
+export function cleanInput(runId: string, config: PipelineConfig, ingest: IngestOutput): CleanInput {
+  const events = ingest.events;
+  return {
+    runId,
+    modelName: config.modelName,
+    mode: ingest.mode,
+    raw: ingest.raw,
+    quality: config.quality,
+    eventQuarantineRate: events && events.total ? (events.total - events.valid) / events.total : 0,
+  };
+}
+
+export function searchInput(
+  runId: string,
+  config: PipelineConfig,
+  data: HyperparameterSearchInput['data'],
+  trainQueue: string,
+): HyperparameterSearchInput {
+  return {
+    runId,
+    trainQueue,
+    trials: config.search.trials,
+    parallelism: config.search.parallelism,
+    seed: config.search.seed,
+    space: searchSpace(config),
+    halving: config.search.halving,
+    metric: config.search.metric,
+    heartbeatTimeoutSeconds: config.training.heartbeatTimeoutSeconds,
+    data,
+    backend: config.training.backend,
+  };
+}
+
+/** The search space with the search's epoch budget and patience, as the sampler takes it. */
+export const searchSpace = (config: PipelineConfig) => ({
+  ...config.search.space,
+  epochs: config.search.epochs,
+  patience: config.search.patience,
+});
