@@ -52,6 +52,8 @@ export const searchSpaceSchema = z.strictObject({
   learningRate: positiveRange.default([3e-4, 1e-2]),
   batchSize: z.array(z.number().int().min(1).max(65536)).min(1, 'needs at least one choice').default([128, 256, 512]),
   classWeight: z.array(z.enum(['balanced', 'none'])).min(1, 'needs at least one choice').default(['none', 'balanced']),
+  /** embedding sizes for categorical features to sample from (0 = one-hot); absent = one-hot only */
+  embeddingDim: z.array(z.number().int().min(0).max(256)).min(1, 'needs at least one choice').optional(),
 });
 
 export const pipelineConfigSchema = z.strictObject({

@@ -2,7 +2,7 @@ import { Context } from '@temporalio/activity';
 import { sql } from 'kysely';
 import { initBackend } from '../ml/backend.js';
 import { isMlError } from '../ml/errors.js';
-import { trainMlp, type EpochMetrics, type EpochReport } from '../ml/model.js';
+import { layoutOf, trainMlp, type EpochMetrics, type EpochReport, type InputLayout } from '../ml/model.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { MlpParams, ModelArtifacts } from '../ml/types.js';
 import { keys, type ArtifactRef, type ArtifactStore } from '../store/artifacts.js';
@@ -78,7 +78,7 @@ export interface TrainDeps extends ActivityDeps {
 export function createTrainActivities(deps: TrainDeps) {
   const { db, store } = deps;
   // Trials of one run read the same splits; a worker keeps the last ones it decoded.
-  const cache = new Map<string, Promise<{ train: Matrix; val: Matrix }>>();
+  const cache = new Map<string, Promise<{ train: Matrix; val: Matrix; layout: InputLayout }>>();
 
   async function loadMatrices(input: TrainTrialInput) {
     const key = `${input.train.sha256}:${input.val.sha256}:${input.preprocessing.sha256}`;
@@ -91,7 +91,7 @@ export function createTrainActivities(deps: TrainDeps) {
           store.getJson<Preprocessor>(input.preprocessing),
         ]);
         const toMatrix = (f: typeof train): Matrix => ({ ...transform(pre, f), y: f.label });
-        return { train: toMatrix(train), val: toMatrix(val) };
+        return { train: toMatrix(train), val: toMatrix(val), layout: layoutOf(pre) };
       })();
       cache.set(key, entry);
       entry.catch(() => cache.delete(key));
@@ -165,6 +165,7 @@ export function createTrainActivities(deps: TrainDeps) {
             const fit = await trainMlp({
               train: data.train,
               val: data.val,
+              layout: data.layout,
               params: input.params,
               seed: input.seed,
               startEpoch: resumedFromEpoch,

@@ -3,7 +3,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
 import { rocAuc } from './metrics.js';
 import { loadModel, predict } from './model.js';
-import type { Matrix, Preprocessor } from './preprocess.js';
+import { stepWidth, type Matrix, type Preprocessor } from './preprocess.js';
 import { createRng, deriveSeed, shuffleInPlace } from './random.js';
 import type { FeatureKind, ModelArtifacts } from './types.js';
 
@@ -35,7 +35,7 @@ export async function permutationImportance(
     const features: FeatureImportance[] = [];
     let start = 0;
     for (const [fi, step] of pre.steps.entries()) {
-      const width = step.kind === 'numeric' ? (step.missingIndicator ? 2 : 1) : step.vocabulary.length + 2;
+      const width = stepWidth(step);
       let drop = 0;
       for (let r = 0; r < repeats; r++) {
         const order = shuffleInPlace(Int32Array.from({ length: m.rows }, (_, i) => i), createRng(deriveSeed(seed, fi, r)));

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
 import { prAuc, rocAuc, logLoss, brier } from './metrics.js';
 import { createRng, deriveSeed, shuffleInPlace } from './random.js';
+import { stepWidth, type Preprocessor } from './preprocess.js';
 import { validateMlpParams } from './search.js';
 import type { MlpParams, ModelArtifacts } from './types.js';
 
@@ -48,6 +49,8 @@ export interface TrainMlpInput {
   onEpochEnd?: (e: EpochReport) => Promise<void> | void;
   /** polled between batches, e.g. on activity cancellation; training ends with stopReason 'stopped' */
   shouldStop?: () => boolean;
+  /** categorical blocks of the input columns: needed when params.embeddingDim > 0 */
+  layout?: InputLayout;
 }
 
 export interface TrainMlpOutput {
@@ -81,7 +84,47 @@ const BCE_EPS = 1e-7; // Keras' epsilon for probability clipping
 const PREDICT_BATCH = 8192;
 
 /** Dense ReLU layers with dropout and L2, sigmoid output; `hiddenUnits: []` is logistic regression. Seeded init. */
-export function buildMlp(inputDim: number, params: MlpParams, seed: number): tf.Sequential {
+/** Where each categorical feature's one-hot block sits in the input columns (the rest are numeric columns). */
+export interface InputLayout {
+  blocks: { start: number; width: number }[];
+}
+
+/**
+ * The embedding layer's shape: numeric columns map to themselves (fixed 1s), each categorical block of width w
+ * to its own min(embeddingDim, w) outputs (learned). `mask` marks the learned entries, `fixed` the identity part.
+ */
+export function embeddingStructure(inputDim: number, embeddingDim: number, layout: InputLayout) {
+  const inBlock = new Int32Array(inputDim).fill(-1);
+  layout.blocks.forEach((b, bi) => {
+    for (let c = b.start; c < b.start + b.width; c++) inBlock[c] = bi;
+  });
+  const numericCols = [...inBlock.keys()].filter((c) => inBlock[c] < 0);
+  const dims = layout.blocks.map((b) => Math.min(embeddingDim, b.width));
+  const outDim = numericCols.length + dims.reduce((a, d) => a + d, 0);
+  const mask = new Float32Array(inputDim * outDim);
+  const fixed = new Float32Array(inputDim * outDim);
+  numericCols.forEach((c, j) => (fixed[c * outDim + j] = 1));
+  let offset = numericCols.length;
+  layout.blocks.forEach((b, bi) => {
+    for (let c = b.start; c < b.start + b.width; c++) for (let j = offset; j < offset + dims[bi]; j++) mask[c * outDim + j] = 1;
+    offset += dims[bi];
+  });
+  return { outDim, mask, fixed };
+}
+
+/** The layout of a preprocessor's output: one block per categorical step (vocabulary + other + missing). */
+export function layoutOf(pre: Pick<Preprocessor, 'steps'>): InputLayout {
+  const blocks: InputLayout['blocks'] = [];
+  let start = 0;
+  for (const step of pre.steps) {
+    const width = stepWidth(step);
+    if (step.kind === 'categorical') blocks.push({ start, width });
+    start += width;
+  }
+  return { blocks };
+}
+
+export function buildMlp(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): tf.Sequential {
   if (!Number.isInteger(inputDim) || inputDim <= 0) {
     throw new MlError(ML_ERROR.InvalidData, `model input needs at least one feature column, got ${inputDim}`);
   }
@@ -91,13 +134,23 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number): tf.
   // which would make the saved model.json (and its sha256) differ between a run and its retry.
   const model = tf.sequential({ name: 'propensity_mlp' });
   const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
+  const embed = params.embeddingDim && layout?.blocks.length ? embeddingStructure(inputDim, params.embeddingDim, layout) : null;
+  if (embed) {
+    // A linear layer whose kernel is block-structured: saved and served as a plain dense layer.
+    const layer = tf.layers.dense({ name: 'embed', units: embed.outDim, useBias: false, inputShape: [inputDim], kernelInitializer: 'zeros' });
+    model.add(layer);
+    const rng = createRng(deriveSeed(seed, 5));
+    const scale = 1 / Math.sqrt(Math.max(1, params.embeddingDim!));
+    const init = embed.fixed.map((f, i) => (embed.mask[i] ? (rng.next() * 2 - 1) * scale : f));
+    tf.tidy(() => layer.setWeights([tf.tensor2d(init, [inputDim, embed.outDim])]));
+  }
   params.hiddenUnits.forEach((units, i) => {
     model.add(
       tf.layers.dense({
         name: `hidden_${i + 1}`,
         units,
         activation: 'relu',
-        ...(i === 0 ? { inputShape: [inputDim] } : {}),
+        ...(i === 0 && !embed ? { inputShape: [inputDim] } : {}),
         kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }),
         kernelRegularizer,
       }),
@@ -110,7 +163,7 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number): tf.
       name: 'output',
       units: 1,
       activation: 'sigmoid',
-      ...(params.hiddenUnits.length === 0 ? { inputShape: [inputDim] } : {}),
+      ...(params.hiddenUnits.length === 0 && !embed ? { inputShape: [inputDim] } : {}),
       kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }),
       kernelRegularizer,
     }),
@@ -272,7 +325,8 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
   const { pos } = checkXY(train, 'train');
   checkXY(val, 'val');
   if (val.cols !== train.cols) throw new MlError(ML_ERROR.InvalidData, `val has ${val.cols} columns but train has ${train.cols}`);
-  const model = buildMlp(train.cols, params, seed);
+  const model = buildMlp(train.cols, params, seed, input.layout);
+  const embed = params.embeddingDim && input.layout?.blocks.length ? embeddingStructure(train.cols, params.embeddingDim, input.layout) : null;
   // sklearn's 'balanced': n / (2 * n_class), so the mean weight over train is 1 and the loss scale is unchanged.
   const [w0, w1] = params.classWeight === 'balanced' ? [train.rows / (2 * (train.rows - pos)), train.rows / (2 * pos)] : [1, 1];
 
@@ -296,8 +350,12 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     // The training forward pass uses the layers' variables directly: fewer ops per step than layer.apply.
     const layers = model.layers.map((l) => {
       const [kernel, bias] = l.trainableWeights.map((w) => w.read());
-      return { dropout: l.getClassName() === 'Dropout', kernel, bias };
+      return { dropout: l.getClassName() === 'Dropout', embed: l.name === 'embed', kernel, bias };
     });
+    // The embedding kernel trains through its mask only: the identity part for numeric columns and the zeros
+    // between blocks get no gradient, so (with Adam starting at zero moments) they never move.
+    const embedMask = embed ? keep(tf.tensor2d(embed.mask, [train.cols, embed.outDim])) : null;
+    const embedFixed = embed ? keep(tf.tensor2d(embed.fixed, [train.cols, embed.outDim])) : null;
     const regularizers = model.layers.flatMap((l) => l.losses);
     let stopReason: TrainMlpOutput['stopReason'] = 'maxEpochs';
     if (state.wait > 0 && state.wait >= params.patience) stopReason = 'earlyStopping';
@@ -328,6 +386,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
                 // a per-(epoch, batch, layer) seed is both varied and reproducible across retries.
                 if (l.dropout) h = tf.dropout(h, params.dropout, undefined, deriveSeed(seed, 4, epoch, b, li));
                 // the output layer stays linear here: BCE on logits is exact where sigmoid + clipping saturates
+                else if (l.embed) h = tf.matMul(h, tf.add(tf.mul(l.kernel!, embedMask!), embedFixed!));
                 else h = tf.fused.matMul({ a: h, b: l.kernel!, bias: l.bias, activation: li === layers.length - 1 ? 'linear' : 'relu' });
               }
               const z = tf.reshape(h, [-1]);

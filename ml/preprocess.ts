@@ -179,6 +179,10 @@ function stepFeatureNames(s: NumericStep | CategoricalStep): string[] {
   return [...s.vocabulary, OTHER, MISSING].map((v) => `${s.name}=${v}`);
 }
 
+/** How many matrix columns a step produces: a numeric value (+ its missing flag), or a one-hot block. */
+export const stepWidth = (step: NumericStep | CategoricalStep): number =>
+  step.kind === 'numeric' ? (step.missingIndicator ? 2 : 1) : step.vocabulary.length + 2;
+
 /** Fit imputation, outlier caps, log1p choice, scaling and vocabularies on the TRAIN split only. */
 export function fitPreprocessor(train: Frame, specs: FeatureSpec[], options: Partial<PreprocessOptions> = {}): Preprocessor {
   const opts: PreprocessOptions = { ...DEFAULT_PREPROCESS_OPTIONS, ...options };

@@ -3,11 +3,11 @@
  * no tfjs, no Node builtins, no Math.random, no Date.
  */
 import { MlError, ML_ERROR } from './errors.js';
-import { createRng, shuffleInPlace, type Rng } from './random.js';
+import { createRng, deriveSeed, shuffleInPlace, type Rng } from './random.js';
 import type { ClassWeight, MlpParams, SearchSpace } from './types.js';
 
 const SPACE_KEYS: (keyof SearchSpace)[] = [
-  'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience',
+  'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience', 'embeddingDim',
 ];
 const CLASS_WEIGHTS: ClassWeight[] = ['balanced', 'none'];
 const MAX_LAYERS = 8;
@@ -50,6 +50,10 @@ export function validateSearchSpace(space: SearchSpace): string[] {
     problems.push(`classWeight: expected a non-empty list of ${CLASS_WEIGHTS.map((c) => `'${c}'`).join(' | ')}, got ${show(classWeight)}`);
   }
   if (!isPosInt(epochs)) problems.push(`epochs: expected a positive integer, got ${show(epochs)}`);
+  const emb = space.embeddingDim;
+  if (emb !== undefined && (!Array.isArray(emb) || emb.length === 0 || !emb.every((d) => Number.isInteger(d) && d >= 0 && d <= 256))) {
+    problems.push(`embeddingDim: expected a non-empty list of integers in [0, 256], got ${show(emb)}`);
+  }
   if (!Number.isInteger(patience) || patience < 0) problems.push(`patience: expected an integer >= 0, got ${show(patience)}`);
   return problems;
 }
@@ -86,6 +90,8 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
   const rng = createRng(seed);
   const pick = <T>(xs: T[]): T => xs[rng.int(xs.length)];
   const [uDrop, uL2, uLr] = [strata(count, rng), strata(count, rng), strata(count, rng)];
+  // A stream of its own, so that adding embedding sizes to a space leaves every other sampled value unchanged.
+  const embRng = createRng(deriveSeed(seed, 0xe3b));
   const trials: MlpParams[] = [];
   for (let i = 0; i < count; i++) {
     const layers = space.hiddenLayers[0] + rng.int(space.hiddenLayers[1] - space.hiddenLayers[0] + 1);
@@ -99,6 +105,7 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       epochs: space.epochs,
       classWeight: pick(space.classWeight),
       patience: space.patience,
+      ...(space.embeddingDim ? { embeddingDim: space.embeddingDim[embRng.int(space.embeddingDim.length)] } : {}),
     });
   }
   return trials;
@@ -134,5 +141,8 @@ export function validateMlpParams(p: MlpParams): string[] {
   if (!isPosInt(p.epochs)) problems.push(`epochs: expected a positive integer, got ${show(p.epochs)}`);
   if (!CLASS_WEIGHTS.includes(p.classWeight)) problems.push(`classWeight: expected 'balanced' | 'none', got ${show(p.classWeight)}`);
   if (!Number.isInteger(p.patience) || p.patience < 0) problems.push(`patience: expected an integer >= 0, got ${show(p.patience)}`);
+  if (p.embeddingDim !== undefined && !(Number.isInteger(p.embeddingDim) && p.embeddingDim >= 0 && p.embeddingDim <= 256)) {
+    problems.push(`embeddingDim: expected an integer in [0, 256], got ${show(p.embeddingDim)}`);
+  }
   return problems;
 }

@@ -29,6 +29,11 @@ export interface MlpParams {
   classWeight: ClassWeight;
   /** early stopping: epochs without val-loss improvement before stopping */
   patience: number;
+  /**
+   * Categorical embeddings: each categorical feature's one-hot block is projected to min(embeddingDim, block
+   * width) learned dimensions before the hidden layers (numeric columns pass through). 0 or absent: one-hot.
+   */
+  embeddingDim?: number;
 }
 
 /** Ranges for random search. [lo, hi] pairs are inclusive; log ranges are sampled log-uniformly. */
@@ -44,6 +49,8 @@ export interface SearchSpace {
   classWeight: ClassWeight[];
   epochs: number;
   patience: number;
+  /** embedding sizes to sample from (0 = one-hot); absent: one-hot only */
+  embeddingDim?: number[];
 }
 
 /** Deep-frozen: copy it (`structuredClone`/spread) before editing. */

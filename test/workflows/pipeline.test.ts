@@ -219,6 +219,8 @@ describe('trainPipeline end to end', () => {
         smallConfig({
           modelName: 'bank',
           source: bankSource,
+          // categorical features through learned embeddings (4 dimensions each) instead of one-hot
+          search: { trials: 3, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 3, minEpochs: 2 }, space: { embeddingDim: [4] } },
         }),
       ),
     );
@@ -228,6 +230,10 @@ describe('trainPipeline end to end', () => {
     expect(out.cutoff).toBeNull();
     expect(out.rows.ingested).toBe(4000);
     expect(out.metrics.testAuc).toBeGreaterThan(0.7);
+    const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'params']).where('run_id', '=', out.runId).execute();
+    for (const t of trials.filter((t) => t.trial_id !== 'baseline')) expect((t.params as { embeddingDim?: number }).embeddingDim).toBe(4);
+    const served = JSON.parse(new TextDecoder().decode(await store.getKey('models/bank/v1/model.json')));
+    expect(JSON.stringify(served.modelTopology)).toContain('"name":"embed"');
     const pre = JSON.parse(new TextDecoder().decode(await store.getKey('models/bank/v1/preprocessing.json')));
     expect(pre.featureNames).toEqual(expect.arrayContaining(['month_code=3', 'housing=true', 'job=retired', 'duration_s']));
   });
