@@ -48,7 +48,7 @@ program
 program
   .command('seed')
   .description('replace shop.* with a synthetic shop (and bench.user_truth with its true probabilities)')
-  .option('--users <n>', 'number of users', int('--users'), 20_000)
+  .option('--users <n>', 'number of users', int('--users'), 100_000)
   .option('--days <n>', 'days of history', int('--days'), 60)
   .option('--seed <n>', 'random seed', int('--seed', 0), 1)
   .option('--horizon-days <n>', 'label window after the cutoff', int('--horizon-days'), 14)
@@ -128,7 +128,7 @@ program
 program
   .command('demo')
   .description('stack up, migrate, seed a synthetic shop, run one pipeline with fresh workers, print a summary')
-  .option('--users <n>', 'synthetic users', int('--users'), 20_000)
+  .option('--users <n>', 'synthetic users', int('--users'), 100_000)
   .option('--days <n>', 'days of history', int('--days'), 60)
   .option('--seed <n>', 'shop seed', int('--seed', 0), 1)
   .option('--horizon-days <n>', 'label window', int('--horizon-days'), 14)
