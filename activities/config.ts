@@ -139,17 +139,18 @@ export const pipelineConfigSchema = z.strictObject({
         .array(z.strictObject({ metric: z.enum(METRIC_NAMES), op: z.enum(['>=', '<=']), value: z.number() }))
         .default([{ metric: 'rocAuc', op: '>=', value: 0.65 }]),
       /**
-       * The MLP against the logistic-regression baseline on the same test rows: never significantly worse (DeLong,
-       * alpha); with requireHigherAuc also strictly higher ROC-AUC by more than margin.
+       * The MLP against the logistic-regression baseline on the same test rows: a strictly higher ROC-AUC (by more
+       * than margin) and never significantly worse (DeLong, alpha). requireHigherAuc false keeps only the latter,
+       * for data too small to tell the two apart.
        */
       versusBaseline: z
         .strictObject({
           enabled: z.boolean().default(true),
           alpha: z.number().gt(0).lt(1).default(0.05),
-          requireHigherAuc: z.boolean().default(false),
+          requireHigherAuc: z.boolean().default(true),
           margin: z.number().min(-1).max(1).default(0),
         })
-        .default({ enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0 }),
+        .default({ enabled: true, alpha: 0.05, requireHigherAuc: true, margin: 0 }),
       /** a challenger must not be significantly worse than the champion on the same test rows (DeLong) */
       versusChampion: z
         .strictObject({ enabled: z.boolean().default(true), alpha: z.number().gt(0).lt(1).default(0.05) })
@@ -157,7 +158,7 @@ export const pipelineConfigSchema = z.strictObject({
     })
     .default({
       thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.65 }],
-      versusBaseline: { enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0 },
+      versusBaseline: { enabled: true, alpha: 0.05, requireHigherAuc: true, margin: 0 },
       versusChampion: { enabled: true, alpha: 0.05 },
     }),
   evaluation: z
