@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { delongAuc, delongAucCi, delongPairedTest, midranks, normalSf, twoSidedNormalP, Z_975 } from '../../ml/delong.js';
-import { MlError } from '../../ml/errors.js';
 import { rocAuc } from '../../ml/metrics.js';
 import { createRng } from '../../ml/random.js';
+import { errorType } from '../support/errors.js';
 
-const errorType = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    return e instanceof MlError ? e.type : 'not an MlError';
-  }
-  return undefined;
-};
 
 /** Seeded imbalanced data: a latent signal, a good model (a) and a clearly worse one (b) on the same rows. */
 function synthetic(n: number, seed: number) {

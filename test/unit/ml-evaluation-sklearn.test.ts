@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectedCalibrationError, reliabilityCurve } from '../../ml/calibration.js';
-import { delongAuc, delongPairedTest } from '../../ml/delong.js';
+import { delongAuc, delongPairedTest, type DelongAuc, type DelongPairedTest } from '../../ml/delong.js';
 import { evaluateBinary } from '../../ml/evaluation.js';
 
 const dir = new URL('../fixtures/sklearn-metrics/', import.meta.url);
@@ -23,18 +23,10 @@ interface ModelExpected {
   ece: number;
   calibration: { bins: number[]; meanPredicted: number[]; observedRate: number[]; count: number[] };
   maxF1: { threshold: number; f1: number };
-  delong: { auc: number; variance: number };
+  delong: DelongAuc;
   rocCurve: [number, number][];
   prCurve: [number, number][];
   deciles: { decile: number; rows: number; positives: number; rate: number; lift: number; cumulativeCapture: number }[];
-}
-interface Paired {
-  aucA: number;
-  aucB: number;
-  diff: number;
-  se: number;
-  z: number;
-  pValue: number;
 }
 interface Expected {
   versions: Record<string, string>;
@@ -43,8 +35,8 @@ interface Expected {
   threshold: number;
   a: ModelExpected;
   b: ModelExpected;
-  pairedAB: Paired;
-  pairedAC: Paired;
+  pairedAB: DelongPairedTest;
+  pairedAC: DelongPairedTest;
   segmentsA: { channel: Record<string, Record<string, number | null>> };
 }
 

@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { expectedCalibrationError, reliabilityCurve, uniformBinEdges } from '../../ml/calibration.js';
 import { delongAucCi } from '../../ml/delong.js';
-import { MlError } from '../../ml/errors.js';
 import { evaluateBinary, percentileLinear, SEGMENT_NULL_KEY } from '../../ml/evaluation.js';
 import { prAuc, rocAuc } from '../../ml/metrics.js';
 import { createRng } from '../../ml/random.js';
+import { errorType } from '../support/errors.js';
 
-const errorType = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    return e instanceof MlError ? e.type : 'not an MlError';
-  }
-  return undefined;
-};
 
 function synthetic(n: number, seed: number, decimals = 3) {
   const rng = createRng(seed);
