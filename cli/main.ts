@@ -10,6 +10,12 @@ import { trainPipeline } from '../workflows/pipeline.js';
 import { connectTemporal, openServices } from '../workers/deps.js';
 import { runDemo } from './demo.js';
 import { followPipeline } from './follow.js';
+import { CliError, ExitCode } from './common.js';
+import { registerAuditCommands } from './commands/audit.js';
+import { registerModelsCommands } from './commands/models.js';
+import { registerRunsCommands } from './commands/runs.js';
+import { registerScheduleCommands } from './commands/schedule.js';
+import { registerScoreCommands } from './commands/score.js';
 
 const int = (name: string, min = 1) => (v: string) => {
   const n = Number(v);
@@ -153,10 +159,28 @@ program
     process.exitCode = r.status === 'registered' ? 0 : 3;
   });
 
+registerRunsCommands(program);
+registerScheduleCommands(program);
+registerModelsCommands(program);
+registerScoreCommands(program);
+registerAuditCommands(program);
+
+// Registry lookups that name something missing exit 4; a state conflict exits 5 (README, "Exit codes").
+const REGISTRY_EXIT: Record<string, number> = {
+  UnknownModel: ExitCode.notFound,
+  UnknownVersion: ExitCode.notFound,
+  UnknownAlias: ExitCode.notFound,
+  InvalidModelRef: ExitCode.usage,
+  VersionNotPromotable: ExitCode.conflict,
+  NothingToRollBack: ExitCode.conflict,
+  NotAwaitingApproval: ExitCode.conflict,
+};
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   const e = err as Error & { type?: string; code?: string };
-  console.error(`propensity: ${e.type ?? e.code ?? e.name}: ${e.message}`);
-  process.exitCode = 1;
+  const type = err instanceof CliError ? err.type : (e.type ?? e.code ?? e.name);
+  console.error(`propensity: ${type}: ${e.message}`);
+  process.exitCode = err instanceof CliError ? err.exitCode : (REGISTRY_EXIT[e.type ?? ''] ?? ExitCode.error);
 }

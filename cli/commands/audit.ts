@@ -1,0 +1,6 @@
+import type { Command } from 'commander';
+
+/** Placeholder: filled in by the audit work. */
+export function registerAuditCommands(program: Command): void {
+  void program;
+}

@@ -1,0 +1,61 @@
+import type { Client } from '@temporalio/client';
+import { connectTemporal, openServices, type Services } from '../workers/deps.js';
+
+/** Exit codes scripts can rely on (README, "CLI"). */
+export const ExitCode = {
+  ok: 0,
+  /** an error: bad input named in the message, a service down, a failed run */
+  error: 1,
+  /** usage: unknown command or option, a missing argument */
+  usage: 2,
+  /** the run finished but its model was not registered (gate failed, approval rejected) */
+  notRegistered: 3,
+  /** the thing named does not exist (run, model, version, alias, schedule) */
+  notFound: 4,
+  /** the request conflicts with the current state (schedule id taken, run not awaiting approval, …) */
+  conflict: 5,
+} as const;
+
+/** An error the CLI prints as one line (`propensity: <type>: <message>`) and exits with its code. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = ExitCode.error,
+    readonly type: string = 'Error',
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+/** Opens Postgres + S3 for one command and closes them whatever happens. */
+export async function withServices<T>(fn: (s: Services) => Promise<T>): Promise<T> {
+  const s = await openServices();
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Services plus a Temporal client, for commands that talk to workflows or schedules. */
+export async function withTemporal<T>(fn: (s: Services, client: Client) => Promise<T>): Promise<T> {
+  return withServices(async (s) => {
+    const client = await connectTemporal(s.connections);
+    try {
+      return await fn(s, client);
+    } finally {
+      await client.connection.close();
+    }
+  });
+}
+
+/** Prints `value` as one JSON line with --json, else the human lines. */
+export function output(json: boolean | undefined, value: unknown, human: () => string | string[]): void {
+  if (json) {
+    console.log(JSON.stringify(value));
+    return;
+  }
+  const lines = human();
+  console.log(Array.isArray(lines) ? lines.join('\n') : lines);
+}
