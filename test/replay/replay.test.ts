@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readHistoryFile, replayHistories, type ReplayItem } from '../../audit/history.js';
+import { findRepoRoot } from '../../infra/index.js';
+import { WORKFLOWS_PATH } from '../../workers/deps.js';
+
+// Every history committed here was recorded from a real run (scripts/record-histories.ts). They must keep
+// replaying against workflows/: a change that makes a past run issue different commands needs a patched() guard.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = findRepoRoot();
+const committed = readdirSync(here)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
+let items: ReplayItem[];
+
+beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('ERROR', () => {}), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
+  items = await Promise.all(committed.map((f) => readHistoryFile(path.join(here, f))));
+});
+
+const byType = (type: string) => items.filter((i) => i.workflowType === type);
+
+/**
+ * Replays against a copy of workflows/ with trainPipeline edited, placed beside workflows/ so its `../activities`,
+ * `../ml` imports resolve; the copy is removed afterwards whatever happens.
+ */
+async function replayAgainstEditedCopy(edit: (pipelineSource: string) => string, histories: ReplayItem[]) {
+  const dir = path.join(root, `workflows-replay-test-${randomUUID().slice(0, 8)}`);
+  try {
+    cpSync(path.join(root, 'workflows'), dir, { recursive: true });
+    const file = path.join(dir, 'pipeline.ts');
+    const before = readFileSync(file, 'utf8');
+    const after = edit(before);
+    if (after === before) throw new Error('the edit did not apply: the anchor in workflows/pipeline.ts moved, update this test');
+    writeFileSync(file, after);
+    return await replayHistories(histories, { workflowsPath: path.join(dir, 'index.ts') });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// The ingest call, found by its shape so that unrelated edits elsewhere in the workflow do not matter.
+const INGEST = /const ingest = await cpu\.ingestSource\(([^;]*)\);/;
+
+describe('committed workflow histories', () => {
+  it('include a real pipeline run and its hyperparameter search', () => {
+    expect(byType('trainPipeline').length).toBeGreaterThanOrEqual(1);
+    expect(byType('hyperparameterSearch').length).toBeGreaterThanOrEqual(1);
+    // the search is the pipeline's child: its id derives from the parent's
+    const pipeline = byType('trainPipeline')[0];
+    expect(byType('hyperparameterSearch').map((i) => i.workflowId)).toContain(`${pipeline.workflowId}/search`);
+    for (const i of items) expect(i.history.events!.length, i.file).toBeGreaterThan(10);
+  });
+
+  it('every one replays against the current workflow code', async () => {
+    const results = await replayHistories(items, { workflowsPath: WORKFLOWS_PATH });
+    expect(results).toHaveLength(committed.length);
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(results.map((r) => path.basename(r.file!))).toEqual(committed);
+  });
+
+  it('an incompatible change to trainPipeline (an extra activity call) fails replay with a determinism violation', async () => {
+    const pipeline = byType('trainPipeline')[0];
+    const search = byType('hyperparameterSearch')[0];
+    const results = await replayAgainstEditedCopy(
+      (src) => src.replace(INGEST, (call, args: string) => `${call}\n    await cpu.ingestSource(${args});`),
+      [pipeline, search],
+    );
+    expect(results[0]).toMatchObject({ workflowId: pipeline.workflowId, workflowType: 'trainPipeline', ok: false, error: { type: 'DeterminismViolation' } });
+    // core names the mismatch: the history scheduled cleanData where the code now asks for ingestSource again
+    expect(results[0].error!.message).toMatch(/cleanData/);
+    expect(results[0].error!.message).toMatch(/ingestSource/);
+    // the unchanged search workflow, replayed from the same bundle, still passes
+    expect(results[1]).toMatchObject({ workflowId: search.workflowId, ok: true });
+  });
+
+  it('the same change guarded by patched() keeps the old history replaying', async () => {
+    const pipeline = byType('trainPipeline')[0];
+    const results = await replayAgainstEditedCopy(
+      (src) =>
+        `import { patched as replayTestPatched } from '@temporalio/workflow';\n` +
+        src.replace(INGEST, (call, args: string) => `${call}\n    if (replayTestPatched('replay-test-extra-ingest')) await cpu.ingestSource(${args});`),
+      [pipeline],
+    );
+    expect(results).toEqual([expect.objectContaining({ workflowId: pipeline.workflowId, ok: true })]);
+  });
+});
