@@ -1,15 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parsePipelineConfig } from '../activities/config.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { importEvents } from '../db/import/rees46.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { stackDown, stackStatus, stackUp } from '../infra/index.js';
-import { TASK_QUEUES } from '../workflows/constants.js';
-import { trainPipeline } from '../workflows/pipeline.js';
-import { connectTemporal, openServices } from '../workers/deps.js';
+import { openServices } from '../workers/deps.js';
 import { runDemo } from './demo.js';
-import { followPipeline } from './follow.js';
 import { CliError, ExitCode } from './common.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerModelsCommands } from './commands/models.js';
@@ -103,32 +98,6 @@ program
   .action(async (o) => {
     const { runWorker } = await import('../workers/run-worker.js');
     await runWorker({ kind: o.kind });
-  });
-
-program
-  .command('run')
-  .description('start a pipeline run from a config file (JSON) and follow it; workers must be running')
-  .option('--config <file>', 'pipeline config (JSON); omitted keys take their defaults')
-  .option('--detach', 'start and print the workflow id without waiting')
-  .option('--json', 'print the result as one JSON line')
-  .action(async (o) => {
-    const raw = o.config ? JSON.parse(readFileSync(o.config, 'utf8')) : {};
-    const config = parsePipelineConfig(raw); // fail here, before starting anything, on a bad key
-    const s = await openServices();
-    const client = await connectTemporal(s.connections);
-    try {
-      const stamp = new Date().toISOString();
-      const workflowId = `train-${config.modelName}-${stamp.slice(0, 10)}-${stamp.slice(11, 19).replaceAll(':', '')}`;
-      const handle = await client.workflow.start(trainPipeline, { taskQueue: TASK_QUEUES.cpu, workflowId, args: [{ config: raw, trigger: 'cli' }] });
-      console.log(`started ${workflowId} (run ${handle.firstExecutionRunId})`);
-      if (o.detach) return;
-      const out = await followPipeline(client, handle, console.log);
-      console.log(o.json ? JSON.stringify(out) : `${out.status}: ${out.modelName} ${out.modelVersion ? `v${out.modelVersion}` : ''} test AUC ${out.metrics.testAuc.toFixed(4)}`);
-      process.exitCode = out.status === 'registered' ? 0 : 3;
-    } finally {
-      await client.connection.close();
-      await s.close();
-    }
   });
 
 program

@@ -1,6 +1,177 @@
-import type { Command } from 'commander';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { Option, type Command } from 'commander';
+import { parsePipelineConfig } from '../../activities/config.js';
+import type { Db } from '../../db/client.js';
+import { TASK_QUEUES } from '../../workflows/constants.js';
+import { trainPipeline } from '../../workflows/pipeline.js';
+import { CliError, ExitCode, output, withTemporal } from '../common.js';
+import { loadConfigFile } from '../config-file.js';
+import { followPipeline } from '../follow.js';
 
-/** Placeholder: filled in by the runs work. */
+const RUN_STATUSES = ['running', 'awaiting_approval', 'registered', 'rejected', 'failed', 'cancelled'] as const;
+
+/** A run is named by its Temporal run id or its workflow id (then the latest run of that workflow). */
+export async function findRun(db: Db, id: string) {
+  const row = await db.db
+    .selectFrom('ml.pipeline_runs')
+    .selectAll()
+    .where((eb) => eb.or([eb('run_id', '=', id), eb('workflow_id', '=', id)]))
+    .orderBy('started_at', 'desc')
+    .executeTakeFirst();
+  if (!row) throw new CliError(`no pipeline run has run id or workflow id "${id}" (see \`propensity runs\`)`, ExitCode.notFound, 'UnknownRun');
+  return row;
+}
+
+const seconds = (from: Date, to: Date | null) => Math.round(((to ?? new Date()).getTime() - from.getTime()) / 1000);
+const num = (v: unknown, digits = 4) => (typeof v === 'number' ? v.toFixed(digits) : '-');
+const pad = (s: unknown, n: number) => String(s ?? '-').padEnd(n);
+
+async function startRun(client: Client, file: string | undefined, o: { detach?: boolean; json?: boolean; id?: string }) {
+  const { raw, config } = file ? loadConfigFile(file) : { raw: {}, config: parsePipelineConfig({}) };
+  const stamp = new Date().toISOString();
+  const workflowId = o.id ?? `train-${config.modelName}-${stamp.slice(0, 10)}-${stamp.slice(11, 19).replaceAll(':', '')}`;
+  const handle = await client.workflow.start(trainPipeline, {
+    taskQueue: TASK_QUEUES.cpu,
+    workflowId,
+    args: [{ config: raw, trigger: 'cli' }],
+  });
+  if (o.detach) {
+    output(o.json, { workflowId, runId: handle.firstExecutionRunId }, () => `started ${workflowId} (run ${handle.firstExecutionRunId})`);
+    return;
+  }
+  if (!o.json) console.log(`started ${workflowId} (run ${handle.firstExecutionRunId}); Ctrl-C stops following, not the run`);
+  const out = await followPipeline(client, handle, o.json ? () => {} : console.log);
+  output(o.json, out, () =>
+    out.status === 'registered'
+      ? `registered: ${out.modelName} v${out.modelVersion} (test ROC-AUC ${out.metrics.testAuc.toFixed(4)}) at ${out.modelUri}`
+      : `rejected: ${out.modelName} test ROC-AUC ${out.metrics.testAuc.toFixed(4)}: ${out.gate.reasons.join('; ')}`,
+  );
+  process.exitCode = out.status === 'registered' ? ExitCode.ok : ExitCode.notRegistered;
+}
+
 export function registerRunsCommands(program: Command): void {
-  void program;
+  const run = program
+    .command('run')
+    .description('start a pipeline run from a config file (JSON or YAML) and follow it stage by stage; workers must be running')
+    .option('--config <file>', 'pipeline config (.json, .yaml or .yml); omitted keys take their defaults')
+    .option('--id <workflowId>', 'workflow id (default train-<model>-<date>-<time>)')
+    .option('--detach', 'start and print the workflow id without following')
+    .option('--json', 'print the result as one JSON line')
+    .action((o) => withTemporal((_s, client) => startRun(client, o.config, o)));
+
+  run
+    .command('show')
+    .description('one run: status, timings per step, trials, data quality, gate verdicts, model version')
+    .argument('<id>', 'run id or workflow id')
+    .option('--json', 'print as one JSON object')
+    .action((id: string, o) =>
+      withTemporal(async (s, client) => {
+        const r = await findRun(s.db, id);
+        const [steps, trials, evaluation, quality] = await Promise.all([
+          s.db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', r.run_id).orderBy('started_at').execute(),
+          s.db.db
+            .selectFrom('ml.trials')
+            .select(['trial_id', 'status', 'val_auc', 'val_log_loss', 'epochs_run', 'attempt', 'backend'])
+            .where('run_id', '=', r.run_id)
+            .orderBy('val_log_loss')
+            .execute(),
+          s.db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', r.run_id).executeTakeFirst(),
+          s.db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined']).where('run_id', '=', r.run_id).execute(),
+        ]);
+        let live: unknown = null;
+        if (r.status === 'running' || (r.status as string) === 'awaiting_approval') {
+          live = await client.workflow.getHandle(r.workflow_id, r.run_id).query('progress').catch(() => null);
+        }
+        const value = { run: r, steps, trials, evaluation: evaluation ?? null, quality, progress: live };
+        output(o.json, value, () => {
+          const lines = [
+            `${r.workflow_id} (run ${r.run_id})`,
+            `  model ${r.model_name}  status ${r.status}${r.model_version ? `  version v${r.model_version}` : ''}  trigger ${r.trigger}`,
+            `  started ${r.started_at.toISOString()}  ${r.finished_at ? `finished after ${seconds(r.started_at, r.finished_at)} s` : `running for ${seconds(r.started_at, null)} s`}`,
+            `  cutoff ${r.cutoff?.toISOString() ?? '-'}  horizon ${r.horizon_days ?? '-'} days  config ${r.config_hash}  code ${r.code_version}`,
+          ];
+          if (r.error_type) lines.push(`  ${r.error_type}: ${r.error_message}`);
+          lines.push('', '  step          trial      status     attempt  seconds');
+          for (const st of steps) {
+            lines.push(`  ${pad(st.step, 13)} ${pad(st.trial_id || '', 10)} ${pad(st.status, 10)} ${pad(st.attempt, 8)} ${st.duration_ms === null ? '-' : (st.duration_ms / 1000).toFixed(1)}`);
+          }
+          if (quality.length) {
+            lines.push('', '  data quality: ' + quality.map((q) => `${q.stage} ${q.rows_out}/${q.rows_in}`).join(', '));
+          }
+          if (trials.length) {
+            lines.push('', '  trial      status     val AUC  val log loss  epochs');
+            for (const t of trials.slice(0, 10)) {
+              lines.push(`  ${pad(t.trial_id, 10)} ${pad(t.status, 10)} ${pad(num(t.val_auc), 8)} ${pad(num(t.val_log_loss), 13)} ${t.epochs_run ?? '-'}`);
+            }
+            if (trials.length > 10) lines.push(`  … ${trials.length - 10} more (ml.trials)`);
+          }
+          if (evaluation) {
+            const m = evaluation.metrics as Record<string, unknown>;
+            lines.push('', `  test ROC-AUC ${num(m.rocAuc)}  PR-AUC ${num(m.prAuc)}  log loss ${num(m.logLoss)}  ${evaluation.blessed ? 'blessed' : 'NOT blessed'}`);
+            for (const reason of evaluation.reasons as string[]) lines.push(`    ✗ ${reason}`);
+          }
+          return lines;
+        });
+      }),
+    );
+
+  program
+    .command('runs')
+    .description('recent pipeline runs, newest first')
+    .option('--model <name>', 'only this model')
+    .addOption(new Option('--status <status>', 'only runs with this status').choices([...RUN_STATUSES]))
+    .option('--limit <n>', 'how many', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new CliError(`--limit must be a positive integer, got "${v}"`, ExitCode.usage, 'Usage');
+      return n;
+    }, 20)
+    .option('--json', 'print as one JSON array')
+    .action((o) =>
+      withTemporal(async (s) => {
+        let q = s.db.db.selectFrom('ml.pipeline_runs').selectAll().orderBy('started_at', 'desc').limit(o.limit);
+        if (o.model) q = q.where('model_name', '=', o.model);
+        if (o.status) q = q.where('status', '=', o.status);
+        const rows = await q.execute();
+        output(o.json, rows, () =>
+          rows.length === 0
+            ? 'no runs yet'
+            : [
+                `${pad('workflow id', 44)} ${pad('model', 12)} ${pad('status', 18)} ${pad('version', 7)} ${pad('test AUC', 8)} ${pad('seconds', 7)} started`,
+                ...rows.map((r) =>
+                  `${pad(r.workflow_id, 44)} ${pad(r.model_name, 12)} ${pad(r.status + (r.error_type ? ` (${r.error_type})` : ''), 18)} ` +
+                  `${pad(r.model_version ? `v${r.model_version}` : '-', 7)} ${pad(num((r.metrics as Record<string, unknown> | null)?.testAuc), 8)} ` +
+                  `${pad(seconds(r.started_at, r.finished_at), 7)} ${r.started_at.toISOString()}`,
+                ),
+              ],
+        );
+      }),
+    );
+
+  program
+    .command('cancel')
+    .description('cancel a running pipeline run: in-flight training stops at its next heartbeat, the run is recorded as cancelled')
+    .argument('<id>', 'run id or workflow id')
+    .option('--json', 'print the result as one JSON line')
+    .action((id: string, o) =>
+      withTemporal(async (s, client) => {
+        const r = await findRun(s.db, id);
+        const handle = client.workflow.getHandle(r.workflow_id, r.run_id);
+        let status: string;
+        try {
+          status = (await handle.describe()).status.name;
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) {
+            throw new CliError(`run ${r.run_id} is not known to Temporal any more (status in Postgres: ${r.status})`, ExitCode.notFound, 'UnknownRun');
+          }
+          throw err;
+        }
+        if (status !== 'RUNNING') {
+          throw new CliError(`run ${r.workflow_id} is not running (Temporal: ${status}, Postgres: ${r.status}); nothing cancelled`, ExitCode.conflict, 'NotRunning');
+        }
+        await handle.cancel();
+        output(o.json, { workflowId: r.workflow_id, runId: r.run_id, cancelRequested: true }, () =>
+          `cancellation requested for ${r.workflow_id}; \`propensity run show ${r.workflow_id}\` shows it as cancelled once its activities stop`,
+        );
+      }),
+    );
 }
