@@ -1,6 +1,227 @@
-import type { Command } from 'commander';
+import type { CalendarSpec, Client } from '@temporalio/client';
+import { Option, type Command } from 'commander';
+import {
+  backfillSchedule,
+  createSchedule,
+  deleteSchedule,
+  describeSchedule,
+  listSchedules,
+  OVERLAP_POLICIES,
+  parseOverlap,
+  parseWindow,
+  pauseSchedule,
+  ScheduleError,
+  ScheduleErrorType,
+  triggerSchedule,
+  unpauseSchedule,
+  type ScheduleView,
+} from '../../schedules/schedules.js';
+import { TASK_QUEUES } from '../../workflows/constants.js';
+import type { Services } from '../../workers/deps.js';
+import { CliError, ExitCode, output, withTemporal } from '../common.js';
+import { loadConfigFile } from '../config-file.js';
 
-/** Placeholder: filled in by the schedule work. */
+const EXIT: Record<string, number> = {
+  [ScheduleErrorType.InvalidSchedule]: ExitCode.usage,
+  [ScheduleErrorType.InvalidConfig]: ExitCode.usage,
+  [ScheduleErrorType.ScheduleExists]: ExitCode.conflict,
+  [ScheduleErrorType.UnknownSchedule]: ExitCode.notFound,
+};
+
+/** Runs a schedule command with a Temporal client; schedule errors become one line and their exit code. */
+function withSchedules<T>(fn: (s: Services, client: Client) => Promise<T>): Promise<T> {
+  return withTemporal(async (s, client) => {
+    try {
+      return await fn(s, client);
+    } catch (err) {
+      if (err instanceof ScheduleError) throw new CliError(err.message, EXIT[err.type] ?? ExitCode.error, err.type);
+      throw err;
+    }
+  });
+}
+
+const overlapOption = (description: string) =>
+  new Option('--overlap <policy>', description).choices(OVERLAP_POLICIES.map((p) => p.toLowerCase()));
+const collect = (v: string, prev: string[]) => [...prev, v];
+const usage = (message: string) => new CliError(message, ExitCode.usage, ScheduleErrorType.InvalidSchedule);
+
+function parseCalendar(text: string): CalendarSpec {
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as CalendarSpec;
+  } catch {
+    // fall through to the message below
+  }
+  throw usage(`--calendar '${text}' must be a JSON object such as '{"hour": 2, "minute": 0, "dayOfWeek": "MONDAY"}'`);
+}
+
+function parseTime(flag: string, text: string): Date {
+  const t = new Date(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(t.getTime())) throw usage(`${flag} "${text}" is not an ISO date-time (e.g. 2026-11-01T00:00:00Z)`);
+  return t;
+}
+
+function describeLines(v: ScheduleView): string[] {
+  const spec = [
+    ...v.spec.cron.map((c) => `cron "${c}"`),
+    ...(v.spec.calendars.length ? [`calendars ${JSON.stringify(v.spec.calendars)}`] : []),
+  ].join(', ');
+  const lines = [
+    `schedule ${v.scheduleId}  model ${v.modelName ?? '-'}  ${v.state.paused ? 'PAUSED' : 'active'}${v.state.note ? ` (note: ${v.state.note})` : ''}`,
+    `  spec       ${spec} in ${v.spec.timezone}`,
+    `  policies   overlap ${v.policies.overlap}, catch-up window ${v.policies.catchupWindow}, pause on failure ${v.policies.pauseOnFailure ? 'yes' : 'no'}`,
+    `  action     ${v.workflowType} on ${v.taskQueue}${v.taskQueues && v.taskQueues.train !== TASK_QUEUES.train ? ` (train queue ${v.taskQueues.train})` : ''}, workflow ids ${v.scheduleId}-<scheduled time>`,
+    `  next       ${v.info.nextActionTimes.slice(0, 3).join(', ') || '-'}`,
+    `  actions    ${v.info.numActionsTaken} taken, ${v.info.numActionsSkippedOverlap} skipped (overlap), ${v.info.numActionsMissedCatchupWindow} missed (catch-up window)`,
+  ];
+  for (const r of v.info.runningActions) lines.push(`  running    ${r.workflowId} (run ${r.runId})`);
+  if (v.info.recentActions.length) {
+    lines.push('  recent     scheduled for             workflow status  pipeline run');
+    for (const a of [...v.info.recentActions].reverse()) {
+      const run = a.run
+        ? `${a.run.status}${a.run.modelVersion ? ` v${a.run.modelVersion}` : ''}, cutoff ${a.run.cutoff ?? '-'}${a.run.errorType ? `, ${a.run.errorType}` : ''}`
+        : '-';
+      lines.push(`             ${a.scheduledAt.padEnd(25)} ${a.status.padEnd(15)} ${run}  ${a.workflowId}`);
+    }
+  }
+  return lines;
+}
+
 export function registerScheduleCommands(program: Command): void {
-  void program;
+  const schedule = program
+    .command('schedule')
+    .description(
+      'nightly retrains as Temporal Schedules: each run is trainPipeline with the scheduled time as its as-of time ' +
+        '(cutoff = scheduled time − horizonDays when source.cutoff is not set), so backfills reproduce past cutoffs',
+    );
+
+  schedule
+    .command('create')
+    .description('create a schedule that runs trainPipeline with a config file; everything is validated before anything is created')
+    .argument('<id>', 'schedule id (also the prefix of its runs\' workflow ids)')
+    .requiredOption('--config <file>', 'pipeline config (.json, .yaml or .yml) without source.cutoff')
+    .option('--cron <expr>', 'cron expression, five fields "minute hour day-of-month month day-of-week" (repeatable)', collect, [])
+    .option('--calendar <json>', 'calendar spec as JSON, e.g. \'{"hour":2,"minute":0}\' (repeatable)', collect, [])
+    .option('--timezone <tz>', 'IANA time zone the spec is read in', 'UTC')
+    .addOption(overlapOption('what to do when a run is due while another is still running').default('skip'))
+    .option('--catchup-window <duration>', 'how late a missed run may still start (e.g. 1d, 12h)', '1d')
+    .option('--no-pause-on-failure', 'keep the schedule running after a failed run (default: pause it)')
+    .option('--note <text>', 'a note shown by describe')
+    .option('--paused', 'create it paused')
+    .option('--cpu-queue <name>', 'task queue of the workflow and its data activities', process.env.PROPENSITY_CPU_QUEUE || TASK_QUEUES.cpu)
+    .option('--train-queue <name>', 'task queue of the training activities', process.env.PROPENSITY_TRAIN_QUEUE || TASK_QUEUES.train)
+    .option('--json', 'print the created schedule as one JSON line')
+    .action((id: string, o) => {
+      const { raw } = loadConfigFile(o.config);
+      const calendars = (o.calendar as string[]).map(parseCalendar);
+      return withSchedules(async (_s, client) => {
+        const view = await createSchedule(client, {
+          scheduleId: id,
+          config: raw,
+          cron: o.cron,
+          calendars: calendars.length ? calendars : undefined,
+          timezone: o.timezone,
+          overlap: parseOverlap(o.overlap),
+          catchupWindowMs: parseWindow(o.catchupWindow),
+          pauseOnFailure: o.pauseOnFailure,
+          note: o.note,
+          paused: !!o.paused,
+          taskQueues: { cpu: o.cpuQueue, train: o.trainQueue },
+        });
+        output(o.json, view, () => [`created schedule ${id}`, ...describeLines(view)]);
+      });
+    });
+
+  schedule
+    .command('list')
+    .description('the trainPipeline schedules of the namespace')
+    .option('--json', 'print as one JSON array')
+    .action((o) =>
+      withSchedules(async (_s, client) => {
+        const items = await listSchedules(client);
+        output(o.json, items, () =>
+          items.length
+            ? items.map(
+                (i) =>
+                  `${i.scheduleId.padEnd(24)} ${(i.modelName ?? '-').padEnd(16)} ${i.paused ? 'PAUSED' : 'active'}  ${i.cron.map((c) => `"${c}"`).join(', ')} ${i.timezone ?? ''}  next ${i.nextActionTime ?? '-'}  last ${i.lastAction?.workflowId ?? '-'}`,
+              )
+            : 'no schedules (npx propensity schedule create …)',
+        );
+      }),
+    );
+
+  schedule
+    .command('describe')
+    .description('spec, policies, paused state and note, next times, recent runs with their status and cutoff')
+    .argument('<id>', 'schedule id')
+    .option('--json', 'print as one JSON object')
+    .action((id: string, o) =>
+      withSchedules(async (s, client) => {
+        const view = await describeSchedule(client, id, { db: s.db });
+        output(o.json, view, () => describeLines(view));
+      }),
+    );
+
+  for (const [name, verb] of [['pause', 'pause'], ['unpause', 'unpause']] as const) {
+    schedule
+      .command(name)
+      .description(name === 'pause' ? 'stop starting runs (running ones go on)' : 'start runs again at the next scheduled time')
+      .argument('<id>', 'schedule id')
+      .option('--note <text>', 'why (shown by describe)')
+      .option('--json', 'print the schedule state as one JSON line')
+      .action((id: string, o) =>
+        withSchedules(async (_s, client) => {
+          await (verb === 'pause' ? pauseSchedule : unpauseSchedule)(client, id, o.note);
+          const view = await describeSchedule(client, id);
+          output(o.json, { scheduleId: id, ...view.state }, () => `${id}: ${view.state.paused ? 'paused' : 'active'}${view.state.note ? ` (note: ${view.state.note})` : ''}`);
+        }),
+      );
+  }
+
+  schedule
+    .command('trigger')
+    .description('start a run now (as-of time: now), under the schedule\'s overlap policy unless --overlap says otherwise')
+    .argument('<id>', 'schedule id')
+    .addOption(overlapOption('overlap policy for this run (default: the schedule\'s)'))
+    .option('--json', 'print the result as one JSON line')
+    .action((id: string, o) =>
+      withSchedules(async (_s, client) => {
+        const r = await triggerSchedule(client, id, o.overlap ? parseOverlap(o.overlap) : undefined);
+        output(o.json, { scheduleId: id, ...r }, () =>
+          `triggered ${id} (overlap ${r.overlap}${r.overlap === 'SKIP' ? ': nothing starts while a run is going' : ''}); \`propensity schedule describe ${id}\` shows the run`,
+        );
+      }),
+    );
+
+  schedule
+    .command('backfill')
+    .description('run the scheduled times between --from and --to, each with its own scheduled time as its as-of time')
+    .argument('<id>', 'schedule id')
+    .requiredOption('--from <iso>', 'start of the range (inclusive), e.g. 2026-11-01T00:00:00Z')
+    .requiredOption('--to <iso>', 'end of the range (inclusive), in the past')
+    .addOption(overlapOption('overlap policy among the backfilled runs').default('buffer_all'))
+    .option('--json', 'print the result as one JSON line')
+    .action((id: string, o) => {
+      const start = parseTime('--from', o.from);
+      const end = parseTime('--to', o.to);
+      return withSchedules(async (_s, client) => {
+        const r = await backfillSchedule(client, id, { start, end, overlap: parseOverlap(o.overlap) });
+        output(o.json, { scheduleId: id, from: start.toISOString(), to: end.toISOString(), ...r }, () => [
+          `backfill of ${id} from ${start.toISOString()} to ${end.toISOString()} requested (overlap ${r.overlap})`,
+          ...(r.expected ? [`  ${r.expected.length} scheduled times in range: ${r.expected.join(', ') || '-'}`] : []),
+        ]);
+      });
+    });
+
+  schedule
+    .command('delete')
+    .description('delete the schedule (its runs, finished or running, are left alone)')
+    .argument('<id>', 'schedule id')
+    .option('--json', 'print the result as one JSON line')
+    .action((id: string, o) =>
+      withSchedules(async (_s, client) => {
+        await deleteSchedule(client, id);
+        output(o.json, { scheduleId: id, deleted: true }, () => `deleted schedule ${id}`);
+      }),
+    );
 }
