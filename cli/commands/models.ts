@@ -1,6 +1,213 @@
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
+import type { Db } from '../../db/client.js';
+import { listModels, promote, rollback, showModel, type AliasMove, type AliasMoveResult, type ModelDetails } from '../../registry/registry.js';
+import { parseModelRef, RegistryError, RegistryErrorType } from '../../registry/refs.js';
+import { keys } from '../../store/artifacts.js';
+import { approveUpdate, rejectUpdate, type ApprovalState } from '../../workflows/pipeline.js';
+import { CliError, ExitCode, output, withServices, withTemporal } from '../common.js';
 
-/** Placeholder: filled in by the models work. */
+/** The OS user, for --by. */
+function osUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER ?? process.env.USERNAME ?? 'unknown';
+  }
+}
+
+/** `3` or `v3`. */
+function parseVersion(text: string): number {
+  const m = /^v?(\d+)$/.exec(text.trim());
+  const version = m ? Number(m[1]) : NaN;
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new RegistryError(RegistryErrorType.InvalidModelRef, `"${text}" is not a version: use a positive integer such as 3 (or v3)`);
+  }
+  return version;
+}
+
+const fmtMove = (h: AliasMove) =>
+  `${h.changedAt}  ${h.alias.padEnd(10)} ${h.fromVersion === null ? '(new)' : `v${h.fromVersion}`} → v${h.toVersion}  ` +
+  `${h.action === 'rollback' ? 'rollback ' : ''}by ${h.changedBy}${h.reason ? `: ${h.reason}` : ''}`;
+
+const fmtResult = (r: AliasMoveResult) =>
+  r.changed
+    ? `${r.modelName}@${r.alias}: ${r.fromVersion === null ? '(new alias)' : `v${r.fromVersion}`} → v${r.toVersion}${r.action === 'rollback' ? ' (rollback)' : ''}`
+    : `${r.modelName}@${r.alias} already points at v${r.toVersion}: nothing changed`;
+
+function showLines(d: ModelDetails): string[] {
+  const metrics = Object.entries(d.metrics)
+    .filter(([, v]) => typeof v === 'number')
+    .map(([k, v]) => `${k} ${Number(v).toFixed(4)}`)
+    .join(', ');
+  const l = d.lineage;
+  const lines = [
+    `${d.modelName} v${d.version}${d.aliases.length ? ` (${d.aliases.join(', ')})` : ''} — ${d.status}`,
+    `  uri          ${d.uri}`,
+    `  created      ${d.createdAt}`,
+  ];
+  if (d.decision) lines.push(`  decision     ${d.status} by ${d.decision.by} at ${d.decision.at ?? '-'}${d.decision.reason ? `: ${d.decision.reason}` : ''}`);
+  if (d.approval && !d.approval.decision) lines.push(`  approval     requested ${d.approval.requestedAt}, times out ${d.approval.timeoutAt}`);
+  lines.push(
+    `  workflow     ${l.workflowId} (run ${l.runId}, trigger ${l.trigger ?? '-'})`,
+    `  config hash  ${l.configHash}`,
+    `  code         ${l.codeVersion}`,
+    `  data sha256  ${l.dataSha256}`,
+    `  data         ${l.cutoff ? `cutoff ${l.cutoff}, horizon ${l.horizonDays} days` : 'table source'}`,
+    `  seed         ${l.seed}`,
+    `  backend      ${l.backend}`,
+    `  params       ${JSON.stringify(l.params)}`,
+    `  metrics      ${metrics || '-'}`,
+  );
+  if (d.evaluation) {
+    lines.push(`  evaluation   ${d.evaluation.blessed ? 'blessed' : `not blessed: ${d.evaluation.reasons.join('; ')}`}; report ${d.evaluation.reportUri}`);
+  }
+  lines.push(
+    `  model card   ${d.card.html}`,
+    `  versions     ${d.versions.map((v) => `v${v.version} ${v.status}`).join(', ')}`,
+    `  aliases      ${Object.entries(d.modelAliases).map(([a, v]) => `${a} → v${v}`).join(', ') || '-'}`,
+    `  alias history (newest first):`,
+    ...(d.aliasHistory.length ? d.aliasHistory.map((h) => `    ${fmtMove(h)}`) : ['    -']),
+  );
+  return lines;
+}
+
+/** A run by its Temporal run id or workflow id (the latest run of that workflow). */
+async function findRun(db: Db, id: string) {
+  const row = await db.db
+    .selectFrom('ml.pipeline_runs')
+    .select(['run_id', 'workflow_id', 'model_name', 'status', 'model_version'])
+    .where((eb) => eb.or([eb('run_id', '=', id), eb('workflow_id', '=', id)]))
+    .orderBy('started_at', 'desc')
+    .executeTakeFirst();
+  if (!row) throw new CliError(`no pipeline run has run id or workflow id "${id}"`, ExitCode.notFound, 'UnknownRun');
+  return row;
+}
+
+/** Sends approve or reject to a run that waits for it; anything else is a conflict that changes nothing. */
+async function decide(kind: 'approve' | 'reject', id: string, o: { by?: string; reason?: string; json?: boolean }) {
+  await withTemporal(async (s, client) => {
+    const run = await findRun(s.db, id);
+    const notWaiting = (why: string) =>
+      new CliError(`run ${run.run_id} (workflow ${run.workflow_id}) is not awaiting approval: ${why}`, ExitCode.conflict, RegistryErrorType.NotAwaitingApproval);
+    if (run.status !== 'awaiting_approval') throw notWaiting(`its status is ${run.status}`);
+    const by = (o.by ?? osUser()).trim();
+    if (!by) throw new CliError('--by must not be empty', ExitCode.usage, 'InvalidArgument');
+    const handle = client.workflow.getHandle(run.workflow_id, run.run_id);
+    let state: ApprovalState;
+    try {
+      state = await handle.executeUpdate(kind === 'approve' ? approveUpdate : rejectUpdate, { args: [{ by, reason: o.reason ?? null }] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        const cause = (err.cause as Error | undefined)?.message ?? err.message;
+        throw notWaiting(cause.replace(/^run \S+ is not awaiting approval: /, ''));
+      }
+      if (err instanceof WorkflowNotFoundError) throw notWaiting('its workflow is no longer running');
+      throw err;
+    }
+    output(o.json, { runId: run.run_id, workflowId: run.workflow_id, ...state }, () =>
+      state.status === 'approved'
+        ? `approved ${state.modelName} v${state.version} (run ${run.run_id}) by ${state.by}` +
+          (state.champion ? `: champion ${state.champion.fromVersion === null ? '(new)' : `v${state.champion.fromVersion}`} → v${state.champion.toVersion}` : '')
+        : `rejected ${state.modelName} v${state.version} (run ${run.run_id}) by ${state.by}${state.reason ? `: ${state.reason}` : ''}`,
+    );
+  });
+}
+
 export function registerModelsCommands(program: Command): void {
-  void program;
+  const models = program.command('models').description('the model registry: versions, lineage, aliases and their history');
+
+  models
+    .command('list')
+    .description('every registered model: version counts and aliases')
+    .option('--json', 'print as one JSON line')
+    .action((o) =>
+      withServices(async (s) => {
+        const list = await listModels(s.db.db);
+        output(o.json, list, () =>
+          list.length
+            ? list.map(
+                (m) =>
+                  `${m.modelName.padEnd(20)} ${String(m.versions).padStart(3)} versions (latest v${m.latestVersion}, ${m.latestCreatedAt})` +
+                  `${m.pendingApproval ? `, ${m.pendingApproval} pending approval` : ''}${m.rejected ? `, ${m.rejected} rejected` : ''}  ` +
+                  (Object.entries(m.aliases).map(([a, v]) => `${a} → v${v}`).join(', ') || 'no aliases'),
+              )
+            : 'no model is registered yet',
+        );
+      }),
+    );
+
+  models
+    .command('show')
+    .description('one version: lineage (workflow, run, config hash, code, data sha256, params, seed, backend), metrics, decision, aliases and their history')
+    .argument('<ref>', 'name (its champion), name@alias, or name:version')
+    .option('--json', 'print as one JSON line')
+    .option('--card <file>', 'download the HTML model card to this file')
+    .action((ref: string, o) =>
+      withServices(async (s) => {
+        const d = await showModel(s.db.db, parseModelRef(ref));
+        let cardFile: string | null = null;
+        if (o.card) {
+          const key = keys.modelFile(d.modelName, d.version, 'model-card.html');
+          if (await s.store.exists(key)) {
+            cardFile = path.resolve(o.card);
+            writeFileSync(cardFile, await s.store.getKey(key));
+          }
+        }
+        output(o.json, o.card ? { ...d, cardFile } : d, () => [
+          ...showLines(d),
+          ...(o.card ? [cardFile ? `model card written to ${cardFile}` : `no model card exists for ${d.modelName} v${d.version} (${d.card.html})`] : []),
+        ]);
+        if (o.card && !cardFile) process.exitCode = ExitCode.notFound;
+      }),
+    );
+
+  program
+    .command('promote')
+    .description('point an alias (default champion) at an approved version; the move is recorded in ml.model_alias_history')
+    .argument('<model>', 'model name')
+    .argument('<version>', 'version number (3 or v3)')
+    .option('--alias <alias>', 'the alias to move or create', 'champion')
+    .option('--reason <text>', 'why (kept in the alias history)')
+    .option('--by <name>', 'who (default: the OS user)')
+    .option('--json', 'print the move as one JSON line')
+    .action((model: string, version: string, o) =>
+      withServices(async (s) => {
+        const r = await promote(s.db.db, { modelName: model, version: parseVersion(version), alias: o.alias, by: o.by ?? osUser(), reason: o.reason });
+        output(o.json, r, () => fmtResult(r));
+      }),
+    );
+
+  program
+    .command('rollback')
+    .description('move an alias (default champion) back to the version it pointed at before its last move, skipping versions no longer approved')
+    .argument('<model>', 'model name')
+    .option('--alias <alias>', 'the alias to roll back', 'champion')
+    .option('--reason <text>', 'why (kept in the alias history)')
+    .option('--by <name>', 'who (default: the OS user)')
+    .option('--json', 'print the move as one JSON line')
+    .action((model: string, o) =>
+      withServices(async (s) => {
+        const r = await rollback(s.db.db, { modelName: model, alias: o.alias, by: o.by ?? osUser(), reason: o.reason });
+        output(o.json, r, () => fmtResult(r));
+      }),
+    );
+
+  for (const kind of ['approve', 'reject'] as const) {
+    program
+      .command(kind)
+      .description(
+        kind === 'approve'
+          ? 'approve the model of a run awaiting approval: it becomes champion; the decision and who made it are recorded'
+          : 'reject the model of a run awaiting approval: its version is marked rejected and can never be promoted',
+      )
+      .argument('<run>', 'run id or workflow id')
+      .option('--by <name>', 'who decides (default: the OS user)')
+      .option('--reason <text>', 'why (recorded with the decision)')
+      .option('--json', 'print the decision as one JSON line')
+      .action((id: string, o) => decide(kind, id, o));
+  }
 }
