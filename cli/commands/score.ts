@@ -1,6 +1,117 @@
-import type { Command } from 'commander';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { InvalidArgumentError, type Command } from 'commander';
+import { parseModelRef, resolveModelRef } from '../../registry/refs.js';
+import { TASK_QUEUES } from '../../workflows/constants.js';
+import { scoreUsers, type ScoreProgress, type ScoreUsersOutput } from '../../workflows/score.js';
+import { CliError, ExitCode, output, withTemporal } from '../common.js';
 
-/** Placeholder: filled in by the score work. */
+const int = (name: string, min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got "${v}"`);
+  return n;
+};
+
+const NOT_FOUND_TYPES = new Set(['UnknownModel', 'UnknownVersion', 'UnknownAlias']);
+
+/** Waits for the result, printing the stage and chunk progress as it changes. */
+async function follow(handle: WorkflowHandle<typeof scoreUsers>, log: (line: string) => void): Promise<ScoreUsersOutput> {
+  const result = handle.result();
+  let done = false;
+  result.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  let last = '';
+  while (!done) {
+    await new Promise((r) => setTimeout(r, 1000));
+    if (done) break;
+    const p = await handle.query<ScoreProgress>('scoreProgress').catch(() => null);
+    const line = p
+      ? `${p.stage}` + (p.rows !== null ? `: ${p.rows} rows` : '') + (p.chunks ? `, ${p.chunksDone}/${p.chunks} chunks scored` : '')
+      : '';
+    if (line && line !== last) log(`  … ${(last = line)}`);
+  }
+  return result;
+}
+
 export function registerScoreCommands(program: Command): void {
-  void program;
+  program
+    .command('score')
+    .description(
+      'score every active user with a registered model and write ml.scores (workflow scoreUsers on the cpu workers, ' +
+        'which must be running); rerunning a score run id replaces its rows',
+    )
+    .requiredOption('--model <ref>', 'the model: <name> (its champion), <name>@<alias> or <name>:<version>')
+    .option('--as-of <iso>', 'the point in time scored: features from events before it (default: now)')
+    .option('--active-days <n>', 'active users have a valid event in the N days before --as-of', int('--active-days', 1, 365), 30)
+    .option('--chunk-rows <n>', 'rows per scoring activity', int('--chunk-rows', 100, 1_000_000), 50_000)
+    .option('--id <scoreRunId>', 'score run id = workflow id (default score-<model>-<yyyy-mm-dd of --as-of or today>)')
+    .option('--detach', 'start and print the score run id without waiting')
+    .option('--json', 'print the result as one JSON line')
+    .action((o) =>
+      withTemporal(async (s, client) => {
+        let asOf: string | undefined;
+        if (o.asOf !== undefined) {
+          const t = new Date(o.asOf);
+          if (!/^\d{4}-\d{2}-\d{2}/.test(o.asOf) || Number.isNaN(t.getTime())) {
+            throw new CliError(`--as-of "${o.asOf}" is not an ISO date or date-time (e.g. 2026-11-23 or 2026-11-23T06:00:00Z)`, ExitCode.usage, 'InvalidArgument');
+          }
+          if (t.getTime() > Date.now()) throw new CliError(`--as-of ${t.toISOString()} is in the future: scoring uses events before it`, ExitCode.usage, 'InvalidArgument');
+          asOf = t.toISOString();
+        }
+        // Resolved here first, so a bad reference fails with its message before any workflow starts (nothing changes).
+        const ref = parseModelRef(o.model);
+        const resolved = await resolveModelRef(s.db.db, ref);
+        const scoreRunId: string = o.id ?? `score-${ref.modelName}-${(asOf ?? new Date().toISOString()).slice(0, 10)}`;
+        // The queue the cpu workers poll (PROPENSITY_CPU_QUEUE, as for `propensity worker`).
+        const cpu = process.env.PROPENSITY_CPU_QUEUE || TASK_QUEUES.cpu;
+        let handle: WorkflowHandleWithFirstExecutionRunId<typeof scoreUsers>;
+        try {
+          handle = await client.workflow.start(scoreUsers, {
+            taskQueue: cpu,
+            workflowId: scoreRunId,
+            // a finished score run may be run again: it replaces its rows
+            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            args: [{ model: o.model, asOf, activeDays: o.activeDays, chunkRows: o.chunkRows, trigger: 'cli', taskQueues: { cpu } }],
+          });
+        } catch (err) {
+          if (err instanceof WorkflowExecutionAlreadyStartedError) {
+            throw new CliError(`score run ${scoreRunId} is already running; wait for it or pass another --id`, ExitCode.conflict, 'AlreadyRunning');
+          }
+          throw err;
+        }
+        if (o.detach) {
+          output(o.json, { scoreRunId, runId: handle.firstExecutionRunId, modelName: resolved.modelName, modelVersion: resolved.version }, () =>
+            `started score run ${scoreRunId} (run ${handle.firstExecutionRunId}) with ${resolved.modelName} v${resolved.version}`,
+          );
+          return;
+        }
+        if (!o.json) console.log(`started score run ${scoreRunId} with ${resolved.modelName} v${resolved.version}; Ctrl-C stops waiting, not the run`);
+        let out: ScoreUsersOutput;
+        try {
+          out = await follow(handle, o.json ? () => {} : console.log);
+        } catch (err) {
+          if (err instanceof WorkflowFailedError) {
+            const cause = err.cause as { type?: string; message?: string } | undefined;
+            const type = cause?.type ?? 'ScoreRunFailed';
+            throw new CliError(
+              `score run ${scoreRunId} failed: ${cause?.message ?? err.message}`,
+              NOT_FOUND_TYPES.has(type) ? ExitCode.notFound : ExitCode.error,
+              type,
+            );
+          }
+          throw err;
+        }
+        output(o.json, out, () => [
+          `scored ${out.rows} ${out.mode === 'events' ? 'active users' : 'rows'} with ${out.modelName} v${out.modelVersion}` +
+            (out.asOf ? ` as of ${out.asOf} (active in the last ${out.activeDays} days)` : ' (table mode)') +
+            ` in ${out.chunks} chunks: ml.scores where score_run_id = '${out.scoreRunId}'`,
+          'decile   rows   min p    max p    mean p',
+          ...out.deciles.map(
+            (d) =>
+              `${String(d.decile).padStart(6)} ${String(d.rows).padStart(6)}   ${d.minProbability.toFixed(4)}   ${d.maxProbability.toFixed(4)}   ${d.meanProbability.toFixed(4)}`,
+          ),
+        ]);
+      }),
+    );
 }
