@@ -170,6 +170,24 @@ export const pipelineConfigSchema = z.strictObject({
       importanceRepeats: z.number().int().min(0).max(20).default(2),
     })
     .default({ bootstrapSamples: 200, importanceRepeats: 2 }),
+  scoring: z
+    .strictObject({
+      /** after a promotion, score every active user with the new version (child workflow scoreUsers) */
+      afterPromotion: z.boolean().default(false),
+      /** active users: at least one valid event in the last activeDays days before the scoring time */
+      activeDays: z.number().int().min(1).max(365).default(30),
+      /** rows per scoring activity (one COPY transaction each) */
+      chunkRows: z.number().int().min(100).max(1_000_000).default(50_000),
+    })
+    .default({ afterPromotion: false, activeDays: 30, chunkRows: 50_000 }),
+  approval: z
+    .strictObject({
+      /** a blessed model is registered as pending_approval and waits for `propensity approve|reject <run>` */
+      required: z.boolean().default(false),
+      /** no decision within this many hours rejects the version (ApprovalTimeout); fractions allowed */
+      timeoutHours: z.number().positive().max(24 * 365).default(72),
+    })
+    .default({ required: false, timeoutHours: 72 }),
 });
 
 export type PipelineConfigInput = z.input<typeof pipelineConfigSchema>;
@@ -190,11 +208,56 @@ export function parsePipelineConfig(input: unknown): PipelineConfig {
   const problems = result.error.issues.map((issue) => {
     const where = issue.path.length ? issue.path.join('.') : '(top level)';
     if (issue.code === 'unrecognized_keys') {
-      return `unknown key ${issue.keys.map((k) => `"${[...issue.path, k].join('.')}"`).join(', ')} (check the spelling)`;
+      const allowed = allowedKeysAt(pipelineConfigSchema, issue.path, input);
+      return (
+        `unknown key ${issue.keys.map((k) => `"${[...issue.path, k].join('.')}"`).join(', ')} (check the spelling` +
+        (allowed.length ? `; allowed ${issue.path.length ? `in ${issue.path.join('.')}` : 'at the top level'}: ${allowed.join(', ')})` : ')')
+      );
     }
     return `${where}: ${issue.message}`;
   });
   throw new PipelineError(ErrorType.InvalidConfig, `invalid pipeline config: ${problems.join('; ')}`, { problems });
+}
+
+type SchemaDef = {
+  type: string;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+  element?: z.ZodType;
+  options?: z.ZodType[];
+  values?: unknown[];
+};
+const defOf = (schema: z.ZodType) => (schema as unknown as { _zod: { def: SchemaDef } })._zod.def;
+const unwrap = (schema: z.ZodType) => {
+  let def = defOf(schema);
+  while (def.innerType || (def.type === 'pipe' && def.in)) def = defOf((def.innerType ?? def.in)!);
+  return def;
+};
+
+/**
+ * The keys an object in the schema accepts at `path` (through optionals, defaults and arrays), sorted. In a
+ * union of objects, the options whose literal fields match `value` (e.g. source.kind) are the ones that count.
+ */
+export function allowedKeysAt(schema: z.ZodType, path: readonly PropertyKey[], value?: unknown): string[] {
+  const def = unwrap(schema);
+  if (def.type === 'union' && def.options) {
+    const matching = def.options.filter((o) => {
+      const shape = unwrap(o).shape ?? {};
+      return Object.entries(shape).every(([k, v]) => {
+        const d = unwrap(v);
+        const given = (value as Record<string, unknown> | undefined)?.[k];
+        return d.type !== 'literal' || given === undefined || d.values?.includes(given);
+      });
+    });
+    return [...new Set((matching.length ? matching : def.options).flatMap((o) => allowedKeysAt(o, path, value)))].sort();
+  }
+  if (path.length === 0) return def.type === 'object' && def.shape ? Object.keys(def.shape).sort() : [];
+  const [head, ...rest] = path;
+  const next = (value as Record<PropertyKey, unknown> | undefined)?.[head];
+  if (def.type === 'object' && def.shape && typeof head === 'string' && def.shape[head]) return allowedKeysAt(def.shape[head], rest, next);
+  if (def.type === 'array' && def.element) return allowedKeysAt(def.element, rest, next);
+  return [];
 }
 
 /** Stable hash of the normalized config: same knobs, same hash, whatever the key order. */

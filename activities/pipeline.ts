@@ -8,6 +8,7 @@ import { assignSplit } from '../ml/split.js';
 import type { FeatureSpec } from '../ml/types.js';
 import { concatFrames } from '../store/arrow.js';
 import { datasetRef, keys, type ArtifactRef, type DatasetRef } from '../store/artifacts.js';
+import { applyAsOf } from '../schedules/as-of.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
@@ -19,6 +20,8 @@ export interface StartRunInput {
   workflowId: string;
   config: unknown;
   trigger?: string;
+  /** the run's as-of time (a scheduled run's scheduled time): see applyAsOf */
+  asOf?: string;
 }
 export interface StartRunOutput {
   config: PipelineConfig;
@@ -100,7 +103,8 @@ export function createPipelineActivities(deps: ActivityDeps) {
       let config: PipelineConfig | undefined;
       let failure: PipelineError | undefined;
       try {
-        config = parsePipelineConfig(input.config);
+        // The as-of cutoff goes into the config itself, so ingest uses it and ml.pipeline_runs (cutoff, config hash) shows it.
+        config = applyAsOf(parsePipelineConfig(input.config), input.asOf);
       } catch (err) {
         if (!(err instanceof PipelineError)) throw err;
         failure = err;

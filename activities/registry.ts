@@ -8,6 +8,7 @@ import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { Frame, MlpParams } from '../ml/types.js';
 import { initBackend } from '../ml/backend.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
+import { MODEL_CARD_FILES, modelCardKeys, renderModelCardHtml, renderModelCard, type CardLineage, type DataSummary, type ModelCard } from '../report/model-card.js';
 import type { PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError } from './errors.js';
@@ -51,6 +52,8 @@ export interface EvaluateOutput {
   comparisons: Comparison[];
   reasons: string[];
   report: ArtifactRef;
+  /** the model card (HTML page and its JSON twin) beside report.json; absent in histories recorded before it existed */
+  card?: { html: ArtifactRef; json: ArtifactRef; uri: string };
 }
 
 export interface RegisterInput {
@@ -72,6 +75,8 @@ export interface RegisterInput {
     source: 'events' | 'table';
     features: string[];
   };
+  /** approval.required: register as pending_approval and leave `champion` where it is */
+  approvalRequired?: boolean;
 }
 export interface RegisterOutput {
   version: number;
@@ -129,6 +134,68 @@ export function createRegistryActivities(deps: ActivityDeps) {
         `test ROC-AUC ${t.aucA.toFixed(4)} vs ${against} ${t.aucB.toFixed(4)} on the same ${test.ids.length} rows ` +
         `(diff ${t.diff.toFixed(4)}, DeLong p ${t.pValue.toPrecision(3)}, alpha ${input.gate.versusChampion.alpha})`,
     };
+  }
+
+  /**
+   * A run's lineage and data summary for its model card, from what the earlier steps recorded (ml.pipeline_runs,
+   * ml.trials 'final', ml.run_steps 'split', ml.data_quality), so the evaluation's input stays as it is in recorded
+   * histories. Fields stay null for an evaluation outside a recorded run.
+   */
+  async function cardContext(runId: string, features: string[], test: { rows: number; positiveRate: number }): Promise<{ lineage: CardLineage; data: DataSummary }> {
+    const [run, final, split, quality] = await Promise.all([
+      db.db
+        .selectFrom('ml.pipeline_runs')
+        .select(['workflow_id', 'config', 'config_hash', 'code_version', 'cutoff', 'horizon_days'])
+        .where('run_id', '=', runId)
+        .executeTakeFirst(),
+      db.db.selectFrom('ml.trials').select(['params', 'seed', 'backend']).where('run_id', '=', runId).where('trial_id', '=', 'final').executeTakeFirst(),
+      db.db.selectFrom('ml.run_steps').select('detail').where('run_id', '=', runId).where('step', '=', 'split').where('trial_id', '=', '').executeTakeFirst(),
+      db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined', 'features']).where('run_id', '=', runId).execute(),
+    ]);
+    const config = run?.config as { source?: { kind?: 'events' | 'table' }; training?: { seed?: number } } | undefined;
+    const splitDetail = split?.detail as { dataSha256?: string } | null | undefined;
+    const splitStage = quality.find((q) => q.stage === 'split')?.features as
+      | { sizes?: Record<'train' | 'val' | 'test', number>; positiveRates?: Record<'train' | 'val' | 'test', number> }
+      | undefined;
+    const splits: DataSummary['splits'] = splitStage?.sizes
+      ? Object.fromEntries((['train', 'val', 'test'] as const).map((p) => [p, { rows: splitStage.sizes![p], positiveRate: splitStage.positiveRates?.[p] ?? null }]))
+      : { test };
+    const order = ['events', 'clean'];
+    return {
+      lineage: {
+        runId,
+        workflowId: run?.workflow_id ?? null,
+        configHash: run?.config_hash ?? null,
+        codeVersion: run?.code_version ?? deps.codeVersion,
+        dataSha256: splitDetail?.dataSha256 ?? null,
+        params: (final?.params as Record<string, unknown> | undefined) ?? null,
+        seed: final ? Number(final.seed) : (config?.training?.seed ?? null),
+        backend: final?.backend ?? null,
+        cutoff: run?.cutoff ? new Date(run.cutoff).toISOString() : null,
+        horizonDays: run?.horizon_days ?? null,
+        source: config?.source?.kind ?? null,
+        features,
+      },
+      data: {
+        splits,
+        quality: quality
+          .filter((q) => order.includes(q.stage))
+          .sort((a, b) => order.indexOf(a.stage) - order.indexOf(b.stage))
+          .map((q) => ({ stage: q.stage, rowsIn: Number(q.rows_in), rowsOut: Number(q.rows_out), quarantined: q.quarantined })),
+      },
+    };
+  }
+
+  /** The registered version's card: the run's card with the version and the registration's lineage filled in. */
+  async function registeredCard(input: RegisterInput, version: number): Promise<{ html: string; json: ModelCard } | null> {
+    if (!input.evaluation.card) return null; // evaluated before model cards existed
+    const card = await store.getJson<ModelCard>(input.evaluation.card.json);
+    const json: ModelCard = {
+      ...card,
+      model: { name: input.modelName, version },
+      lineage: { ...card.lineage, ...input.lineage, runId: input.runId, workflowId: input.workflowId, params: { ...input.lineage.params } },
+    };
+    return { html: await renderModelCardHtml(json), json };
   }
 
   return {
@@ -193,6 +260,22 @@ export function createRegistryActivities(deps: ActivityDeps) {
               : [];
           const reportBody = { runId: input.runId, modelName: input.modelName, split: 'test', blessed, reasons, checks: gate.checks, comparisons, ...report, featureImportance: importance };
           const reportRef = await store.putJson(keys.evalReport(input.runId), reportBody);
+          const context = await cardContext(input.runId, pre.steps.map((s) => s.name), { rows: m.rows, positiveRate: m.positiveRate });
+          const rendered = await renderModelCard({
+            modelName: input.modelName,
+            version: null,
+            createdAt: new Date().toISOString(),
+            report,
+            gate: { blessed, reasons, checks: gate.checks, comparisons },
+            featureImportance: importance,
+            ...context,
+          });
+          const cardKeys = modelCardKeys.run(input.runId);
+          const [cardHtml, cardJson] = await Promise.all([
+            store.put(cardKeys.html, new TextEncoder().encode(rendered.html), 'text/html; charset=utf-8'),
+            store.putJson(cardKeys.json, rendered.json),
+          ]);
+          const card = { html: cardHtml, json: cardJson, uri: store.uri(cardHtml.key) };
           const values = {
             run_id: input.runId,
             model_name: input.modelName,
@@ -214,7 +297,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
                 .execute();
             }
           });
-          return { rows: m.rows, metrics, ci95: report.ci95, blessed, checks: gate.checks, comparisons, reasons, report: reportRef };
+          return { rows: m.rows, metrics, ci95: report.ci95, blessed, checks: gate.checks, comparisons, reasons, report: reportRef, card };
         },
         (r) => ({ metrics: r.metrics, blessed: r.blessed, reasons: r.reasons }),
       );
@@ -253,6 +336,8 @@ export function createRegistryActivities(deps: ActivityDeps) {
               store.get(input.model.weights),
               store.get(input.preprocessing),
             ]);
+            const card = await registeredCard(input, version);
+            const cardKeys = modelCardKeys.model(input.modelName, version);
             const metadata = {
               name: input.modelName,
               version,
@@ -261,9 +346,16 @@ export function createRegistryActivities(deps: ActivityDeps) {
               metrics: input.evaluation.metrics,
               gate: { blessed: true, checks: input.evaluation.checks },
               lineage: input.lineage,
-              files: { model: 'model.json', weights: 'weights.bin', preprocessing: 'preprocessing.json' },
+              files: {
+                model: 'model.json', weights: 'weights.bin', preprocessing: 'preprocessing.json',
+                ...(card && { card: MODEL_CARD_FILES.html, cardJson: MODEL_CARD_FILES.json }),
+              },
+              ...(card && { card: { html: store.uri(cardKeys.html), json: store.uri(cardKeys.json) } }),
             };
             await Promise.all([
+              ...(card
+                ? [store.put(cardKeys.html, new TextEncoder().encode(card.html), 'text/html; charset=utf-8'), store.putJson(cardKeys.json, card.json)]
+                : []),
               store.put(key('model.json'), modelJson, 'application/json'),
               store.put(key('weights.bin'), weights),
               store.put(key('preprocessing.json'), preprocessing, 'application/json'),
@@ -285,8 +377,10 @@ export function createRegistryActivities(deps: ActivityDeps) {
                 seed: input.lineage.seed,
                 backend: input.lineage.backend,
                 metrics: JSON.stringify(input.evaluation.metrics),
+                ...(input.approvalRequired && { status: 'pending_approval' as const }),
               })
               .execute();
+            if (input.approvalRequired) return { version, uri, created: true }; // champion moves on approval
             // A blessed model becomes the champion; the alias history says who moved it and why.
             const current = await trx
               .selectFrom('ml.model_aliases')

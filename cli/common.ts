@@ -59,3 +59,14 @@ export function output(json: boolean | undefined, value: unknown, human: () => s
   const lines = human();
   console.log(Array.isArray(lines) ? lines.join('\n') : lines);
 }
+
+/**
+ * The task queues this process's commands start work on: PROPENSITY_CPU_QUEUE / PROPENSITY_TRAIN_QUEUE, as the
+ * workers read them (an isolated pair for a test or a second environment), else the defaults.
+ */
+export function taskQueuesFromEnv(): { cpu: string; train: string } {
+  return {
+    cpu: process.env.PROPENSITY_CPU_QUEUE || 'propensity-cpu',
+    train: process.env.PROPENSITY_TRAIN_QUEUE || 'propensity-train',
+  };
+}

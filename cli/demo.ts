@@ -37,6 +37,7 @@ export interface DemoResult {
   backend: string;
   cutoff: string | null;
   gateReasons: string[];
+  scoring: TrainPipelineOutput['scoring'];
   temporalUi: string | null;
   /** omitted from --json output: it holds the password */
   databaseUrl: string;
@@ -74,6 +75,9 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
       modelName: opts.model,
       source: { kind: 'events', cutoff: shop.cutoff.toISOString(), horizonDays: opts.horizonDays },
       search: { trials: opts.trials, parallelism: opts.trainWorkers },
+      // the promoted model scores every active user into ml.scores (a child workflow), so the analysts'
+      // queries in the README have scores to read
+      scoring: { afterPromotion: true },
     };
     // train-<model>-<yyyy-mm-dd>, plus the time so that two manual runs on one day get distinct ids
     const stamp = new Date().toISOString();
@@ -107,6 +111,7 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
       backend: out.backend,
       cutoff: out.cutoff,
       gateReasons: out.gate.reasons,
+      scoring: out.scoring,
       temporalUi: stack.temporal.uiUrl ?? null,
       databaseUrl: services.connections.databaseUrl,
     };

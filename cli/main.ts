@@ -122,7 +122,10 @@ program
     log(`  test ROC-AUC ${r.metrics.testAuc.toFixed(4)} (oracle ${r.oracleAuc.toFixed(4)}, gap ${(r.oracleAuc - r.metrics.testAuc).toFixed(4)}), PR-AUC ${r.metrics.testPrAuc.toFixed(4)}, log loss ${r.metrics.testLogLoss.toFixed(4)}`);
     log(`  split train ${r.split.train} / val ${r.split.val} / test ${r.split.test}; ${r.trials} trials`);
     log(r.modelUri ? `  model ${r.modelName} v${r.modelVersion} at ${r.modelUri}` : `  not registered: ${r.gateReasons.join('; ')}`);
-    log(`  query it: psql "${r.databaseUrl}" -c "select * from ml.pipeline_runs order by started_at desc limit 5"`);
+    if (r.scoring?.status === 'succeeded') log(`  scored ${r.scoring.rows} active users into ml.scores (score run ${r.scoring.scoreRunId})`);
+    if (r.scoring?.status === 'failed') log(`  scoring failed (the model stays registered): ${r.scoring.error}`);
+    log(`  query it: psql "${r.databaseUrl}" -c "select * from ml.run_summary order by started_at desc limit 5"`);
+    if (r.modelVersion) log(`  look at it: npx propensity models show ${r.modelName}:${r.modelVersion} --card model-card.html`);
     log('  the dev stack keeps running: `npx propensity dev down` stops it');
     if (o.json) log(JSON.stringify({ ...r, databaseUrl: undefined }));
     process.exitCode = r.status === 'registered' ? 0 : 3;

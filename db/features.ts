@@ -165,22 +165,55 @@ export function eventFeatureQuery({
 }: EventFeatureQueryInput): SqlQuery {
   if (!(horizonDays > 0)) throw new Error(`eventFeatureQuery: horizonDays must be > 0, got ${horizonDays}`);
   const labelEnd = new Date(cutoff.getTime() + horizonDays * DAY_MS);
-  const sql = `
+  return build(userFeatureSql('train'), [iso(cutoff), iso(labelEnd), iso(now), openedAt ? iso(openedAt) : null], inline);
+}
+
+export interface EventScoringQueryInput extends EventValidityInput, QueryOptions {
+  /** the point in time scored: features from valid events strictly before it, nothing at or after it read */
+  cutoff: Date;
+  /** a user is active with at least one valid event in [cutoff - activeDays, cutoff) */
+  activeDays: number;
+}
+
+/**
+ * The scoring variant of eventFeatureQuery: the same columns (user_id, label, EVENT_FEATURES) with the same
+ * definitions, for the *active* users only — signed up before the cutoff, with a valid event in
+ * [cutoff - activeDays, cutoff). label is always 0 (there is no label window); no event at or after the cutoff is
+ * read.
+ */
+export function eventScoringQuery({
+  cutoff, activeDays, now = new Date(), openedAt = null, inline,
+}: EventScoringQueryInput): SqlQuery {
+  if (!(Number.isInteger(activeDays) && activeDays > 0)) {
+    throw new Error(`eventScoringQuery: activeDays must be a positive integer, got ${activeDays}`);
+  }
+  // In hours like the feature windows (a JS Date difference is exact; `interval 'N days'` would follow DST).
+  const activeFrom = new Date(cutoff.getTime() - activeDays * DAY_MS);
+  return build(userFeatureSql('score'), [iso(cutoff), iso(activeFrom), iso(now), openedAt ? iso(openedAt) : null], inline);
+}
+
+/**
+ * The per-user feature SQL. Parameters: $1 cutoff, $2 label end ('train') or start of the activity window
+ * ('score'), $3 run time, $4 opening time. The 'train' text is exactly what eventFeatureQuery always returned.
+ */
+function userFeatureSql(mode: 'train' | 'score'): string {
+  const train = mode === 'train';
+  return `
 WITH valid AS (
   -- one row per (user_id, event_id): an exported event id names one event of one user, and ordering by user
   -- lets the dedup stream off the (user_id, occurred_at) index into the per-user aggregate without a global sort.
-  -- Nothing at or after cutoff + horizon is read at all.
+  -- ${train ? 'Nothing at or after cutoff + horizon is read at all.' : 'Nothing at or after the cutoff is read at all.'}
   SELECT DISTINCT ON (e.user_id, e.event_id) e.event_id, e.user_id, e.session_id, e.event_type, e.price, e.occurred_at,
          p.category, p.brand
   FROM shop.events e
   LEFT JOIN shop.products p ON p.product_id = e.product_id
-  WHERE e.occurred_at < $2::timestamptz
+  WHERE e.occurred_at < ${train ? '$2' : '$1'}::timestamptz
     AND ${validWhere('$3::timestamptz', openedSql('$4'))}
   ORDER BY e.user_id, e.event_id, e.occurred_at, e.event_type, e.price, e.session_id, e.product_id, e.rating
 ),
 agg AS (
   SELECT v.user_id,
-    bool_or(${is('purchase')} AND v.occurred_at >= $1::timestamptz) AS label,
+    ${train ? `bool_or(${is('purchase')} AND v.occurred_at >= $1::timestamptz) AS label` : 'max(v.occurred_at) AS last_valid_at'},
     ${daysSince('view')} AS days_since_last_view,
     ${daysSince('cart')} AS days_since_last_cart,
     ${daysSince('purchase')} AS days_since_last_purchase,
@@ -211,7 +244,7 @@ agg AS (
   GROUP BY v.user_id
 )
 SELECT u.user_id::text AS user_id,
-  coalesce(a.label, false)::int AS label,
+  ${train ? 'coalesce(a.label, false)::int' : '0'} AS label,
   a.days_since_last_view, a.days_since_last_cart, a.days_since_last_purchase,
   ${['views_1d', 'views_7d', 'views_30d', 'views_90d', 'carts_1d', 'carts_7d', 'carts_30d', 'removes_30d',
     'purchases_1d', 'purchases_7d', 'purchases_30d', 'purchases_90d', 'spend_90d']
@@ -230,10 +263,9 @@ SELECT u.user_id::text AS user_id,
   (extract(epoch FROM $1::timestamptz - u.signup_at) / 86400)::float8 AS tenure_days,
   u.gender, u.age_band, u.region
 FROM shop.users u
-LEFT JOIN agg a ON a.user_id = u.user_id
-WHERE u.signup_at < $1::timestamptz
+${train ? 'LEFT JOIN agg a ON a.user_id = u.user_id' : 'JOIN agg a ON a.user_id = u.user_id'}
+WHERE u.signup_at < $1::timestamptz${train ? '' : '\n  AND a.last_valid_at >= $2::timestamptz'}
 ORDER BY u.user_id`;
-  return build(sql, [iso(cutoff), iso(labelEnd), iso(now), openedAt ? iso(openedAt) : null], inline);
 }
 
 export interface EventQualityQueryInput extends EventValidityInput, QueryOptions {

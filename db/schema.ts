@@ -8,7 +8,7 @@ export interface PipelineRunsTable {
   run_id: string;
   workflow_id: string;
   model_name: string;
-  status: 'running' | 'registered' | 'rejected' | 'failed' | 'cancelled';
+  status: 'running' | 'awaiting_approval' | 'registered' | 'rejected' | 'failed' | 'cancelled';
   trigger: Generated<string>;
   cutoff: Timestamp | null;
   horizon_days: number | null;
@@ -111,7 +111,14 @@ export interface ModelVersionsTable {
   backend: string;
   metrics: Json<Record<string, number>>;
   created_at: GeneratedTimestamp;
+  /** only approved versions can hold an alias; pending_approval waits for a reviewer */
+  status: ColumnType<ModelVersionStatus, ModelVersionStatus | undefined, ModelVersionStatus>;
+  decided_by: string | null;
+  decided_at: Timestamp | null;
+  decision_reason: string | null;
 }
+
+export type ModelVersionStatus = 'approved' | 'pending_approval' | 'rejected';
 
 export interface ModelAliasesTable {
   model_name: string;
@@ -130,6 +137,67 @@ export interface ModelAliasHistoryTable {
   changed_at: GeneratedTimestamp;
   changed_by: string;
   reason: string | null;
+  /** 'rollback' moves undo the move before them, so a second rollback goes one step further back */
+  action: ColumnType<'move' | 'rollback', 'move' | 'rollback' | undefined, 'move' | 'rollback'>;
+}
+
+export interface ApprovalsTable {
+  run_id: string;
+  workflow_id: string;
+  model_name: string;
+  version: number;
+  requested_at: Timestamp;
+  timeout_at: Timestamp;
+  decision: 'approved' | 'rejected' | 'timeout' | null;
+  decided_by: string | null;
+  decided_at: Timestamp | null;
+  reason: string | null;
+}
+
+export interface ScoreRunsTable {
+  /** the scoring workflow's id: rerunning the same id replaces the run's rows */
+  score_run_id: string;
+  temporal_run_id: string;
+  model_name: string;
+  model_version: number;
+  /** the reference as asked (name@alias, name:version) */
+  model_ref: string;
+  mode: 'events' | 'table';
+  /** event mode: the cutoff features are computed at; null in table mode */
+  as_of: Timestamp | null;
+  active_days: number | null;
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
+  trigger: Generated<string>;
+  rows: ColumnType<string | null, number | null | undefined, number | null>;
+  chunks: number | null;
+  deciles: Json<unknown[]> | null;
+  started_at: GeneratedTimestamp;
+  finished_at: Timestamp | null;
+  error_type: string | null;
+  error_message: string | null;
+}
+
+export interface ScoresTable {
+  score_run_id: string;
+  user_id: string;
+  model_name: string;
+  model_version: number;
+  scored_at: Timestamp;
+  probability: number;
+  /** 1 = the highest tenth of the run's probabilities; NULL until the run is finalized */
+  decile: number | null;
+}
+
+/** ml.latest_scores (a view): each user's latest score per model, from succeeded runs only. */
+export interface LatestScoresView {
+  model_name: string;
+  user_id: string;
+  model_version: number;
+  score_run_id: string;
+  scored_at: Date;
+  probability: number;
+  decile: number | null;
+  as_of: Date | null;
 }
 
 export interface UserTruthTable {
@@ -163,6 +231,10 @@ export interface Database {
   'ml.model_versions': ModelVersionsTable;
   'ml.model_aliases': ModelAliasesTable;
   'ml.model_alias_history': ModelAliasHistoryTable;
+  'ml.approvals': ApprovalsTable;
+  'ml.score_runs': ScoreRunsTable;
+  'ml.scores': ScoresTable;
+  'ml.latest_scores': LatestScoresView;
   'bench.user_truth': UserTruthTable;
   'bench.shops': ShopsTable;
 }

@@ -3,6 +3,9 @@ import * as shop from './2026-11-23T0000-shop.js';
 import * as ml from './2026-11-23T0100-ml.js';
 import * as imports from './2026-11-23T0200-imports.js';
 import * as searchEval from './2026-11-23T0300-search-eval.js';
+import * as registry from './2026-11-23T0400-registry.js';
+import * as scoring from './2026-11-23T0500-scoring.js';
+import * as views from './2026-11-23T0600-views.js';
 
 /**
  * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
@@ -13,4 +16,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T0100-ml': ml,
   '2026-11-23T0200-imports': imports,
   '2026-11-23T0300-search-eval': searchEval,
+  '2026-11-23T0400-registry': registry,
+  '2026-11-23T0500-scoring': scoring,
+  '2026-11-23T0600-views': views,
 };

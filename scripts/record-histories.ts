@@ -1,16 +1,18 @@
 /**
- * Records workflow histories of real runs into test/replay/ for the replay tests: runs a small pipeline (and
- * whatever else is listed) against the dev stack with in-process workers, then exports each history as the
- * JSON `temporal workflow show --output json` writes. Usage: node --import tsx scripts/record-histories.ts <tag>
+ * Records workflow histories of real runs into test/replay/ for the replay tests: runs a small pipeline (with its
+ * hyperparameter search) and a scoring run of the model it registered against the dev stack with in-process
+ * workers, then exports each history with `exportHistory` (the wrapper {workflowId, runId, workflowType,
+ * codeVersion, history}, history as `temporal workflow show --output json` writes it; also stored in S3).
+ * Usage: node --import tsx scripts/record-histories.ts <tag> [outDir]   (outDir defaults to test/replay)
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import pg from 'pg';
 import { createActivities } from '../activities/index.js';
+import { exportHistory, serializeHistoryFile } from '../audit/history.js';
 import { createDb } from '../db/client.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { seedShop } from '../db/synthetic/load.js';
@@ -19,10 +21,11 @@ import { createS3Client, ensureBucket } from '../infra/index.js';
 import { loadEnv } from '../infra/env.js';
 import { createArtifactStore } from '../store/artifacts.js';
 import { trainPipeline } from '../workflows/pipeline.js';
-import { WORKFLOWS_PATH } from '../workers/deps.js';
+import { scoreUsers } from '../workflows/score.js';
+import { codeVersion, WORKFLOWS_PATH } from '../workers/deps.js';
 
 const tag = process.argv[2] ?? 'current';
-const outDir = path.resolve('test/replay');
+const outDir = path.resolve(process.argv[3] ?? 'test/replay');
 const env = loadEnv();
 const conn = resolveConnections(env);
 const dbName = 'replay_record';
@@ -57,24 +60,29 @@ const config = {
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 20, importanceRepeats: 1 },
 };
+const scoreWorkflowId = `${workflowId}-score`;
 await cpu.runUntil(
-  train.runUntil(client.workflow.execute(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config, taskQueues: queues, trigger: 'record' }] })),
+  train.runUntil(
+    (async () => {
+      const out = await client.workflow.execute(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config, taskQueues: queues, trigger: 'record' }] });
+      if (out.status !== 'registered') throw new Error(`the recording run was ${out.status} (${out.gate.reasons.join('; ')}): nothing to score`);
+      // Score the version just registered, as of the shop's last day (its active users are the ones scored).
+      await client.workflow.execute(scoreUsers, {
+        taskQueue: queues.cpu,
+        workflowId: scoreWorkflowId,
+        args: [{ model: `${out.modelName}:${out.modelVersion}`, asOf: shop.timeline.end.toISOString(), trigger: 'record', taskQueues: { cpu: queues.cpu } }],
+      });
+    })(),
+  ),
 );
 mkdirSync(outDir, { recursive: true });
-for (const [kind, id] of [['pipeline', workflowId], ['search', `${workflowId}/search`]] as const) {
-  const history = await client.workflow.getHandle(id).fetchHistory();
+const recorded = [['pipeline', workflowId], ['search', `${workflowId}/search`], ['score', scoreWorkflowId]] as const;
+for (const [kind, id] of recorded) {
+  // Replay needs the workflow id (child ids derive from it), which a bare history does not hold: the wrapper has it.
+  const exported = await exportHistory(client, store, { workflowId: id, codeVersion: codeVersion() });
   const file = path.join(outDir, `${kind}-${tag}.json`);
-  const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
-  // Replay needs the workflow id (child ids derive from it), which a bare history does not hold.
-  const wrapped = {
-    workflowId: id,
-    runId: started?.originalExecutionRunId,
-    workflowType: started?.workflowType?.name,
-    codeVersion: process.env.PROPENSITY_CODE_VERSION ?? tag,
-    history: JSON.parse(historyToJSON(history)),
-  };
-  writeFileSync(file, JSON.stringify(wrapped, null, 1) + '\n');
-  console.log(`wrote ${file} (${history.events?.length} events, workflow ${id})`);
+  writeFileSync(file, serializeHistoryFile(exported.file));
+  console.log(`wrote ${file} (${exported.events} events, workflow ${id}, also ${exported.uri})`);
 }
 await client.connection.close();
 await nativeConnection.close();

@@ -3,5 +3,5 @@ export const TASK_QUEUES = {
   train: 'propensity-train',
 } as const;
 
-export const PIPELINE_STAGES = ['validate', 'ingest', 'clean', 'split', 'search', 'final', 'evaluate', 'register'] as const;
+export const PIPELINE_STAGES = ['validate', 'ingest', 'clean', 'split', 'search', 'final', 'evaluate', 'register', 'score'] as const;
 export type PipelineStage = (typeof PIPELINE_STAGES)[number];

@@ -1,2 +1,3 @@
 export { trainPipeline, progressQuery } from './pipeline.js';
 export { hyperparameterSearch, searchProgressQuery } from './search.js';
+export { scoreUsers, scoreProgressQuery } from './score.js';

@@ -1,9 +1,13 @@
 import {
+  allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
+  condition,
   defineQuery,
+  defineUpdate,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -17,11 +21,17 @@ import { TASK_QUEUES, type PipelineStage } from './constants.js';
 import { baselineParams } from '../ml/search.js';
 import { cleanInput, searchInput, searchSpace } from './inputs.js';
 import { hyperparameterSearch, type HyperparameterSearchOutput } from './search.js';
+import { scoreAfterPromotion, scoreUsers, type ScoreUsersOutput } from './score.js';
 
 export interface TrainPipelineInput {
   /** Validated by the first activity, so a bad key is recorded in ml.pipeline_runs before the run fails. */
   config: unknown;
   trigger?: string;
+  /**
+   * The run's as-of time (ISO): nothing at or after it is read; an events source without source.cutoff gets
+   * cutoff = asOf − horizonDays. Default: the time a Temporal Schedule scheduled the run for, if any.
+   */
+  asOf?: string;
   /** Defaults to TASK_QUEUES; tests use a unique pair so runs never meet another suite's workers. */
   taskQueues?: TaskQueues;
 }
@@ -46,7 +56,39 @@ export interface TrainPipelineOutput {
   dataSha256: string;
   configHash: string;
   artifacts: { test: ArtifactRef; report: ArtifactRef };
+  /** why a 'rejected' run registered nothing usable: the gate, a reviewer, or no decision in time */
+  rejection: { type: 'GateFailed' | 'ApprovalRejected' | 'ApprovalTimeout'; message: string } | null;
+  /** the approval wait with approval.required, else null */
+  approval: ApprovalState | null;
+  /** scoring.afterPromotion: the scoring child's counts, or its failure (the model stays registered); else null */
+  scoring: { status: 'succeeded'; scoreRunId: string; rows: number } | { status: 'failed'; scoreRunId: string; error: string } | null;
 }
+
+/** What `propensity approve|reject` sends. */
+export interface ApprovalDecisionInput {
+  by: string;
+  reason?: string | null;
+}
+
+export interface ApprovalState {
+  /** pending: required but not reached yet; deciding: a decision is being recorded */
+  status: 'not_required' | 'pending' | 'awaiting' | 'deciding' | 'approved' | 'rejected' | 'timeout';
+  modelName: string | null;
+  version: number | null;
+  requestedAt: string | null;
+  deadline: string | null;
+  by: string | null;
+  reason: string | null;
+  decidedAt: string | null;
+  /** the champion move an approval made */
+  champion: { fromVersion: number | null; toVersion: number } | null;
+}
+
+type RequestedDecision = { decision: 'approved' | 'rejected'; by: string; reason: string | null };
+
+export const approveUpdate = defineUpdate<ApprovalState, [ApprovalDecisionInput]>('approve');
+export const rejectUpdate = defineUpdate<ApprovalState, [ApprovalDecisionInput]>('reject');
+export const approvalQuery = defineQuery<ApprovalState>('approval');
 
 export interface PipelineProgress {
   stage: PipelineStage | 'done' | 'failed';
@@ -86,9 +128,41 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
   setHandler(progressQuery, () => progress);
   const done = (stage: PipelineStage, detail: string) => progress.completed.push({ stage, detail });
 
-  const started = await cpu.startRun({ runId, workflowId, config: input.config, trigger: input.trigger });
+  // Approval: `propensity approve|reject` sends an update; the validator refuses it unless the run is waiting.
+  const approval: ApprovalState = {
+    status: 'pending', modelName: null, version: null, requestedAt: null, deadline: null, by: null, reason: null, decidedAt: null, champion: null,
+  };
+  let requested: RequestedDecision | null = null;
+  setHandler(approvalQuery, () => approval);
+  const validateDecision = (d: ApprovalDecisionInput) => {
+    if (approval.status !== 'awaiting') throw new Error(`run ${runId} is not awaiting approval: ${describeApproval(approval, progress.stage)}`);
+    if (typeof d?.by !== 'string' || !d.by.trim()) throw new Error('an approval decision needs a non-empty "by" (who decides)');
+  };
+  const decide = (decision: 'approved' | 'rejected') => async (d: ApprovalDecisionInput): Promise<ApprovalState> => {
+    if (requested) throw ApplicationFailure.nonRetryable(`run ${runId}: a decision was already made`, 'NotAwaitingApproval');
+    requested = { decision, by: d.by.trim(), reason: d.reason?.trim() || null };
+    approval.status = 'deciding';
+    // answer once the decision is recorded (and champion moved), so the caller sees the outcome
+    await condition(() => approval.status !== 'deciding');
+    return approval;
+  };
+  setHandler(approveUpdate, decide('approved'), { validator: validateDecision });
+  setHandler(rejectUpdate, decide('rejected'), { validator: validateDecision });
+
+  // A scheduled run's as-of time is the time it was scheduled for, never the wall clock: Temporal Schedules put it
+  // on the workflow as the TemporalScheduledStartTime search attribute (a backfilled night gets that night), so
+  // backfills reproduce past cutoffs. Reading workflowInfo issues no command; old histories replay unchanged.
+  const attrs = workflowInfo().typedSearchAttributes.getAll();
+  const scheduledFor = attrs.find((a) => a.key.name === 'TemporalScheduledStartTime')?.value;
+  const scheduledBy = attrs.find((a) => a.key.name === 'TemporalScheduledById')?.value;
+  const asOf = input.asOf ?? (scheduledFor instanceof Date ? scheduledFor.toISOString() : undefined);
+  const trigger = input.trigger ?? (typeof scheduledBy === 'string' ? `schedule:${scheduledBy}` : undefined);
+  const started = await cpu.startRun({ runId, workflowId, config: input.config, trigger, asOf });
   const config: PipelineConfig = started.config;
   const { train } = activities(queues, config.training.heartbeatTimeoutSeconds);
+  // Histories recorded before approval existed carry configs without the key.
+  const approvalRequired = config.approval?.required === true;
+  if (!approvalRequired) approval.status = 'not_required';
   done('validate', `model ${config.modelName}, config ${started.configHash}`);
 
   try {
@@ -189,8 +263,38 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           source: ingest.mode,
           features: ingest.features.map((f) => f.name),
         },
+        ...(approvalRequired && { approvalRequired: true }),
       });
-      done('register', `${config.modelName} v${registered.version}`);
+      if (!approvalRequired) {
+        done('register', `${config.modelName} v${registered.version}`);
+      } else {
+        const hours = config.approval.timeoutHours;
+        const requestedAt = new Date(); // workflow time: deterministic
+        const deadline = new Date(requestedAt.getTime() + hours * 3_600_000);
+        Object.assign(approval, {
+          status: 'awaiting', modelName: config.modelName, version: registered.version,
+          requestedAt: requestedAt.toISOString(), deadline: deadline.toISOString(),
+        });
+        await cpu.markAwaitingApproval({
+          runId, workflowId, modelName: config.modelName, version: registered.version,
+          requestedAt: approval.requestedAt!, timeoutAt: approval.deadline!,
+        });
+        done('register', `${config.modelName} v${registered.version} pending approval until ${approval.deadline}: \`propensity approve|reject ${workflowId}\``);
+        await condition(() => requested !== null, hours * 3_600_000);
+        const d = (requested as RequestedDecision | null) ?? { decision: 'timeout' as const, by: `pipeline:${workflowId}`, reason: `no decision within ${hours} h` };
+        approval.status = 'deciding';
+        const decidedAt = new Date().toISOString();
+        const recorded = await cpu.recordApprovalDecision({
+          runId, modelName: config.modelName, version: registered.version, decision: d.decision, by: d.by, reason: d.reason, decidedAt,
+        });
+        Object.assign(approval, { status: d.decision, by: d.by, reason: d.reason, decidedAt, champion: recorded.champion });
+        done(
+          'register',
+          d.decision === 'approved'
+            ? `v${registered.version} approved by ${d.by}` + (recorded.champion ? `: champion v${recorded.champion.fromVersion ?? '-'} → v${recorded.champion.toVersion}` : '')
+            : `v${registered.version} ${d.decision === 'timeout' ? 'rejected: no decision in time' : `rejected by ${d.by}`}`,
+        );
+      }
     }
 
     const metrics = {
@@ -199,15 +303,43 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       testLogLoss: evaluation.metrics.logLoss,
       testBrier: evaluation.metrics.brier,
     };
-    const status = registered ? 'registered' : 'rejected';
+    const rejection: TrainPipelineOutput['rejection'] = !registered
+      ? { type: 'GateFailed', message: evaluation.reasons.join('; ') }
+      : approval.status === 'rejected' || approval.status === 'timeout'
+        ? {
+            type: approval.status === 'timeout' ? 'ApprovalTimeout' : 'ApprovalRejected',
+            message: `${config.modelName} v${registered.version} rejected by ${approval.by}${approval.reason ? `: ${approval.reason}` : ''}`,
+          }
+        : null;
+    const status = rejection ? 'rejected' : 'registered';
     await cpu.finishRun({
       runId,
       status,
       modelVersion: registered?.version,
       metrics,
-      error: registered ? undefined : { type: 'GateFailed', message: evaluation.reasons.join('; ') },
+      error: rejection ?? undefined,
     });
+    // scoring.afterPromotion: score every active user with the version just promoted, as a child workflow (its
+    // history holds counts only). Only configs with the key reach patched(), so older histories replay unchanged.
+    let scoring: TrainPipelineOutput['scoring'] = null;
+    const promoted = registered && !rejection && (!approvalRequired || approval.status === 'approved');
+    const child = promoted ? scoreAfterPromotion(workflowId, config, registered!.version, queues.cpu) : null;
+    if (child && patched('score-after-promotion')) {
+      progress.stage = 'score';
+      if (asOf) child.args[0].asOf = asOf;
+      try {
+        const scored: ScoreUsersOutput = await executeChild(scoreUsers, child);
+        scoring = { status: 'succeeded', scoreRunId: scored.scoreRunId, rows: scored.rows };
+        done('score', `${scored.rows} users scored with v${scored.modelVersion} (${scored.scoreRunId})`);
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        const message = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+        scoring = { status: 'failed', scoreRunId: child.workflowId, error: message };
+        done('score', `scoring failed (the model stays registered): ${message}`);
+      }
+    }
     progress.stage = 'done';
+    if (approvalRequired) await condition(allHandlersFinished);
     return {
       status,
       runId,
@@ -233,10 +365,23 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       dataSha256: split.dataSha256,
       configHash: started.configHash,
       artifacts: { test: split.test, report: evaluation.report },
+      rejection,
+      approval: approvalRequired ? approval : null,
+      scoring,
     };
   } catch (err) {
     progress.stage = 'failed';
     const cancelled = isCancellation(err);
+    if (approval.status === 'awaiting') {
+      // a run cancelled while it waited: its pending version can never be approved now
+      await CancellationScope.nonCancellable(() =>
+        cpu.recordApprovalDecision({
+          runId, modelName: approval.modelName!, version: approval.version!, decision: 'rejected',
+          by: `pipeline:${workflowId}`, reason: cancelled ? 'run cancelled while awaiting approval' : 'run failed while awaiting approval',
+          decidedAt: new Date().toISOString(),
+        }),
+      ).catch(() => undefined);
+    }
     const cause = (err as { cause?: { type?: string; message?: string } }).cause;
     // Record the failure even when the workflow itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
@@ -250,5 +395,18 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       }),
     );
     throw err;
+  }
+}
+
+function describeApproval(a: ApprovalState, stage: string): string {
+  switch (a.status) {
+    case 'not_required':
+      return 'its config does not require approval (approval.required is false)';
+    case 'pending':
+      return `it has not reached the approval step yet (stage ${stage})`;
+    case 'deciding':
+      return 'a decision is already being recorded';
+    default:
+      return `v${a.version} was already ${a.status === 'timeout' ? 'rejected by the approval timeout' : `${a.status} by ${a.by}`}`;
   }
 }

@@ -4,7 +4,7 @@ import { parsePipelineConfig } from '../../activities/config.js';
 import type { Db } from '../../db/client.js';
 import { TASK_QUEUES } from '../../workflows/constants.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
-import { CliError, ExitCode, output, withTemporal } from '../common.js';
+import { CliError, ExitCode, output, taskQueuesFromEnv, withTemporal } from '../common.js';
 import { loadConfigFile } from '../config-file.js';
 import { followPipeline } from '../follow.js';
 
@@ -30,10 +30,13 @@ async function startRun(client: Client, file: string | undefined, o: { detach?: 
   const { raw, config } = file ? loadConfigFile(file) : { raw: {}, config: parsePipelineConfig({}) };
   const stamp = new Date().toISOString();
   const workflowId = o.id ?? `train-${config.modelName}-${stamp.slice(0, 10)}-${stamp.slice(11, 19).replaceAll(':', '')}`;
+  const queues = taskQueuesFromEnv();
+  const custom = queues.cpu !== TASK_QUEUES.cpu || queues.train !== TASK_QUEUES.train;
   const handle = await client.workflow.start(trainPipeline, {
-    taskQueue: TASK_QUEUES.cpu,
+    taskQueue: queues.cpu,
     workflowId,
-    args: [{ config: raw, trigger: 'cli' }],
+    // the default pair is left implicit, so the history of a default run stays as small as before
+    args: [{ config: raw, trigger: 'cli', ...(custom ? { taskQueues: queues } : {}) }],
   });
   if (o.detach) {
     output(o.json, { workflowId, runId: handle.firstExecutionRunId }, () => `started ${workflowId} (run ${handle.firstExecutionRunId})`);
