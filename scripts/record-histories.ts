@@ -1,7 +1,7 @@
 /**
- * Records workflow histories of real runs into test/replay/ for the replay tests: runs a small pipeline (with its
- * hyperparameter search) and a scoring run of the model it registered against the dev stack with in-process
- * workers, then exports each history with `exportHistory` (the wrapper {workflowId, runId, workflowType,
+ * Records workflow histories of real runs into test/replay/ for the replay tests: a small pipeline (with its
+ * hyperparameter search and the scoring child of scoring.afterPromotion) and a second one that waits for approval
+ * and is approved by an update, on the dev stack with in-process workers; then exports each history with `exportHistory` (the wrapper {workflowId, runId, workflowType,
  * codeVersion, history}, history as `temporal workflow show --output json` writes it; also stored in S3).
  * Usage: node --import tsx scripts/record-histories.ts <tag> [outDir]   (outDir defaults to test/replay)
  */
@@ -21,7 +21,6 @@ import { createS3Client, ensureBucket } from '../infra/index.js';
 import { loadEnv } from '../infra/env.js';
 import { createArtifactStore } from '../store/artifacts.js';
 import { trainPipeline } from '../workflows/pipeline.js';
-import { scoreUsers } from '../workflows/score.js';
 import { codeVersion, WORKFLOWS_PATH } from '../workers/deps.js';
 
 const tag = process.argv[2] ?? 'current';
@@ -60,23 +59,51 @@ const config = {
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 20, importanceRepeats: 1 },
 };
-const scoreWorkflowId = `${workflowId}-score`;
+// The first run scores its promoted model as a child workflow (scoring.afterPromotion), as of the shop's last day;
+// the second requires approval and is approved by an update, so both paths of the workflow have a history.
+const asOf = shop.timeline.end.toISOString();
+const approvalWorkflowId = `${workflowId}-approval`;
 await cpu.runUntil(
   train.runUntil(
     (async () => {
-      const out = await client.workflow.execute(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config, taskQueues: queues, trigger: 'record' }] });
-      if (out.status !== 'registered') throw new Error(`the recording run was ${out.status} (${out.gate.reasons.join('; ')}): nothing to score`);
-      // Score the version just registered, as of the shop's last day (its active users are the ones scored).
-      await client.workflow.execute(scoreUsers, {
+      const out = await client.workflow.execute(trainPipeline, {
         taskQueue: queues.cpu,
-        workflowId: scoreWorkflowId,
-        args: [{ model: `${out.modelName}:${out.modelVersion}`, asOf: shop.timeline.end.toISOString(), trigger: 'record', taskQueues: { cpu: queues.cpu } }],
+        workflowId,
+        args: [{ config: { ...config, scoring: { afterPromotion: true } }, taskQueues: queues, trigger: 'record', asOf }],
       });
+      if (out.status !== 'registered' || out.scoring?.status !== 'succeeded') {
+        throw new Error(`the recording run was ${out.status}, scoring ${JSON.stringify(out.scoring)} (${out.gate.reasons.join('; ')})`);
+      }
+      const handle = await client.workflow.start(trainPipeline, {
+        taskQueue: queues.cpu,
+        workflowId: approvalWorkflowId,
+        args: [
+          {
+            config: { ...config, approval: { required: true, timeoutHours: 1 }, gate: { ...config.gate, versusChampion: { enabled: false } } },
+            taskQueues: queues,
+            trigger: 'record',
+            asOf,
+          },
+        ],
+      });
+      for (;;) {
+        const state = await handle.query<{ status: string }>('approval').catch(() => null);
+        if (state?.status === 'awaiting') break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await handle.executeUpdate('approve', { args: [{ by: 'auditor', reason: 'recorded for the replay tests' }] });
+      const approved = await handle.result();
+      if (approved.status !== 'registered') throw new Error(`the approval run was ${approved.status}`);
     })(),
   ),
 );
 mkdirSync(outDir, { recursive: true });
-const recorded = [['pipeline', workflowId], ['search', `${workflowId}/search`], ['score', scoreWorkflowId]] as const;
+const recorded = [
+  ['pipeline', workflowId],
+  ['search', `${workflowId}/search`],
+  ['score', `${workflowId}/score`],
+  ['pipeline-approval', approvalWorkflowId],
+] as const;
 for (const [kind, id] of recorded) {
   // Replay needs the workflow id (child ids derive from it), which a bare history does not hold: the wrapper has it.
   const exported = await exportHistory(client, store, { workflowId: id, codeVersion: codeVersion() });
