@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -9,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
 import { seedShop } from '../../db/synthetic/load.js';
-import { findRepoRoot } from '../../infra/index.js';
 import type { ModelSummary, ModelDetails } from '../../registry/registry.js';
 import { keys, type ArtifactStore } from '../../store/artifacts.js';
 import { approvalQuery, approveUpdate, trainPipeline } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
+import { lastJson, runCli } from '../support/cli.js';
 
 // Human approval end to end: real Temporal dev server, Postgres and s3rver, in-process workers on this file's own
 // task queues, and the real CLI (`node bin/propensity.mjs …`) as a separate process sending the decisions.
@@ -26,12 +25,10 @@ let bundle: WorkflowBundleWithSourceMap;
 let nativeConnection: NativeConnection;
 let client: Client;
 let cutoff: string;
-let cliEnv: Record<string, string>;
 let emptyDataDir: string;
 
 const MODEL = 'appr';
 const queues = { cpu: `appr-cpu-${randomUUID()}`, train: `appr-train-${randomUUID()}` };
-const root = findRepoRoot();
 const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
 beforeAll(async () => {
@@ -46,20 +43,7 @@ beforeAll(async () => {
   client = new Client({ connection: await Connection.connect({ address: c.temporal.address }), namespace: c.temporal.namespace });
   // an empty data dir: the CLI must find everything through these variables, not a stack.json
   emptyDataDir = mkdtempSync(path.join(os.tmpdir(), 'appr-cli-'));
-  cliEnv = {
-    PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? os.tmpdir(),
-    PROPENSITY_DATA_DIR: emptyDataDir,
-    PROPENSITY_CODE_VERSION: 'test',
-    DATABASE_URL: dbUrl,
-    TEMPORAL_ADDRESS: c.temporal.address,
-    TEMPORAL_NAMESPACE: c.temporal.namespace,
-    S3_ENDPOINT: c.s3.endpoint!,
-    S3_BUCKET: c.s3.bucket,
-    S3_REGION: c.s3.region,
-    AWS_ACCESS_KEY_ID: c.s3.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.s3.credentials!.secretAccessKey,
-  };
+
 });
 
 afterAll(async () => {
@@ -91,16 +75,9 @@ const config = (approval?: Record<string, unknown>) => ({
 const start = (cfg: unknown) =>
   client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId: `train-appr-${randomUUID()}`, args: [{ config: cfg, taskQueues: queues, trigger: 'test' }] });
 
-/** Runs the real CLI in its own process (asynchronously: the workers of this process must keep running). */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/propensity.mjs', ...args], { cwd: root, env: cliEnv, timeout: 90_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-const lastJson = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
+/** Runs the real CLI in its own process; an empty data dir: it must find everything through the variables. */
+const cli = (args: string[]) =>
+  runCli(args, { databaseUrl: dbUrl, env: { PROPENSITY_DATA_DIR: emptyDataDir, PROPENSITY_CODE_VERSION: 'test' } });
 
 const runRow = (runId: string) => db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirst();
 const versionRow = (version: number) =>

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,15 +9,14 @@ import { createActivities } from '../../activities/index.js';
 import type { HistoryFile } from '../../audit/history.js';
 import type { Db } from '../../db/client.js';
 import { seedShop } from '../../db/synthetic/load.js';
-import { findRepoRoot } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
+import { lastJson, runCli } from '../support/cli.js';
 
 // `propensity history export` and `propensity replay`, spawned as a user runs them, against a real pipeline run
 // on the dev stack (Temporal dev server, Postgres, s3rver).
-const bin = path.join(findRepoRoot(), 'bin', 'propensity.mjs');
 let db: Db;
 let dbUrl: string;
 let store: ArtifactStore;
@@ -72,30 +70,7 @@ afterAll(async () => {
 });
 
 /** Runs `propensity <args>` in a child process against this test's services. */
-function cli(args: string[], cwd = tmp): Promise<{ code: number; stdout: string; stderr: string }> {
-  const c = connections();
-  const env = {
-    ...process.env,
-    DATABASE_URL: dbUrl,
-    TEMPORAL_ADDRESS: c.temporal.address,
-    TEMPORAL_NAMESPACE: c.temporal.namespace,
-    S3_ENDPOINT: c.s3.endpoint,
-    S3_BUCKET: c.s3.bucket,
-    AWS_ACCESS_KEY_ID: c.s3.credentials?.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.s3.credentials?.secretAccessKey,
-  };
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
+const cli = (args: string[], cwd = tmp) => runCli(args, { databaseUrl: dbUrl, cwd });
 const pipelineFile = () => path.join(tmp, 'pipeline.json');
 
 describe('propensity history export / replay', () => {

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
 import { seedShop, type SeedShopResult } from '../../db/synthetic/load.js';
-import { findRepoRoot } from '../../infra/index.js';
 import { describeSchedule, type ScheduleView } from '../../schedules/schedules.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import type { TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
+import { lastJson, runCli } from '../support/cli.js';
 
 // Nightly retrains as Temporal Schedules, driven through the CLI (`node bin/propensity.mjs schedule …`) against
 // the real dev server, with this file's own in-process workers on task queues of its own. Each scheduled run's
@@ -24,7 +23,6 @@ const DAY = 86_400_000;
 const HORIZON = 14;
 const queues = { cpu: `sched-cpu-${randomUUID()}`, train: `sched-train-${randomUUID()}` };
 const scheduleId = `nightly-${randomUUID().slice(0, 8)}`;
-const bin = path.join(findRepoRoot(), 'bin', 'propensity.mjs');
 
 let db: Db;
 let dbUrl: string;
@@ -76,30 +74,8 @@ afterAll(async () => {
 });
 
 /** Runs `propensity <args>` in a child process against this test's services. */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const c = connections();
-  const env = {
-    ...process.env,
-    DATABASE_URL: dbUrl,
-    TEMPORAL_ADDRESS: c.temporal.address,
-    TEMPORAL_NAMESPACE: c.temporal.namespace,
-    S3_ENDPOINT: c.s3.endpoint,
-    S3_BUCKET: c.s3.bucket,
-    AWS_ACCESS_KEY_ID: c.s3.credentials?.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.s3.credentials?.secretAccessKey,
-  };
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: tmp, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(args, { databaseUrl: dbUrl, cwd: tmp });
 
-const lastJson = <T = Record<string, unknown>>(stdout: string): T => JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, check: (v: ScheduleView) => boolean, timeoutMs = 60_000): Promise<ScheduleView> {

@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,12 +11,12 @@ import { initBackend } from '../../ml/backend.js';
 import { predict } from '../../ml/model.js';
 import { transform, type Preprocessor } from '../../ml/preprocess.js';
 import type { Frame } from '../../ml/types.js';
-import { findRepoRoot } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
 import { planChunks, scoreAfterPromotion, scoreUsers, type ScoreUsersInput, type ScoreUsersOutput } from '../../workflows/score.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
+import { runCli } from '../support/cli.js';
 
 // Batch scoring end to end on the real dev stack: a small model is trained and registered by trainPipeline, then
 // scoreUsers scores the shop's active users into ml.scores, with in-process workers on this test's own queues.
@@ -252,29 +250,7 @@ describe('scoreUsers', () => {
   });
 
   it('propensity score: scores from the CLI, prints the result, and names an unknown model with exit code 4', async () => {
-    const c = connections();
-    const cli = (args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, [path.join(findRepoRoot(), 'bin', 'propensity.mjs'), ...args], {
-          env: {
-            ...process.env,
-            DATABASE_URL: dbUrl,
-            TEMPORAL_ADDRESS: c.temporal.address,
-            TEMPORAL_NAMESPACE: c.temporal.namespace,
-            S3_ENDPOINT: c.s3.endpoint,
-            S3_BUCKET: c.s3.bucket,
-            AWS_ACCESS_KEY_ID: c.s3.credentials?.accessKeyId,
-            AWS_SECRET_ACCESS_KEY: c.s3.credentials?.secretAccessKey,
-            PROPENSITY_CPU_QUEUE: queues.cpu,
-          },
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-      });
+    const cli = (args: string[]) => runCli(args, { databaseUrl: dbUrl, env: { PROPENSITY_CPU_QUEUE: queues.cpu } });
     const id = `score-cli-${randomUUID()}`;
     const ok = await withWorkers(() => cli(['score', '--model', `${MODEL}:1`, '--as-of', asOf, '--active-days', String(ACTIVE_DAYS), '--id', id, '--json']));
     expect(ok.stderr).toBe('');

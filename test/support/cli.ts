@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { findRepoRoot } from '../../infra/index.js';
+import { connections } from './services.js';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const BIN = path.join(findRepoRoot(), 'bin', 'propensity.mjs');
+
+/** The environment that points a spawned `propensity` at this test's database and the dev stack's Temporal and S3. */
+export function cliEnv(databaseUrl: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const c = connections();
+  return {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    TEMPORAL_ADDRESS: c.temporal.address,
+    TEMPORAL_NAMESPACE: c.temporal.namespace,
+    S3_ENDPOINT: c.s3.endpoint,
+    S3_BUCKET: c.s3.bucket,
+    AWS_ACCESS_KEY_ID: c.s3.credentials?.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: c.s3.credentials?.secretAccessKey,
+    ...extra,
+  };
+}
+
+/**
+ * Runs `propensity <args>` in a child process, as a user would, and resolves with its exit code and output.
+ * Asynchronous on purpose: in-process workers of the calling test must keep polling meanwhile.
+ */
+export function runCli(args: string[], opts: { databaseUrl: string; cwd?: string; env?: Record<string, string> }): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? findRepoRoot(), env: cliEnv(opts.databaseUrl, opts.env) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** The last line of a command's stdout, parsed: what `--json` prints. */
+export const lastJson = <T = any>(stdout: string): T => JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
