@@ -15,7 +15,7 @@ import { keys, type ArtifactRef, type DatasetRef } from '../store/artifacts.js';
 import type { PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
-import { copyToShards, ident, planTableSource } from './source.js';
+import { copyToShards, ident, planTableSource, withTransaction } from './source.js';
 
 export interface ScoringModel {
   modelName: string;
@@ -211,20 +211,7 @@ export function createScoringActivities(deps: ActivityDeps) {
     }
   }
 
-  async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
-    const client = await db.pool.connect();
-    try {
-      await client.query(begin);
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
-  }
+  const inTransaction = <T>(fn: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN') => withTransaction(db.pool, fn, begin);
 
   async function buildEvents(input: BuildScoringFeaturesInput, config: PipelineConfig): Promise<DatasetRef> {
     const source = config.source.kind === 'events' ? config.source : null;
@@ -421,6 +408,9 @@ export function createScoringActivities(deps: ActivityDeps) {
             if (rows !== input.expectedRows) {
               throw new PipelineError(ErrorType.InvalidData, `score run ${input.scoreRunId} has ${rows} rows in ml.scores, expected ${input.expectedRows}`);
             }
+            // Rows just COPYed are not in the statistics yet: the planner may take ml.scores for tiny and join it to
+            // itself in a nested loop, quadratic in the run's rows (minutes at 70k). A hash join is always right here.
+            await client.query('set local enable_nestloop = off');
             await client.query(
               `update ml.scores s set decile = r.decile
                  from (select user_id, ntile(10) over (order by probability desc, user_id) as decile

@@ -255,11 +255,11 @@ export async function planTableSource(
   return { select, features };
 }
 
-/** Runs fn in a READ ONLY transaction: table-mode queries can read, never write. */
-export async function readOnly<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/** Runs fn in one transaction on a client of its own (`begin` can ask for READ ONLY, an isolation level, …). */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN TRANSACTION READ ONLY');
+    await client.query(begin);
     const out = await fn(client);
     await client.query('COMMIT');
     return out;
@@ -270,3 +270,7 @@ export async function readOnly<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => 
     client.release();
   }
 }
+
+/** Runs fn in a READ ONLY transaction: table-mode queries can read, never write. */
+export const readOnly = <T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+  withTransaction(pool, fn, 'BEGIN TRANSACTION READ ONLY');
