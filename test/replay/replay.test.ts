@@ -47,12 +47,14 @@ async function replayAgainstEditedCopy(edit: (pipelineSource: string) => string,
 const INGEST = /const ingest = await cpu\.ingestSource\(([^;]*)\);/;
 
 describe('committed workflow histories', () => {
-  it('include a real pipeline run and its hyperparameter search', () => {
+  it('include real pipeline runs with their hyperparameter searches and scoring children', () => {
     expect(byType('trainPipeline').length).toBeGreaterThanOrEqual(1);
     expect(byType('hyperparameterSearch').length).toBeGreaterThanOrEqual(1);
     // the search is the pipeline's child: its id derives from the parent's
-    const pipeline = byType('trainPipeline')[0];
-    expect(byType('hyperparameterSearch').map((i) => i.workflowId)).toContain(`${pipeline.workflowId}/search`);
+    const pipelines = new Set(byType('trainPipeline').map((i) => i.workflowId));
+    for (const search of byType('hyperparameterSearch')) expect(pipelines).toContain(search.workflowId.replace(/\/search$/, ''));
+    // and a scoring child of a pipeline that scored after promotion
+    for (const score of byType('scoreUsers')) expect(pipelines).toContain(score.workflowId.replace(/\/score$/, ''));
     for (const i of items) expect(i.history.events!.length, i.file).toBeGreaterThan(10);
   });
 
