@@ -4,9 +4,13 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { seedShop } from '../db/synthetic/load.js';
-import { BENCH_DATABASE, openBench } from './common.js';
+import { BENCH_DATABASE, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
 import { printSearch, recordSearch, runSearchBench } from './search.js';
+import { printTrain, recordTrain, runTrainBench, trainBackendChild } from './train.js';
+import { printAccuracy, recordAccuracy, runAccuracyBench } from './accuracy.js';
+import { E2E_SHOP, printE2e, recordE2e, runE2eBench } from './e2e.js';
+import { printScore, recordScore, runScoreBench } from './score.js';
 
 const int = (name: string, min = 1) => (v: string) => {
   const n = Number(v);
@@ -68,6 +72,144 @@ program
     if (o.json) log(JSON.stringify(result));
   });
 
+program
+  .command('e2e')
+  .description('one full nightly retrain (trainPipeline, default config) on a 500k-user, ~10 M-event shop: stage wall times, orchestration overhead, peak RSS per process')
+  .option('--users <n>', 'synthetic shop: users', int('--users'), E2E_SHOP.users)
+  .option('--days <n>', 'synthetic shop: days of events', int('--days'), E2E_SHOP.days)
+  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), E2E_SHOP.seed)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), E2E_SHOP.horizonDays)
+  .option('--train-workers <n>', 'train worker processes (search.parallelism)', int('--train-workers'), 2)
+  .option('--trials <n>', 'development only: search.trials instead of the default', int('--trials'))
+  .option('--epochs <n>', 'development only: search.epochs instead of the default', int('--epochs'))
+  .option('--final-epochs <n>', 'development only: training.finalEpochs instead of the default', int('--final-epochs'))
+  .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the run', Number, 0.7)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', int('--wait-minutes', 0), 20)
+  .option('--profile', 'V8 CPU profiles of the worker processes, summarised (self time per function)')
+  .option('--keep-artifacts', "keep the run's S3 artifacts (runs/<run>/) instead of deleting them")
+  .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
+  .option('--json', 'end with one JSON line with the results')
+  .action(async (o) => {
+    const result = await runE2eBench(
+      {
+        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, trainWorkers: o.trainWorkers, trials: o.trials,
+        epochs: o.epochs, finalEpochs: o.finalEpochs, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, profile: !!o.profile,
+        keepArtifacts: !!o.keepArtifacts, reseed: !!o.reseed, json: !!o.json,
+      },
+      log,
+    );
+    printE2e(result, log);
+    log(`appended to ${recordE2e(result)}`);
+    if (o.json) log(JSON.stringify(result));
+  });
+
+program
+  .command('score')
+  .description("scoreUsers on the e2e bench shop's active users with a real cpu worker: users/s end to end and per phase, rows written, peak RSS; then the same run again (idempotence)")
+  .option('--users <n>', 'synthetic shop: users', int('--users'), E2E_SHOP.users)
+  .option('--days <n>', 'synthetic shop: days of events', int('--days'), E2E_SHOP.days)
+  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), E2E_SHOP.seed)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), E2E_SHOP.horizonDays)
+  .option('--model <ref>', 'model to score with (default: the e2e suite\'s champion, else a small model trained here)')
+  .option('--chunk-rows <n>', 'rows per scoring activity (default: the workflow\'s)', int('--chunk-rows', 100))
+  .option('--parallelism <n>', 'chunks scored at once (default: the workflow\'s)', int('--parallelism'))
+  .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the run', Number, 0.7)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', int('--wait-minutes', 0), 20)
+  .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
+  .option('--json', 'end with one JSON line with the results')
+  .action(async (o) => {
+    const result = await runScoreBench(
+      {
+        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, model: o.model, chunkRows: o.chunkRows,
+        parallelism: o.parallelism, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, reseed: !!o.reseed, json: !!o.json,
+      },
+      log,
+    );
+    printScore(result, log);
+    log(`appended to ${recordScore(result)}`);
+    if (o.json) log(JSON.stringify(result));
+  });
+
+const list = <T extends string>(name: string, allowed?: readonly T[]) => (v: string) => {
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = allowed ? items.filter((i) => !allowed.includes(i as T)) : [];
+  if (!items.length || bad.length) throw new InvalidArgumentError(`${name}: ${bad.length ? `unknown ${bad.join(', ')} (use ${allowed!.join(', ')})` : 'empty'}`);
+  return items as T[];
+};
+const ints = (name: string) => (v: string) => list(name)(v).map((x) => int(name)(x));
+
+program
+  .command('train')
+  .description('MLP training rows/s per epoch, ours (each backend) vs Keras on the same matrix; a 16-trial search with 1 and 2 train workers vs the same configurations in Keras')
+  .option('--users <n>', 'synthetic shop: users (the search suite\'s shop)', int('--users'), 20_000)
+  .option('--days <n>', 'synthetic shop: days of events', int('--days'), 60)
+  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), 14)
+  .option('--units <list>', 'speed run: hidden layer widths', ints('--units'), [64, 32])
+  .option('--batch-size <n>', 'speed run: batch size', int('--batch-size'), 256)
+  .option('--epochs <n>', 'speed run: epochs (the first is warm-up)', int('--epochs', 2), 6)
+  .option('--learning-rate <x>', 'speed run: Adam learning rate', Number, 0.001)
+  .option('--backends <list>', 'our backends to time', list('--backends', ['wasm', 'cpu', 'tensorflow'] as const), ['wasm', 'cpu', 'tensorflow'])
+  .option('--keras-threads <list>', 'Keras thread counts to time (the first is the ratio\'s and the search\'s)', ints('--keras-threads'), [2, 1])
+  .option('--no-search', 'skip the search comparison')
+  .option('--trials <n>', 'search trials', int('--trials'), 16)
+  .option('--search-epochs <n>', "the search's largest epoch budget (default: the pipeline's, 30)", int('--search-epochs'))
+  .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before measuring', Number, 0.7)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then measure anyway (recorded)', int('--wait-minutes', 0), 15)
+  .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
+  .option('--json', 'end with one JSON line with the results')
+  .action(async (o) => {
+    const result = await runTrainBench(
+      {
+        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, units: o.units, batchSize: o.batchSize, epochs: o.epochs,
+        learningRate: o.learningRate, backends: o.backends, kerasThreads: o.kerasThreads, search: o.search !== false, trials: o.trials,
+        searchEpochs: o.searchEpochs, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, reseed: !!o.reseed,
+      },
+      log,
+    );
+    printTrain(result, log);
+    log(`appended to ${recordTrain(result)}`);
+    if (o.json) log(JSON.stringify(result));
+  });
+
+program
+  .command('train-backend', { hidden: true })
+  .description('one backend of the train suite\'s speed run (a child of `bench train`)')
+  .requiredOption('--data <dir>', 'matrices written by the train suite')
+  .requiredOption('--params <file>', 'MlpParams JSON')
+  .requiredOption('--backend <name>', 'wasm, cpu or tensorflow')
+  .action(async (o) => trainBackendChild({ data: o.data, params: o.params, backend: o.backend }));
+
+program
+  .command('accuracy')
+  .description('test ROC-AUC / PR-AUC of our pipeline vs LightGBM (same search budget) and Keras (our best hyperparameters) on the same split; oracle AUC on the synthetic shop')
+  .option('--config <file>', 'a table-mode pipeline config instead of the synthetic shop (e.g. bench/configs/bank-marketing.json)')
+  .option('--users <n>', 'synthetic shop: users', int('--users'), 100_000)
+  .option('--days <n>', 'synthetic shop: days of events', int('--days'), 60)
+  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), 14)
+  .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', int('--trials'))
+  .option('--train-workers <n>', 'train worker processes (synthetic shop: search.parallelism)', int('--train-workers'), 2)
+  .option('--threads <n>', 'threads for LightGBM and Keras', int('--threads'), 2)
+  .option('--bank-rows <n>', 'rows to seed into public_data.bank_marketing when a config reads it and it is missing (or with --reseed)', int('--bank-rows'), 45_211)
+  .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the pipeline starts', Number, 0.7)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', int('--wait-minutes', 0), 15)
+  .option('--keep-artifacts', "keep the run's S3 artifacts (runs/<run>/) instead of deleting them")
+  .option('--reseed', 'seed the bench shop (or the bank table of --config) again even if it has this shape and seed')
+  .option('--json', 'end with one JSON line with the results')
+  .action(async (o) => {
+    const result = await runAccuracyBench(
+      {
+        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, config: o.config, trials: o.trials, trainWorkers: o.trainWorkers,
+        threads: o.threads, bankRows: o.bankRows, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, keepArtifacts: !!o.keepArtifacts, reseed: !!o.reseed,
+      },
+      log,
+    );
+    printAccuracy(result, log);
+    log(`appended to ${recordAccuracy(result)}`);
+    if (o.json) log(JSON.stringify(result));
+  });
+
 // Seeding runs in a child of the suite, so that the generator's memory stays out of the suite's peak RSS.
 shopOptions(program.command('seed-shop', { hidden: true }).description('seed the bench database (used by the suites)'))
   .option('--database <name>', 'bench database', BENCH_DATABASE)
@@ -75,6 +217,7 @@ shopOptions(program.command('seed-shop', { hidden: true }).description('seed the
   const bench = await openBench({ log, startStack: false, database: o.database });
   try {
     await seedShop(bench.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, log });
+    log(`seed-shop peak RSS ${peakRssMb()} MB`); // read by the e2e suite
   } finally {
     await bench.close();
   }

@@ -1,0 +1,372 @@
+/**
+ * `bench train`: training speed of our MLP against Keras on the same matrix and configuration, and the wall time of
+ * one 16-trial hyperparameterSearch against the same configurations trained one after another by Keras.
+ *
+ * Ours is timed through `trainMlp` itself (the code the trainTrial activity runs), each backend in a child process
+ * of its own; the activity's per-epoch I/O (an S3 checkpoint, a Postgres update, a heartbeat) is left out there and
+ * shown separately from the search: search wall time minus the epochs' own seconds.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../activities/index.js';
+import { initBackend, type BackendName } from '../ml/backend.js';
+import { trainMlp } from '../ml/model.js';
+import { transform, type Preprocessor } from '../ml/preprocess.js';
+import type { MlpParams } from '../ml/types.js';
+import { cleanInput } from '../workflows/inputs.js';
+import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, ROOT, round, runChild, seconds, table, type Log } from './common.js';
+import { ensureReferenceEnv, readMatrix, runReference, writeMatrices, type LabeledMatrix } from './reference/python.js';
+import { runSearchBench, SEARCH_DATABASE } from './search.js';
+
+export interface TrainBenchOptions {
+  users: number;
+  days: number;
+  seed: number;
+  horizonDays: number;
+  /** the speed run's configuration */
+  units: number[];
+  batchSize: number;
+  epochs: number;
+  learningRate: number;
+  backends: BackendName[];
+  /** Keras thread counts to time (the first is the one `ratio` uses) */
+  kerasThreads: number[];
+  search: boolean;
+  trials: number;
+  searchEpochs?: number;
+  quietLoad: number;
+  waitMinutes: number;
+  reseed: boolean;
+}
+
+export interface BackendRun {
+  backend: BackendName;
+  available: boolean;
+  /** why it could not be loaded */
+  reason?: string;
+  detail?: string;
+  threads?: number;
+  epochSeconds?: number[];
+  rowsPerSec?: number;
+  loadBefore?: number;
+}
+
+interface KerasTrainOutput {
+  keras: string;
+  tensorflow: string;
+  threads: number;
+  epochSeconds: number[];
+  rowsPerSec: number;
+  valAuc: number;
+}
+
+interface KerasSearchOutput {
+  keras: string;
+  threads: number;
+  trials: number;
+  epochs: number;
+  wallSeconds: number;
+  perTrial: { trialId: string; epochs: number; seconds: number }[];
+}
+
+export interface TrainResult {
+  suite: 'train';
+  users: number;
+  days: number;
+  seed: number;
+  trainRows: number;
+  valRows: number;
+  cols: number;
+  config: Omit<MlpParams, 'patience'>;
+  warmupEpochs: number;
+  /** rows/s per epoch after warm-up (train rows / mean epoch seconds, the epoch's validation pass included) */
+  oursRowsPerSec: Partial<Record<BackendName, number | null>>;
+  bestBackend: BackendName;
+  kerasRowsPerSec: number;
+  /** ours (best backend) / Keras at kerasThreads[0] threads */
+  ratio: number;
+  kerasThreads: number;
+  /** Keras at every thread count timed */
+  kerasByThreads: { threads: number; rowsPerSec: number; epochSeconds: number[]; loadBefore: number }[];
+  backends: BackendRun[];
+  searchWallOurs1: number | null;
+  searchWallOurs2: number | null;
+  searchWallKeras: number | null;
+  search: {
+    trials: number;
+    /** epochs trained per trial by our 1-worker search, fed to Keras as its fixed epoch counts */
+    epochs: number;
+    /** seconds of the 1-worker search inside trainMlp's epochs: the rest is activity and orchestration overhead */
+    oursEpochSeconds1: number;
+    kerasThreads: number;
+    rungs: { budget: number; trials: number }[];
+    loadBefore: number[];
+  } | null;
+  notes: string[];
+  /** 1-minute load average when the measurements started, and whether it was below --quiet-load */
+  loadBefore: number;
+  quietBefore: boolean;
+  gitCommit: string;
+  date: string;
+  machine: ReturnType<typeof machine>;
+}
+
+const call = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+  new MockActivityEnvironment().run(fn as never, ...(args as unknown as never[])) as Promise<R>;
+
+const load1 = () => round(os.loadavg()[0], 2);
+const WARMUP = 1;
+const afterWarmup = (rows: number, secs: number[]) => {
+  const timed = secs.slice(WARMUP);
+  return timed.length ? (rows * timed.length) / timed.reduce((a, b) => a + b, 0) : NaN;
+};
+
+export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<TrainResult> {
+  if (opts.epochs <= WARMUP) throw new Error(`--epochs must be more than the ${WARMUP} warm-up epoch`);
+  log('▸ services');
+  const bench = await openBench({ log, database: SEARCH_DATABASE });
+  const acts = createActivities({ db: bench.db, store: bench.store, codeVersion: bench.codeVersion });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'propensity-bench-train-'));
+  const dataRun = `bench-train-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-data`;
+  try {
+    log('▸ reference environment (Python venv)');
+    const python = await ensureReferenceEnv(log);
+
+    log(`▸ synthetic shop in database ${SEARCH_DATABASE}: ${opts.users} users, ${opts.days} days, seed ${opts.seed}`);
+    const { cutoff } = await ensureShop(bench, opts, { reseed: opts.reseed, log });
+    // The same ingest → clean → split as the search suite's (same shop and split seed: byte-identical splits).
+    log('▸ ingest + clean + split (untimed)');
+    const { config } = await call(acts.startRun, {
+      runId: dataRun,
+      workflowId: dataRun,
+      config: { modelName: 'bench-train', source: { kind: 'events', cutoff: cutoff.toISOString(), horizonDays: opts.horizonDays } },
+      trigger: 'bench',
+    });
+    const ingest = await call(acts.ingestSource, { runId: dataRun, source: config.source });
+    const clean = await call(acts.cleanData, cleanInput(dataRun, config, ingest));
+    const split = await call(acts.splitData, { runId: dataRun, clean: clean.clean, features: ingest.features, split: config.split });
+    const [trainFrame, valFrame, pre] = await Promise.all([
+      bench.store.getFrame(split.train),
+      bench.store.getFrame(split.val),
+      bench.store.getJson<Preprocessor>(split.preprocessing),
+    ]);
+    const matrix = (f: typeof trainFrame): LabeledMatrix => ({ ...transform(pre, f), y: f.label });
+    const train = matrix(trainFrame);
+    const val = matrix(valFrame);
+    writeMatrices(dir, { train, val }, { featureNames: pre.featureNames, source: `runs/${dataRun}/split` });
+    log(`  train ${train.rows} × ${train.cols}, val ${val.rows} rows → ${dir}`);
+
+    const params: MlpParams = {
+      hiddenUnits: opts.units,
+      dropout: 0.1,
+      l2: 1e-4,
+      learningRate: opts.learningRate,
+      batchSize: opts.batchSize,
+      epochs: opts.epochs,
+      classWeight: 'none',
+      patience: opts.epochs, // never stops early: every epoch is timed
+    };
+    const paramsFile = path.join(dir, 'params.json');
+    writeFileSync(paramsFile, JSON.stringify(params));
+    const describe = `[${params.hiddenUnits.join(', ')}] ReLU, dropout ${params.dropout}, L2 ${params.l2}, Adam ${params.learningRate}, batch ${params.batchSize}, ${params.epochs} epochs`;
+
+    const quiet = await waitForQuiet(opts.quietLoad, opts.waitMinutes, log);
+    const backends: BackendRun[] = [];
+    for (const backend of opts.backends) {
+      log(`▸ ours, ${backend} backend: ${describe}`);
+      const loadBefore = load1();
+      const out = await runChild(
+        process.execPath,
+        ['--import', 'tsx', path.join(ROOT, 'bench', 'main.ts'), 'train-backend', '--data', dir, '--params', paramsFile, '--backend', backend],
+        // tfjs' start-up banner (install tfjs-node…) is noise here: the tensorflow row says whether it is there
+        (l) => (l.trim().startsWith('{') || /Hi, looks like|={10,}|tfjs-node for more/.test(l) ? undefined : log(l)),
+      );
+      const run = JSON.parse(out.trim().split('\n').at(-1)!) as BackendRun;
+      backends.push({ ...run, loadBefore });
+      log(run.available ? `  ${fmt(run.rowsPerSec!, 0)} rows/s after warm-up; epochs ${run.epochSeconds!.map((s) => fmt(s)).join(' ')} s` : `  unavailable: ${run.reason}`);
+    }
+    const available = backends.filter((b) => b.available);
+    if (!available.length) throw new Error(`no backend of ${opts.backends.join(', ')} could be loaded`);
+    const best = available.reduce((a, b) => (b.rowsPerSec! > a.rowsPerSec! ? b : a));
+
+    const kerasByThreads: TrainResult['kerasByThreads'] = [];
+    for (const threads of opts.kerasThreads) {
+      log(`▸ Keras, ${threads} thread${threads > 1 ? 's' : ''}: ${describe}`);
+      const loadBefore = load1();
+      const k = await runReference<KerasTrainOutput>(python, 'keras_train.py', ['--data', dir, '--params', paramsFile, '--epochs', String(opts.epochs), '--threads', String(threads), '--warmup', String(WARMUP)]);
+      kerasByThreads.push({ threads, rowsPerSec: round(k.rowsPerSec, 1), epochSeconds: k.epochSeconds, loadBefore });
+      log(`  ${fmt(k.rowsPerSec, 0)} rows/s after warm-up; epochs ${k.epochSeconds.map((s) => fmt(s)).join(' ')} s (keras ${k.keras}, tensorflow ${k.tensorflow})`);
+    }
+    const keras = kerasByThreads[0];
+
+    let searchPart: Pick<TrainResult, 'searchWallOurs1' | 'searchWallOurs2' | 'searchWallKeras' | 'search'> = {
+      searchWallOurs1: null, searchWallOurs2: null, searchWallKeras: null, search: null,
+    };
+    if (opts.search) {
+      log(`▸ ours: hyperparameterSearch, ${opts.trials} trials, 1 then 2 train workers (bench search)`);
+      const since = new Date();
+      const ours = await runSearchBench(
+        { users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, trials: opts.trials, epochs: opts.searchEpochs, reseed: false, json: false },
+        (l) => log(`  ${l}`),
+      );
+      // The 1-worker run's trials: their sampled configurations, seeds and the epochs each actually trained.
+      const run = await bench.db.db
+        .selectFrom('ml.pipeline_runs')
+        .select('run_id')
+        .where('run_id', 'like', 'bench-search-%-w1')
+        .where('started_at', '>=', since)
+        .orderBy('started_at', 'desc')
+        .executeTakeFirstOrThrow();
+      const trials = await bench.db.db
+        .selectFrom('ml.trials')
+        .select(['trial_id', 'params', 'seed', 'epochs_run', 'curve'])
+        .where('run_id', '=', run.run_id)
+        .orderBy('trial_id')
+        .execute();
+      const oursEpochSeconds1 = trials.reduce((s, t) => s + ((t.curve ?? []) as { seconds: number }[]).reduce((a, p) => a + p.seconds, 0), 0);
+      const trialsFile = path.join(dir, 'trials.json');
+      writeFileSync(
+        trialsFile,
+        JSON.stringify(trials.map((t) => ({ trialId: t.trial_id, params: t.params, seed: Number(t.seed), epochs: t.epochs_run ?? 0 }))),
+      );
+      const epochs = trials.reduce((s, t) => s + (t.epochs_run ?? 0), 0);
+      const threads = opts.kerasThreads[0];
+      log(`▸ Keras: the same ${trials.length} configurations one after another, ${epochs} epochs as ours trained them, ${threads} threads`);
+      const loadBefore = load1();
+      const ks = await runReference<KerasSearchOutput>(python, 'keras_search.py', ['--data', dir, '--trials', trialsFile, '--threads', String(threads)]);
+      log(`  ${fmt(ks.wallSeconds)} s for ${ks.epochs} epochs`);
+      searchPart = {
+        searchWallOurs1: ours.searchWallOurs1,
+        searchWallOurs2: ours.searchWallOurs2,
+        searchWallKeras: round(ks.wallSeconds),
+        search: {
+          trials: trials.length,
+          epochs,
+          oursEpochSeconds1: round(oursEpochSeconds1),
+          kerasThreads: threads,
+          rungs: ours.runs[0].rungs,
+          loadBefore: [...ours.runs.map((r) => r.loadBefore), loadBefore],
+        },
+      };
+    }
+
+    const { patience: _, ...configOut } = params;
+    return {
+      suite: 'train',
+      users: opts.users,
+      days: opts.days,
+      seed: opts.seed,
+      trainRows: train.rows,
+      valRows: val.rows,
+      cols: train.cols,
+      config: configOut,
+      warmupEpochs: WARMUP,
+      oursRowsPerSec: Object.fromEntries(backends.map((b) => [b.backend, b.available ? round(b.rowsPerSec!, 1) : null])),
+      bestBackend: best.backend,
+      kerasRowsPerSec: keras.rowsPerSec,
+      ratio: round(best.rowsPerSec! / keras.rowsPerSec),
+      kerasThreads: keras.threads,
+      kerasByThreads,
+      backends,
+      ...searchPart,
+      notes: [
+        'ours: trainMlp in a child process per backend; the wasm backend is single-threaded (one core per train worker)',
+        `Keras: tensorflow-cpu with intra- and inter-op threads pinned to the count shown; ratio uses ${keras.threads}`,
+        `an epoch's seconds include its validation pass (predict, log loss, ROC-AUC, PR-AUC) on both sides; the first ${WARMUP} epoch is left out`,
+        'search: Keras trains each configuration for the epochs our 1-worker search trained it (rungs added up), no early stopping',
+      ],
+      loadBefore: quiet.load,
+      quietBefore: quiet.quiet,
+      gitCommit: bench.codeVersion,
+      date: new Date().toISOString(),
+      machine: machine(),
+    };
+  } finally {
+    await call(acts.finishRun, { runId: dataRun, status: 'cancelled', error: { type: 'Benchmark', message: 'bench train only reads the split' } }).catch(() => {});
+    await deletePrefix(bench.s3, bench.store.bucket, `runs/${dataRun}/`).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    await bench.close();
+  }
+}
+
+/**
+ * Waits (polling every 10 s) until the 1-minute load average is below `max`, at most `minutes`; then goes on either
+ * way and says which, so that a figure taken on a busy machine is recorded as such.
+ */
+export async function waitForQuiet(max: number, minutes: number, log: Log): Promise<{ load: number; quiet: boolean; waitedSeconds: number }> {
+  const t0 = performance.now();
+  let said = false;
+  for (;;) {
+    const load = os.loadavg()[0];
+    if (load < max) return { load: round(load, 2), quiet: true, waitedSeconds: round(seconds(t0), 0) };
+    if (seconds(t0) >= minutes * 60) {
+      log(`  load ${fmt(load)} is still above ${max} after ${minutes} min: measuring anyway (recorded as not quiet)`);
+      return { load: round(load, 2), quiet: false, waitedSeconds: round(seconds(t0), 0) };
+    }
+    if (!said) log(`  waiting up to ${minutes} min for the 1-minute load (${fmt(load)}) to fall below ${max}`);
+    said = true;
+    await new Promise((r) => setTimeout(r, 10_000));
+  }
+}
+
+/**
+ * The child side of the speed run (`bench train-backend`): one backend, the matrices the parent wrote, fixed epochs.
+ * Prints one JSON line (a BackendRun); a backend that cannot be loaded is reported, not thrown.
+ */
+export async function trainBackendChild({ data, params: file, backend }: { data: string; params: string; backend: BackendName }): Promise<void> {
+  const { readFileSync } = await import('node:fs');
+  const params = JSON.parse(readFileSync(file, 'utf8')) as MlpParams;
+  let info;
+  try {
+    info = await initBackend(backend);
+  } catch (err) {
+    console.log(JSON.stringify({ backend, available: false, reason: (err as Error).message } satisfies BackendRun));
+    return;
+  }
+  const train = readMatrix(data, 'train');
+  const val = readMatrix(data, 'val');
+  const fit = await trainMlp({ train, val, params, seed: 1234 });
+  const epochSeconds = fit.history.map((h) => round(h.seconds, 4));
+  console.log(
+    JSON.stringify({
+      backend,
+      available: true,
+      detail: info.detail,
+      // tfjs' wasm backend runs without its threaded build in Node; cpu is plain JavaScript
+      threads: backend === 'tensorflow' ? undefined : 1,
+      epochSeconds,
+      rowsPerSec: afterWarmup(train.rows, epochSeconds),
+    } satisfies BackendRun),
+  );
+}
+
+export function printTrain(r: TrainResult, log: Log): void {
+  const rows: [string, string][] = [
+    ['shop', `${r.users.toLocaleString('en')} users, ${r.days} days, seed ${r.seed}`],
+    ['matrix (train / val)', `${r.trainRows.toLocaleString('en')} / ${r.valRows.toLocaleString('en')} rows × ${r.cols} cols`],
+    ['MLP', `[${r.config.hiddenUnits.join(', ')}], dropout ${r.config.dropout}, L2 ${r.config.l2}, Adam ${r.config.learningRate}, batch ${r.config.batchSize}, ${r.config.epochs} epochs`],
+    ...r.backends.map((b): [string, string] => [
+      `ours, ${b.backend}${b.threads ? ` (${b.threads} thread)` : ''} rows/s`,
+      b.available ? `${fmt(b.rowsPerSec!, 0)}  (load ${fmt(b.loadBefore ?? NaN)} before)` : `unavailable (${b.reason?.slice(0, 60)}…)`,
+    ]),
+    ...r.kerasByThreads.map((k): [string, string] => [`Keras, ${k.threads} thread${k.threads > 1 ? 's' : ''} rows/s`, `${fmt(k.rowsPerSec, 0)}  (load ${fmt(k.loadBefore)} before)`]),
+    [`ratio ours (${r.bestBackend}) / Keras (${r.kerasThreads} threads)`, fmt(r.ratio, 3)],
+  ];
+  if (r.search) {
+    rows.push(
+      ['search', `${r.search.trials} trials, ${r.search.rungs.map((x) => `${x.trials}×${x.budget}ep`).join(' → ')}, ${r.search.epochs} epochs trained`],
+      ['ours, 1 train worker s', `${fmt(r.searchWallOurs1!)}  (${fmt(r.search.oursEpochSeconds1)} s of it inside epochs)`],
+      ['ours, 2 train workers s', fmt(r.searchWallOurs2!)],
+      [`Keras, sequential, ${r.search.kerasThreads} threads s`, fmt(r.searchWallKeras!)],
+    );
+  }
+  rows.push(['load before', `${fmt(r.loadBefore)}${r.quietBefore ? '' : ' (not quiet)'}`], ['code', r.gitCommit], ['machine', `${r.machine.cpus} cpus, ${r.machine.memGb} GB, node ${r.machine.node}`]);
+  log('');
+  log(table(`train benchmark: rows/s per epoch after ${r.warmupEpochs} warm-up epoch, validation pass included`, rows));
+  for (const n of r.notes) log(`  · ${n}`);
+  log('');
+}
+
+export const recordTrain = (r: TrainResult): string => appendResult('train', r);
