@@ -265,7 +265,9 @@ function predictRows(model: tf.LayersModel, x: Float32Array, rows: number, cols:
   const out = new Float32Array(rows);
   for (let start = 0; start < rows; start += PREDICT_BATCH) {
     const n = Math.min(PREDICT_BATCH, rows - start);
-    const p = tf.tidy(() => (model.predict(tf.tensor2d(x.subarray(start * cols, (start + n) * cols), [n, cols])) as tf.Tensor).dataSync());
+    // batchSize n: predict's default of 32 rows slices the input 256 times per call, and the wasm backend's slice
+    // copies the whole input each time (a 40k-row validation pass copied ~2.5 GB).
+    const p = tf.tidy(() => (model.predict(tf.tensor2d(x.subarray(start * cols, (start + n) * cols), [n, cols]), { batchSize: n }) as tf.Tensor).dataSync());
     out.set(p, start);
   }
   return out;
@@ -365,49 +367,46 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
       const t0 = performance.now();
       const epoch = state.epoch; // 0-based index of the epoch being trained
       const order = shuffleInPlace(Int32Array.from({ length: train.rows }, (_, i) => i), createRng(deriveSeed(seed, 3, epoch)));
-      const perm = tf.tensor1d(order, 'int32');
       const costs: tf.Scalar[] = [];
       const sizes: number[] = [];
-      try {
-        for (let b = 0, start = 0; start < train.rows; b++, start += params.batchSize) {
-          if (shouldStop?.()) {
-            stopReason = 'stopped';
-            break;
-          }
-          const n = Math.min(params.batchSize, train.rows - start);
-          const cost = tf.tidy(() => {
-            const idx = perm.slice(start, n);
-            const xb = tf.gather(xTrain, idx);
-            const yb = tf.gather(yTrain, idx);
-            return optimizer.minimize(() => {
-              let h: tf.Tensor = xb;
-              for (const [li, l] of layers.entries()) {
-                // tfjs Dropout with a fixed seed draws the same mask every step, and without one uses Math.random;
-                // a per-(epoch, batch, layer) seed is both varied and reproducible across retries.
-                if (l.dropout) h = tf.dropout(h, params.dropout, undefined, deriveSeed(seed, 4, epoch, b, li));
-                // the output layer stays linear here: BCE on logits is exact where sigmoid + clipping saturates
-                else if (l.embed) h = tf.matMul(h, tf.add(tf.mul(l.kernel!, embedMask!), embedFixed!));
-                else h = tf.fused.matMul({ a: h, b: l.kernel!, bias: l.bias, activation: li === layers.length - 1 ? 'linear' : 'relu' });
-              }
-              const z = tf.reshape(h, [-1]);
-              // log(1 + e^z) - y z, written stably as max(z, 0) - y z + log1p(e^-|z|)
-              let perRow = tf.add(tf.sub(tf.relu(z), tf.mul(z, yb)), tf.log1p(tf.exp(tf.neg(tf.abs(z)))));
-              if (w0 !== 1 || w1 !== 1) perRow = tf.mul(perRow, tf.add(tf.mul(yb, w1 - w0), w0));
-              let loss = tf.mean(perRow) as tf.Scalar;
-              for (const r of regularizers) loss = tf.add(loss, r());
-              return loss;
-            }, true, vars) as tf.Scalar;
-          });
-          costs.push(cost);
-          sizes.push(n);
-          if (performance.now() - lastYield > 50) {
-            // let heartbeats and cancellation through during a long epoch
-            await new Promise((r) => setImmediate(r));
-            lastYield = performance.now();
-          }
+      for (let b = 0, start = 0; start < train.rows; b++, start += params.batchSize) {
+        if (shouldStop?.()) {
+          stopReason = 'stopped';
+          break;
         }
-      } finally {
-        perm.dispose();
+        const n = Math.min(params.batchSize, train.rows - start);
+        const cost = tf.tidy(() => {
+          // the batch's indices straight from JS: slicing a permutation tensor made the wasm backend copy all of it
+          // every batch (readSync of the whole input)
+          const idx = tf.tensor1d(order.subarray(start, start + n), 'int32');
+          const xb = tf.gather(xTrain, idx);
+          const yb = tf.gather(yTrain, idx);
+          return optimizer.minimize(() => {
+            let h: tf.Tensor = xb;
+            for (const [li, l] of layers.entries()) {
+              // tfjs Dropout with a fixed seed draws the same mask every step, and without one uses Math.random;
+              // a per-(epoch, batch, layer) seed is both varied and reproducible across retries.
+              if (l.dropout) h = tf.dropout(h, params.dropout, undefined, deriveSeed(seed, 4, epoch, b, li));
+              // the output layer stays linear here: BCE on logits is exact where sigmoid + clipping saturates
+              else if (l.embed) h = tf.matMul(h, tf.add(tf.mul(l.kernel!, embedMask!), embedFixed!));
+              else h = tf.fused.matMul({ a: h, b: l.kernel!, bias: l.bias, activation: li === layers.length - 1 ? 'linear' : 'relu' });
+            }
+            const z = tf.reshape(h, [-1]);
+            // log(1 + e^z) - y z, written stably as max(z, 0) - y z + log1p(e^-|z|)
+            let perRow = tf.add(tf.sub(tf.relu(z), tf.mul(z, yb)), tf.log1p(tf.exp(tf.neg(tf.abs(z)))));
+            if (w0 !== 1 || w1 !== 1) perRow = tf.mul(perRow, tf.add(tf.mul(yb, w1 - w0), w0));
+            let loss = tf.mean(perRow) as tf.Scalar;
+            for (const r of regularizers) loss = tf.add(loss, r());
+            return loss;
+          }, true, vars) as tf.Scalar;
+        });
+        costs.push(cost);
+        sizes.push(n);
+        if (performance.now() - lastYield > 50) {
+          // let heartbeats and cancellation through during a long epoch
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
       }
       if (stopReason === 'stopped') {
         tf.dispose(costs);
