@@ -23,9 +23,8 @@ import { ipcToFrame } from '../store/arrow.js';
 import { keys } from '../store/artifacts.js';
 import { connectTemporal } from '../workers/deps.js';
 import { trainPipeline, type TrainPipelineOutput } from '../workflows/pipeline.js';
-import { appendResult, BENCH_DATABASE, deletePrefix, ensureShop, fmt, machine, openBench, round, seconds, table, type Log } from './common.js';
+import { appendResult, BENCH_DATABASE, deletePrefix, ensureShop, fmt, machine, openBench, provenance, round, seconds, table, waitForQuiet, type Log } from './common.js';
 import { ensureReferenceEnv, readPredictions, runReference, writeMatrices, type LabeledMatrix } from './reference/python.js';
-import { waitForQuiet } from './train.js';
 
 export interface AccuracyBenchOptions {
   users: number;
@@ -265,9 +264,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
       delong: { lightgbm: versus(lgbScores), keras: versus(kerasScores) },
       loadBefore: quiet.load,
       quietBefore: quiet.quiet,
-      gitCommit: bench.codeVersion,
-      date: new Date().toISOString(),
-      machine: machine(),
+      ...provenance(bench.codeVersion),
     };
   } finally {
     await stopWorkers(workers);

@@ -173,6 +173,11 @@ export function machine() {
   return { cpus: os.cpus().length, memGb: round(os.totalmem() / 2 ** 30, 1), node: process.version };
 }
 
+/** What every result line ends with: the code measured (commit, "-dirty" when uncommitted), when, and where. */
+export function provenance(codeVersion: string) {
+  return { gitCommit: codeVersion, date: new Date().toISOString(), machine: machine() };
+}
+
 /**
  * Makes a parameterised query runnable by psql on one line: $n become quoted literals (the query's own casts,
  * e.g. `$1::timestamptz`, still apply) and comments go, since `--` would swallow the rest of a one-line command.
@@ -251,3 +256,28 @@ export function table(title: string, rows: [string, string][]): string {
 }
 
 export const fmt = (x: number, digits = 2) => x.toFixed(digits);
+
+/** 1-minute load average, rounded (recorded beside every measurement). */
+export const load1 = () => round(os.loadavg()[0], 2);
+
+/** Polls the 1-minute load average until it is below `max` or `minutes` have passed (other work shares the cores). */
+export async function waitForQuiet(max: number, minutes: number, log: Log): Promise<{ load: number; quiet: boolean; waitedSeconds: number }> {
+  const t0 = performance.now();
+  const deadline = Date.now() + minutes * 60_000;
+  let announced = false;
+  for (;;) {
+    const load = os.loadavg()[0];
+    if (load < max) {
+      if (announced) log(`  load ${fmt(load)} after ${fmt(seconds(t0), 0)} s`);
+      return { load: round(load, 2), quiet: true, waitedSeconds: round(seconds(t0), 0) };
+    }
+    if (Date.now() >= deadline) {
+      if (minutes > 0) log(`  load still ${fmt(load)} after ${minutes} min: running anyway (the result records it)`);
+      return { load: round(load, 2), quiet: false, waitedSeconds: round(seconds(t0), 0) };
+    }
+    if (!announced) log(`▸ waiting up to ${minutes} min for the 1-minute load (${fmt(load)}) to fall below ${max}`);
+    announced = true;
+    await new Promise((r) => setTimeout(r, 15_000));
+  }
+}
+

@@ -24,6 +24,7 @@ import {
   fmt,
   machine,
   openBench,
+  provenance,
   peakRssMb,
   round,
   seconds,
@@ -32,7 +33,9 @@ import {
   type Log,
   ROOT,
   type ShopShape,
+  waitForQuiet,
 } from './common.js';
+import { summariseProfiles, type ProfileSummary } from './profile.js';
 
 /** Its own database: the 500k-user shop never replaces the ingest suite's (propensity_bench) or the search suite's. */
 export const E2E_DATABASE = 'propensity_bench_e2e';
@@ -306,9 +309,7 @@ export async function runE2eBench(opts: E2eOptions, log: Log): Promise<E2eResult
       loadBefore: quiet.load,
       loadMaxDuring: monitor.loadMax,
       quietBefore: quiet.quiet,
-      gitCommit: bench.codeVersion,
-      date: new Date().toISOString(),
-      machine: machine(),
+      ...provenance(bench.codeVersion),
     };
   } finally {
     monitor?.stop();
@@ -328,27 +329,6 @@ export function workerExit(processes: WorkerProcess[]): Promise<never> {
       w.child.once('exit', (code, signal) => reject(new Error(`${w.kind} worker (pid ${w.child.pid}) exited with ${signal ?? code} during the run; see ${w.logFile}`)));
     }
   });
-}
-
-/** Polls the 1-minute load average until it is below `max` or `minutes` have passed (other work shares the cores). */
-export async function waitForQuiet(max: number, minutes: number, log: Log): Promise<{ load: number; quiet: boolean; waitedSeconds: number }> {
-  const t0 = performance.now();
-  const deadline = Date.now() + minutes * 60_000;
-  let announced = false;
-  for (;;) {
-    const load = os.loadavg()[0];
-    if (load < max) {
-      if (announced) log(`  load ${fmt(load)} after ${fmt(seconds(t0), 0)} s`);
-      return { load: round(load, 2), quiet: true, waitedSeconds: round(seconds(t0), 0) };
-    }
-    if (Date.now() >= deadline) {
-      if (minutes > 0) log(`  load still ${fmt(load)} after ${minutes} min: running anyway (the result records it)`);
-      return { load: round(load, 2), quiet: false, waitedSeconds: round(seconds(t0), 0) };
-    }
-    if (!announced) log(`▸ waiting up to ${minutes} min for the 1-minute load (${fmt(load)}) to fall below ${max}`);
-    announced = true;
-    await new Promise((r) => setTimeout(r, 15_000));
-  }
 }
 
 // ───────────────────────────── timing from the workflow histories ─────────────────────────────
@@ -628,85 +608,6 @@ export class ProcessMonitor {
   all(): ProcessPeak[] {
     return [...this.seen.entries()].map(([pid, p]) => ({ role: p.role, pid, peakRssMb: round(p.hwmKb / 1024, 1), peakAnonMb: round(p.anonKb / 1024, 1) }));
   }
-}
-
-// ───────────────────────────── CPU profiles of the workers ─────────────────────────────
-
-export interface ProfileSummary {
-  role: string;
-  file: string;
-  sampledSeconds: number;
-  /** self time by function (top entries), and by category: wasm, gc, idle, program, js */
-  top: { fn: string; url: string; seconds: number; pct: number }[];
-  categories: Record<string, number>;
-  /** self seconds by package (node_modules/<pkg>) or repository directory; wasm code counts as "wasm" */
-  modules: Record<string, number>;
-}
-
-interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
-  samples: number[];
-  timeDeltas: number[];
-  startTime: number;
-  endTime: number;
-}
-
-/** Self time per function of each worker's .cpuprofile (written by --cpu-prof when the worker exits). */
-export function summariseProfiles(dir: string, roles: Watched[]): ProfileSummary[] {
-  let files: string[];
-  try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
-  } catch {
-    return [];
-  }
-  return files.map((file) => {
-    const pid = Number(/^CPU\.(\d+)\.cpuprofile$/.exec(file)?.[1]);
-    const role = roles.find((r) => r.pid === pid)?.role ?? `pid ${pid}`;
-    const profile = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile;
-    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-    const self = new Map<string, { fn: string; url: string; us: number }>();
-    const categories: Record<string, number> = {};
-    const modules: Record<string, number> = {};
-    profile.samples.forEach((id, i) => {
-      const n = byId.get(id)!;
-      const dt = profile.timeDeltas[i] ?? 0;
-      const { functionName, url, lineNumber } = n.callFrame;
-      const name = functionName || '(anonymous)';
-      const short = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/main\//, '');
-      const key = `${name}@${short}:${lineNumber}`;
-      const e = self.get(key) ?? { fn: name, url: `${short}:${lineNumber + 1}`, us: 0 };
-      e.us += dt;
-      self.set(key, e);
-      const cat =
-        name === '(idle)' ? 'idle' : name === '(garbage collector)' ? 'gc' : name === '(program)' ? 'program' : url.startsWith('wasm') || /^\$?wasm-function/.test(name) || url === '' && /^\d+$/.test(name) ? 'wasm' : 'js';
-      categories[cat] = (categories[cat] ?? 0) + dt;
-      const mod =
-        cat !== 'js'
-          ? cat
-          : /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(url)?.[1] ?? (url.startsWith('node:') ? 'node internals' : /\/main\/([^/]+)\//.exec(url)?.[1] ?? (url || '(native)'));
-      modules[mod] = (modules[mod] ?? 0) + dt;
-    });
-    const total = profile.endTime - profile.startTime;
-    const busy = total - (categories.idle ?? 0);
-    const top = [...self.values()]
-      .filter((e) => e.fn !== '(idle)')
-      .sort((a, b) => b.us - a.us)
-      .slice(0, 12)
-      .map((e) => ({ fn: e.fn, url: e.url, seconds: round(e.us / 1e6, 2), pct: round((100 * e.us) / Math.max(1, busy), 1) }));
-    return {
-      role,
-      file: path.join(dir, file),
-      sampledSeconds: round(total / 1e6, 1),
-      top,
-      categories: Object.fromEntries(Object.entries(categories).map(([k, v]) => [k, round(v / 1e6, 1)])),
-      modules: Object.fromEntries(
-        Object.entries(modules)
-          .sort((a, b) => b[1] - a[1])
-          .filter(([k, v]) => k !== 'idle' && v >= 0.005 * busy)
-          .map(([k, v]) => [k, round(v / 1e6, 1)]),
-      ),
-    };
-  });
 }
 
 // ───────────────────────────── output ─────────────────────────────

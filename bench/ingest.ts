@@ -5,7 +5,10 @@
 import { cleanInput } from '../workflows/inputs.js';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, type Activities } from '../activities/index.js';
-import { eventFeatureQuery } from '../db/features.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { eventFeatureQuery, eventQuarantineQuery } from '../db/features.js';
 import {
   appendResult,
   BENCH_DATABASE,
@@ -15,6 +18,7 @@ import {
   inlineSql,
   machine,
   openBench,
+  provenance,
   peakRssMb,
   psqlCopy,
   round,
@@ -22,6 +26,7 @@ import {
   type BenchServices,
   type Log,
 } from './common.js';
+import { categoryShares, cpuProfiler, summariseProfile, type ProfileSummary } from './profile.js';
 
 export interface IngestOptions {
   users: number;
@@ -31,6 +36,22 @@ export interface IngestOptions {
   reseed: boolean;
   rounds: number;
   json: boolean;
+  /** then one more round of ours under the V8 sampler, and each of the ingest activity's scans alone in psql */
+  profile?: boolean;
+}
+
+/** Where ingest's time goes: this process's CPU during a profiled round, and each scan of shop.events on its own. */
+export interface IngestProfile {
+  /** the profiled round (slower than the timed ones by the sampler's cost) */
+  profiledSeconds: number;
+  stageSeconds: { ingest: number; clean: number; split: number };
+  /** Node's own CPU (JavaScript, GC, wasm) during that round, and its split by category and package */
+  node: ProfileSummary & { busySeconds: number; shares: Record<string, number> };
+  /**
+   * The ingest activity runs three scans of shop.events side by side on two cores; each timed alone by psql:
+   * the feature query (= psqlCopySeconds), the export of invalid events with reasons, and the row count.
+   */
+  scansAlone: { features: number; quarantine: number; count: number };
 }
 
 export interface IngestResult {
@@ -54,6 +75,7 @@ export interface IngestResult {
   rounds: number;
   /** Every round, in run order, for the record. */
   roundSeconds: { ingest: number[]; psqlCopy: number[] };
+  profile: IngestProfile | null;
   gitCommit: string;
   date: string;
   machine: ReturnType<typeof machine>;
@@ -97,6 +119,32 @@ export async function runIngestBench(opts: IngestOptions, log: Log): Promise<Ing
 
     const best = ours.reduce((a, b) => (b.total < a.total ? b : a));
     const psqlBest = Math.min(...psql);
+
+    let profile: IngestProfile | null = null;
+    if (opts.profile) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'propensity-bench-ingest-'));
+      try {
+        log('▸ profiled round: ingest + clean + split under the V8 sampler (not a timed round)');
+        const profiler = await cpuProfiler();
+        await profiler.start();
+        const run = await oursOnce(bench, acts, { runId: `bench-ingest-${stamp}-profile`, cutoff: shop.cutoff, horizonDays: opts.horizonDays });
+        const file = path.join(dir, 'CPU.ingest.cpuprofile');
+        await profiler.stop(file);
+        const summary = summariseProfile(file, 'bench process (activities in-process)', 15);
+        log('▸ each scan of shop.events alone: psql \\copy of the invalid-event export, then count(*)');
+        const q = eventQuarantineQuery({ now: new Date(), inline: true });
+        const quarantine = await psqlCopy(bench.databaseUrl, inlineSql(q.sql, q.params));
+        const count = await psqlCopy(bench.databaseUrl, 'SELECT count(*)::float8 AS n FROM shop.events');
+        profile = {
+          profiledSeconds: round(run.total),
+          stageSeconds: { ingest: round(run.stages.ingest), clean: round(run.stages.clean), split: round(run.stages.split) },
+          node: { ...summary, file: '(deleted with the temporary directory)', ...categoryShares(summary) },
+          scansAlone: { features: round(psqlBest), quarantine: round(quarantine.seconds), count: round(count.seconds) },
+        };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
     return {
       suite: 'ingest',
       events: shop.events,
@@ -111,9 +159,8 @@ export async function runIngestBench(opts: IngestOptions, log: Log): Promise<Ing
       peakRssMb: peakRssMb(),
       rounds: opts.rounds,
       roundSeconds: { ingest: ours.map((o) => round(o.total)), psqlCopy: psql.map((p) => round(p)) },
-      gitCommit: bench.codeVersion,
-      date: new Date().toISOString(),
-      machine: machine(),
+      profile,
+      ...provenance(bench.codeVersion),
     };
   } finally {
     await bench.close();
@@ -181,6 +228,15 @@ export function printIngest(r: IngestResult, log: Log): void {
       ['machine', `${r.machine.cpus} cpus, ${r.machine.memGb} GB, node ${r.machine.node}`],
     ]),
   );
+  const p = r.profile;
+  if (p) {
+    log('');
+    log(`  profiled round ${fmt(p.profiledSeconds)} s (ingest ${fmt(p.stageSeconds.ingest)}, clean ${fmt(p.stageSeconds.clean)}, split ${fmt(p.stageSeconds.split)})`);
+    log(`  scans of shop.events alone (psql): features ${fmt(p.scansAlone.features)} s, invalid-event export ${fmt(p.scansAlone.quarantine)} s, count ${fmt(p.scansAlone.count)} s`);
+    log(`  Node CPU in that round: ${fmt(p.node.busySeconds, 1)} s busy (${Object.entries(p.node.shares).map(([k, v]) => `${k} ${fmt(v, 1)} %`).join(', ')})`);
+    log(`    by package: ${Object.entries(p.node.modules).map(([k, v]) => `${k} ${fmt(v, 1)} s`).join(', ')}`);
+    for (const t of p.node.top.slice(0, 8)) log(`    ${fmt(t.pct, 1).padStart(5)} %  ${t.fn}  ${t.url}`);
+  }
   log('');
 }
 

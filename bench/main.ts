@@ -40,10 +40,11 @@ shopOptions(
 )
   .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
   .option('--rounds <n>', 'alternating rounds of ours and psql', int('--rounds'), 2)
+  .option('--profile', 'then one more round of ours under the V8 sampler, and each scan of shop.events alone in psql')
   .option('--json', 'end with one JSON line with the results')
   .action(async (o) => {
     const result = await runIngestBench(
-      { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, reseed: !!o.reseed, rounds: o.rounds, json: !!o.json },
+      { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, reseed: !!o.reseed, rounds: o.rounds, json: !!o.json, profile: !!o.profile },
       log,
     );
     printIngest(result, log);
@@ -156,6 +157,7 @@ program
   .option('--search-epochs <n>', "the search's largest epoch budget (default: the pipeline's, 30)", int('--search-epochs'))
   .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before measuring', Number, 0.7)
   .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then measure anyway (recorded)', int('--wait-minutes', 0), 15)
+  .option('--profile', 'then train each backend again under the V8 sampler (timed epochs only) and summarise where the time goes')
   .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
   .option('--json', 'end with one JSON line with the results')
   .action(async (o) => {
@@ -163,7 +165,7 @@ program
       {
         users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, units: o.units, batchSize: o.batchSize, epochs: o.epochs,
         learningRate: o.learningRate, backends: o.backends, kerasThreads: o.kerasThreads, search: o.search !== false, trials: o.trials,
-        searchEpochs: o.searchEpochs, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, reseed: !!o.reseed,
+        searchEpochs: o.searchEpochs, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, reseed: !!o.reseed, profile: !!o.profile,
       },
       log,
     );
@@ -178,7 +180,8 @@ program
   .requiredOption('--data <dir>', 'matrices written by the train suite')
   .requiredOption('--params <file>', 'MlpParams JSON')
   .requiredOption('--backend <name>', 'wasm, cpu or tensorflow')
-  .action(async (o) => trainBackendChild({ data: o.data, params: o.params, backend: o.backend }));
+  .option('--profile <file>', 'write a V8 CPU profile of the timed epochs here')
+  .action(async (o) => trainBackendChild({ data: o.data, params: o.params, backend: o.backend, profile: o.profile }));
 
 program
   .command('accuracy')

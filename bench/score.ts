@@ -24,7 +24,7 @@ import { keys, sha256 } from '../store/artifacts.js';
 import { connectTemporal } from '../workers/deps.js';
 import { trainPipeline } from '../workflows/pipeline.js';
 import { SCORING_DEFAULTS, scoreUsers, type ScoreUsersOutput } from '../workflows/score.js';
-import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, peakRssMb, round, seconds, table, type BenchServices, type Log, type ShopShape } from './common.js';
+import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, provenance, peakRssMb, round, seconds, table, waitForQuiet, type BenchServices, type Log, type ShopShape } from './common.js';
 import {
   E2E_DATABASE,
   E2E_MODEL,
@@ -32,7 +32,6 @@ import {
   postgresProcesses,
   ProcessMonitor,
   RSS_BUDGET_MB,
-  waitForQuiet,
   workerExit,
   workerRoles,
   type ProcessPeak,
@@ -236,9 +235,7 @@ export async function runScoreBench(opts: ScoreBenchOptions, log: Log): Promise<
       processes: processPeaks,
       quietBefore: quiet.quiet,
       loadMaxDuring: monitor.loadMax,
-      gitCommit: bench.codeVersion,
-      date: new Date().toISOString(),
-      machine: machine(),
+      ...provenance(bench.codeVersion),
     };
   } finally {
     monitor?.stop();

@@ -16,7 +16,7 @@ import type { ArtifactRef } from '../store/artifacts.js';
 import { connectTemporal, WORKFLOWS_PATH } from '../workers/deps.js';
 import { searchInput } from '../workflows/inputs.js';
 import { hyperparameterSearch, searchProgressQuery, type HyperparameterSearchOutput } from '../workflows/search.js';
-import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, round, seconds, table, type BenchServices, type Log } from './common.js';
+import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, provenance, round, seconds, table, type BenchServices, type Log } from './common.js';
 
 /** Its own database: the demo-sized shop here never fights with the ingest suite's larger one in propensity_bench. */
 export const SEARCH_DATABASE = 'propensity_bench_search';
@@ -144,9 +144,7 @@ export async function runSearchBench(opts: SearchBenchOptions, log: Log): Promis
       valRows: split.sizes.val,
       search: { epochs: config.search.epochs, patience: config.search.patience, halving: config.search.halving, seed: config.search.seed },
       runs,
-      gitCommit: bench.codeVersion,
-      date: new Date().toISOString(),
-      machine: machine(),
+      ...provenance(bench.codeVersion),
     };
   } finally {
     await client?.connection.close().catch(() => {});

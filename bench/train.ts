@@ -16,7 +16,8 @@ import { trainMlp } from '../ml/model.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { MlpParams } from '../ml/types.js';
 import { cleanInput } from '../workflows/inputs.js';
-import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, ROOT, round, runChild, seconds, table, type Log } from './common.js';
+import { appendResult, deletePrefix, ensureShop, fmt, load1, machine, openBench, provenance, ROOT, round, runChild, table, waitForQuiet, type Log } from './common.js';
+import { categoryShares, cpuProfiler, summariseProfile, type ProfileSummary } from './profile.js';
 import { ensureReferenceEnv, readMatrix, runReference, writeMatrices, type LabeledMatrix } from './reference/python.js';
 import { runSearchBench, SEARCH_DATABASE } from './search.js';
 
@@ -39,6 +40,8 @@ export interface TrainBenchOptions {
   quietLoad: number;
   waitMinutes: number;
   reseed: boolean;
+  /** V8 CPU profile of each backend's timed epochs (warm-up left out), summarised in the result */
+  profile?: boolean;
 }
 
 export interface BackendRun {
@@ -51,6 +54,8 @@ export interface BackendRun {
   epochSeconds?: number[];
   rowsPerSec?: number;
   loadBefore?: number;
+  /** with --profile: where the timed epochs' CPU time went */
+  profile?: ProfileSummary & { busySeconds: number; shares: Record<string, number> };
 }
 
 interface KerasTrainOutput {
@@ -116,7 +121,6 @@ export interface TrainResult {
 const call = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
   new MockActivityEnvironment().run(fn as never, ...(args as unknown as never[])) as Promise<R>;
 
-const load1 = () => round(os.loadavg()[0], 2);
 const WARMUP = 1;
 const afterWarmup = (rows: number, secs: number[]) => {
   const timed = secs.slice(WARMUP);
@@ -177,14 +181,22 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
     for (const backend of opts.backends) {
       log(`▸ ours, ${backend} backend: ${describe}`);
       const loadBefore = load1();
-      const out = await runChild(
-        process.execPath,
-        ['--import', 'tsx', path.join(ROOT, 'bench', 'main.ts'), 'train-backend', '--data', dir, '--params', paramsFile, '--backend', backend],
-        // tfjs' start-up banner (install tfjs-node…) is noise here: the tensorflow row says whether it is there
-        (l) => (l.trim().startsWith('{') || /Hi, looks like|={10,}|tfjs-node for more/.test(l) ? undefined : log(l)),
-      );
-      const run = JSON.parse(out.trim().split('\n').at(-1)!) as BackendRun;
-      backends.push({ ...run, loadBefore });
+      const child = (extra: string[]) =>
+        runChild(
+          process.execPath,
+          ['--import', 'tsx', path.join(ROOT, 'bench', 'main.ts'), 'train-backend', '--data', dir, '--params', paramsFile, '--backend', backend, ...extra],
+          // tfjs' start-up banner (install tfjs-node…) is noise here: the tensorflow row says whether it is there
+          (l) => (l.trim().startsWith('{') || /Hi, looks like|={10,}|tfjs-node for more/.test(l) ? undefined : log(l)),
+        ).then((out) => JSON.parse(out.trim().split('\n').at(-1)!) as BackendRun);
+      const run: BackendRun = { ...(await child([])), loadBefore };
+      if (opts.profile && run.available) {
+        // a second run under the sampler, so that the timed figures above are not the profiler's
+        const file = path.join(dir, `CPU.${backend}.cpuprofile`);
+        await child(['--profile', file]);
+        const summary = summariseProfile(file, `ours, ${backend}`, 15);
+        run.profile = { ...summary, file: `${path.basename(file)} (a second, profiled run; deleted with the bench's temporary files)`, ...categoryShares(summary) };
+      }
+      backends.push(run);
       log(run.available ? `  ${fmt(run.rowsPerSec!, 0)} rows/s after warm-up; epochs ${run.epochSeconds!.map((s) => fmt(s)).join(' ')} s` : `  unavailable: ${run.reason}`);
     }
     const available = backends.filter((b) => b.available);
@@ -279,9 +291,7 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
       ],
       loadBefore: quiet.load,
       quietBefore: quiet.quiet,
-      gitCommit: bench.codeVersion,
-      date: new Date().toISOString(),
-      machine: machine(),
+      ...provenance(bench.codeVersion),
     };
   } finally {
     await call(acts.finishRun, { runId: dataRun, status: 'cancelled', error: { type: 'Benchmark', message: 'bench train only reads the split' } }).catch(() => {});
@@ -292,30 +302,10 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
 }
 
 /**
- * Waits (polling every 10 s) until the 1-minute load average is below `max`, at most `minutes`; then goes on either
- * way and says which, so that a figure taken on a busy machine is recorded as such.
- */
-export async function waitForQuiet(max: number, minutes: number, log: Log): Promise<{ load: number; quiet: boolean; waitedSeconds: number }> {
-  const t0 = performance.now();
-  let said = false;
-  for (;;) {
-    const load = os.loadavg()[0];
-    if (load < max) return { load: round(load, 2), quiet: true, waitedSeconds: round(seconds(t0), 0) };
-    if (seconds(t0) >= minutes * 60) {
-      log(`  load ${fmt(load)} is still above ${max} after ${minutes} min: measuring anyway (recorded as not quiet)`);
-      return { load: round(load, 2), quiet: false, waitedSeconds: round(seconds(t0), 0) };
-    }
-    if (!said) log(`  waiting up to ${minutes} min for the 1-minute load (${fmt(load)}) to fall below ${max}`);
-    said = true;
-    await new Promise((r) => setTimeout(r, 10_000));
-  }
-}
-
-/**
  * The child side of the speed run (`bench train-backend`): one backend, the matrices the parent wrote, fixed epochs.
  * Prints one JSON line (a BackendRun); a backend that cannot be loaded is reported, not thrown.
  */
-export async function trainBackendChild({ data, params: file, backend }: { data: string; params: string; backend: BackendName }): Promise<void> {
+export async function trainBackendChild({ data, params: file, backend, profile }: { data: string; params: string; backend: BackendName; profile?: string }): Promise<void> {
   const { readFileSync } = await import('node:fs');
   const params = JSON.parse(readFileSync(file, 'utf8')) as MlpParams;
   let info;
@@ -327,7 +317,13 @@ export async function trainBackendChild({ data, params: file, backend }: { data:
   }
   const train = readMatrix(data, 'train');
   const val = readMatrix(data, 'val');
-  const fit = await trainMlp({ train, val, params, seed: 1234 });
+  // --profile: sample exactly the timed epochs (from the end of the warm-up epoch to the end of training)
+  const profiler = profile ? await cpuProfiler() : undefined;
+  const fit = await trainMlp({
+    train, val, params, seed: 1234,
+    onEpochEnd: profiler && (async (e) => (e.epoch === WARMUP ? profiler.start() : undefined)),
+  });
+  if (profiler && profile) await profiler.stop(profile);
   const epochSeconds = fit.history.map((h) => round(h.seconds, 4));
   console.log(
     JSON.stringify({
@@ -366,6 +362,14 @@ export function printTrain(r: TrainResult, log: Log): void {
   log('');
   log(table(`train benchmark: rows/s per epoch after ${r.warmupEpochs} warm-up epoch, validation pass included`, rows));
   for (const n of r.notes) log(`  · ${n}`);
+  for (const b of r.backends) {
+    if (!b.profile) continue;
+    const p = b.profile;
+    log('');
+    log(`  profile of ours, ${b.backend} (timed epochs, ${fmt(p.busySeconds, 1)} s busy): ${Object.entries(p.shares).map(([k, v]) => `${k} ${fmt(v, 1)} %`).join(', ')}`);
+    log(`    by package: ${Object.entries(p.modules).map(([k, v]) => `${k} ${fmt(v, 1)} s`).join(', ')}`);
+    for (const t of p.top.slice(0, 10)) log(`    ${fmt(t.pct, 1).padStart(5)} %  ${t.fn}  ${t.url}`);
+  }
   log('');
 }
 

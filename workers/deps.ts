@@ -48,7 +48,7 @@ export async function connectTemporal(connections: Connections): Promise<Client>
 }
 
 let cachedVersion: string | undefined;
-/** Lineage: the git commit the code runs from (with "-dirty" for local edits), else the package version. */
+/** Lineage: the git commit the code runs from (with "-dirty" for local edits to tracked code), else the package version. */
 export function codeVersion(): string {
   if (cachedVersion) return cachedVersion;
   if (process.env.PROPENSITY_CODE_VERSION) return (cachedVersion = process.env.PROPENSITY_CODE_VERSION);
@@ -57,7 +57,8 @@ export function codeVersion(): string {
     const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
       .toString()
       .trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
+    // bench/results/*.jsonl are measurements the benchmarks append, not code: they do not make the code dirty
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)bench/results'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
       .toString()
       .trim();
     cachedVersion = dirty ? `${sha}-dirty` : sha;

@@ -15,6 +15,18 @@ def pin_threads(threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def import_keras(threads: int):
+    """Keras on tensorflow-cpu with every thread pool (native, intra- and inter-op) capped at `threads`."""
+    pin_threads(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    return keras
+
+
 def load(data_dir: str, part: str):
     """x (float32 rows x cols) and y (uint8) exactly as our model sees them: written by bench/reference/python.ts."""
     x = np.load(os.path.join(data_dir, f"x_{part}.npy"))

@@ -6,7 +6,7 @@ up), no early stopping. Prints one JSON line with the total wall time and each t
 import argparse
 import json
 
-from common import emit, load, now, pin_threads
+from common import emit, import_keras, load, now
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--data", required=True)
@@ -14,12 +14,8 @@ ap.add_argument("--trials", required=True, help="JSON file: [{trialId, params, s
 ap.add_argument("--threads", type=int, default=2)
 args = ap.parse_args()
 
-pin_threads(args.threads)
-import tensorflow as tf  # noqa: E402
-
-tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-import keras  # noqa: E402
+keras = import_keras(args.threads)
+import tensorflow as tf  # noqa: E402  (configured by import_keras; here for its version)
 
 from keras_mlp import train  # noqa: E402
 

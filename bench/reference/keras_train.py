@@ -6,7 +6,7 @@ Prints one JSON line: per-epoch seconds, rows/s after warm-up, validation and te
 import argparse
 import json
 
-from common import auc_pair, emit, has, load, now, pin_threads, save_predictions
+from common import auc_pair, emit, has, import_keras, load, now, save_predictions
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("--data", required=True, help="directory with x_/y_{train,val[,test]}.npy")
@@ -19,12 +19,8 @@ ap.add_argument("--warmup", type=int, default=1, help="epochs left out of rows/s
 ap.add_argument("--out-pred", help="write test predictions here (.npy)")
 args = ap.parse_args()
 
-pin_threads(args.threads)
-import tensorflow as tf  # noqa: E402
-
-tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-import keras  # noqa: E402
+keras = import_keras(args.threads)
+import tensorflow as tf  # noqa: E402  (configured by import_keras; here for its version)
 
 from keras_mlp import predict, train  # noqa: E402
 
