@@ -26,7 +26,7 @@ import {
   type BenchServices,
   type Log,
 } from './common.js';
-import { categoryShares, cpuProfiler, summariseProfile, type ProfileSummary } from './profile.js';
+import { cpuProfiler, printProfile, profileBreakdown, type ProfileBreakdown } from './profile.js';
 
 export interface IngestOptions {
   users: number;
@@ -46,7 +46,7 @@ export interface IngestProfile {
   profiledSeconds: number;
   stageSeconds: { ingest: number; clean: number; split: number };
   /** Node's own CPU (JavaScript, GC, wasm) during that round, and its split by category and package */
-  node: ProfileSummary & { busySeconds: number; shares: Record<string, number> };
+  node: ProfileBreakdown;
   /**
    * The ingest activity runs three scans of shop.events side by side on two cores; each timed alone by psql:
    * the feature query (= psqlCopySeconds), the export of invalid events with reasons, and the row count.
@@ -130,7 +130,6 @@ export async function runIngestBench(opts: IngestOptions, log: Log): Promise<Ing
         const run = await oursOnce(bench, acts, { runId: `bench-ingest-${stamp}-profile`, cutoff: shop.cutoff, horizonDays: opts.horizonDays });
         const file = path.join(dir, 'CPU.ingest.cpuprofile');
         await profiler.stop(file);
-        const summary = summariseProfile(file, 'bench process (activities in-process)', 15);
         log('▸ each scan of shop.events alone: psql \\copy of the invalid-event export, then count(*)');
         const q = eventQuarantineQuery({ now: new Date(), inline: true });
         const quarantine = await psqlCopy(bench.databaseUrl, inlineSql(q.sql, q.params));
@@ -138,7 +137,7 @@ export async function runIngestBench(opts: IngestOptions, log: Log): Promise<Ing
         profile = {
           profiledSeconds: round(run.total),
           stageSeconds: { ingest: round(run.stages.ingest), clean: round(run.stages.clean), split: round(run.stages.split) },
-          node: { ...summary, file: '(deleted with the temporary directory)', ...categoryShares(summary) },
+          node: profileBreakdown(file, 'bench process (activities in-process)', '(deleted with the temporary directory)'),
           scansAlone: { features: round(psqlBest), quarantine: round(quarantine.seconds), count: round(count.seconds) },
         };
       } finally {
@@ -233,9 +232,7 @@ export function printIngest(r: IngestResult, log: Log): void {
     log('');
     log(`  profiled round ${fmt(p.profiledSeconds)} s (ingest ${fmt(p.stageSeconds.ingest)}, clean ${fmt(p.stageSeconds.clean)}, split ${fmt(p.stageSeconds.split)})`);
     log(`  scans of shop.events alone (psql): features ${fmt(p.scansAlone.features)} s, invalid-event export ${fmt(p.scansAlone.quarantine)} s, count ${fmt(p.scansAlone.count)} s`);
-    log(`  Node CPU in that round: ${fmt(p.node.busySeconds, 1)} s busy (${Object.entries(p.node.shares).map(([k, v]) => `${k} ${fmt(v, 1)} %`).join(', ')})`);
-    log(`    by package: ${Object.entries(p.node.modules).map(([k, v]) => `${k} ${fmt(v, 1)} s`).join(', ')}`);
-    for (const t of p.node.top.slice(0, 8)) log(`    ${fmt(t.pct, 1).padStart(5)} %  ${t.fn}  ${t.url}`);
+    printProfile('Node CPU in that round', p.node, log, 8);
   }
   log('');
 }

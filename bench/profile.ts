@@ -96,6 +96,24 @@ export function summariseProfiles(dir: string, roles: { pid: number; role: strin
   });
 }
 
+/** A summary with its busy seconds and category shares: what the suites record and print. */
+export type ProfileBreakdown = ProfileSummary & { busySeconds: number; shares: Record<string, number> };
+
+/** summariseProfile + categoryShares of one file; `note` replaces the file's path (profiles live in temp dirs). */
+export function profileBreakdown(file: string, role: string, note: string, topN = 15): ProfileBreakdown {
+  const summary = summariseProfile(file, role, topN);
+  return { ...summary, file: note, ...categoryShares(summary) };
+}
+
+/** The breakdown as a few indented lines: shares by category, seconds by package, the top functions. */
+export function printProfile(title: string, p: ProfileBreakdown, log: (line: string) => void, top = 10): void {
+  log(`  ${title}: ${fmtN(p.busySeconds)} s busy (${Object.entries(p.shares).map(([k, v]) => `${k} ${fmtN(v)} %`).join(', ')})`);
+  log(`    by package: ${Object.entries(p.modules).map(([k, v]) => `${k} ${fmtN(v)} s`).join(', ')}`);
+  for (const t of p.top.slice(0, top)) log(`    ${fmtN(t.pct).padStart(5)} %  ${t.fn}  ${t.url}`);
+}
+
+const fmtN = (x: number) => x.toFixed(1);
+
 /** Busy seconds (all but idle) and each category's share of them, e.g. "wasm 41 %, js 35 %, gc 7 %". */
 export function categoryShares(p: ProfileSummary): { busySeconds: number; shares: Record<string, number> } {
   const busy = Object.entries(p.categories).reduce((s, [k, v]) => (k === 'idle' ? s : s + v), 0);

@@ -17,7 +17,7 @@ import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { MlpParams } from '../ml/types.js';
 import { cleanInput } from '../workflows/inputs.js';
 import { appendResult, deletePrefix, ensureShop, fmt, load1, machine, openBench, provenance, ROOT, round, runChild, table, waitForQuiet, type Log } from './common.js';
-import { categoryShares, cpuProfiler, summariseProfile, type ProfileSummary } from './profile.js';
+import { cpuProfiler, printProfile, profileBreakdown, type ProfileBreakdown } from './profile.js';
 import { ensureReferenceEnv, readMatrix, runReference, writeMatrices, type LabeledMatrix } from './reference/python.js';
 import { runSearchBench, SEARCH_DATABASE } from './search.js';
 
@@ -55,7 +55,7 @@ export interface BackendRun {
   rowsPerSec?: number;
   loadBefore?: number;
   /** with --profile: where the timed epochs' CPU time went */
-  profile?: ProfileSummary & { busySeconds: number; shares: Record<string, number> };
+  profile?: ProfileBreakdown;
 }
 
 interface KerasTrainOutput {
@@ -193,8 +193,7 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
         // a second run under the sampler, so that the timed figures above are not the profiler's
         const file = path.join(dir, `CPU.${backend}.cpuprofile`);
         await child(['--profile', file]);
-        const summary = summariseProfile(file, `ours, ${backend}`, 15);
-        run.profile = { ...summary, file: `${path.basename(file)} (a second, profiled run; deleted with the bench's temporary files)`, ...categoryShares(summary) };
+        run.profile = profileBreakdown(file, `ours, ${backend}`, `${path.basename(file)} (a second, profiled run; deleted with the bench's temporary files)`);
       }
       backends.push(run);
       log(run.available ? `  ${fmt(run.rowsPerSec!, 0)} rows/s after warm-up; epochs ${run.epochSeconds!.map((s) => fmt(s)).join(' ')} s` : `  unavailable: ${run.reason}`);
@@ -364,11 +363,8 @@ export function printTrain(r: TrainResult, log: Log): void {
   for (const n of r.notes) log(`  · ${n}`);
   for (const b of r.backends) {
     if (!b.profile) continue;
-    const p = b.profile;
     log('');
-    log(`  profile of ours, ${b.backend} (timed epochs, ${fmt(p.busySeconds, 1)} s busy): ${Object.entries(p.shares).map(([k, v]) => `${k} ${fmt(v, 1)} %`).join(', ')}`);
-    log(`    by package: ${Object.entries(p.modules).map(([k, v]) => `${k} ${fmt(v, 1)} s`).join(', ')}`);
-    for (const t of p.top.slice(0, 10)) log(`    ${fmt(t.pct, 1).padStart(5)} %  ${t.fn}  ${t.url}`);
+    printProfile(`profile of ours, ${b.backend}, timed epochs`, b.profile, log);
   }
   log('');
 }
