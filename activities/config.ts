@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { validateSearchSpace } from '../ml/search.js';
+import { ID_RULES, NAME_PATTERN } from '../pipeline/ids.js';
 import { ErrorType, PipelineError } from './errors.js';
 
-const identifier = z
-  .string()
-  .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'must be lowercase letters, digits, "_" or "-", starting with a letter');
+const identifier = z.string().regex(NAME_PATTERN, `must be ${ID_RULES.modelName.rule} (pattern ${NAME_PATTERN.source}), e.g. ${ID_RULES.modelName.example}`);
 const range = (min: number, max: number) =>
   z
     .tuple([z.number().min(min).max(max), z.number().min(min).max(max)])
