@@ -1,6 +1,5 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import type pg from 'pg';
@@ -15,6 +14,7 @@ import { keys, type ArtifactRef, type DatasetRef } from '../store/artifacts.js';
 import type { PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
+import { beat } from './heartbeat.js';
 import { copyToShards, ident, planTableSource, withTransaction } from './source.js';
 
 export interface ScoringModel {
@@ -114,23 +114,10 @@ export function scoringFailure(err: unknown): unknown {
   return toFailure(err);
 }
 
-const HEARTBEAT_MS = 5_000;
-
-/** Heartbeats while fn runs (a worker that dies stops them, and the step is retried elsewhere). */
+/** Heartbeats `details` while fn runs (the interceptor's keep-alive re-sends them): a worker that dies stops them. */
 async function withHeartbeats<T>(details: unknown, fn: () => Promise<T>): Promise<T> {
-  let ctx: Context;
-  try {
-    ctx = Context.current();
-  } catch {
-    return fn(); // called outside an activity
-  }
-  ctx.heartbeat(details);
-  const timer = setInterval(() => ctx.heartbeat(details), HEARTBEAT_MS);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(timer);
-  }
+  beat(details);
+  return fn();
 }
 
 const invalid = (message: string) => new PipelineError(ErrorType.InvalidConfig, message);

@@ -1,4 +1,5 @@
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import { initBackend } from '../ml/backend.js';
 import { isMlError } from '../ml/errors.js';
@@ -7,6 +8,7 @@ import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { MlpParams, ModelArtifacts } from '../ml/types.js';
 import { keys, type ArtifactRef, type ArtifactStore } from '../store/artifacts.js';
 import type { ActivityDeps } from './deps.js';
+import { beat, lastDetails } from './heartbeat.js';
 import { recordStep } from './steps.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -110,8 +112,9 @@ export function createTrainActivities(deps: TrainDeps) {
         { runId: input.runId, step: stepName, trialId: input.step === 'final' ? '' : input.trialId },
         async () => {
           const backend = await initBackend(deps.backend ?? input.backend);
-          // A retried attempt resumes from its own last heartbeat; a promoted trial from its previous rung.
-          const heartbeat = ctx.info.heartbeatDetails as TrialHeartbeat | undefined;
+          // A retried attempt (or a re-run after a transient fault) resumes from its last heartbeat; a promoted
+          // trial from its previous rung.
+          const heartbeat = lastDetails<TrialHeartbeat>();
           const started = Date.now();
           const resume = heartbeat ? { ref: heartbeat.checkpoint, epoch: heartbeat.epoch } : input.resumeFrom;
           const curve: CurvePoint[] = heartbeat
@@ -188,7 +191,7 @@ export function createTrainActivities(deps: TrainDeps) {
                   await e.state(),
                 );
                 lastCheckpoint = { ref: checkpoint, epoch: e.epoch };
-                ctx.heartbeat({ epoch: e.epoch, checkpoint, curve: [...curve] } satisfies TrialHeartbeat);
+                beat({ epoch: e.epoch, checkpoint, curve: [...curve] } satisfies TrialHeartbeat);
                 await db.db
                   .updateTable('ml.trials')
                   .set({ curve: JSON.stringify(curve), epochs_run: curve.length })
@@ -197,6 +200,7 @@ export function createTrainActivities(deps: TrainDeps) {
                   .execute();
               },
             });
+            if (fit.stopReason === 'stopped') throw interrupted(ctx, input.trialId, lastCheckpoint?.epoch ?? 0);
             const dir = input.step === 'final' ? `runs/${input.runId}/final/model` : undefined;
             const model = await writeModel(
               store,
@@ -271,6 +275,19 @@ export function createTrainActivities(deps: TrainDeps) {
       }
     },
   };
+}
+
+/**
+ * Training stopped before its budget because the activity was cancelled or its worker is shutting down: that
+ * is never a finished model. A drain fails the attempt retryably (the next attempt, on any worker, resumes from
+ * the last epoch checkpoint); a cancellation ends it as cancelled.
+ */
+function interrupted(ctx: Context, trialId: string, epoch: number): Error {
+  const what = `training of ${trialId === 'final' ? 'the final model' : `trial ${trialId}`} interrupted after epoch ${epoch}`;
+  if (ctx.cancellationDetails?.workerShutdown) {
+    return ApplicationFailure.create({ type: 'WorkerShutdown', message: `${what} by worker shutdown: retried from its checkpoint`, nonRetryable: false });
+  }
+  return new CancelledFailure(`${what}: ${String(ctx.cancellationSignal.reason ?? 'cancelled')}`);
 }
 
 export async function writeModel(

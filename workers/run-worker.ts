@@ -3,6 +3,7 @@ import { createActivities } from '../activities/index.js';
 import { initBackend } from '../ml/backend.js';
 import { TASK_QUEUES } from '../workflows/constants.js';
 import { openServices, WORKFLOWS_PATH } from './deps.js';
+import { activityInterceptors } from './interceptors.js';
 
 export type WorkerKind = 'cpu' | 'train';
 
@@ -21,6 +22,7 @@ export interface RunWorkerOptions {
  */
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const log = opts.log ?? ((line) => console.log(line));
+  guardProcess(log);
   const services = await openServices();
   // PROPENSITY_CPU_QUEUE / PROPENSITY_TRAIN_QUEUE let a deployment (or a test) run an isolated pair of queues.
   const queues = opts.taskQueues ?? {
@@ -41,6 +43,10 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     taskQueue,
     activities,
     maxConcurrentActivityTaskExecutions: slots,
+    interceptors: activityInterceptors(),
+    // On SIGTERM in-flight activities get this long to finish before they are cancelled; training then stops at
+    // its next batch and fails retryably (its last epoch checkpoint is in S3), never reporting itself finished.
+    shutdownGraceTime: `${Number(process.env.PROPENSITY_SHUTDOWN_GRACE_SECONDS ?? 0)} seconds`,
     ...(opts.kind === 'cpu'
       ? opts.workflowBundle
         ? { workflowBundle: opts.workflowBundle }
@@ -55,4 +61,16 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     await services.close();
     log(`worker ${opts.kind} stopped`);
   }
+}
+
+/**
+ * A worker must outlive its dependencies: a stray error event or rejection (a socket closed under a stream, a
+ * late callback) is logged, never allowed to kill the process and strand its tasks. Errors that matter reach
+ * the activity that owns the resource and are retried or typed there.
+ */
+function guardProcess(log: (line: string) => void) {
+  if ((process as { __propensityGuard?: boolean }).__propensityGuard) return;
+  (process as { __propensityGuard?: boolean }).__propensityGuard = true;
+  process.on('unhandledRejection', (reason) => log(`worker: unhandled rejection (kept running): ${String((reason as Error)?.stack ?? reason)}`));
+  process.on('uncaughtException', (err) => log(`worker: uncaught exception (kept running): ${err.stack ?? err}`));
 }

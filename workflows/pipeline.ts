@@ -17,6 +17,7 @@ import type { Activities } from '../activities/index.js';
 import type { EvaluateOutput } from '../activities/registry.js';
 import type { SplitOutput } from '../activities/pipeline.js';
 import type { ArtifactRef } from '../store/artifacts.js';
+import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES, type PipelineStage } from './constants.js';
 import { baselineParams } from '../ml/search.js';
 import { cleanInput, searchInput, searchSpace } from './inputs.js';
@@ -98,24 +99,14 @@ export interface PipelineProgress {
 
 export const progressQuery = defineQuery<PipelineProgress>('progress');
 
-const NON_RETRYABLE = ['InvalidConfig', 'InvalidData', 'EmptyDataset', 'SingleClassLabel', 'SourceSchema', 'NotBlessed'];
-
 export type TaskQueues = { cpu: string; train: string };
 
+/** pipeline/retry.ts: transient faults are retried in-process by the worker, typed errors are non-retryable. */
 function activities(queues: TaskQueues, heartbeatTimeoutSeconds = 120) {
   return {
-    cpu: proxyActivities<Activities>({
-      taskQueue: queues.cpu,
-      startToCloseTimeout: '30 minutes',
-      retry: { maximumAttempts: 5, initialInterval: '1s', backoffCoefficient: 2, nonRetryableErrorTypes: NON_RETRYABLE },
-    }),
-    train: proxyActivities<Activities>({
-      taskQueue: queues.train,
-      startToCloseTimeout: '2 hours',
-      // Training heartbeats every epoch; this much silence means its worker died: retry from the checkpoint.
-      heartbeatTimeout: `${heartbeatTimeoutSeconds} seconds`,
-      retry: { maximumAttempts: 3, initialInterval: '2s', nonRetryableErrorTypes: NON_RETRYABLE },
-    }),
+    cpu: proxyActivities<Activities>(activityOptions('cpu', queues.cpu)),
+    // Training heartbeats every epoch; this much silence means its worker died: retry from the checkpoint.
+    train: proxyActivities<Activities>(activityOptions('train', queues.train, heartbeatTimeoutSeconds)),
   };
 }
 
@@ -198,6 +189,9 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       ...data,
       backend: config.training.backend,
     });
+    // Observed from the start: if the search fails first, the run fails with the search's cause and this
+    // promise's later rejection must not surface as an unhandled rejection that fails every workflow task.
+    baselinePromise.catch(() => undefined);
     const search: HyperparameterSearchOutput = await executeChild(hyperparameterSearch, {
       workflowId: searchWorkflowId,
       taskQueue: queues.cpu,

@@ -12,6 +12,7 @@ import type { PipelineConfig } from '../activities/config.js';
 import type { Activities } from '../activities/index.js';
 import type { DecileSummary, ScoringModel } from '../activities/scoring.js';
 import type { ArtifactRef } from '../store/artifacts.js';
+import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES } from './constants.js';
 
 /** The defaults of the pipeline config's `scoring` key, repeated here so that workflow code needs no zod. */
@@ -103,18 +104,10 @@ export function scoreAfterPromotion(
   };
 }
 
-const NON_RETRYABLE = [
-  'InvalidConfig', 'InvalidData', 'EmptyDataset', 'SourceSchema', 'ArtifactIntegrity',
-  'InvalidModelRef', 'UnknownModel', 'UnknownVersion', 'UnknownAlias', 'ScoreRunSuperseded',
-];
-
 function activities(cpuQueue: string) {
-  const retry = { maximumAttempts: 5, initialInterval: '1s', backoffCoefficient: 2, nonRetryableErrorTypes: NON_RETRYABLE };
-  return {
-    quick: proxyActivities<Activities>({ taskQueue: cpuQueue, startToCloseTimeout: '5 minutes', retry }),
-    // These heartbeat every few seconds while they run: silence means the worker died, so retry elsewhere.
-    long: proxyActivities<Activities>({ taskQueue: cpuQueue, startToCloseTimeout: '1 hour', heartbeatTimeout: '1 minute', retry }),
-  };
+  // pipeline/retry.ts: transient faults are retried in-process by the worker, typed errors are non-retryable
+  const options = activityOptions('cpu', cpuQueue);
+  return { quick: proxyActivities<Activities>(options), long: proxyActivities<Activities>(options) };
 }
 
 /**

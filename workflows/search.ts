@@ -1,10 +1,11 @@
-import { defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, isCancellation, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { BackendChoice, ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { deriveSeed } from '../ml/random.js';
 import { sampleTrials } from '../ml/search.js';
 import type { SearchSpace } from '../ml/types.js';
+import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES } from './constants.js';
 
 export type TrialMetric = 'valLogLoss' | 'valAuc' | 'valPrAuc';
@@ -46,13 +47,17 @@ export interface SearchProgress {
 export const searchProgressQuery = defineQuery<SearchProgress>('searchProgress');
 
 const trainActivities = (taskQueue: string, heartbeatTimeoutSeconds = 120) =>
-  proxyActivities<Activities>({
-    taskQueue,
-    startToCloseTimeout: '2 hours',
-    // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
-    heartbeatTimeout: `${heartbeatTimeoutSeconds} seconds`,
-    retry: { maximumAttempts: 3, initialInterval: '2s', nonRetryableErrorTypes: ['InvalidConfig', 'InvalidData'] },
-  });
+  // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
+  proxyActivities<Activities>(activityOptions('train', taskQueue, heartbeatTimeoutSeconds));
+
+function failedTrial(t: { trialId: string; params: TrainTrialOutput['params']; seed: number; backend: BackendChoice }, err: unknown): TrainTrialOutput {
+  const cause = (err as { cause?: { type?: string; message?: string } }).cause;
+  return {
+    trialId: t.trialId, status: 'failed', error: `${cause?.type ?? 'Error'}: ${cause?.message ?? (err as Error).message}`,
+    params: t.params, seed: t.seed, valAuc: null, valPrAuc: null, valLogLoss: null, bestEpoch: null,
+    epochs: 0, resumedFromEpoch: 0, seconds: 0, backend: t.backend,
+  };
+}
 
 /** Epoch budgets of the rungs: minEpochs, minEpochs·eta, … capped by (and ending at) maxEpochs. */
 export function rungBudgets(minEpochs: number, eta: number, maxEpochs: number): number[] {
@@ -101,7 +106,7 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
         progress.running.push(id);
         const previous = latest[i];
         const resumeFrom: { ref: ModelRef; epoch: number } | undefined = previous?.checkpoint;
-        const result = await trainTrial({
+        const trial = {
           runId: input.runId,
           trialId: id,
           params: { ...candidates[i], epochs: budgets[k] },
@@ -110,6 +115,12 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
           backend: input.backend,
           rung: k,
           resumeFrom,
+        };
+        // A trial whose activity failed for good (its attempts spent) is a failed trial, not a failed search:
+        // the other lanes go on, and the search fails only when every trial did.
+        const result = await trainTrial(trial).catch((err: unknown) => {
+          if (isCancellation(err)) throw err;
+          return failedTrial(trial, err);
         });
         progress.running = progress.running.filter((t) => t !== id);
         latest[i] = result;
@@ -129,7 +140,13 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
 
   const completed = latest.filter((r) => r.status === 'completed');
   if (completed.length === 0) {
-    throw new Error(`all ${latest.length} trials failed: ${latest.map((r) => `${r.trialId}: ${r.error}`).join('; ')}`);
+    // an ApplicationFailure fails the workflow (and so the run, with this cause); a plain Error would only fail the
+    // workflow task, again and again
+    throw ApplicationFailure.create({
+      type: 'AllTrialsFailed',
+      nonRetryable: true,
+      message: `all ${latest.length} trials failed: ${latest.map((r) => `${r.trialId}: ${r.error}`).join('; ')}`.slice(0, 4000),
+    });
   }
   const best = [...completed].sort(better(input.metric))[0];
   return { trials: latest, best, failed: latest.length - completed.length, rungs };

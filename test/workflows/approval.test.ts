@@ -12,6 +12,7 @@ import type { ModelSummary, ModelDetails } from '../../registry/registry.js';
 import { keys, type ArtifactStore } from '../../store/artifacts.js';
 import { approvalQuery, approveUpdate, trainPipeline } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 import { lastJson, runCli } from '../support/cli.js';
 
@@ -57,8 +58,8 @@ afterAll(async () => {
 async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, maxConcurrentActivityTaskExecutions: 1 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 1 });
   return cpu.runUntil(train.runUntil(fn()));
 }
 

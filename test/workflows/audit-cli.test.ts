@@ -12,6 +12,7 @@ import { seedShop } from '../../db/synthetic/load.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 import { lastJson, runCli } from '../support/cli.js';
 
@@ -41,8 +42,8 @@ beforeAll(async () => {
   const queues = { cpu: `audit-cpu-${randomUUID()}`, train: `audit-train-${randomUUID()}` };
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, maxConcurrentActivityTaskExecutions: 1 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 1 });
   startedAt = new Date(Date.now() - 1000);
   workflowId = `train-audit-${randomUUID()}`;
   const config = {

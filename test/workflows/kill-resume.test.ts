@@ -13,6 +13,7 @@ import { loadEnv } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 
 // The acceptance test for resumable training: the train worker is a real process (spawned as `propensity
@@ -125,6 +126,7 @@ describe('a train worker killed mid-trial', () => {
         taskQueue: queues.cpu,
         workflowBundle: bundle,
         activities,
+        interceptors: activityInterceptors(),
       });
 
       const config = {

@@ -11,6 +11,7 @@ import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipelin
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
 
 // End to end on the real dev stack: Temporal dev server, PostgreSQL and s3rver, with in-process workers on
 // task queues of this test's own.
@@ -56,8 +57,8 @@ const quietLogger = {
 async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, maxConcurrentActivityTaskExecutions: 1 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 1 });
   return cpu.runUntil(train.runUntil(fn()));
 }
 

@@ -11,6 +11,7 @@ import { findRepoRoot } from '../../infra/index.js';
 import { promote, rollback } from '../../registry/registry.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 
 // The README's example SQL, run as written against a database in the state the demo leaves (model "propensity",
@@ -47,8 +48,8 @@ beforeAll(async () => {
   const client = new Client({ connection: await Connection.connect({ address }), namespace });
   const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
   const activities = createActivities({ db, store, codeVersion: 'test' });
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors() });
   const config = {
     modelName: 'propensity',
     source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },

@@ -12,6 +12,7 @@ import { describeSchedule, type ScheduleView } from '../../schedules/schedules.j
 import type { ArtifactStore } from '../../store/artifacts.js';
 import type { TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 import { lastJson, runCli } from '../support/cli.js';
 
@@ -94,8 +95,8 @@ let workers: { stop(): Promise<void> } | undefined;
 async function startWorkers(): Promise<void> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, maxConcurrentActivityTaskExecutions: 2 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 2 });
   const running = Promise.all([cpu.run(), train.run()]);
   workers = {
     async stop() {

@@ -15,6 +15,7 @@ import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
 import { planChunks, scoreAfterPromotion, scoreUsers, type ScoreUsersInput, type ScoreUsersOutput } from '../../workflows/score.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 import { runCli } from '../support/cli.js';
 
@@ -39,8 +40,8 @@ const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, er
 async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, maxConcurrentActivityTaskExecutions: 1 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 1 });
   return cpu.runUntil(train.runUntil(fn()));
 }
 

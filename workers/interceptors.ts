@@ -1,0 +1,64 @@
+import { Context } from '@temporalio/activity';
+import type { ActivityInboundCallsInterceptor, ActivityInterceptorsFactory } from '@temporalio/worker';
+import { isTransient, toFailure } from '../activities/errors.js';
+import { keepAlive } from '../activities/heartbeat.js';
+import { HEARTBEAT, TRANSIENT } from '../pipeline/retry.js';
+
+export interface ResilienceOptions {
+  /** how long one attempt retries transient faults (default TRANSIENT.windowMs) */
+  windowMs?: number;
+  heartbeatMs?: number;
+}
+
+/**
+ * The one place where every activity execution is made resilient and typed (see pipeline/retry.ts):
+ * - it heartbeats every few seconds (re-sending the step's own last details), so a dead worker's step moves to
+ *   another worker within the heartbeat timeout;
+ * - a transient infrastructure fault (Postgres restarting, S3 unreachable, a reset connection) re-runs the step
+ *   in-process with backoff for up to 15 minutes, without spending a Temporal attempt; steps are idempotent on
+ *   (run, step, trial), so a re-run writes the same keys and rows;
+ * - every other error leaves typed: domain errors as non-retryable ApplicationFailures, the rest as they are.
+ */
+export function resilientActivities(opts: ResilienceOptions = {}): ActivityInterceptorsFactory {
+  const windowMs = opts.windowMs ?? TRANSIENT.windowMs;
+  const heartbeatMs = opts.heartbeatMs ?? HEARTBEAT.intervalMs;
+  return (ctx: Context): { inbound: ActivityInboundCallsInterceptor } => ({
+    inbound: {
+      async execute(input, next) {
+        const stop = keepAlive(heartbeatMs);
+        const deadline = Date.now() + windowMs;
+        let delay: number = TRANSIENT.initialDelayMs;
+        let faults = 0;
+        try {
+          for (;;) {
+            try {
+              return await next(input);
+            } catch (err) {
+              if (!isTransient(err) || ctx.cancellationSignal.aborted || Date.now() + delay > deadline) {
+                if (faults > 0 && isTransient(err)) {
+                  ctx.log.warn('transient fault outlasted the retry window; failing this attempt', { faults, error: describe(err) });
+                }
+                throw toFailure(err);
+              }
+              faults++;
+              ctx.log.warn('transient fault; retrying the step in-process', { fault: faults, delayMs: delay, error: describe(err) });
+              // Context.sleep throws CancelledFailure when the run is cancelled or the worker shuts down
+              await ctx.sleep(delay);
+              delay = Math.min(delay * TRANSIENT.backoff, TRANSIENT.maxDelayMs);
+            }
+          }
+        } finally {
+          stop();
+        }
+      },
+    },
+  });
+}
+
+function describe(err: unknown): string {
+  const e = err as { name?: string; code?: string; message?: string };
+  return [e?.name, e?.code, e?.message?.slice(0, 300)].filter(Boolean).join(': ');
+}
+
+/** Worker options shared by every worker that runs our activities (production and tests alike). */
+export const activityInterceptors = (opts?: ResilienceOptions) => ({ activity: [resilientActivities(opts)] });
