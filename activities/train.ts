@@ -223,7 +223,17 @@ export function createTrainActivities(deps: TrainDeps) {
             await finishTrial(out, store.uri(model.modelJson.key), curve);
             return out;
           } catch (err) {
-            if (!isMlError(err) || err.type !== 'NonFiniteLoss') throw err;
+            if (!isMlError(err) || err.type !== 'NonFiniteLoss') {
+              // interrupted or broken: the row must not stay 'running' (a retry sets it running again)
+              await db.db
+                .updateTable('ml.trials')
+                .set({ status: 'failed', error: `${(err as Error).name}: ${(err as Error).message}`.slice(0, 2000), curve: JSON.stringify(curve) })
+                .where('run_id', '=', input.runId)
+                .where('trial_id', '=', input.trialId)
+                .execute()
+                .catch(() => undefined);
+              throw err;
+            }
             const out: TrainTrialOutput = {
               ...base,
               status: 'failed',
