@@ -4,9 +4,11 @@
  * a recorded history is a determinism violation: the code changed what a past run did without a `patched()` guard.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { historyFromJSON, historyToJSON, type History } from '@temporalio/common/lib/proto-utils.js';
 import { Worker, type WorkflowBundle } from '@temporalio/worker';
+import { assertKeySegment, checkRunId, checkWorkflowId, InvalidIdError } from '../pipeline/ids.js';
 import type { ArtifactStore } from '../store/artifacts.js';
 import { codeVersion as currentCodeVersion } from '../workers/deps.js';
 
@@ -76,8 +78,22 @@ export interface ReplayOutcome {
   error?: { type: ReplayErrorType; message: string };
 }
 
-/** The S3 key of an exported history. */
-export const historyKey = (workflowId: string, runId: string) => `histories/${workflowId}/${runId}.json`;
+/** The S3 key of an exported history; both ids are checked (pipeline/ids.ts), so the key stays under histories/. */
+export const historyKey = (workflowId: string, runId: string) => `histories/${checkWorkflowId(workflowId)}/${checkRunId(runId)}.json`;
+
+/**
+ * Where `history export` writes a history by default: `<dir>/<workflowId with / as _>-<runId>.json`, resolved and
+ * checked to stay inside `dir` whatever the ids hold.
+ */
+export function historyFilePath(workflowId: string, runId: string, dir = 'histories'): string {
+  const name = `${checkWorkflowId(workflowId).replaceAll('/', '_')}-${checkRunId(runId)}.json`;
+  const base = path.resolve(dir);
+  const file = path.resolve(base, assertKeySegment(name, 'history file name'));
+  if (path.dirname(file) !== base) {
+    throw new InvalidIdError('keySegment', name, `it resolves to ${file}, outside ${base}`, `history file ${JSON.stringify(name)} would be written outside ${base}`);
+  }
+  return file;
+}
 
 /** The bytes of a history file, as written to S3, to files and to test/replay/. */
 export const serializeHistoryFile = (file: HistoryFile): string => JSON.stringify(file, null, 1) + '\n';
@@ -89,6 +105,9 @@ export async function fetchServerHistory(
   client: Client,
   { workflowId, runId }: { workflowId: string; runId?: string },
 ): Promise<ReplayItem & { status: string }> {
+  // Checked before anything reaches the server: the id goes on into S3 keys and file names.
+  checkWorkflowId(workflowId);
+  if (runId !== undefined) checkRunId(runId);
   try {
     const description = await client.workflow.getHandle(workflowId, runId).describe();
     const history = await client.workflow.getHandle(workflowId, description.runId).fetchHistory();

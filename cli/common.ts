@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import { checkId, type IdKind } from '../pipeline/ids.js';
 import { connectTemporal, openServices, type Services } from '../workers/deps.js';
 
 /** Exit codes scripts can rely on (README, "CLI"). */
@@ -27,6 +28,12 @@ export class CliError extends Error {
     this.name = 'CliError';
   }
 }
+
+/**
+ * Commander parser for an id argument or option: a value outside its pattern (pipeline/ids.ts) is an InvalidIdError,
+ * which the CLI prints as `propensity: InvalidId: …` and exits with ExitCode.usage, before any service is opened.
+ */
+export const idParser = (kind: IdKind) => (value: string) => checkId(kind, value);
 
 /** Opens Postgres + S3 for one command and closes them whatever happens. */
 export async function withServices<T>(fn: (s: Services) => Promise<T>): Promise<T> {

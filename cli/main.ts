@@ -5,7 +5,7 @@ import { seedShop } from '../db/synthetic/load.js';
 import { stackDown, stackStatus, stackUp } from '../infra/index.js';
 import { openServices } from '../workers/deps.js';
 import { runDemo } from './demo.js';
-import { CliError, ExitCode } from './common.js';
+import { CliError, ExitCode, idParser } from './common.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerModelsCommands } from './commands/models.js';
 import { registerRunsCommands } from './commands/runs.js';
@@ -109,7 +109,7 @@ program
   .option('--horizon-days <n>', 'label window', int('--horizon-days'), 14)
   .option('--trials <n>', 'hyperparameter trials', int('--trials'), 16)
   .option('--train-workers <n>', 'train worker processes', int('--train-workers'), 2)
-  .option('--model <name>', 'model name', 'propensity')
+  .option('--model <name>', 'model name', idParser('modelName'), 'propensity')
   .option('--json', 'end with one JSON line with the results')
   .action(async (o) => {
     const log = (line: string) => console.log(line);
@@ -143,6 +143,8 @@ const REGISTRY_EXIT: Record<string, number> = {
   UnknownVersion: ExitCode.notFound,
   UnknownAlias: ExitCode.notFound,
   InvalidModelRef: ExitCode.usage,
+  // an id or name outside its pattern (pipeline/ids.ts), refused before it reaches Temporal, S3 or a file
+  InvalidId: ExitCode.usage,
   VersionNotPromotable: ExitCode.conflict,
   NothingToRollBack: ExitCode.conflict,
   NotAwaitingApproval: ExitCode.conflict,

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { checkId, idProblem, invalidIdMessage } from '../pipeline/ids.js';
 
 /** Stable types for registry failures: the CLI maps them to messages and exit codes, tests match on them. */
 export const RegistryErrorType = {
@@ -30,30 +31,35 @@ export interface ModelRef {
   version?: number;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
-/** Parses a model reference; a bare name means its `champion` alias. */
+/** Parses a model reference; a bare name means its `champion` alias. Names and aliases follow pipeline/ids.ts. */
 export function parseModelRef(text: string, defaultAlias = 'champion'): ModelRef {
+  const usage = 'use <name>, <name>@<alias> or <name>:<version> (e.g. propensity@champion, propensity:3)';
   const m = /^([^@:]+)(?:@([^@:]+)|:([^@:]+))?$/.exec(text.trim());
-  if (!m || !NAME.test(m[1])) {
+  if (!m) throw new RegistryError(RegistryErrorType.InvalidModelRef, `"${text}" is not a model reference: ${usage}`);
+  const [, modelName, alias, versionText] = m;
+  const nameProblem = idProblem('modelName', modelName);
+  if (nameProblem !== null) {
     throw new RegistryError(
       RegistryErrorType.InvalidModelRef,
-      `"${text}" is not a model reference: use <name>, <name>@<alias> or <name>:<version> (e.g. propensity@champion, propensity:3)`,
+      `"${text}" is not a model reference: ${usage}; ${invalidIdMessage('modelName', modelName, nameProblem)}`,
     );
   }
-  const [, modelName, alias, versionText] = m;
   const vText = versionText ?? (alias && /^v\d+$/.test(alias) ? alias.slice(1) : undefined);
   if (vText !== undefined) {
     const version = Number(vText);
-    if (!Number.isInteger(version) || version < 1) {
+    if (!/^\d+$/.test(vText) || !Number.isSafeInteger(version) || version < 1) {
       throw new RegistryError(RegistryErrorType.InvalidModelRef, `"${text}": a version is a positive integer, got "${vText}"`);
     }
     return { modelName, version };
   }
-  if (alias !== undefined && !NAME.test(alias)) {
-    throw new RegistryError(RegistryErrorType.InvalidModelRef, `"${text}": "${alias}" is not a valid alias name`);
+  const aliasProblem = alias === undefined ? null : idProblem('alias', alias);
+  if (aliasProblem !== null) {
+    throw new RegistryError(
+      RegistryErrorType.InvalidModelRef,
+      `"${text}": "${alias}" is not a valid alias name: ${invalidIdMessage('alias', alias!, aliasProblem)}`,
+    );
   }
-  return { modelName, alias: alias ?? defaultAlias };
+  return { modelName, alias: alias ?? checkId('alias', defaultAlias) };
 }
 
 export const formatModelRef = (r: ModelRef) =>

@@ -7,6 +7,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { assertKeySegment } from '../pipeline/ids.js';
 import { frameToIpc, ipcToFrame, textTableToIpc, type Frame } from './arrow.js';
 
 /** A claim check: what workflows pass around instead of data. */
@@ -108,17 +109,32 @@ export const datasetRef = (shards: ArtifactRef[]): DatasetRef => ({
   sha256: sha256(shards.map((s) => s.sha256).join('\n')),
 });
 
-/** Deterministic keys make every activity idempotent on (runId, step, trialId). */
+const run = (runId: string) => assertKeySegment(runId, 'run id');
+const shardNo = (shard: number) => {
+  if (!Number.isSafeInteger(shard) || shard < 0) throw new RangeError(`a shard number is a non-negative integer, got ${shard}`);
+  return String(shard).padStart(5, '0');
+};
+// A file inside a model directory may sit in a subfolder (`a/b.bin`), never above it.
+const file = (name: string) => assertKeySegment(name, 'file name', { allowSlash: true });
+
+/**
+ * Deterministic keys make every activity idempotent on (runId, step, trialId). Every part that comes from an id is
+ * asserted (pipeline/ids.ts): no "..", leading "/", backslash or control character ever reaches a key.
+ */
 export const keys = {
-  raw: (runId: string, shard: number) => `runs/${runId}/raw/part-${String(shard).padStart(5, '0')}.arrow`,
-  rawQuarantine: (runId: string, shard: number) => `runs/${runId}/raw/quarantine-${String(shard).padStart(5, '0')}.arrow`,
-  clean: (runId: string, shard: number) => `runs/${runId}/clean/part-${String(shard).padStart(5, '0')}.arrow`,
-  quarantine: (runId: string, shard: number) => `runs/${runId}/clean/quarantine-${String(shard).padStart(5, '0')}.arrow`,
-  split: (runId: string, part: 'train' | 'val' | 'test') => `runs/${runId}/split/${part}.arrow`,
-  preprocessing: (runId: string) => `runs/${runId}/split/preprocessing.json`,
-  trialModel: (runId: string, trialId: string, file: string) => `runs/${runId}/trials/${trialId}/model/${file}`,
-  trialCheckpoint: (runId: string, trialId: string, epoch: number, file: string) =>
-    `runs/${runId}/trials/${trialId}/checkpoints/epoch-${String(epoch).padStart(4, '0')}/${file}`,
-  evalReport: (runId: string) => `runs/${runId}/eval/report.json`,
-  modelFile: (name: string, version: number, file: string) => `models/${name}/v${version}/${file}`,
+  raw: (runId: string, shard: number) => `runs/${run(runId)}/raw/part-${shardNo(shard)}.arrow`,
+  rawQuarantine: (runId: string, shard: number) => `runs/${run(runId)}/raw/quarantine-${shardNo(shard)}.arrow`,
+  clean: (runId: string, shard: number) => `runs/${run(runId)}/clean/part-${shardNo(shard)}.arrow`,
+  quarantine: (runId: string, shard: number) => `runs/${run(runId)}/clean/quarantine-${shardNo(shard)}.arrow`,
+  split: (runId: string, part: 'train' | 'val' | 'test') => `runs/${run(runId)}/split/${assertKeySegment(part, 'split name')}.arrow`,
+  preprocessing: (runId: string) => `runs/${run(runId)}/split/preprocessing.json`,
+  trialModel: (runId: string, trialId: string, name: string) =>
+    `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/model/${file(name)}`,
+  trialCheckpoint: (runId: string, trialId: string, epoch: number, name: string) =>
+    `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/checkpoints/epoch-${String(epoch).padStart(4, '0')}/${file(name)}`,
+  evalReport: (runId: string) => `runs/${run(runId)}/eval/report.json`,
+  modelFile: (name: string, version: number, fileName: string) => {
+    if (!Number.isSafeInteger(version) || version < 1) throw new RangeError(`a model version is a positive integer, got ${version}`);
+    return `models/${assertKeySegment(name, 'model name')}/v${version}/${file(fileName)}`;
+  },
 };

@@ -10,6 +10,7 @@ import {
   type AuditErrorTypeName,
   exportHistory,
   fetchServerHistory,
+  historyFilePath,
   listHistoriesSince,
   parseSince,
   readHistoryFile,
@@ -20,7 +21,8 @@ import {
 } from '../../audit/history.js';
 import { loadEnv, resolveConnections } from '../../infra/index.js';
 import { codeVersion, connectTemporal, WORKFLOWS_PATH } from '../../workers/deps.js';
-import { CliError, ExitCode, output, withTemporal } from '../common.js';
+import { idProblem, invalidIdMessage } from '../../pipeline/ids.js';
+import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
 
 const AUDIT_EXIT: Record<AuditErrorTypeName, number> = {
   NotAHistory: ExitCode.usage,
@@ -48,15 +50,16 @@ export function registerAuditCommands(program: Command): void {
     .description('workflow histories: export them for auditors and for replay tests')
     .command('export')
     .description('write a workflow run\'s history (JSON, with its workflow id and the current code version) to S3 at histories/<workflowId>/<runId>.json and to a file')
-    .argument('<workflowId>', 'the workflow id (e.g. train-propensity-2026-11-23-093000, or <id>/search for its search)')
-    .option('--run-id <runId>', 'a specific run (default: the latest run of the id)')
+    .argument('<workflowId>', 'the workflow id (e.g. train-propensity-2026-11-23-093000, or <id>/search for its search)', idParser('workflowId'))
+    .option('--run-id <runId>', 'a specific run (default: the latest run of the id)', idParser('runId'))
     .option('--out <file>', 'the file to write (default: ./histories/<workflowId with / as _>-<runId>.json)')
     .option('--json', 'print the result as one JSON line')
     .action((workflowId: string, o: { runId?: string; out?: string; json?: boolean }) =>
       audited(() =>
         withTemporal(async (s, client) => {
           const r = await exportHistory(client, s.store, { workflowId, runId: o.runId, codeVersion: s.codeVersion });
-          const file = path.resolve(o.out ?? path.join('histories', `${workflowId.replaceAll('/', '_')}-${r.file.runId}.json`));
+          // --out is the user's own choice; the default name is built from the ids and must stay under ./histories
+          const file = o.out ? path.resolve(o.out) : historyFilePath(workflowId, r.file.runId);
           mkdirSync(path.dirname(file), { recursive: true });
           writeFileSync(file, serializeHistoryFile(r.file));
           const { workflowType, runId, codeVersion: version } = r.file;
@@ -77,7 +80,7 @@ export function registerAuditCommands(program: Command): void {
     )
     .argument('[targets...]', 'workflow ids on the server, history .json files (wrapper or bare `temporal workflow show --output json`), or directories of them')
     .option('--all-since <date>', `also every ${AUDITED_WORKFLOW_TYPES.join(', ')} run started since the date (YYYY-MM-DD or ISO timestamp)`)
-    .option('--workflow-id <id>', 'the workflow id of a bare history file (wrapper files carry their own)')
+    .option('--workflow-id <id>', 'the workflow id of a bare history file (wrapper files carry their own)', idParser('workflowId'))
     .option('--json', 'print the results as one JSON line')
     .action((targets: string[], o: { allSince?: string; workflowId?: string; json?: boolean }) =>
       audited(async () => {
@@ -99,6 +102,11 @@ export function registerAuditCommands(program: Command): void {
             } else if (existsSync(target) || target.endsWith('.json')) {
               items.push(await readHistoryFile(target, { workflowId: o.workflowId }));
             } else {
+              // not a file: a workflow id, checked before it reaches the server
+              const problem = idProblem('workflowId', target);
+              if (problem !== null) {
+                throw new CliError(`${invalidIdMessage('workflowId', target, problem)}; nor is it a history file or directory`, ExitCode.usage, 'InvalidId');
+              }
               items.push(await fetchServerHistory(await temporal(), { workflowId: target }));
             }
           }

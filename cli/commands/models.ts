@@ -8,7 +8,7 @@ import { listModels, promote, rollback, showModel, type AliasMove, type AliasMov
 import { parseModelRef, RegistryError, RegistryErrorType } from '../../registry/refs.js';
 import { keys } from '../../store/artifacts.js';
 import { approveUpdate, rejectUpdate, type ApprovalState } from '../../workflows/pipeline.js';
-import { CliError, ExitCode, output, withServices, withTemporal } from '../common.js';
+import { CliError, ExitCode, idParser, output, withServices, withTemporal } from '../common.js';
 
 /** The OS user, for --by. */
 function osUser(): string {
@@ -143,7 +143,7 @@ export function registerModelsCommands(program: Command): void {
   models
     .command('show')
     .description('one version: lineage (workflow, run, config hash, code, data sha256, params, seed, backend), metrics, decision, aliases and their history')
-    .argument('<ref>', 'name (its champion), name@alias, or name:version')
+    .argument('<ref>', 'name (its champion), name@alias, or name:version', (v: string) => (parseModelRef(v), v))
     .option('--json', 'print as one JSON line')
     .option('--card <file>', 'download the HTML model card to this file')
     .action((ref: string, o) =>
@@ -168,9 +168,9 @@ export function registerModelsCommands(program: Command): void {
   program
     .command('promote')
     .description('point an alias (default champion) at an approved version; the move is recorded in ml.model_alias_history')
-    .argument('<model>', 'model name')
+    .argument('<model>', 'model name', idParser('modelName'))
     .argument('<version>', 'version number (3 or v3)')
-    .option('--alias <alias>', 'the alias to move or create', 'champion')
+    .option('--alias <alias>', 'the alias to move or create', idParser('alias'), 'champion')
     .option('--reason <text>', 'why (kept in the alias history)')
     .option('--by <name>', 'who (default: the OS user)')
     .option('--json', 'print the move as one JSON line')
@@ -184,8 +184,8 @@ export function registerModelsCommands(program: Command): void {
   program
     .command('rollback')
     .description('move an alias (default champion) back to the version it pointed at before its last move, skipping versions no longer approved')
-    .argument('<model>', 'model name')
-    .option('--alias <alias>', 'the alias to roll back', 'champion')
+    .argument('<model>', 'model name', idParser('modelName'))
+    .option('--alias <alias>', 'the alias to roll back', idParser('alias'), 'champion')
     .option('--reason <text>', 'why (kept in the alias history)')
     .option('--by <name>', 'who (default: the OS user)')
     .option('--json', 'print the move as one JSON line')
@@ -204,7 +204,7 @@ export function registerModelsCommands(program: Command): void {
           ? 'approve the model of a run awaiting approval: it becomes champion; the decision and who made it are recorded'
           : 'reject the model of a run awaiting approval: its version is marked rejected and can never be promoted',
       )
-      .argument('<run>', 'run id or workflow id')
+      .argument('<run>', 'run id or workflow id', idParser('runRef'))
       .option('--by <name>', 'who decides (default: the OS user)')
       .option('--reason <text>', 'why (recorded with the decision)')
       .option('--json', 'print the decision as one JSON line')

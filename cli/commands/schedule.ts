@@ -18,7 +18,7 @@ import {
 } from '../../schedules/schedules.js';
 import { TASK_QUEUES } from '../../workflows/constants.js';
 import type { Services } from '../../workers/deps.js';
-import { CliError, ExitCode, output, withTemporal } from '../common.js';
+import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
 import { loadConfigFile } from '../config-file.js';
 
 const EXIT: Record<string, number> = {
@@ -98,7 +98,7 @@ export function registerScheduleCommands(program: Command): void {
   schedule
     .command('create')
     .description('create a schedule that runs trainPipeline with a config file; everything is validated before anything is created')
-    .argument('<id>', 'schedule id (also the prefix of its runs\' workflow ids)')
+    .argument('<id>', 'schedule id (also the prefix of its runs\' workflow ids)', idParser('scheduleId'))
     .requiredOption('--config <file>', 'pipeline config (.json, .yaml or .yml) without source.cutoff')
     .option('--cron <expr>', 'cron expression, five fields "minute hour day-of-month month day-of-week" (repeatable)', collect, [])
     .option('--calendar <json>', 'calendar spec as JSON, e.g. \'{"hour":2,"minute":0}\' (repeatable)', collect, [])
@@ -153,7 +153,7 @@ export function registerScheduleCommands(program: Command): void {
   schedule
     .command('describe')
     .description('spec, policies, paused state and note, next times, recent runs with their status and cutoff')
-    .argument('<id>', 'schedule id')
+    .argument('<id>', 'schedule id', idParser('scheduleId'))
     .option('--json', 'print as one JSON object')
     .action((id: string, o) =>
       withSchedules(async (s, client) => {
@@ -166,7 +166,7 @@ export function registerScheduleCommands(program: Command): void {
     schedule
       .command(name)
       .description(name === 'pause' ? 'stop starting runs (running ones go on)' : 'start runs again at the next scheduled time')
-      .argument('<id>', 'schedule id')
+      .argument('<id>', 'schedule id', idParser('scheduleId'))
       .option('--note <text>', 'why (shown by describe)')
       .option('--json', 'print the schedule state as one JSON line')
       .action((id: string, o) =>
@@ -181,7 +181,7 @@ export function registerScheduleCommands(program: Command): void {
   schedule
     .command('trigger')
     .description('start a run now (as-of time: now), under the schedule\'s overlap policy unless --overlap says otherwise')
-    .argument('<id>', 'schedule id')
+    .argument('<id>', 'schedule id', idParser('scheduleId'))
     .addOption(overlapOption('overlap policy for this run (default: the schedule\'s)'))
     .option('--json', 'print the result as one JSON line')
     .action((id: string, o) =>
@@ -196,7 +196,7 @@ export function registerScheduleCommands(program: Command): void {
   schedule
     .command('backfill')
     .description('run the scheduled times between --from and --to, each with its own scheduled time as its as-of time')
-    .argument('<id>', 'schedule id')
+    .argument('<id>', 'schedule id', idParser('scheduleId'))
     .requiredOption('--from <iso>', 'start of the range (inclusive), e.g. 2026-11-01T00:00:00Z')
     .requiredOption('--to <iso>', 'end of the range (inclusive), in the past')
     .addOption(overlapOption('overlap policy among the backfilled runs').default('buffer_all'))
@@ -216,7 +216,7 @@ export function registerScheduleCommands(program: Command): void {
   schedule
     .command('delete')
     .description('delete the schedule (its runs, finished or running, are left alone)')
-    .argument('<id>', 'schedule id')
+    .argument('<id>', 'schedule id', idParser('scheduleId'))
     .option('--json', 'print the result as one JSON line')
     .action((id: string, o) =>
       withSchedules(async (_s, client) => {

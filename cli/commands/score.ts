@@ -3,7 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parseModelRef, resolveModelRef } from '../../registry/refs.js';
 import { TASK_QUEUES } from '../../workflows/constants.js';
 import { scoreUsers, type ScoreProgress, type ScoreUsersOutput } from '../../workflows/score.js';
-import { CliError, ExitCode, output, withTemporal } from '../common.js';
+import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
 
 const int = (name: string, min: number, max: number) => (v: string) => {
   const n = Number(v);
@@ -41,11 +41,11 @@ export function registerScoreCommands(program: Command): void {
       'score every active user with a registered model and write ml.scores (workflow scoreUsers on the cpu workers, ' +
         'which must be running); rerunning a score run id replaces its rows',
     )
-    .requiredOption('--model <ref>', 'the model: <name> (its champion), <name>@<alias> or <name>:<version>')
+    .requiredOption('--model <ref>', 'the model: <name> (its champion), <name>@<alias> or <name>:<version>', (v: string) => (parseModelRef(v), v))
     .option('--as-of <iso>', 'the point in time scored: features from events before it (default: now)')
     .option('--active-days <n>', 'active users have a valid event in the N days before --as-of', int('--active-days', 1, 365), 30)
     .option('--chunk-rows <n>', 'rows per scoring activity', int('--chunk-rows', 100, 1_000_000), 50_000)
-    .option('--id <scoreRunId>', 'score run id = workflow id (default score-<model>-<yyyy-mm-dd of --as-of or today>)')
+    .option('--id <scoreRunId>', 'score run id = workflow id (default score-<model>-<yyyy-mm-dd of --as-of or today>)', idParser('workflowId'))
     .option('--detach', 'start and print the score run id without waiting')
     .option('--json', 'print the result as one JSON line')
     .action((o) =>

@@ -45,3 +45,30 @@ export function runCli(args: string[], opts: { databaseUrl: string; cwd?: string
 
 /** The last line of a command's stdout, parsed: what `--json` prints. */
 export const lastJson = <T = any>(stdout: string): T => JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
+
+/**
+ * Runs `propensity <args>` with no dev stack to find: an empty data dir and services that refuse connections, so
+ * any command that gets as far as opening a service fails with exit code 1. What a command refuses before that
+ * (usage, invalid ids) shows as its own exit code.
+ */
+export function runCliOffline(args: string[], opts: { cwd: string }): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PROPENSITY_DATA_DIR: path.join(opts.cwd, '.data'),
+      DATABASE_URL: 'postgres://propensity@127.0.0.1:1/none',
+      TEMPORAL_ADDRESS: '127.0.0.1:1',
+      S3_ENDPOINT: 'http://127.0.0.1:1',
+      S3_BUCKET: 'none',
+      AWS_ACCESS_KEY_ID: 'none',
+      AWS_SECRET_ACCESS_KEY: 'none',
+    };
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
