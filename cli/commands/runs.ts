@@ -1,10 +1,11 @@
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { Option, type Command } from 'commander';
 import { parsePipelineConfig } from '../../activities/config.js';
 import type { Db } from '../../db/client.js';
 import { TASK_QUEUES } from '../../workflows/constants.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
-import { CliError, ExitCode, output, taskQueuesFromEnv, withTemporal } from '../common.js';
+import { CliError, ExitCode, idParser, output, taskQueuesFromEnv, withTemporal } from '../common.js';
+import { cancelRun } from './cancel.js';
 import { loadConfigFile } from '../config-file.js';
 import { followPipeline } from '../follow.js';
 
@@ -57,7 +58,7 @@ export function registerRunsCommands(program: Command): void {
     .command('run')
     .description('start a pipeline run from a config file (JSON or YAML) and follow it stage by stage; workers must be running')
     .option('--config <file>', 'pipeline config (.json, .yaml or .yml); omitted keys take their defaults')
-    .option('--id <workflowId>', 'workflow id (default train-<model>-<date>-<time>)')
+    .option('--id <workflowId>', 'workflow id (default train-<model>-<date>-<time>)', idParser('workflowId'))
     .option('--detach', 'start and print the workflow id without following')
     .option('--json', 'print the result as one JSON line')
     .action((o) => withTemporal((_s, client) => startRun(client, o.config, o)));
@@ -65,7 +66,7 @@ export function registerRunsCommands(program: Command): void {
   run
     .command('show')
     .description('one run: status, timings per step, trials, data quality, gate verdicts, model version')
-    .argument('<id>', 'run id or workflow id')
+    .argument('<id>', 'run id or workflow id', idParser('runRef'))
     .option('--json', 'print as one JSON object')
     .action((id: string, o) =>
       withTemporal(async (s, client) => {
@@ -121,7 +122,7 @@ export function registerRunsCommands(program: Command): void {
   program
     .command('runs')
     .description('recent pipeline runs, newest first')
-    .option('--model <name>', 'only this model')
+    .option('--model <name>', 'only this model', idParser('modelName'))
     .addOption(new Option('--status <status>', 'only runs with this status').choices([...RUN_STATUSES]))
     .option('--limit <n>', 'how many', (v) => {
       const n = Number(v);
@@ -152,29 +153,34 @@ export function registerRunsCommands(program: Command): void {
 
   program
     .command('cancel')
-    .description('cancel a running pipeline run: in-flight training stops at its next heartbeat, the run is recorded as cancelled')
-    .argument('<id>', 'run id or workflow id')
+    .description(
+      'end a pipeline run: request cancellation (in-flight training stops at its next heartbeat), wait up to --grace seconds for it to close, ' +
+        'terminate it if it has not (a run no worker picked up, or whose workflow task keeps failing); ml.pipeline_runs records it as cancelled either way',
+    )
+    .argument('<id>', 'run id or workflow id (the latest run of that workflow)', idParser('runRef'))
+    .option('--grace <seconds>', 'how long to wait for a clean stop before terminating', (v: string) => {
+      const n = Number(v);
+      if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 86_400) {
+        throw new CliError(`--grace must be a number of seconds from 0 to 86400, got "${v}"`, ExitCode.usage, 'InvalidArgument');
+      }
+      return n;
+    }, 30)
     .option('--json', 'print the result as one JSON line')
-    .action((id: string, o) =>
+    .action((id: string, o: { grace: number; json?: boolean }) =>
       withTemporal(async (s, client) => {
-        const r = await findRun(s.db, id);
-        const handle = client.workflow.getHandle(r.workflow_id, r.run_id);
-        let status: string;
-        try {
-          status = (await handle.describe()).status.name;
-        } catch (err) {
-          if (err instanceof WorkflowNotFoundError) {
-            throw new CliError(`run ${r.run_id} is not known to Temporal any more (status in Postgres: ${r.status})`, ExitCode.notFound, 'UnknownRun');
+        if (!o.json) console.log(`cancelling ${id}: waiting up to ${o.grace} s for it to stop before terminating it`);
+        const r = await cancelRun(s.db, client, id, { graceSeconds: o.grace });
+        output(o.json, r, () => {
+          const head = `${r.workflowId} (run ${r.runId})`;
+          const rec = r.recorded === 'inserted' ? 'a row recording it as cancelled was added to ml.pipeline_runs (the run had never written one)'
+            : r.recorded === 'updated' ? 'ml.pipeline_runs records it as cancelled' : 'ml.pipeline_runs is unchanged';
+          if (r.outcome === 'cancelled') return [`cancelled ${head} cleanly in ${r.waitedSeconds} s`, `  ${rec} (Cancelled)`];
+          if (r.outcome === 'terminated') {
+            return [`terminated ${head} after the ${r.graceSeconds} s grace period: ${r.reason ?? 'terminated by someone else meanwhile'}`, `  ${rec} (Terminated)`];
           }
-          throw err;
-        }
-        if (status !== 'RUNNING') {
-          throw new CliError(`run ${r.workflow_id} is not running (Temporal: ${status}, Postgres: ${r.status}); nothing cancelled`, ExitCode.conflict, 'NotRunning');
-        }
-        await handle.cancel();
-        output(o.json, { workflowId: r.workflow_id, runId: r.run_id, cancelRequested: true }, () =>
-          `cancellation requested for ${r.workflow_id}; \`propensity run show ${r.workflow_id}\` shows it as cancelled once its activities stop`,
-        );
+          return `${head}: ${r.message}`;
+        });
+        if (r.outcome === 'finished') process.exitCode = ExitCode.conflict;
       }),
     );
 }
