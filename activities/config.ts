@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { validateSearchSpace } from '../ml/search.js';
 import { ID_RULES, NAME_PATTERN } from '../pipeline/ids.js';
 import { ErrorType, PipelineError } from './errors.js';
+import { sourceQueryProblem } from './source-query.js';
 
 const identifier = z.string().regex(NAME_PATTERN, `must be ${ID_RULES.modelName.rule} (pattern ${NAME_PATTERN.source}), e.g. ${ID_RULES.modelName.example}`);
 const range = (min: number, max: number) =>
@@ -18,22 +19,21 @@ const column = z
   .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain column name (letters, digits, "_"), not an expression');
 
 /**
- * A conservative check that a table-mode query is one SELECT: comments and string literals are blanked out, then
- * no statement separator may remain and the text must start with SELECT, WITH, VALUES or TABLE. Postgres enforces
- * the rest: the query runs wrapped as a subquery inside a READ ONLY transaction.
+ * Whether a table-mode query is exactly one read-only SELECT, by PostgreSQL's own grammar (source-query.ts):
+ * no second statement, no data-modifying WITH, no SELECT INTO, no row locks, no server-touching functions.
+ * It then runs as a least-privilege role inside a READ ONLY transaction.
  */
 export function isSingleSelect(query: string): boolean {
-  const blanked = query
-    .replace(/--[^\n]*/g, ' ')
-    .replace(/\/\*[\s\S]*?\*\//g, ' ')
-    .replace(/'(?:[^']|'')*'/g, "''")
-    .replace(/"(?:[^"]|"")*"/g, '""')
-    .trim()
-    .replace(/;\s*$/, '');
-  if (blanked.includes(';')) return false;
-  if (!/^(select|with|values|table)\b/i.test(blanked)) return false;
-  return !/\b(insert|update|delete|merge|truncate|drop|alter|create|grant|revoke|copy|call|do|vacuum|lock)\b/i.test(blanked);
+  return sourceQueryProblem(query) === null;
 }
+
+const sourceQuery = z
+  .string()
+  .min(1)
+  .superRefine((query, ctx) => {
+    const problem = sourceQueryProblem(query, 'the query');
+    if (problem) ctx.addIssue({ code: 'custom', message: `${problem.message} (rule ${problem.rule})` });
+  });
 
 export const METRIC_NAMES = ['rocAuc', 'prAuc', 'logLoss', 'brier', 'ece', 'f1', 'precision', 'recall'] as const;
 
@@ -70,7 +70,7 @@ export const pipelineConfigSchema = z.strictObject({
       z.strictObject({
         kind: z.literal('table'),
         /** One read-only SELECT returning one row per entity; run inside a READ ONLY transaction. */
-        query: z.string().min(1).refine(isSingleSelect, 'must be a single read-only SELECT (or WITH … SELECT) statement'),
+        query: sourceQuery,
         entityKey: column,
         label: column,
         /** Columns to train on, with optional declared kinds; default: every other column, kinds inferred. */
@@ -138,27 +138,36 @@ export const pipelineConfigSchema = z.strictObject({
         .array(z.strictObject({ metric: z.enum(METRIC_NAMES), op: z.enum(['>=', '<=']), value: z.number() }))
         .default([{ metric: 'rocAuc', op: '>=', value: 0.65 }]),
       /**
-       * The MLP against the logistic-regression baseline on the same test rows: a strictly higher ROC-AUC (by more
-       * than margin) and never significantly worse (DeLong, alpha). requireHigherAuc false keeps only the latter,
-       * for data too small to tell the two apart.
+       * The model against the logistic-regression baseline on the same test rows. Default: non-inferiority — it
+       * fails only when significantly worse than baseline − margin (one-sided DeLong at alpha), so two models within
+       * noise of each other never make a nightly run a coin flip. requireHigherAuc adds the strict rule (AUC higher
+       * than the baseline's by more than margin).
        */
       versusBaseline: z
         .strictObject({
           enabled: z.boolean().default(true),
           alpha: z.number().gt(0).lt(1).default(0.05),
-          requireHigherAuc: z.boolean().default(true),
-          margin: z.number().min(-1).max(1).default(0),
+          requireHigherAuc: z.boolean().default(false),
+          margin: z.number().min(0).max(0.5).default(0),
         })
-        .default({ enabled: true, alpha: 0.05, requireHigherAuc: true, margin: 0 }),
-      /** a challenger must not be significantly worse than the champion on the same test rows (DeLong) */
+        .prefault({}),
+      /**
+       * a challenger must not be significantly worse than the champion (DeLong, two-sided at alpha) on the test rows
+       * neither has seen; with fewer unseen rows or positives than these, the comparison is skipped, never decided
+       */
       versusChampion: z
-        .strictObject({ enabled: z.boolean().default(true), alpha: z.number().gt(0).lt(1).default(0.05) })
-        .default({ enabled: true, alpha: 0.05 }),
+        .strictObject({
+          enabled: z.boolean().default(true),
+          alpha: z.number().gt(0).lt(1).default(0.05),
+          minRows: z.number().int().min(1).default(200),
+          minPositives: z.number().int().min(1).default(20),
+        })
+        .prefault({}),
     })
     .default({
       thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.65 }],
-      versusBaseline: { enabled: true, alpha: 0.05, requireHigherAuc: true, margin: 0 },
-      versusChampion: { enabled: true, alpha: 0.05 },
+      versusBaseline: { enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0 },
+      versusChampion: { enabled: true, alpha: 0.05, minRows: 200, minPositives: 20 },
     }),
   evaluation: z
     .strictObject({

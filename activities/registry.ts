@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { evaluateGate, type GateCheck } from '../ml/gate.js';
-import { delongPairedTest } from '../ml/delong.js';
+import { compareWithBaseline, compareWithChampion as compareOnUnseen, unseenByChampion, type ChampionSplit, type Comparison } from '../ml/compare.js';
 import { evaluateBinary, type EvaluationMetrics, type EvaluationReport } from '../ml/evaluation.js';
 import { permutationImportance } from '../ml/importance.js';
 import { predict } from '../ml/model.js';
@@ -11,7 +11,7 @@ import { keys, type ArtifactRef } from '../store/artifacts.js';
 import { MODEL_CARD_FILES, modelCardKeys, renderModelCardHtml, renderModelCard, type CardLineage, type DataSummary, type ModelCard } from '../report/model-card.js';
 import type { PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
-import { ErrorType, PipelineError } from './errors.js';
+import { ErrorType, isTransient, PipelineError } from './errors.js';
 import { recordStep } from './steps.js';
 import { readModel, type ModelRef } from './train.js';
 
@@ -27,21 +27,11 @@ export interface EvaluateInput {
   preprocessing: ArtifactRef;
   gate: PipelineConfig['gate'];
   evaluation: PipelineConfig['evaluation'];
+  /** this run's split settings: the champion's are assumed to be these when its lineage lacks them */
+  split?: PipelineConfig['split'];
 }
 
-export interface Comparison {
-  check: 'beats_baseline' | 'not_worse_than_champion';
-  /** the other model: 'baseline' or 'champion v<N>' */
-  against: string;
-  challengerAuc: number;
-  otherAuc: number;
-  diff: number;
-  pValue: number | null;
-  passed: boolean;
-  /** why the comparison was skipped, when it was */
-  skipped?: string;
-  detail: string;
-}
+export type { Comparison } from '../ml/compare.js';
 
 export interface EvaluateOutput {
   rows: number;
@@ -85,8 +75,6 @@ export interface RegisterOutput {
   created: boolean;
 }
 
-const finite = (v: number) => (Number.isFinite(v) ? v : null);
-
 /** Event mode reports metrics for new vs returning customers; configured categorical columns are segments too. */
 function segmentsOf(test: Frame, input: EvaluateInput): Record<string, (string | null)[]> {
   const names = input.evaluation.segments ?? (input.mode === 'events' ? ['region', 'age_band'] : []);
@@ -100,16 +88,28 @@ function segmentsOf(test: Frame, input: EvaluateInput): Record<string, (string |
 export function createRegistryActivities(deps: ActivityDeps) {
   const { db, store } = deps;
 
-  /** Scores the same test rows with the current champion (its own preprocessing) and runs DeLong's paired test. */
+  /**
+   * The challenger against the current champion on the test rows neither has seen: rows whose entity keys fell in
+   * the champion's own train or validation split (recomputed from its split seed and ratios) are left out.
+   */
   async function compareWithChampion(input: EvaluateInput, test: Frame, pTest: Float32Array): Promise<Comparison | null> {
     const champion = await db.db
-      .selectFrom('ml.model_aliases')
-      .select('version')
-      .where('model_name', '=', input.modelName)
-      .where('alias', '=', 'champion')
+      .selectFrom('ml.model_aliases as a')
+      .innerJoin('ml.model_versions as v', (j) => j.onRef('v.model_name', '=', 'a.model_name').onRef('v.version', '=', 'a.version'))
+      .leftJoin('ml.pipeline_runs as r', 'r.run_id', 'v.run_id')
+      .select(['a.version', 'r.config'])
+      .where('a.model_name', '=', input.modelName)
+      .where('a.alias', '=', 'champion')
       .executeTakeFirst();
     if (!champion) return null; // the first model of a name is judged against thresholds only
     const against = `champion v${champion.version}`;
+    const split = championSplit(champion.config, input.split);
+    const rule = input.gate.versusChampion;
+    if (!split) {
+      const reason = `the ${against}'s lineage has no split settings and this run passed none: its unseen rows cannot be proven`;
+      return { check: 'not_worse_than_champion', against, challengerAuc: NaN, otherAuc: NaN, diff: NaN, pValue: null, passed: true, status: 'skipped', skipped: reason, detail: `skipped: ${reason}` };
+    }
+    const unseen = unseenByChampion(test.ids, split);
     const file = (f: string) => store.getKey(keys.modelFile(input.modelName, champion.version, f));
     let pChampion: Float32Array;
     try {
@@ -118,22 +118,15 @@ export function createRegistryActivities(deps: ActivityDeps) {
       const m = transform(pre, test);
       pChampion = await predict({ modelJson: JSON.parse(new TextDecoder().decode(modelJson)), weights }, m.x, m.rows, m.cols);
     } catch (err) {
+      if (isTransient(err)) throw err;
       // e.g. the feature set changed since the champion was trained: it cannot score these rows
       return {
         check: 'not_worse_than_champion', against, challengerAuc: NaN, otherAuc: NaN, diff: NaN, pValue: null, passed: true,
-        skipped: (err as Error).message,
+        status: 'skipped', skipped: (err as Error).message,
         detail: `skipped: the ${against} cannot score this test split (${(err as Error).message})`,
       };
     }
-    const t = delongPairedTest(test.label, pTest, pChampion);
-    const worse = t.diff < 0 && t.pValue < input.gate.versusChampion.alpha;
-    return {
-      check: 'not_worse_than_champion', against, challengerAuc: t.aucA, otherAuc: t.aucB, diff: t.diff, pValue: finite(t.pValue),
-      passed: !worse,
-      detail:
-        `test ROC-AUC ${t.aucA.toFixed(4)} vs ${against} ${t.aucB.toFixed(4)} on the same ${test.ids.length} rows ` +
-        `(diff ${t.diff.toFixed(4)}, DeLong p ${t.pValue.toPrecision(3)}, alpha ${input.gate.versusChampion.alpha})`,
-    };
+    return compareOnUnseen(test.label, pTest, pChampion, unseen, against, split, rule);
   }
 
   /**
@@ -235,17 +228,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
           const comparisons: Comparison[] = [];
           if (input.gate.versusBaseline.enabled && input.baseline) {
             const b = await predict(await readModel(store, input.baseline), mTest.x, mTest.rows, mTest.cols);
-            const t = delongPairedTest(test.label, pTest, b);
-            const vb = input.gate.versusBaseline;
-            const significantlyWorse = t.diff < 0 && t.pValue < vb.alpha;
-            const passed = !significantlyWorse && (!vb.requireHigherAuc || t.diff > vb.margin);
-            comparisons.push({
-              check: 'beats_baseline', against: 'baseline', challengerAuc: t.aucA, otherAuc: t.aucB, diff: t.diff,
-              pValue: finite(t.pValue), passed,
-              detail:
-                `test ROC-AUC ${t.aucA.toFixed(4)} vs logistic baseline ${t.aucB.toFixed(4)} (diff ${t.diff.toFixed(4)}, DeLong p ${t.pValue.toPrecision(3)}; ` +
-                (vb.requireHigherAuc ? `must be > ${vb.margin} and not significantly worse at alpha ${vb.alpha})` : `must not be significantly worse at alpha ${vb.alpha})`),
-            });
+            comparisons.push(compareWithBaseline(test.label, pTest, b, input.gate.versusBaseline));
           }
           if (input.gate.versusChampion.enabled) {
             const c = await compareWithChampion(input, test, pTest);
@@ -414,4 +397,13 @@ export function createRegistryActivities(deps: ActivityDeps) {
       );
     },
   };
+}
+
+/** The champion's split settings from its run's stored config, else (older lineage) this run's, else none. */
+function championSplit(storedConfig: unknown, current: PipelineConfig['split'] | undefined): ChampionSplit | null {
+  const s = (storedConfig as { split?: { seed?: unknown; train?: unknown; val?: unknown; test?: unknown } } | null)?.split;
+  if (s && typeof s.seed === 'number' && typeof s.train === 'number' && typeof s.val === 'number' && typeof s.test === 'number') {
+    return { seed: s.seed, ratios: { train: s.train, val: s.val, test: s.test }, source: 'lineage' };
+  }
+  return current ? { seed: current.seed, ratios: { train: current.train, val: current.val, test: current.test }, source: 'assumed' } : null;
 }

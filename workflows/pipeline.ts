@@ -232,6 +232,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       preprocessing: split.preprocessing,
       gate: config.gate,
       evaluation: config.evaluation,
+      split: config.split,
     });
     done('evaluate', `test AUC ${evaluation.metrics.rocAuc.toFixed(4)}, ${evaluation.blessed ? 'blessed' : 'not blessed'}`);
 

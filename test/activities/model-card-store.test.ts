@@ -68,7 +68,7 @@ describe('model card in S3', () => {
       gate: {
         thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }],
         versusBaseline: { enabled: false, alpha: 0.05, requireHigherAuc: false, margin: 0 },
-        versusChampion: { enabled: true, alpha: 0.05 },
+        versusChampion: { enabled: true, alpha: 0.05, minRows: 200, minPositives: 20 },
       },
       evaluation: { bootstrapSamples: 30, importanceRepeats: 1 },
     });

@@ -200,7 +200,7 @@ describe('data activities', () => {
       const gate = {
         thresholds: [{ metric: 'rocAuc' as const, op: '>=' as const, value: 0.5 }],
         versusBaseline: { enabled: false, alpha: 0.05, requireHigherAuc: false, margin: 0 },
-        versusChampion: { enabled: true, alpha: 0.05 },
+        versusChampion: { enabled: true, alpha: 0.05, minRows: 200, minPositives: 20 },
       };
       const evaluation = await call(new MockActivityEnvironment(), acts.evaluateModel, {
         runId,

@@ -17,7 +17,9 @@ describe('pipeline config', () => {
     expect(c.modelName).toBe('propensity');
     expect(c.source).toEqual({ kind: 'events', horizonDays: 14 });
     expect(c.search).toMatchObject({ trials: 16, halving: { eta: 3, minEpochs: 5 } });
-    expect(c.gate.versusChampion).toEqual({ enabled: true, alpha: 0.05 });
+    expect(c.gate.versusChampion).toEqual({ enabled: true, alpha: 0.05, minRows: 200, minPositives: 20 });
+    // non-inferiority against the baseline by default: a tie within noise is not a rejection
+    expect(c.gate.versusBaseline).toEqual({ enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0 });
   });
 
   it('names a misspelled key, at any depth', () => {

@@ -55,12 +55,12 @@ describe('the activity interceptor', () => {
 
   it('fails at once, typed and non-retryable, on a domain error', async () => {
     let calls = 0;
-    const err = await env()
+    const err = (await env()
       .run(async () => {
         calls++;
         throw new PipelineError('InvalidData', 'column "x" holds text');
       })
-      .catch((e) => e);
+      .catch((e: unknown) => e)) as ApplicationFailure;
     expect(calls).toBe(1);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err.type).toBe('InvalidData');

@@ -12,6 +12,7 @@ import type { ArtifactStore } from '../../store/artifacts.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { activityInterceptors } from '../../workers/interceptors.js';
+import { assignSplit } from '../../ml/split.js';
 
 // End to end on the real dev stack: Temporal dev server, PostgreSQL and s3rver, with in-process workers on
 // task queues of this test's own.
@@ -175,7 +176,7 @@ describe('trainPipeline end to end', () => {
     // both failing checks are listed: the threshold, and the under-trained MLP losing to the logistic baseline
     expect(out.gate.reasons).toEqual([
       expect.stringMatching(/^rocAuc = 0\.\d+ fails >= 0\.999$/),
-      expect.stringMatching(/^beats_baseline: test ROC-AUC 0\.\d+ vs logistic baseline 0\.\d+ \(diff -0\.\d+, DeLong p [\d.e-]+; must be > 0 and not significantly worse at alpha 0\.05\)$/),
+      expect.stringMatching(/^beats_baseline: test ROC-AUC 0\.\d+ vs logistic baseline 0\.\d+ on \d+ rows \(diff -0\.\d+, one-sided DeLong p [\d.e-]+; must be higher by > 0 and not significantly worse at alpha 0\.05\)$/),
     ]);
     const versions = await db.db.selectFrom('ml.model_versions').select('version').where('run_id', '=', out.runId).execute();
     expect(versions).toHaveLength(0);
@@ -257,13 +258,46 @@ describe('trainPipeline end to end', () => {
       ),
     );
     expect(out.status).toBe('rejected');
-    expect(out.gate.reasons).toEqual([expect.stringMatching(/^not_worse_than_champion: test ROC-AUC 0\.\d+ vs champion v1 0\.\d+ on the same \d+ rows \(diff -0\.\d+, DeLong p [\d.e-]+, alpha 0\.05\)$/)]);
+    // same split seed as the champion: every test row is unseen by it, none excluded
+    expect(out.gate.reasons).toEqual([
+      expect.stringMatching(/^not_worse_than_champion: test ROC-AUC 0\.\d+ vs champion v1 0\.\d+ on \d+ unseen test rows \(0 excluded: in the champion v1's train or validation split, split seed 42\) \(diff -0\.\d+, DeLong p [\d.e-]+, alpha 0\.05\)$/),
+    ]);
     const row = await db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', out.runId).executeTakeFirstOrThrow();
     const champion = (row.comparisons as { check: string; against: string; passed: boolean; pValue: number }[])[0];
     expect(champion).toMatchObject({ check: 'not_worse_than_champion', against: 'champion v1', passed: false });
     expect(champion.pValue).toBeLessThan(0.05);
     const versions = await db.db.selectFrom('ml.model_versions').select('version').where('model_name', '=', 'bank').execute();
     expect(versions.map((v) => v.version)).toEqual([1]);
+  });
+
+  it('compares with the champion only on rows it never saw: a rerun with another split seed is not rejected', async () => {
+    // a bigger table, so that the ~10 % of test rows the champion also held out are enough for a real test
+    await seedBankMarketing(db.pool, { rows: 24000, seed: 9 });
+    const reseed = (seed: number) =>
+      smallConfig({
+        modelName: 'reseed',
+        source: bankSource,
+        split: { seed },
+        gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.6 }], versusBaseline: { enabled: false } },
+      });
+    const champion = await withWorkers(() => run(reseed(42)));
+    expect(champion.status).toBe('registered');
+    // the same model, another split seed: ~80 % of its test rows were in the champion's train split
+    const out = await withWorkers(() => run(reseed(7)));
+    expect(out.status).toBe('registered');
+    expect(out.modelVersion).toBe(2);
+    const row = await db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', out.runId).executeTakeFirstOrThrow();
+    const c = (row.comparisons as { check: string; status: string; rows: number; excluded: number; positives: number; detail: string }[])
+      .find((x) => x.check === 'not_worse_than_champion')!;
+    expect(c.status).not.toBe('failed');
+    expect(c.rows + c.excluded).toBe(out.split.test);
+    // the rows compared are exactly the test rows whose keys fell in the champion's own test split (seed 42)
+    const test = await store.getFrame(out.artifacts.test);
+    const unseen = test.ids.filter((id) => assignSplit(id, 42, { train: 0.8, val: 0.1, test: 0.1 }) === 'test').length;
+    expect(c.rows).toBe(unseen);
+    expect(c.rows / out.split.test).toBeGreaterThan(0.05);
+    expect(c.rows / out.split.test).toBeLessThan(0.15);
+    expect(c.detail).toMatch(new RegExp(`on ${c.rows} unseen test rows \\(${c.excluded} excluded: in the champion v1's train or validation split, split seed 42\\)`));
   });
 
   it('fails before training when a feature drifted past quality.maxPsi against the last registered run', async () => {
