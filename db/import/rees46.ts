@@ -2,11 +2,14 @@
  * Loads a REES46 event export ("eCommerce behavior data from multi category store") into shop.*: streamed line by
  * line into a COPY, never row inserts; every line that cannot be loaded is kept in ml.import_quarantine with its
  * line number and reason. One transaction per file: it is loaded and recorded in ml.imports entirely, or not at all.
+ *
+ * Lines are read as bytes and decoded one by one, strictly: a NUL byte or invalid UTF-8 damages that line only (it is
+ * quarantined), never the whole import, and never reaches the reference data as U+FFFD.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import { isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
@@ -20,6 +23,8 @@ const FIELDS = REES46_HEADER.split(',').length;
 export const IMPORT_QUARANTINE_REASONS = [
   'empty_line', 'bad_quoting', 'wrong_field_count', 'bad_timestamp', 'unknown_event_type', 'bad_product_id',
   'bad_category_id', 'bad_price', 'bad_user_id',
+  // damaged text: the line is quarantined whole, so none of its values can reach shop.products or shop.users
+  'nul_byte', 'invalid_utf8', 'control_character', 'replacement_character',
 ] as const;
 export type ImportQuarantineReason = (typeof IMPORT_QUARANTINE_REASONS)[number];
 
@@ -40,6 +45,7 @@ export interface QuarantinedLine {
   /** 1-based line number in the file; the header is line 1. */
   line: number;
   reason: string;
+  /** The line as text; in a nul_byte or invalid_utf8 line every NUL and undecodable byte sequence shows as U+FFFD. */
   raw: string;
 }
 
@@ -76,6 +82,71 @@ const TYPES = new Set<string>(VALID_EVENT_TYPES);
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})? UTC$/;
 // numeric(12, 2): at most 10 integer digits once rounded to cents.
 const PRICE = /^-?(\d{1,9}(\.\d+)?|\d{10}(\.\d{1,2})?)$/;
+
+// Text no export writes on purpose: C0 controls other than tab (a lone CR included: CRLF is stripped before), DEL, and
+// U+FFFD, which a decoder upstream left where it could not read bytes.
+const SUSPICIOUS = /[\u0001-\u0008\u000b-\u001f\u007f\ufffd]/;
+/** A line's text, or why it cannot be read as text and what to show of it. */
+export type DecodedLine = { text: string } | { reason: ImportQuarantineReason; raw: string };
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const LENIENT_UTF8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
+/**
+ * One line's bytes (without its line break) as text, or why it is damaged: `nul_byte` (Postgres text cannot hold
+ * it), `invalid_utf8` (checked with a fatal decoder, never replaced silently), `control_character` or
+ * `replacement_character` (damaged before it reached this file). `raw` is always storable text.
+ */
+export function decodeLine(bytes: Uint8Array): DecodedLine {
+  if (bytes.indexOf(0) !== -1) return { reason: 'nul_byte', raw: LENIENT_UTF8.decode(bytes).replaceAll('\0', '\ufffd') };
+  let text: string;
+  try {
+    text = STRICT_UTF8.decode(bytes);
+  } catch {
+    return { reason: 'invalid_utf8', raw: LENIENT_UTF8.decode(bytes) };
+  }
+  return checkText(text);
+}
+
+function checkText(text: string): DecodedLine {
+  const bad = SUSPICIOUS.exec(text);
+  if (bad) return { reason: bad[0] === '\ufffd' ? 'replacement_character' : 'control_character', raw: text };
+  return { text };
+}
+
+/**
+ * The lines of a file as bytes, split at LF with a CR before it dropped; the last line may lack its LF. Blocks of
+ * whole lines that are valid UTF-8 without NUL (nearly all of them) are decoded at once; only a damaged block is
+ * decoded line by line, so exactly the damaged lines are quarantined.
+ */
+export async function* fileLines(file: string): AsyncGenerator<DecodedLine[]> {
+  let rest: Buffer | null = null;
+  const stripCr = (b: Buffer) => (b.length && b[b.length - 1] === 13 ? b.subarray(0, b.length - 1) : b);
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    const buf: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+    const lastLf = buf.lastIndexOf(10);
+    if (lastLf === -1) {
+      rest = buf;
+      continue;
+    }
+    const block = buf.subarray(0, lastLf);
+    rest = lastLf + 1 < buf.length ? buf.subarray(lastLf + 1) : null;
+    if (block.indexOf(0) === -1 && isUtf8(block)) {
+      yield block.toString('utf8').split('\n').map((l) => checkText(l.endsWith('\r') ? l.slice(0, -1) : l));
+    } else {
+      const out: DecodedLine[] = [];
+      let start = 0;
+      for (;;) {
+        const lf = block.indexOf(10, start);
+        out.push(decodeLine(stripCr(block.subarray(start, lf === -1 ? block.length : lf))));
+        if (lf === -1) break;
+        start = lf + 1;
+      }
+      yield out;
+    }
+  }
+  if (rest && rest.length) yield [decodeLine(stripCr(rest))];
+}
 
 /** The event id of a raw line: its first 63 bits of SHA-256, so the same line always gets the same id. */
 export function lineEventId(raw: string): string {
@@ -183,8 +254,9 @@ const STAGE_COLUMNS = 'line, reason, raw, event_id, user_id, session_id, product
 
 /**
  * Imports one event file into shop.events (event ids: lineEventId, so a re-import is caught by the pipeline's dedup),
- * shop.users (new users only, signup_at = their first event in the file) and shop.products (upserted with the
- * latest category, category id, brand and price in the file), and records it in ml.imports / ml.import_quarantine.
+ * shop.users (new users only, signup_at = their first event in the file; existing users are never changed) and
+ * shop.products (each of category, category id, brand and price takes its latest non-empty value in the file and
+ * keeps the existing one when the file has none), and records it in ml.imports / ml.import_quarantine.
  */
 export async function importEvents(pool: pg.Pool, options: ImportEventsOptions): Promise<ImportEventsResult> {
   const t0 = performance.now();
@@ -198,37 +270,46 @@ export async function importEvents(pool: pg.Pool, options: ImportEventsOptions):
   let rowsLoaded = 0;
 
   async function* stageRows(): AsyncGenerator<string> {
-    const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
     let lineNo = 0;
     let chunk = '';
-    for await (const text of lines) {
-      lineNo++;
-      if (lineNo === 1) {
-        const header = text.replace(/^\uFEFF/, '').trim();
-        if (header !== REES46_HEADER) {
-          throw new ImportError(
-            `${file}: line 1 is not the REES46 header; expected "${REES46_HEADER}", found "${header.slice(0, 200)}"`,
-          );
+    const quarantineLine = (reason: ImportQuarantineReason, raw: string) => {
+      quarantined[reason] = (quarantined[reason] ?? 0) + 1;
+      if (quarantine.length < quarantineListLimit) quarantine.push({ line: lineNo, reason, raw });
+      chunk += copyRow([lineNo, reason, raw, null, null, null, null, null, null, null, null, null, null]);
+    };
+    for await (const lines of fileLines(file)) {
+      for (const decoded of lines) {
+        lineNo++;
+        if (lineNo === 1) {
+          const header = ('text' in decoded ? decoded.text : decoded.raw).replace(/^\uFEFF/, '').trim();
+          if (header !== REES46_HEADER) {
+            throw new ImportError(
+              `${file}: line 1 is not the REES46 header; expected "${REES46_HEADER}", found ${JSON.stringify(header.slice(0, 200))}`,
+            );
+          }
+          continue;
         }
-        continue;
+        rowsIn++;
+        if (!('text' in decoded)) {
+          quarantineLine(decoded.reason, decoded.raw);
+        } else {
+          const text = decoded.text;
+          const row = parseRees46Line(text);
+          if ('reason' in row) {
+            quarantineLine(row.reason, text);
+          } else {
+            rowsLoaded++;
+            byType[row.eventType] = (byType[row.eventType] ?? 0) + 1;
+            chunk += copyRow([lineNo, null, null, row.eventId, row.userId, row.session, row.productId, row.eventType,
+              row.price, row.occurredAt, row.categoryId, row.categoryCode, row.brand]);
+          }
+        }
+        if (chunk.length > 1 << 16) {
+          yield chunk;
+          chunk = '';
+        }
+        if (rowsIn % 1_000_000 === 0) log(`import ${path.basename(file)}: ${rowsIn} lines`);
       }
-      rowsIn++;
-      const row = parseRees46Line(text);
-      if ('reason' in row) {
-        quarantined[row.reason] = (quarantined[row.reason] ?? 0) + 1;
-        if (quarantine.length < quarantineListLimit) quarantine.push({ line: lineNo, reason: row.reason, raw: text });
-        chunk += copyRow([lineNo, row.reason, text, null, null, null, null, null, null, null, null, null, null]);
-      } else {
-        rowsLoaded++;
-        byType[row.eventType] = (byType[row.eventType] ?? 0) + 1;
-        chunk += copyRow([lineNo, null, null, row.eventId, row.userId, row.session, row.productId, row.eventType,
-          row.price, row.occurredAt, row.categoryId, row.categoryCode, row.brand]);
-      }
-      if (chunk.length > 1 << 16) {
-        yield chunk;
-        chunk = '';
-      }
-      if (rowsIn % 1_000_000 === 0) log(`import ${path.basename(file)}: ${rowsIn} lines`);
     }
     if (lineNo === 0) throw new ImportError(`${file} is empty: expected the REES46 header "${REES46_HEADER}"`);
     if (chunk) yield chunk;
@@ -248,12 +329,20 @@ export async function importEvents(pool: pg.Pool, options: ImportEventsOptions):
     const users = await client.query(`INSERT INTO shop.users (user_id, signup_at)
       SELECT user_id, min(occurred_at) FROM import_stage WHERE reason IS NULL GROUP BY user_id
       ON CONFLICT (user_id) DO NOTHING`);
+    // Reference data only ever improves: each column takes the latest non-empty value among the file's loaded lines
+    // (a negative price is not a product's price), and an existing value is kept when the file has none. Quarantined
+    // lines contribute nothing, so a damaged line can never overwrite a brand, a category or a price.
+    const latest = (col: string, where = `${col} IS NOT NULL`) =>
+      `(array_agg(${col} ORDER BY occurred_at DESC, line DESC) FILTER (WHERE ${where}))[1]`;
     await client.query(`INSERT INTO shop.products (product_id, category, category_id, brand, price)
-      SELECT DISTINCT ON (product_id) product_id, category_code, category_id, brand, price
+      SELECT product_id, ${latest('category_code')}, ${latest('category_id')}, ${latest('brand')}, ${latest('price', 'price >= 0')}
       FROM import_stage WHERE reason IS NULL
-      ORDER BY product_id, occurred_at DESC, line DESC
-      ON CONFLICT (product_id) DO UPDATE SET category = excluded.category, category_id = excluded.category_id,
-        brand = excluded.brand, price = excluded.price`);
+      GROUP BY product_id
+      ON CONFLICT (product_id) DO UPDATE SET
+        category = coalesce(excluded.category, products.category),
+        category_id = coalesce(excluded.category_id, products.category_id),
+        brand = coalesce(excluded.brand, products.brand),
+        price = coalesce(excluded.price, products.price)`);
     await client.query(`INSERT INTO shop.events (event_id, user_id, session_id, product_id, event_type, price, occurred_at)
       SELECT event_id, user_id, session_id, product_id, event_type, price, occurred_at
       FROM import_stage WHERE reason IS NULL ORDER BY line`);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../db/client.js';
-import { importEvents, lineEventId, REES46_HEADER, type ImportEventsResult } from '../../db/import/rees46.js';
+import { fileLines, importEvents, lineEventId, REES46_HEADER, type DecodedLine, type ImportEventsResult } from '../../db/import/rees46.js';
 import { findRepoRoot } from '../../infra/env.js';
 import { freshDatabase } from '../support/services.js';
 
@@ -118,13 +118,83 @@ describe('importEvents on a file with malformed lines', () => {
       const { rows: products } = await own.pool.query(
         'SELECT product_id::text, category, category_id::text, brand, price::text FROM shop.products ORDER BY product_id');
       expect(products).toEqual([
-        // the latest line of product 1001 (line 14) has no category, brand or price: the upsert takes it as it is
-        { product_id: '1001', category: null, category_id: null, brand: null, price: null },
+        // the latest line of product 1001 (line 14) has no category, brand or price: an empty value never erases a
+        // known one, so each column keeps the latest value the file has for it (line 2)
+        { product_id: '1001', category: 'electronics.smartphone', category_id: '2053013552326770905', brand: 'apple', price: '999.99' },
         { product_id: '1002', category: 'kids,toys', category_id: '2053013552326770905', brand: 'lego', price: '12.00' },
       ]);
     } finally {
       await own.close();
     }
+  });
+
+  it('quarantines lines with a NUL byte, invalid UTF-8 or other damaged text by line number, and keeps existing reference data', async () => {
+    const { db: own } = await freshDatabase('import_rees46_damaged');
+    try {
+      // what the shop knew before this file: a product with its brand, category and price, and a user
+      await own.pool.query(`INSERT INTO shop.products (product_id, category, category_id, brand, price)
+        VALUES (2001, 'electronics.smartphone', 2053013552326770905, 'samsung', 100.00)`);
+      await own.pool.query(`INSERT INTO shop.users (user_id, signup_at) VALUES (7001, '2019-01-01T00:00:00Z')`);
+      const enc = (text: string) => Buffer.from(text, 'utf8');
+      const line = (time: string, brand: Buffer | string, price = '120.00', product = 2001) =>
+        Buffer.concat([enc(`2019-11-02 ${time} UTC,view,${product},2053013552326770905,electronics.smartphone,`), typeof brand === 'string' ? enc(brand) : brand, enc(`,${price},7001,s1`)]);
+      const lines: Buffer[] = [
+        enc(REES46_HEADER), //                                                           line 1
+        line('10:00:00', 'samsung'), //                                                        2 ok: a new price
+        line('10:00:01', Buffer.from([0x73, 0x61, 0x00, 0x6d])), //                            3 NUL byte
+        line('10:00:02', Buffer.from([0x73, 0x61, 0xc3, 0x28, 0x6d])), //                      4 invalid UTF-8 (C3 28)
+        line('10:00:03', 'sa\ufffdm'), //                                                      5 U+FFFD, valid UTF-8
+        line('10:00:04', 'sa\u0001m'), //                                                      6 a control character
+        line('10:00:05', '', ''), //                                                           7 ok: no brand, no price
+        line('10:00:06', 'samsung', '-1.00'), //                                               8 ok: a negative price
+        line('10:00:07', enc('café'), '5.00', 2002), //                                        9 ok: valid UTF-8, another product
+      ];
+      const file = path.join(mkdtempSync(path.join(tmpdir(), 'rees46-')), 'damaged.csv');
+      // CRLF line ends, the last line without one
+      writeFileSync(file, Buffer.concat(lines.flatMap((l, i) => (i < lines.length - 1 ? [l, enc('\r\n')] : [l]))));
+
+      const r = await importEvents(own.pool, { file, format: 'rees46' });
+      expect(r).toMatchObject({ rowsIn: 8, rowsLoaded: 4, newUsers: 0, byType: { view: 4 } });
+      expect(r.quarantined).toEqual({ nul_byte: 1, invalid_utf8: 1, replacement_character: 1, control_character: 1 });
+      const expected = [
+        { line: 3, reason: 'nul_byte', raw: line('10:00:01', 'sa\ufffdm').toString() },
+        { line: 4, reason: 'invalid_utf8', raw: line('10:00:02', 'sa\ufffd(m').toString() },
+        { line: 5, reason: 'replacement_character', raw: line('10:00:03', 'sa\ufffdm').toString() },
+        { line: 6, reason: 'control_character', raw: line('10:00:04', 'sa\u0001m').toString() },
+      ];
+      expect(r.quarantine).toEqual(expected);
+      const { rows: q } = await own.pool.query('SELECT line, reason, raw FROM ml.import_quarantine WHERE import_id = $1 ORDER BY line', [r.importId]);
+      expect(q).toEqual(expected);
+
+      // the brand survives every damaged line and the empty one; the price is the latest sensible one (line 2)
+      const { rows: products } = await own.pool.query('SELECT product_id::int, category, brand, price::text FROM shop.products ORDER BY product_id');
+      expect(products).toEqual([
+        { product_id: 2001, category: 'electronics.smartphone', brand: 'samsung', price: '120.00' },
+        { product_id: 2002, category: 'electronics.smartphone', brand: 'café', price: '5.00' },
+      ]);
+      const { rows: [u] } = await own.pool.query('SELECT signup_at FROM shop.users WHERE user_id = 7001');
+      expect(u.signup_at).toEqual(new Date('2019-01-01T00:00:00Z'));
+      const { rows: events } = await own.pool.query("SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'HH24:MI:SS') AS t, price::text FROM shop.events ORDER BY occurred_at");
+      expect(events).toEqual([{ t: '10:00:00', price: '120.00' }, { t: '10:00:05', price: null }, { t: '10:00:06', price: '-1.00' }, { t: '10:00:07', price: '5.00' }]);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('reads lines across read chunks exactly: multi-byte characters and damaged lines at any offset', async () => {
+    // ~5 MB, so the 1 MB read chunks end inside lines and inside multi-byte characters
+    const texts = Array.from({ length: 60_000 }, (_, i) => `${i},ünïcødé €${'x'.repeat(i % 97)}`);
+    const bytes = texts.map((t) => Buffer.from(t, 'utf8'));
+    bytes[31_337] = Buffer.concat([bytes[31_337], Buffer.from([0x00])]);
+    bytes[45_000] = Buffer.concat([bytes[45_000], Buffer.from([0xe2, 0x82])]); // a truncated €
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'rees46-')), 'big.csv');
+    writeFileSync(file, Buffer.concat(bytes.flatMap((b) => [b, Buffer.from(b.length % 2 ? '\r\n' : '\n')])));
+    const read: DecodedLine[] = [];
+    for await (const lines of fileLines(file)) read.push(...lines);
+    expect(read.length).toBe(texts.length);
+    const damaged = read.flatMap((l, i) => ('reason' in l ? [[i, l.reason]] : []));
+    expect(damaged).toEqual([[31_337, 'nul_byte'], [45_000, 'invalid_utf8']]);
+    expect(read.every((l, i) => 'reason' in l || l.text === texts[i])).toBe(true);
   });
 
   it('rejects a file whose header is not REES46, loading nothing', async () => {
