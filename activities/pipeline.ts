@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
 import { sql } from 'kysely';
-import type pg from 'pg';
 import { cutoffProbeQuery, EVENT_FEATURES, EVENT_INVALID_REASONS, eventFeatureQuery, eventQuarantineQuery } from '../db/features.js';
 import { DriftProfiler, type FeatureProfile } from '../ml/drift.js';
 import { fitPreprocessor, takeRows } from '../ml/preprocess.js';
@@ -12,7 +11,7 @@ import { applyAsOf } from '../schedules/as-of.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
-import { copyTextShards, copyToShards, inlineParams, LABEL_MISSING, planTableSource, readOnly } from './source.js';
+import { copyTextShards, copyToShards, describeColumns, describeRows, inlineParams, LABEL_MISSING, planTableSource, sourceFor, withSource } from './source.js';
 import { recordStep } from './steps.js';
 
 export interface StartRunInput {
@@ -268,8 +267,10 @@ export function createPipelineActivities(deps: ActivityDeps) {
         `the label window [${cutoff.toISOString()}, ${windowEnd.toISOString()}) has not ended yet: labels would be incomplete; choose an earlier source.cutoff`,
       );
     }
+    // shop.* is read as the least-privilege source role, never as the main (possibly superuser) connection
+    const sourceDb = sourceFor(deps);
     const check = cutoffProbeQuery({ cutoff, horizonDays, now, openedAt });
-    const c = (await db.pool.query(check.sql, check.params)).rows[0] as { has_valid_before: boolean; has_valid_in_window: boolean; last_valid_at: Date | null };
+    const c = (await withSource(sourceDb, (client) => client.query(check.sql, check.params))).rows[0] as { has_valid_before: boolean; has_valid_in_window: boolean; last_valid_at: Date | null };
     if (!c.has_valid_before) {
       throw new PipelineError(ErrorType.EmptyDataset, `shop.events has no valid events before the cutoff ${cutoff.toISOString()}: choose a later source.cutoff or load events`);
     }
@@ -286,7 +287,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
     // Two scans side by side on two connections: the feature query, and the export of every invalid event with
     // its reason (whose per-reason counts are the quality ledger, so no third scan counts them again).
     const [copied, quarantined, total] = await Promise.all([
-      withClient((client) =>
+      withSource(sourceDb, (client) =>
         copyToShards({
           client,
           select: inlineParams(features.sql, features.params),
@@ -295,8 +296,13 @@ export function createPipelineActivities(deps: ActivityDeps) {
           keyOf: (i) => keys.raw(runId, i),
         }),
       ),
-      exportQuarantine(runId, inlineParams(quarantine.sql, quarantine.params)),
-      db.pool.query('SELECT count(*)::float8 AS n FROM shop.events').then((r) => Number(r.rows[0].n)),
+      // invalid source events, exported with their reason and counted per reason
+      withSource(sourceDb, async (client) => {
+        const select = inlineParams(quarantine.sql, quarantine.params);
+        const columns = (await describeColumns(client, select)).map((f) => f.name);
+        return copyTextShards({ client, select, columns, countBy: 'reason', store, keyOf: (i) => keys.rawQuarantine(runId, i) });
+      }),
+      withSource(sourceDb, (client) => client.query('SELECT count(*)::float8 AS n FROM shop.events')).then((r) => Number(r.rows[0].n)),
     ]);
     if (copied.dataset.rows === 0) {
       throw new PipelineError(
@@ -330,16 +336,18 @@ export function createPipelineActivities(deps: ActivityDeps) {
   }
 
   async function ingestTable(runId: string, source: TableSource): Promise<IngestOutput> {
-    const copied = await readOnly(db.pool, async (client) => {
+    // source.query runs as the least-privilege source role, read only, after the parser check in planTableSource
+    const copied = await withSource(sourceFor(deps), async (client) => {
       const plan = await planTableSource(client, source);
-      const out = await copyToShards({ client, select: plan.select, specs: plan.features, store, keyOf: (i) => keys.raw(runId, i) });
+      const out = await copyToShards({ client, select: plan.select, specs: plan.features, store, keyOf: (i) => keys.raw(runId, i), textNumeric: plan.textNumeric });
       return { ...out, features: plan.features };
     });
     if (copied.badLabels.rows > 0) {
+      // row numbers, never the values: the message reaches ml.pipeline_runs and the workflow history
       throw new PipelineError(
         ErrorType.InvalidData,
-        `label column "${source.label}" has ${copied.badLabels.rows} values that are not boolean-like ` +
-          `(e.g. ${copied.badLabels.examples.map((e) => JSON.stringify(e)).join(', ')}); use true/false, 1/0, yes/no or t/f`,
+        `label column "${source.label}" has ${describeRows(copied.badLabels)} that are not boolean-like ` +
+          '(the values are not shown); use true/false, 1/0, yes/no or t/f',
       );
     }
     if (copied.dataset.rows === 0) throw new PipelineError(ErrorType.EmptyDataset, 'source.query returned no rows');
@@ -353,23 +361,6 @@ export function createPipelineActivities(deps: ActivityDeps) {
       horizonDays: null,
       events: null,
     };
-  }
-
-  async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await db.pool.connect();
-    try {
-      return await fn(client);
-    } finally {
-      client.release();
-    }
-  }
-
-  /** Streams invalid source events (with their reason) to S3 in shards, counting them per reason. */
-  async function exportQuarantine(runId: string, select: string): Promise<{ refs: ArtifactRef[]; counts: Record<string, number> }> {
-    return withClient(async (client) => {
-      const { fields } = await client.query(`SELECT * FROM (${select}) AS q LIMIT 0`);
-      return copyTextShards({ client, select, columns: fields.map((f) => f.name), countBy: 'reason', store, keyOf: (i) => keys.rawQuarantine(runId, i) });
-    });
   }
 
   async function defaultCutoff(horizonDays: number): Promise<Date> {

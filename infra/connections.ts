@@ -20,7 +20,25 @@ export interface Connections {
   /** `tls` and `apiKey` pass straight into `Connection.connect`. */
   temporal: { address: string; namespace: string; tls?: TLSConfig; apiKey?: string; uiUrl?: string };
   databaseUrl: string;
+  /**
+   * Where source queries (shop.*, table-mode SQL) connect: a least-privilege, read-only role, never a superuser.
+   * DATABASE_URL_SOURCE, else the dev stack's; undefined when DATABASE_URL is set without DATABASE_URL_SOURCE.
+   */
+  sourceDatabaseUrl?: string;
   s3: S3Connection;
+}
+
+/** The role source queries run as (created by the 2026-11-24T0000-source-role migration). */
+export const SOURCE_ROLE = 'propensity_source';
+/** The embedded dev stack's password for SOURCE_ROLE (a fixed one: that Postgres listens on 127.0.0.1 only). */
+export const DEV_SOURCE_PASSWORD = 'propensity_source_dev';
+
+/** The same database as `databaseUrl`, as the dev stack's source role: user and password swapped. */
+export function devSourceUrl(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  url.username = SOURCE_ROLE;
+  url.password = DEV_SOURCE_PASSWORD;
+  return url.toString();
 }
 
 const credentials = z.object({ accessKeyId: z.string(), secretAccessKey: z.string() });
@@ -28,6 +46,7 @@ const credentials = z.object({ accessKeyId: z.string(), secretAccessKey: z.strin
 export const stackFileSchema = z.object({
   temporal: z.object({ address: z.string(), uiUrl: z.string() }).optional(),
   databaseUrl: z.string().optional(),
+  sourceDatabaseUrl: z.string().optional(),
   s3: z.object({ endpoint: z.string(), region: z.string(), forcePathStyle: z.boolean(), credentials }).optional(),
 });
 export type StackFile = z.infer<typeof stackFileSchema>;
@@ -50,7 +69,13 @@ const unknown = (what: string, variable: string) =>
 /** Where Temporal, Postgres and S3 are: each environment variable wins, then `<dataDir>/stack.json`, else a ConfigError. */
 export function resolveConnections(env: Env): Connections {
   const stack = readStackFile(env);
-  return { temporal: resolveTemporal(env, stack), databaseUrl: resolveDatabase(env, stack), s3: resolveS3(env, stack) };
+  const sourceDatabaseUrl = resolveSourceDatabase(env, stack);
+  return {
+    temporal: resolveTemporal(env, stack),
+    databaseUrl: resolveDatabase(env, stack),
+    ...(sourceDatabaseUrl && { sourceDatabaseUrl }),
+    s3: resolveS3(env, stack),
+  };
 }
 
 function resolveTemporal(env: Env, stack: StackFile): Connections['temporal'] {
@@ -82,6 +107,16 @@ function resolveDatabase(env: Env, stack: StackFile): string {
   const url = env.DATABASE_URL ?? stack.databaseUrl;
   if (!url) throw unknown('Postgres URL', 'DATABASE_URL');
   return url;
+}
+
+/**
+ * DATABASE_URL_SOURCE wins; with DATABASE_URL set and no DATABASE_URL_SOURCE there is none (we never guess a
+ * production role's password); otherwise the dev stack's source role on the dev stack's database.
+ */
+function resolveSourceDatabase(env: Env, stack: StackFile): string | undefined {
+  if (env.DATABASE_URL_SOURCE) return env.DATABASE_URL_SOURCE;
+  if (env.DATABASE_URL) return undefined;
+  return stack.sourceDatabaseUrl;
 }
 
 function resolveS3(env: Env, stack: StackFile): S3Connection {

@@ -22,6 +22,10 @@ const schema = z.object({
   TEMPORAL_TLS_KEY_PATH: z.string().optional(),
   TEMPORAL_API_KEY: z.string().optional(),
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// URL' }).optional(),
+  /** the least-privilege role source queries run as (README: Source-query security); the dev stack makes its own */
+  DATABASE_URL_SOURCE: z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// URL' }).optional(),
+  /** source queries (shop.* and table-mode SQL) are cancelled after this many seconds */
+  PROPENSITY_SOURCE_STATEMENT_TIMEOUT_S: z.coerce.number().int().min(1).max(7 * 86_400).default(600),
   S3_ENDPOINT: z.url().optional(),
   S3_BUCKET: z.string().default('propensity'),
   S3_REGION: z.string().default('us-east-1'),
@@ -36,7 +40,7 @@ const schema = z.object({
   PROPENSITY_S3_PORT: port(4569),
 });
 
-const SECRET = new Set(['DATABASE_URL', 'TEMPORAL_API_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']);
+const SECRET = new Set(['DATABASE_URL', 'DATABASE_URL_SOURCE', 'TEMPORAL_API_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']);
 
 export type Env = Readonly<
   Omit<z.infer<typeof schema>, 'PROPENSITY_DATA_DIR'> & {

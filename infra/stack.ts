@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
 import pg from 'pg';
-import { type Connections, readStackFile, resolveConnections, type StackFile, stackFilePath } from './connections.js';
+import { type Connections, DEV_SOURCE_PASSWORD, devSourceUrl, readStackFile, resolveConnections, SOURCE_ROLE, type StackFile, stackFilePath } from './connections.js';
 import { type Env, findRepoRoot, loadEnv } from './env.js';
 import { ConfigError } from './errors.js';
 import { createS3Client, ensureBucket } from './s3-client.js';
@@ -115,12 +115,13 @@ function services(env: Env): Service[] {
           const { rowCount } = await admin.query(`select 1 from pg_database where datname = 'propensity'`);
           // 42P04: created by a concurrent caller in the meantime.
           if (!rowCount) await admin.query('create database propensity').catch((e) => { if (e.code !== '42P04') throw e; });
+          await ensureDevSourceRole(admin);
         } finally {
           await admin.end();
         }
       },
       stackKey: 'databaseUrl',
-      stackEntry: () => ({ databaseUrl }),
+      stackEntry: () => ({ databaseUrl, sourceDatabaseUrl: devSourceUrl(databaseUrl) }),
     },
     {
       name: 's3',
@@ -333,6 +334,19 @@ async function startPostgres(env: Env, pgDir: string): Promise<number> {
   // synchronous_commit=off only risks the last few commits on an OS crash, never corruption; fine for dev data.
   const args = ['-D', pgDir, '-p', String(env.PROPENSITY_PG_PORT), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'synchronous_commit=off'];
   return spawnDetached(bins.postgres, args, logFile(env, 'postgres'), { ...ids, cwd: pgDir, env: { ...process.env, LC_MESSAGES: 'C' } });
+}
+
+/**
+ * The role source queries log in as on the dev stack (roles are per server; the migration grants it SELECT on
+ * shop in each database): a plain login, no superuser, no inherited rights, with the fixed dev password.
+ */
+async function ensureDevSourceRole(admin: pg.Client): Promise<void> {
+  const password = DEV_SOURCE_PASSWORD.replace(/'/g, "''");
+  await admin.query(`do $$ begin
+      create role ${SOURCE_ROLE} login password '${password}';
+    exception when duplicate_object or unique_violation then
+      alter role ${SOURCE_ROLE} login password '${password}' nosuperuser nocreatedb nocreaterole noreplication nobypassrls;
+    end $$`);
 }
 
 async function postgresUser(): Promise<{ uid: number; gid: number }> {

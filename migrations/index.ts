@@ -6,6 +6,7 @@ import * as searchEval from './2026-11-23T0300-search-eval.js';
 import * as registry from './2026-11-23T0400-registry.js';
 import * as scoring from './2026-11-23T0500-scoring.js';
 import * as views from './2026-11-23T0600-views.js';
+import * as sourceRole from './2026-11-24T0000-source-role.js';
 
 /**
  * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T0400-registry': registry,
   '2026-11-23T0500-scoring': scoring,
   '2026-11-23T0600-views': views,
+  '2026-11-24T0000-source-role': sourceRole,
 };

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
+import { bindSource, createSourceDb, missingSource, type SourceDb } from '../activities/source.js';
 import { createDb, type Db } from '../db/client.js';
 import { createS3Client, ensureBucket, findRepoRoot, loadEnv, resolveConnections, type Connections, type Env } from '../infra/index.js';
 import { createArtifactStore, type ArtifactStore } from '../store/artifacts.js';
@@ -11,6 +12,8 @@ export interface Services {
   env: Env;
   connections: Connections;
   db: Db;
+  /** source queries' pool: the least-privilege role (DATABASE_URL_SOURCE or the dev stack's), bound to `db` */
+  source?: SourceDb;
   s3: S3Client;
   store: ArtifactStore;
   codeVersion: string;
@@ -24,6 +27,8 @@ export interface Services {
 export async function openServices(env: Env = loadEnv(), opts: { databaseUrl?: string } = {}): Promise<Services> {
   const connections = resolveConnections(env);
   const db = createDb(opts.databaseUrl ?? connections.databaseUrl);
+  const source = openSource(env, connections, opts.databaseUrl);
+  bindSource(db, source);
   const s3 = createS3Client(connections.s3);
   await ensureBucket(s3, connections.s3.bucket);
   const store = createArtifactStore({ client: s3, bucket: connections.s3.bucket });
@@ -31,14 +36,31 @@ export async function openServices(env: Env = loadEnv(), opts: { databaseUrl?: s
     env,
     connections,
     db,
+    source,
     s3,
     store,
     codeVersion: codeVersion(),
     async close() {
       s3.destroy();
-      await db.close();
+      await Promise.all([db.close(), source.close()]);
     },
   };
+}
+
+/**
+ * The source pool (lazy: no connection until a source query runs). With `databaseUrl` (another database on the
+ * same server) the source role reads that database instead.
+ */
+function openSource(env: Env, connections: Connections, databaseUrl?: string): SourceDb {
+  if (!connections.sourceDatabaseUrl) {
+    return missingSource(
+      'DATABASE_URL is set but DATABASE_URL_SOURCE is not: source queries run only as a least-privilege read-only role ' +
+        '(README, "Source-query security"); set DATABASE_URL_SOURCE to its connection URL',
+    );
+  }
+  const url = new URL(connections.sourceDatabaseUrl);
+  if (databaseUrl) url.pathname = new URL(databaseUrl).pathname;
+  return createSourceDb(url.toString(), { statementTimeoutMs: env.PROPENSITY_SOURCE_STATEMENT_TIMEOUT_S * 1000 });
 }
 
 export async function connectTemporal(connections: Connections): Promise<Client> {
