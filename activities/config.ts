@@ -103,8 +103,11 @@ export const pipelineConfigSchema = z.strictObject({
       /** the largest epoch budget a trial reaches (the last successive-halving rung) */
       epochs: z.number().int().min(1).max(1000).default(30),
       patience: z.number().int().min(1).max(1000).default(5),
-      /** what ranks trials (measured on the validation split) */
-      metric: z.enum(['valLogLoss', 'valAuc', 'valPrAuc']).default('valLogLoss'),
+      /**
+       * what ranks trials on the validation split, from the first rung to the final choice. ROC-AUC by default: it
+       * is comparable across class weightings (balanced weights inflate probabilities, and so log loss, by design)
+       */
+      metric: z.enum(['valLogLoss', 'valAuc', 'valPrAuc']).default('valAuc'),
       /** successive halving: budgets minEpochs·eta^k; eta 1 trains every trial for the full budget */
       halving: z
         .strictObject({ eta: z.number().min(1).max(10).default(3), minEpochs: z.number().int().min(1).default(5) })
@@ -117,7 +120,7 @@ export const pipelineConfigSchema = z.strictObject({
       seed: 7,
       epochs: 30,
       patience: 5,
-      metric: 'valLogLoss',
+      metric: 'valAuc',
       halving: { eta: 3, minEpochs: 5 },
       space: searchSpaceSchema.parse({}),
     }),

@@ -4,6 +4,7 @@ import { compareWithBaseline, compareWithChampion as compareOnUnseen, unseenByCh
 import { evaluateBinary, type EvaluationMetrics, type EvaluationReport } from '../ml/evaluation.js';
 import { permutationImportance } from '../ml/importance.js';
 import { predict } from '../ml/model.js';
+import { selectionRule, type SelectionMetric } from '../ml/search.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { Frame, MlpParams } from '../ml/types.js';
 import { initBackend } from '../ml/backend.js';
@@ -145,7 +146,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
       db.db.selectFrom('ml.run_steps').select('detail').where('run_id', '=', runId).where('step', '=', 'split').where('trial_id', '=', '').executeTakeFirst(),
       db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined', 'features']).where('run_id', '=', runId).execute(),
     ]);
-    const config = run?.config as { source?: { kind?: 'events' | 'table' }; training?: { seed?: number } } | undefined;
+    const config = run?.config as { source?: { kind?: 'events' | 'table' }; training?: { seed?: number }; search?: { metric?: SelectionMetric } } | undefined;
     const splitDetail = split?.detail as { dataSha256?: string } | null | undefined;
     const splitStage = quality.find((q) => q.stage === 'split')?.features as
       | { sizes?: Record<'train' | 'val' | 'test', number>; positiveRates?: Record<'train' | 'val' | 'test', number> }
@@ -168,6 +169,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
         horizonDays: run?.horizon_days ?? null,
         source: config?.source?.kind ?? null,
         features,
+        selection: config?.search?.metric ? selectionRule(config.search.metric) : null,
       },
       data: {
         splits,

@@ -1,6 +1,7 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { PipelineProgress, TrainPipelineOutput } from '../workflows/pipeline.js';
 import type { SearchProgress } from '../workflows/search.js';
+import { formatSelection } from '../ml/search.js';
 
 /** Prints each finished stage (and search progress) while a pipeline runs; resolves with its result. */
 export async function followPipeline(
@@ -33,10 +34,7 @@ export async function followPipeline(
           .getHandle(p.searchWorkflowId)
           .query<SearchProgress>('searchProgress')
           .catch(() => null);
-        const line = s
-          ? `search: ${s.done}/${s.total} trials done${s.failed ? ` (${s.failed} failed)` : ''}, running ${s.running.join(',') || '-'}` +
-            (s.bestValAuc !== null ? `, best val AUC ${s.bestValAuc.toFixed(4)}` : '')
-          : '';
+        const line = s ? searchLine(s) : '';
         if (line && line !== lastSearch) {
           log(`${elapsed()}  … ${line}`);
           lastSearch = line;
@@ -54,4 +52,17 @@ export async function followPipeline(
     /* closed workflows may no longer answer queries without a worker; the result is what matters */
   }
   return out;
+}
+
+/** "search rung 2/3 (15 epochs): 2/6 trials done, running t004,t009; best t010 val ROC-AUC 0.8601" */
+export function searchLine(s: SearchProgress): string {
+  const rungs = s.rungs?.length ?? 1;
+  const rungDone = s.rungDone ?? s.done;
+  const rungTrials = s.rungTrials ?? s.total;
+  const best = s.best && s.metric ? `; best ${s.best.trialId} ${formatSelection(s.metric, s.best.value)}` : s.bestValAuc !== null ? `; best val ROC-AUC ${s.bestValAuc.toFixed(4)}` : '';
+  return (
+    `search rung ${s.rung + 1}/${rungs} (${s.rungs?.[s.rung] ?? '?'} epochs): ${rungDone}/${rungTrials} trials done` +
+    (s.failed ? ` (${s.failed} failed in rung 1)` : '') +
+    `, running ${s.running.join(',') || '-'}${best}`
+  );
 }

@@ -146,3 +146,19 @@ export function validateMlpParams(p: MlpParams): string[] {
   }
   return problems;
 }
+
+/** What ranks trials on the validation split: one rule from the search's halving to the final choice. */
+export type SelectionMetric = 'valAuc' | 'valLogLoss' | 'valPrAuc';
+
+export const SELECTION_LABELS: Record<SelectionMetric, string> = {
+  valAuc: 'validation ROC-AUC (higher is better)',
+  valLogLoss: 'validation log loss (lower is better)',
+  valPrAuc: 'validation PR-AUC (higher is better)',
+};
+
+/** The rule in words, as the progress line, the summary and the model card state it. */
+export const selectionRule = (metric: SelectionMetric): string => `trials ranked by ${SELECTION_LABELS[metric]} (search.metric ${metric})`;
+
+/** A metric value as people read it: "val ROC-AUC 0.8601". */
+export const formatSelection = (metric: SelectionMetric, value: number | null): string =>
+  `${{ valAuc: 'val ROC-AUC', valLogLoss: 'val log loss', valPrAuc: 'val PR-AUC' }[metric]} ${value === null ? '-' : value.toFixed(4)}`;

@@ -56,6 +56,8 @@ export interface CardLineage {
   horizonDays: number | null;
   source?: 'events' | 'table' | null;
   features?: string[] | null;
+  /** how the model was chosen among the trials (the search's selection rule) */
+  selection?: string | null;
 }
 
 export interface SplitSummary {
@@ -453,6 +455,7 @@ function lineageTable(card: ModelCard): string {
     kv('run id', code(l.runId)) +
     kv('workflow id', code(l.workflowId)) +
     kv('config hash', code(l.configHash)) +
+    (l.selection ? kv('model selection', e(l.selection)) : '') +
     kv('code version', code(l.codeVersion)) +
     kv('data sha256', code(l.dataSha256)) +
     kv('source', code(l.source ?? null)) +

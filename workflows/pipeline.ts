@@ -19,7 +19,7 @@ import type { SplitOutput } from '../activities/pipeline.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES, type PipelineStage } from './constants.js';
-import { baselineParams } from '../ml/search.js';
+import { baselineParams, formatSelection } from '../ml/search.js';
 import { cleanInput, searchInput, searchSpace } from './inputs.js';
 import { hyperparameterSearch, type HyperparameterSearchOutput } from './search.js';
 import { scoreAfterPromotion, scoreUsers, type ScoreUsersOutput } from './score.js';
@@ -201,7 +201,8 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
     done(
       'search',
       `${search.trials.length} trials (${search.failed} failed) over rungs ${search.rungs.map((r) => `${r.trials}×${r.budget}ep`).join(' → ')}, ` +
-        `best ${search.best.trialId} val AUC ${search.best.valAuc?.toFixed(4)}; baseline val AUC ${baseline.valAuc?.toFixed(4)}`,
+        `best ${search.best.trialId} by ${formatSelection(config.search.metric, search.best[config.search.metric])} (val ROC-AUC ${search.best.valAuc?.toFixed(4)}); ` +
+        `baseline val ROC-AUC ${baseline.valAuc?.toFixed(4)}`,
     );
 
     progress.stage = 'final';

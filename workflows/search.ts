@@ -3,12 +3,12 @@ import type { Activities } from '../activities/index.js';
 import type { BackendChoice, ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { deriveSeed } from '../ml/random.js';
-import { sampleTrials } from '../ml/search.js';
+import { sampleTrials, type SelectionMetric } from '../ml/search.js';
 import type { SearchSpace } from '../ml/types.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES } from './constants.js';
 
-export type TrialMetric = 'valLogLoss' | 'valAuc' | 'valPrAuc';
+export type TrialMetric = SelectionMetric;
 
 export interface HyperparameterSearchInput {
   runId: string;
@@ -36,11 +36,20 @@ export interface HyperparameterSearchOutput {
 
 export interface SearchProgress {
   total: number;
+  /** 0-based index of the rung being trained, and each rung's epoch budget */
   rung: number;
   rungs: number[];
+  /** trials in the current rung, and how many of them have finished */
+  rungTrials: number;
+  rungDone: number;
   running: string[];
+  /** trials that finished their first rung (and of those, failed) */
   done: number;
   failed: number;
+  /** the rule that ranks trials, and the best trial by it so far */
+  metric: TrialMetric;
+  best: { trialId: string; value: number; valAuc: number | null } | null;
+  /** best validation ROC-AUC of any finished trial (informational; the rule above decides) */
   bestValAuc: number | null;
 }
 
@@ -89,7 +98,10 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
   const candidates = sampleTrials(input.space, input.trials, input.seed);
   const budgets = rungBudgets(input.halving.minEpochs, input.halving.eta, input.space.epochs);
   const latest: TrainTrialOutput[] = new Array(candidates.length);
-  const progress: SearchProgress = { total: candidates.length, rung: 0, rungs: budgets, running: [], done: 0, failed: 0, bestValAuc: null };
+  const progress: SearchProgress = {
+    total: candidates.length, rung: 0, rungs: budgets, rungTrials: candidates.length, rungDone: 0, running: [], done: 0, failed: 0,
+    metric: input.metric, best: null, bestValAuc: null,
+  };
   setHandler(searchProgressQuery, () => progress);
   const rungs: { budget: number; trials: number }[] = [];
   const trialId = (i: number) => `t${String(i + 1).padStart(3, '0')}`;
@@ -97,6 +109,8 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
   let active = candidates.map((_, i) => i);
   for (let k = 0; k < budgets.length; k++) {
     progress.rung = k;
+    progress.rungTrials = active.length;
+    progress.rungDone = 0;
     rungs.push({ budget: budgets[k], trials: active.length });
     let next = 0;
     const lane = async () => {
@@ -126,7 +140,11 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
         latest[i] = result;
         if (k === 0) progress.done++;
         if (result.status === 'failed' && k === 0) progress.failed++;
+        progress.rungDone++;
         if (result.valAuc !== null && (progress.bestValAuc === null || result.valAuc > progress.bestValAuc)) progress.bestValAuc = result.valAuc;
+        // the best of each trial's latest result: the same ranking that makes the final choice below
+        const leader = latest.filter((r) => r?.status === 'completed').sort(better(input.metric))[0];
+        if (leader) progress.best = { trialId: leader.trialId, value: leader[input.metric]!, valAuc: leader.valAuc };
       }
     };
     await Promise.all(Array.from({ length: Math.min(input.parallelism, active.length) }, lane));
