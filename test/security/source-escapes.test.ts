@@ -6,7 +6,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
-import { createSourceDb, type SourceDb } from '../../activities/source.js';
+import { createSourceDb, grantSourceRead, type SourceDb } from '../../activities/source.js';
 import type { Db } from '../../db/client.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { createS3Client } from '../../infra/index.js';
@@ -190,6 +190,19 @@ describe('table-mode source.query escapes are refused before anything runs', () 
     } finally {
       await asSuperuser.close();
     }
+  });
+
+  it('table mode over another schema needs a grant: refused naming the schema, then readable once granted', async () => {
+    await db.pool.query(`create schema extra_data`);
+    await db.pool.query(`create table extra_data.clients as select g as id, g % 2 = 0 as y, g * 2.0 as x from generate_series(1, 30) g`);
+    const denied = await ingest('select id, y, x from extra_data.clients');
+    expect(denied.err?.type).toBe('InvalidConfig');
+    expect(denied.err!.message).toMatch(/permission denied for schema extra_data; .*\(SQLSTATE 42501\)/);
+    await grantSourceRead(db.pool, 'extra_data');
+    const runId = `sec-${stamp}-granted`;
+    await openRun(runId);
+    const out = await call(acts.ingestSource, { runId, source: { kind: 'table', query: 'select id, y, x from extra_data.clients', entityKey: 'id', label: 'y' } });
+    expect(out).toMatchObject({ rows: 30, positives: 15 });
   });
 
   it('a legitimate query still works as the source role', async () => {
