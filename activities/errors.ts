@@ -27,7 +27,7 @@ export class PipelineError extends Error {
 }
 
 // Every typed domain error: ours, ml/'s (same names), the registry's, and a superseded scoring attempt.
-const PERMANENT_TYPES = new Set<string>([...Object.values(ErrorType), ...Object.values(RegistryErrorType), 'ScoreRunSuperseded']);
+const PERMANENT_TYPES = new Set<string>([...Object.values(ErrorType), ...Object.values(RegistryErrorType), 'ScoreRunSuperseded', 'InvalidId']);
 // Postgres SQLSTATE classes that describe the query or schema, not a passing fault.
 const PG_PERMANENT: Record<string, string> = {
   '42P01': 'a source table does not exist',

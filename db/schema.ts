@@ -188,7 +188,7 @@ export interface ScoresTable {
   decile: number | null;
 }
 
-/** ml.latest_scores (a view): each user's latest score per model, from succeeded runs only. */
+/** ml.latest_scores (a view): each user's latest score from the version `champion` points to, succeeded runs only. */
 export interface LatestScoresView {
   model_name: string;
   user_id: string;
@@ -235,6 +235,8 @@ export interface Database {
   'ml.score_runs': ScoreRunsTable;
   'ml.scores': ScoresTable;
   'ml.latest_scores': LatestScoresView;
+  /** the same for every alias of a model (column alias) */
+  'ml.latest_scores_by_alias': LatestScoresView & { alias: string };
   'bench.user_truth': UserTruthTable;
   'bench.shops': ShopsTable;
 }

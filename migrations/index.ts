@@ -7,6 +7,7 @@ import * as registry from './2026-11-23T0400-registry.js';
 import * as scoring from './2026-11-23T0500-scoring.js';
 import * as views from './2026-11-23T0600-views.js';
 import * as sourceRole from './2026-11-24T0000-source-role.js';
+import * as championScores from './2026-11-29T0100-champion-scores.js';
 
 /**
  * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T0500-scoring': scoring,
   '2026-11-23T0600-views': views,
   '2026-11-24T0000-source-role': sourceRole,
+  '2026-11-29T0100-champion-scores': championScores,
 };

@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, ModelVersionStatus } from '../db/schema.js';
 import { RegistryError, RegistryErrorType, resolveModelRef, type ModelRef } from './refs.js';
+import { idProblem, invalidIdMessage } from '../pipeline/ids.js';
 
 // Registry operations over Postgres (the truth; S3 holds the files). Pure DB functions: the CLI and the
 // activities call the same code. Every alias move takes the model's advisory lock — the same one registerModel
@@ -9,7 +10,6 @@ import { RegistryError, RegistryErrorType, resolveModelRef, type ModelRef } from
 type Db = Kysely<Database>;
 type Trx = Transaction<Database>;
 
-const ALIAS = /^[A-Za-z][A-Za-z0-9_.-]{0,62}$/;
 
 export interface ModelSummary {
   modelName: string;
@@ -347,13 +347,10 @@ export async function moveAlias(
   return { ...result, changed: true };
 }
 
+/** The one alias pattern (pipeline/ids.ts), reported as a registry error. */
 function checkAlias(alias: string): string {
-  if (!ALIAS.test(alias) || /^v\d+$/.test(alias)) {
-    throw new RegistryError(
-      RegistryErrorType.InvalidModelRef,
-      `"${alias}" is not a valid alias name: use a letter then letters, digits, "_", "." or "-" (and not v<N>, which means a version)`,
-    );
-  }
+  const problem = idProblem('alias', alias);
+  if (problem) throw new RegistryError(RegistryErrorType.InvalidModelRef, invalidIdMessage('alias', alias, problem));
   return alias;
 }
 

@@ -14,6 +14,7 @@ import { PipelineError } from '../activities/errors.js';
 import type { Db } from '../db/client.js';
 import { TASK_QUEUES } from '../workflows/constants.js';
 import { trainPipeline, type TaskQueues, type TrainPipelineInput } from '../workflows/pipeline.js';
+import { SCHEDULE_ID_PATTERN } from '../pipeline/ids.js';
 
 // Nightly retrains as Temporal Schedules. The action is the same trainPipeline workflow; each run's as-of time is
 // the time it was scheduled for (TemporalScheduledStartTime, read by the workflow): nothing at or after it is
@@ -76,14 +77,13 @@ export interface CreateScheduleInput {
   taskQueues?: TaskQueues;
 }
 
-const SCHEDULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 const CRON_FIELDS = ['minute', 'hour', 'day-of-month', 'month', 'day-of-week'] as const;
 const CRON_ALIASES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly'];
 const WINDOW_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const MIN_CATCHUP_MS = 10_000; // the server's floor
 
 export function validateScheduleId(id: string): void {
-  if (!SCHEDULE_ID.test(id)) {
+  if (!SCHEDULE_ID_PATTERN.test(id)) {
     throw new ScheduleError(
       ScheduleErrorType.InvalidSchedule,
       `schedule id "${id}" must be 1-200 letters, digits, ".", "_" or "-", starting with a letter or digit (it prefixes the runs' workflow ids)`,

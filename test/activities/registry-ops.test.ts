@@ -117,8 +117,8 @@ describe('promote', () => {
       [() => promote(db.db, { modelName: 'm', version: 9, by: 'a' }), 'UnknownVersion', /^model "m" has no version 9 \(versions: 1, 2, 3, 4, 5\)$/],
       [() => promote(db.db, { modelName: 'm', version: 4, by: 'a' }), 'VersionNotPromotable', /^model "m" v4 cannot be promoted: it is pending approval/],
       [() => promote(db.db, { modelName: 'm', version: 5, by: 'a' }), 'VersionNotPromotable', /^model "m" v5 cannot be promoted: it was rejected by carol \(leaks the label\)$/],
-      [() => promote(db.db, { modelName: 'm', version: 2, alias: 'v3', by: 'a' }), 'InvalidModelRef', /"v3" is not a valid alias name/],
-      [() => promote(db.db, { modelName: 'm', version: 2, alias: 'bad alias', by: 'a' }), 'InvalidModelRef', /"bad alias" is not a valid alias name/],
+      [() => promote(db.db, { modelName: 'm', version: 2, alias: 'v3', by: 'a' }), 'InvalidModelRef', /invalid alias "v3": "v3" names a version, not an alias/],
+      [() => promote(db.db, { modelName: 'm', version: 2, alias: 'bad alias', by: 'a' }), 'InvalidModelRef', /invalid alias "bad alias": it contains " " at position 4/],
       [() => promote(db.db, { modelName: 'm', version: 2, by: '  ' }), 'InvalidModelRef', /--by\) must not be empty/],
     ];
     for (const [p, type, message] of cases) {
@@ -244,5 +244,40 @@ describe('approval activities', () => {
     expect(approval).toEqual([expect.objectContaining({ decision: 'approved', decided_by: 'dana', version: 2 })]);
     const moved = await db.db.selectFrom('ml.model_alias_history').selectAll().where('model_name', '=', 'appr').execute();
     expect(moved).toEqual([expect.objectContaining({ from_version: 1, to_version: 2, changed_by: 'dana', reason: 'approved run run-appr-2: looks good' })]);
+  });
+});
+
+describe('champion-aware scores (ml.latest_scores)', () => {
+  /** One succeeded scoring run of `version` that scored these users, as scoreUsers leaves it. */
+  async function scored(version: number, runId: string, users: Record<string, number>, at: string) {
+    await db.db
+      .insertInto('ml.score_runs')
+      .values({ score_run_id: runId, temporal_run_id: `t-${runId}`, model_name: 'sc', model_version: version, model_ref: `sc:${version}`, mode: 'events', status: 'succeeded', rows: Object.keys(users).length, finished_at: at })
+      .execute();
+    await db.db
+      .insertInto('ml.scores')
+      .values(Object.entries(users).map(([user_id, probability]) => ({ score_run_id: runId, user_id, model_name: 'sc', model_version: version, scored_at: at, probability })))
+      .execute();
+  }
+  const served = async () =>
+    (await db.db.selectFrom('ml.latest_scores').select(['user_id', 'model_version', 'probability']).where('model_name', '=', 'sc').orderBy('user_id').execute()).map(
+      (r) => `${r.user_id}:v${r.model_version}:${r.probability}`,
+    );
+
+  it('serves the champion\'s scores: a challenger scored later in shadow never reaches the view, a rollback is followed', async () => {
+    for (const v of [1, 2]) await addVersion('sc', v);
+    await promote(db.db, { modelName: 'sc', version: 1, by: 'test' });
+    await promote(db.db, { modelName: 'sc', version: 2, alias: 'challenger', by: 'test' });
+    await scored(1, 'score-sc-v1', { u1: 0.1, u2: 0.2 }, '2026-11-20T00:00:00Z');
+    // the challenger is scored afterwards (newer rows): the champion's scores must still be what is served
+    await scored(2, 'score-sc-v2', { u1: 0.9, u2: 0.8, u3: 0.7 }, '2026-11-21T00:00:00Z');
+    expect(await served()).toEqual(['u1:v1:0.1', 'u2:v1:0.2']);
+    const byAlias = await db.db.selectFrom('ml.latest_scores_by_alias').select(['alias', 'user_id', 'model_version']).where('model_name', '=', 'sc').where('alias', '=', 'challenger').execute();
+    expect(byAlias.map((r) => `${r.user_id}:v${r.model_version}`).sort()).toEqual(['u1:v2', 'u2:v2', 'u3:v2']);
+    // promote the challenger to champion: the view follows at once; roll back: it follows back
+    await promote(db.db, { modelName: 'sc', version: 2, by: 'test' });
+    expect(await served()).toEqual(['u1:v2:0.9', 'u2:v2:0.8', 'u3:v2:0.7']);
+    await rollback(db.db, { modelName: 'sc', by: 'test' });
+    expect(await served()).toEqual(['u1:v1:0.1', 'u2:v1:0.2']);
   });
 });

@@ -18,7 +18,7 @@ describe('parseModelRef', () => {
     expect(parseModelRef('propensity@challenger')).toEqual({ modelName: 'propensity', alias: 'challenger' });
     expect(parseModelRef('propensity:3')).toEqual({ modelName: 'propensity', version: 3 });
     expect(parseModelRef('propensity@v12')).toEqual({ modelName: 'propensity', version: 12 });
-    expect(parseModelRef('  bank-2.x_y:1 ')).toEqual({ modelName: 'bank-2.x_y', version: 1 });
+    expect(parseModelRef('  bank-2_x_y:1 ')).toEqual({ modelName: 'bank-2_x_y', version: 1 });
   });
 
   it('formats back to the same reference', () => {
