@@ -492,3 +492,22 @@ const line = (name: string, state: string, detail: string) => `${name.padEnd(9)}
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
 /** Hides a password in a URL before it is logged. */
 const redact = (value: string) => value.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+
+/**
+ * Stops one service of the stack `stackUp` started (its pid file stays the record), e.g. to simulate an outage in
+ * the fault suite; `startStackService` brings it back on the same port and data dir.
+ */
+export async function stopStackService(name: ServiceName, { log = console.log, env = loadEnv() }: StackOptions = {}): Promise<ServiceStatus> {
+  return withLock(env, () => stopService(env, serviceNamed(env, name), log, 'stopped on request'));
+}
+
+/** Starts (or reuses) one service of the stack on its configured port and data dir, waiting until it is ready. */
+export async function startStackService(name: ServiceName, { log = console.log, env = loadEnv() }: StackOptions = {}): Promise<ServiceStatus> {
+  return withLock(env, () => upService(env, serviceNamed(env, name), log, () => {}));
+}
+
+function serviceNamed(env: Env, name: ServiceName): Service {
+  const s = services(env).find((x) => x.name === name);
+  if (!s) throw new Error(`unknown stack service "${name}"`);
+  return s;
+}
