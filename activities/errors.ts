@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { RegistryErrorType } from '../registry/refs.js';
+import { describePgError } from './pg-errors.js';
 
 /** Stable failure types: scripts and tests match on these, messages are for people. */
 export const ErrorType = {
@@ -28,31 +29,21 @@ export class PipelineError extends Error {
 
 // Every typed domain error: ours, ml/'s (same names), the registry's, and a superseded scoring attempt.
 const PERMANENT_TYPES = new Set<string>([...Object.values(ErrorType), ...Object.values(RegistryErrorType), 'ScoreRunSuperseded', 'InvalidId']);
-// Postgres SQLSTATE classes that describe the query or schema, not a passing fault.
-const PG_PERMANENT: Record<string, string> = {
-  '42P01': 'a source table does not exist',
-  '42703': 'a source column does not exist',
-  '3F000': 'a source schema does not exist',
-  '42601': 'the source query has a syntax error',
-  '22P02': 'a source value has the wrong type',
-};
-
 /**
  * Turns a permanent error into a non-retryable ApplicationFailure with a stable type; transient faults
  * (network, Postgres restart, S3 5xx) are returned unchanged so Temporal retries them.
  */
 export function toFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure) return err;
-  const e = err as { type?: unknown; code?: unknown; message?: string };
+  const e = err as { type?: unknown };
   if (err instanceof Error && typeof e.type === 'string' && PERMANENT_TYPES.has(e.type)) {
     return ApplicationFailure.create({ message: err.message, type: e.type, nonRetryable: true, cause: err });
   }
-  if (typeof e.code === 'string' && PG_PERMANENT[e.code]) {
-    return ApplicationFailure.create({
-      message: `${PG_PERMANENT[e.code]}: ${e.message} (SQLSTATE ${e.code})`,
-      type: ErrorType.SourceSchema,
-      nonRetryable: true,
-    });
+  // A Postgres error of the query or its data: rebuilt from its structured fields, never quoting a cell value
+  // (no `cause: err` either: pg's own message may hold one).
+  const pg = describePgError(err);
+  if (pg && !pg.retryable) {
+    return ApplicationFailure.create({ message: pg.message, type: pg.type, nonRetryable: true, details: [{ sqlstate: pg.sqlstate }] });
   }
   return err;
 }

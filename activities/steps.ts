@@ -64,7 +64,8 @@ export async function recordStep<T>(
     await finish({
       status: 'failed',
       error_type: errorType(failure),
-      error_message: (err as Error)?.message?.slice(0, 4000) ?? String(err),
+      // the typed failure's message: for a Postgres error it is rebuilt without the cell values pg may quote
+      error_message: ((failure as Error)?.message ?? String(err)).slice(0, 4000),
     }).catch(() => {}); // the original error matters more than a failed bookkeeping write
     throw failure;
   }

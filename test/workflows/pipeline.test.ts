@@ -323,13 +323,14 @@ describe('trainPipeline end to end', () => {
     expect(trials).toHaveLength(0); // failed before any training
   });
 
-  it('fails a table-mode run whose label is not boolean-like, naming the column and values', async () => {
+  it('fails a table-mode run whose label is not boolean-like, naming the column and rows but never a value', async () => {
     await db.pool.query(`create or replace view public_data.bad_label as select client_id, age, case when y = 'yes' then 'maybe' else 'no' end as y from ${BANK_TABLE}`);
     const err = await withWorkers(() =>
       run(smallConfig({ modelName: 'bank', source: { kind: 'table', query: 'select * from public_data.bad_label', entityKey: 'client_id', label: 'y' } })).catch((e) => e),
     );
     const cause = (err as WorkflowFailedError).cause as { cause?: { type?: string; message?: string } };
     expect(cause.cause?.type).toBe('InvalidData');
-    expect(cause.cause?.message).toMatch(/label column "y" has \d+ values that are not boolean-like \(e\.g\. "maybe"\)/);
+    expect(cause.cause?.message).toMatch(/label column "y" has \d+ values? \((first rows|rows|row) [\d, ]+\) that are not boolean-like \(the values are not shown\)/);
+    expect(cause.cause?.message).not.toContain('maybe');
   });
 });
