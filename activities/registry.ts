@@ -232,12 +232,13 @@ export function createRegistryActivities(deps: ActivityDeps) {
             const b = await predict(await readModel(store, input.baseline), mTest.x, mTest.rows, mTest.cols);
             comparisons.push(compareWithBaseline(test.label, pTest, b, input.gate.versusBaseline));
           }
-          if (input.gate.versusChampion.enabled) {
-            const c = await compareWithChampion(input, test, pTest);
-            if (c) comparisons.push(c);
-          }
-          const reasons = [...gate.reasons, ...comparisons.filter((c) => !c.passed).map((c) => `${c.check}: ${c.detail}`)];
-          const blessed = gate.blessed && comparisons.every((c) => c.passed);
+          // The champion is always scored on the unseen rows (ml.metric_trends compares like with like); it gates only
+          // when gate.versusChampion.enabled.
+          const vsChampion = await compareWithChampion(input, test, pTest);
+          if (vsChampion) comparisons.push(input.gate.versusChampion.enabled ? vsChampion : { ...vsChampion, informational: true });
+          const gating = comparisons.filter((c) => !c.informational);
+          const reasons = [...gate.reasons, ...gating.filter((c) => !c.passed).map((c) => `${c.check}: ${c.detail}`)];
+          const blessed = gate.blessed && gating.every((c) => c.passed);
 
           const importance =
             input.evaluation.importanceRepeats > 0

@@ -23,6 +23,8 @@ export interface Comparison {
   rows?: number;
   excluded?: number;
   positives?: number;
+  /** recorded for trends only: this check does not gate (gate.versusChampion.enabled is false) */
+  informational?: boolean;
   detail: string;
 }
 

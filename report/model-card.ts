@@ -40,6 +40,11 @@ export interface CardComparison {
   pValue: number | null;
   passed: boolean;
   skipped?: string;
+  /** rows compared and excluded (the champion comparison: only rows neither model had seen) */
+  rows?: number;
+  excluded?: number;
+  /** recorded for trends, not gating */
+  informational?: boolean;
   detail: string;
 }
 
@@ -424,8 +429,8 @@ function gateTable(card: ModelCard): string {
   );
   const comparisons = g.comparisons.map((c) =>
     row([
-      td('comparison'),
-      td(`${c.check} (vs ${c.against})`),
+      td(c.informational ? 'comparison (not gating)' : 'comparison'),
+      td(`${c.check} (vs ${c.against})` + (c.rows !== undefined ? `, ${c.rows} rows` + (c.excluded ? `, ${c.excluded} excluded as seen` : '') : '')),
       td(c.diff === null ? DASH : `${f4(c.challengerAuc)} vs ${f4(c.otherAuc)} (diff ${f4(c.diff)}, p ${p3(c.pValue)})`, 'num'),
       verdict(c.passed, c.skipped !== undefined),
       td(c.detail),

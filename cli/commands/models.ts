@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { Services } from '../../workers/deps.js';
 import type { Command } from 'commander';
 import type { Db } from '../../db/client.js';
 import { listModels, promote, rollback, showModel, type AliasMove, type AliasMoveResult, type ModelDetails } from '../../registry/registry.js';
@@ -9,6 +10,7 @@ import { parseModelRef, RegistryError, RegistryErrorType } from '../../registry/
 import { keys } from '../../store/artifacts.js';
 import { approveUpdate, rejectUpdate, type ApprovalState } from '../../workflows/pipeline.js';
 import { CliError, ExitCode, idParser, output, withServices, withTemporal } from '../common.js';
+import { startScoring } from './score.js';
 
 /** The OS user, for --by. */
 function osUser(): string {
@@ -173,11 +175,16 @@ export function registerModelsCommands(program: Command): void {
     .option('--alias <alias>', 'the alias to move or create', idParser('alias'), 'champion')
     .option('--reason <text>', 'why (kept in the alias history)')
     .option('--by <name>', 'who (default: the OS user)')
+    .option('--score', 'score every active user with the version first (scoreUsers), and move the alias only when that succeeded')
     .option('--json', 'print the move as one JSON line')
     .action((model: string, version: string, o) =>
-      withServices(async (s) => {
-        const r = await promote(s.db.db, { modelName: model, version: parseVersion(version), alias: o.alias, by: o.by ?? osUser(), reason: o.reason });
-        output(o.json, r, () => fmtResult(r));
+      withScoring(o.score, async (s, client) => {
+        const v = parseVersion(version);
+        // score first: a version that cannot score today's users (its features are gone) fails before the alias moves
+        const scored = o.score ? await startScoring(s, client!, { model: `${model}:${v}`, json: o.json }) : null;
+        const r = await promote(s.db.db, { modelName: model, version: v, alias: o.alias, by: o.by ?? osUser(), reason: o.reason });
+        const scores = await scoresOf(s.db.db, model, r.toVersion);
+        output(o.json, { ...r, scores, scoring: scored && { scoreRunId: scored.scoreRunId, rows: scored.rows } }, () => [fmtResult(r), fmtScores(model, o.alias, r.toVersion, scores)]);
       }),
     );
 
@@ -188,11 +195,15 @@ export function registerModelsCommands(program: Command): void {
     .option('--alias <alias>', 'the alias to roll back', idParser('alias'), 'champion')
     .option('--reason <text>', 'why (kept in the alias history)')
     .option('--by <name>', 'who (default: the OS user)')
+    .option('--score', 'after the move, score every active user with the version the alias now points to (when it has no scores)')
     .option('--json', 'print the move as one JSON line')
     .action((model: string, o) =>
-      withServices(async (s) => {
+      withScoring(o.score, async (s, client) => {
         const r = await rollback(s.db.db, { modelName: model, alias: o.alias, by: o.by ?? osUser(), reason: o.reason });
-        output(o.json, r, () => fmtResult(r));
+        let scores = await scoresOf(s.db.db, model, r.toVersion);
+        const scored = o.score && !scores ? await startScoring(s, client!, { model: `${model}:${r.toVersion}`, json: o.json }) : null;
+        if (scored) scores = await scoresOf(s.db.db, model, r.toVersion);
+        output(o.json, { ...r, scores, scoring: scored && { scoreRunId: scored.scoreRunId, rows: scored.rows } }, () => [fmtResult(r), fmtScores(model, o.alias, r.toVersion, scores)]);
       }),
     );
 
@@ -211,3 +222,37 @@ export function registerModelsCommands(program: Command): void {
       .action((id: string, o) => decide(kind, id, o));
   }
 }
+
+interface VersionScores {
+  scoreRunId: string;
+  rows: number;
+  asOf: string | null;
+  finishedAt: string | null;
+}
+
+/** The latest succeeded scoring run of a version (what ml.latest_scores serves once an alias points at it), or null. */
+async function scoresOf(db: Db['db'], model: string, version: number): Promise<VersionScores | null> {
+  const r = await db
+    .selectFrom('ml.score_runs')
+    .select(['score_run_id', 'rows', 'as_of', 'finished_at'])
+    .where('model_name', '=', model)
+    .where('model_version', '=', version)
+    .where('status', '=', 'succeeded')
+    .orderBy('finished_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return r
+    ? { scoreRunId: r.score_run_id, rows: Number(r.rows ?? 0), asOf: r.as_of ? new Date(r.as_of).toISOString() : null, finishedAt: r.finished_at ? new Date(r.finished_at).toISOString() : null }
+    : null;
+}
+
+function fmtScores(model: string, alias: string, version: number, s: VersionScores | null): string {
+  const view = alias === 'champion' ? 'ml.latest_scores' : `ml.latest_scores_by_alias (alias '${alias}')`;
+  return s
+    ? `${view} now serves v${version}'s scores: ${s.rows} users from score run ${s.scoreRunId}${s.asOf ? ` as of ${s.asOf}` : ''}`
+    : `v${version} has no scores yet, so ${view} is empty for ${model}: run \`propensity score --model ${model}@${alias}\` (or pass --score)`;
+}
+
+/** Services, plus a Temporal client only when the command will score (promote and rollback work without Temporal). */
+const withScoring = <T>(score: boolean | undefined, fn: (s: Services, client: Client | null) => Promise<T>): Promise<T> =>
+  score ? withTemporal(fn) : withServices((s) => fn(s, null));

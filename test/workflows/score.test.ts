@@ -307,6 +307,34 @@ describe('scoreUsers on a table-mode model', () => {
   });
 });
 
+describe('promote --score', () => {
+  it('scores the version before moving the alias and says what the view now serves; a version that cannot score moves nothing', async () => {
+    // bank v1 (table mode) was registered above
+    const cli = (args: string[]) => runCli(args, { databaseUrl: dbUrl, env: { PROPENSITY_CPU_QUEUE: queues.cpu } });
+    const ok = await withWorkers(() => cli(['promote', 'bank', '1', '--alias', 'challenger', '--score', '--by', 'test', '--json']));
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    const moved = JSON.parse(ok.stdout.trim().split('\n').at(-1)!) as { toVersion: number; scores: { rows: number } | null; scoring: { rows: number } | null };
+    expect(moved.toVersion).toBe(1);
+    expect(moved.scoring!.rows).toBeGreaterThan(0);
+    expect(moved.scores!.rows).toBe(moved.scoring!.rows);
+    const shadow = await db.db.selectFrom('ml.latest_scores_by_alias').select('user_id').where('model_name', '=', 'bank').where('alias', '=', 'challenger').execute();
+    expect(shadow).toHaveLength(moved.scoring!.rows);
+
+    // the table lost a feature column: v1 cannot score today's rows, so the alias must not move
+    await db.pool.query(`alter table ${BANK_TABLE} rename column duration_s to duration_gone`);
+    try {
+      const bad = await withWorkers(() => cli(['promote', 'bank', '1', '--alias', 'shadow', '--score', '--by', 'test']));
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/score run .* failed/);
+      const alias = await db.db.selectFrom('ml.model_aliases').select('version').where('model_name', '=', 'bank').where('alias', '=', 'shadow').executeTakeFirst();
+      expect(alias).toBeUndefined();
+    } finally {
+      await db.pool.query(`alter table ${BANK_TABLE} rename column duration_gone to duration_s`);
+    }
+  });
+});
+
 describe('trainPipeline with scoring.afterPromotion', () => {
   it('scores every active user with the version it just promoted, as a child workflow, at the run\'s as-of time', async () => {
     const out = await withWorkers(() =>
