@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { validateSearchSpace } from '../ml/search.js';
+import { DEFAULT_SEARCH_SPACE } from '../ml/types.js';
+import { SCORING_DEFAULTS } from '../pipeline/defaults.js';
 import { ID_RULES, NAME_PATTERN } from '../pipeline/ids.js';
 import { ErrorType, PipelineError } from './errors.js';
 import { sourceQueryProblem } from './source-query.js';
@@ -41,16 +43,16 @@ export const searchSpaceSchema = z.strictObject({
   hiddenLayers: z
     .tuple([z.number().int().min(0).max(6), z.number().int().min(0).max(6)])
     .refine(([lo, hi]) => lo <= hi, 'range must be [low, high] with low <= high')
-    .default([1, 3]),
-  units: z.array(z.number().int().min(1).max(4096)).min(1, 'needs at least one choice').default([16, 32, 64, 128]),
-  dropout: range(0, 0.9).default([0, 0.3]),
+    .default([...DEFAULT_SEARCH_SPACE.hiddenLayers] as [number, number]),
+  units: z.array(z.number().int().min(1).max(4096)).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.units]),
+  dropout: range(0, 0.9).default([...DEFAULT_SEARCH_SPACE.dropout] as [number, number]),
   l2: z
     .tuple([z.number().min(0), z.number().min(0)])
     .refine(([lo, hi]) => lo <= hi, 'range must be [low, high] with low <= high')
-    .default([1e-6, 1e-3]),
-  learningRate: positiveRange.default([3e-4, 1e-2]),
-  batchSize: z.array(z.number().int().min(1).max(65536)).min(1, 'needs at least one choice').default([128, 256, 512]),
-  classWeight: z.array(z.enum(['balanced', 'none'])).min(1, 'needs at least one choice').default(['none', 'balanced']),
+    .default([...DEFAULT_SEARCH_SPACE.l2] as [number, number]),
+  learningRate: positiveRange.default([...DEFAULT_SEARCH_SPACE.learningRate] as [number, number]),
+  batchSize: z.array(z.number().int().min(1).max(65536)).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.batchSize]),
+  classWeight: z.array(z.enum(['balanced', 'none'])).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.classWeight]),
   /** embedding sizes for categorical features to sample from (0 = one-hot); absent = one-hot only */
   embeddingDim: z.array(z.number().int().min(0).max(256)).min(1, 'needs at least one choice').optional(),
 });
@@ -77,7 +79,7 @@ export const pipelineConfigSchema = z.strictObject({
         features: z.union([z.array(column).min(1), z.record(column, z.enum(['numeric', 'categorical']))]).optional(),
       }),
     ])
-    .default({ kind: 'events', horizonDays: 14 }),
+    .prefault({ kind: 'events' }),
   quality: z
     .strictObject({
       /** Fail the run when more than this share of source rows (events, or entities) is quarantined. */
@@ -85,7 +87,7 @@ export const pipelineConfigSchema = z.strictObject({
       /** Fail the run when a feature's population stability index against the last registered run exceeds this. */
       maxPsi: z.number().positive().default(0.25),
     })
-    .default({ maxQuarantineRate: 0.05, maxPsi: 0.25 }),
+    .prefault({}),
   split: z
     .strictObject({
       seed: z.number().int().min(0).default(42),
@@ -94,15 +96,15 @@ export const pipelineConfigSchema = z.strictObject({
       test: z.number().gt(0).lt(1).default(0.1),
     })
     .refine((s) => Math.abs(s.train + s.val + s.test - 1) < 1e-9, 'split.train + split.val + split.test must equal 1')
-    .default({ seed: 42, train: 0.8, val: 0.1, test: 0.1 }),
+    .prefault({}),
   search: z
     .strictObject({
       trials: z.number().int().min(1).max(1000).default(16),
       parallelism: z.number().int().min(1).max(256).default(2),
       seed: z.number().int().min(0).default(7),
       /** the largest epoch budget a trial reaches (the last successive-halving rung) */
-      epochs: z.number().int().min(1).max(1000).default(30),
-      patience: z.number().int().min(1).max(1000).default(5),
+      epochs: z.number().int().min(1).max(1000).default(DEFAULT_SEARCH_SPACE.epochs),
+      patience: z.number().int().min(1).max(1000).default(DEFAULT_SEARCH_SPACE.patience),
       /**
        * what ranks trials on the validation split, from the first rung to the final choice. ROC-AUC by default: it
        * is comparable across class weightings (balanced weights inflate probabilities, and so log loss, by design)
@@ -111,19 +113,10 @@ export const pipelineConfigSchema = z.strictObject({
       /** successive halving: budgets minEpochs·eta^k; eta 1 trains every trial for the full budget */
       halving: z
         .strictObject({ eta: z.number().min(1).max(10).default(3), minEpochs: z.number().int().min(1).default(5) })
-        .default({ eta: 3, minEpochs: 5 }),
-      space: searchSpaceSchema.default(searchSpaceSchema.parse({})),
+        .prefault({}),
+      space: searchSpaceSchema.prefault({}),
     })
-    .default({
-      trials: 16,
-      parallelism: 2,
-      seed: 7,
-      epochs: 30,
-      patience: 5,
-      metric: 'valAuc',
-      halving: { eta: 3, minEpochs: 5 },
-      space: searchSpaceSchema.parse({}),
-    }),
+    .prefault({}),
   training: z
     .strictObject({
       backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
@@ -134,7 +127,7 @@ export const pipelineConfigSchema = z.strictObject({
       /** a training attempt silent this long (no epoch heartbeat) is retried elsewhere, from its last checkpoint */
       heartbeatTimeoutSeconds: z.number().int().min(5).max(3600).default(120),
     })
-    .default({ backend: 'auto', finalEpochs: 60, patience: 8, seed: 1234, heartbeatTimeoutSeconds: 120 }),
+    .prefault({}),
   gate: z
     .strictObject({
       thresholds: z
@@ -167,11 +160,7 @@ export const pipelineConfigSchema = z.strictObject({
         })
         .prefault({}),
     })
-    .default({
-      thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.65 }],
-      versusBaseline: { enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0 },
-      versusChampion: { enabled: true, alpha: 0.05, minRows: 200, minPositives: 20 },
-    }),
+    .prefault({}),
   evaluation: z
     .strictObject({
       /** categorical feature columns to report metrics by (event mode adds new vs returning customers) */
@@ -180,17 +169,17 @@ export const pipelineConfigSchema = z.strictObject({
       /** permutation importance on the validation split: repeats per feature (0 = off) */
       importanceRepeats: z.number().int().min(0).max(20).default(2),
     })
-    .default({ bootstrapSamples: 200, importanceRepeats: 2 }),
+    .prefault({}),
   scoring: z
     .strictObject({
       /** after a promotion, score every active user with the new version (child workflow scoreUsers) */
       afterPromotion: z.boolean().default(false),
       /** active users: at least one valid event in the last activeDays days before the scoring time */
-      activeDays: z.number().int().min(1).max(365).default(30),
+      activeDays: z.number().int().min(1).max(365).default(SCORING_DEFAULTS.activeDays),
       /** rows per scoring activity (one COPY transaction each) */
-      chunkRows: z.number().int().min(100).max(1_000_000).default(50_000),
+      chunkRows: z.number().int().min(100).max(1_000_000).default(SCORING_DEFAULTS.chunkRows),
     })
-    .default({ afterPromotion: false, activeDays: 30, chunkRows: 50_000 }),
+    .prefault({}),
   approval: z
     .strictObject({
       /** a blessed model is registered as pending_approval and waits for `propensity approve|reject <run>` */
@@ -198,7 +187,7 @@ export const pipelineConfigSchema = z.strictObject({
       /** no decision within this many hours rejects the version (ApprovalTimeout); fractions allowed */
       timeoutHours: z.number().positive().max(24 * 365).default(72),
     })
-    .default({ required: false, timeoutHours: 72 }),
+    .prefault({}),
 });
 
 export type PipelineConfigInput = z.input<typeof pipelineConfigSchema>;

@@ -53,13 +53,13 @@ export interface SearchSpace {
   embeddingDim?: number[];
 }
 
-/** Deep-frozen: copy it (`structuredClone`/spread) before editing. */
+/** The one default search space (the pipeline config's defaults are these). Deep-frozen: copy it before editing. */
 export const DEFAULT_SEARCH_SPACE: Readonly<SearchSpace> = Object.freeze({
   hiddenLayers: Object.freeze([1, 3]) as [number, number],
   units: Object.freeze([16, 32, 64, 128]) as number[],
   dropout: Object.freeze([0, 0.3]) as [number, number],
   l2: Object.freeze([1e-6, 1e-3]) as [number, number],
-  learningRate: Object.freeze([3e-4, 3e-3]) as [number, number],
+  learningRate: Object.freeze([3e-4, 1e-2]) as [number, number],
   batchSize: Object.freeze([128, 256, 512]) as number[],
   classWeight: Object.freeze(['none', 'balanced']) as ClassWeight[],
   epochs: 30,

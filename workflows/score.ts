@@ -15,8 +15,8 @@ import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES } from './constants.js';
 
-/** The defaults of the pipeline config's `scoring` key, repeated here so that workflow code needs no zod. */
-export const SCORING_DEFAULTS = { activeDays: 30, chunkRows: 50_000, parallelism: 2 } as const;
+import { SCORING_DEFAULTS } from '../pipeline/defaults.js';
+export { SCORING_DEFAULTS };
 
 export interface ScoreUsersInput {
   /** name, name@alias or name:version (a bare name means @champion) */

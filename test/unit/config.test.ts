@@ -57,3 +57,18 @@ describe('pipeline config', () => {
     expect(configHash(a)).not.toBe(configHash(parsePipelineConfig({ modelName: 'n' })));
   });
 });
+
+describe('defaults are written once', () => {
+  it("the config's search space is ml/'s default space, and scoring defaults are the workflows' (no second copy)", async () => {
+    const { DEFAULT_SEARCH_SPACE } = await import('../../ml/types.js');
+    const { SCORING_DEFAULTS } = await import('../../workflows/score.js');
+    const c = parsePipelineConfig({});
+    const { embeddingDim: _none, ...space } = c.search.space;
+    expect(space).toEqual({ ...Object.fromEntries(Object.entries(DEFAULT_SEARCH_SPACE).filter(([k]) => k !== 'epochs' && k !== 'patience')) });
+    expect(c.search.epochs).toBe(DEFAULT_SEARCH_SPACE.epochs);
+    expect(c.scoring.activeDays).toBe(SCORING_DEFAULTS.activeDays);
+    expect(c.scoring.chunkRows).toBe(SCORING_DEFAULTS.chunkRows);
+    // a partly given section keeps the defaults of the keys it leaves out
+    expect(parsePipelineConfig({ gate: { versusBaseline: { margin: 0.01 } } }).gate.versusBaseline).toEqual({ enabled: true, alpha: 0.05, requireHigherAuc: false, margin: 0.01 });
+  });
+});

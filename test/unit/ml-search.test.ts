@@ -18,7 +18,7 @@ describe('sampleTrials', () => {
       expect(t.hiddenUnits).toEqual([...t.hiddenUnits].sort((x, y) => y - x));
       expect(t.hiddenUnits.every((u) => DEFAULT_SEARCH_SPACE.units.includes(u))).toBe(true);
       expect(t.learningRate).toBeGreaterThanOrEqual(3e-4 * 0.999);
-      expect(t.learningRate).toBeLessThanOrEqual(3e-3 * 1.001);
+      expect(t.learningRate).toBeLessThanOrEqual(1e-2 * 1.001);
       expect(t.l2).toBeGreaterThanOrEqual(1e-6 * 0.999);
       expect(t.l2).toBeLessThanOrEqual(1e-3 * 1.001);
       expect(t.dropout).toBeGreaterThanOrEqual(0);
@@ -28,7 +28,8 @@ describe('sampleTrials', () => {
 
   it('covers each continuous range: one trial per stratum (Latin hypercube)', () => {
     const trials = sampleTrials(DEFAULT_SEARCH_SPACE, 8, 5);
-    const strata = trials.map((t) => Math.floor(((Math.log(t.learningRate) - Math.log(3e-4)) / (Math.log(3e-3) - Math.log(3e-4))) * 8));
+    const [lo, hi] = DEFAULT_SEARCH_SPACE.learningRate;
+    const strata = trials.map((t) => Math.floor(((Math.log(t.learningRate) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))) * 8));
     expect(new Set(strata.map((s) => Math.min(s, 7))).size).toBe(8);
   });
 
