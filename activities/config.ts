@@ -110,6 +110,11 @@ export const pipelineConfigSchema = z.strictObject({
        * is comparable across class weightings (balanced weights inflate probabilities, and so log loss, by design)
        */
       metric: z.enum(['valLogLoss', 'valAuc', 'valPrAuc']).default('valAuc'),
+      /**
+       * the logistic baseline competes with the search: when it is at least as good as the best trial on validation
+       * (by search.metric), the run ships it (family 'logistic') and skips the final training
+       */
+      baselineCompetes: z.boolean().default(true),
       /** successive halving: budgets minEpochs·eta^k; eta 1 trains every trial for the full budget */
       halving: z
         .strictObject({ eta: z.number().min(1).max(10).default(3), minEpochs: z.number().int().min(1).default(5) })

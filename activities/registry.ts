@@ -4,7 +4,7 @@ import { compareWithBaseline, compareWithChampion as compareOnUnseen, unseenByCh
 import { evaluateBinary, type EvaluationMetrics, type EvaluationReport } from '../ml/evaluation.js';
 import { permutationImportance } from '../ml/importance.js';
 import { predict } from '../ml/model.js';
-import { selectionRule, type SelectionMetric } from '../ml/search.js';
+import { familyOf, selectionRule, type SelectionMetric } from '../ml/search.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
 import type { Frame, MlpParams } from '../ml/types.js';
 import { initBackend } from '../ml/backend.js';
@@ -65,6 +65,8 @@ export interface RegisterInput {
     horizonDays: number | null;
     source: 'events' | 'table';
     features: string[];
+    /** 'logistic' when the baseline won on validation, else 'mlp' (absent in older histories: from params) */
+    family?: string;
   };
   /** approval.required: register as pending_approval and leave `champion` where it is */
   approvalRequired?: boolean;
@@ -142,7 +144,14 @@ export function createRegistryActivities(deps: ActivityDeps) {
         .select(['workflow_id', 'config', 'config_hash', 'code_version', 'cutoff', 'horizon_days'])
         .where('run_id', '=', runId)
         .executeTakeFirst(),
-      db.db.selectFrom('ml.trials').select(['params', 'seed', 'backend']).where('run_id', '=', runId).where('trial_id', '=', 'final').executeTakeFirst(),
+      // the shipped model's trial: 'final', or the baseline when it won on validation (no final training then)
+      db.db
+        .selectFrom('ml.trials')
+        .select(['params', 'seed', 'backend', 'family'])
+        .where('run_id', '=', runId)
+        .where('trial_id', 'in', ['final', 'baseline'])
+        .orderBy(sql`trial_id = 'final'`, 'desc')
+        .executeTakeFirst(),
       db.db.selectFrom('ml.run_steps').select('detail').where('run_id', '=', runId).where('step', '=', 'split').where('trial_id', '=', '').executeTakeFirst(),
       db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined', 'features']).where('run_id', '=', runId).execute(),
     ]);
@@ -170,6 +179,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
         source: config?.source?.kind ?? null,
         features,
         selection: config?.search?.metric ? selectionRule(config.search.metric) : null,
+        family: final?.family ?? null,
       },
       data: {
         splits,
@@ -228,7 +238,13 @@ export function createRegistryActivities(deps: ActivityDeps) {
           };
           const gate = evaluateGate(metrics, input.gate.thresholds);
           const comparisons: Comparison[] = [];
-          if (input.gate.versusBaseline.enabled && input.baseline) {
+          if (input.gate.versusBaseline.enabled && input.baseline && input.baseline.weights.sha256 === input.model.weights.sha256) {
+            comparisons.push({
+              check: 'beats_baseline', against: 'baseline', challengerAuc: NaN, otherAuc: NaN, diff: NaN, pValue: null, passed: true, status: 'skipped',
+              skipped: 'the model is the logistic baseline (it was as good as the best trial on validation)',
+              detail: 'skipped: the model is the logistic baseline, chosen because it was as good as the best trial on validation',
+            });
+          } else if (input.gate.versusBaseline.enabled && input.baseline) {
             const b = await predict(await readModel(store, input.baseline), mTest.x, mTest.rows, mTest.cols);
             comparisons.push(compareWithBaseline(test.label, pTest, b, input.gate.versusBaseline));
           }
@@ -362,6 +378,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
                 params: JSON.stringify(input.lineage.params),
                 seed: input.lineage.seed,
                 backend: input.lineage.backend,
+                family: input.lineage.family ?? familyOf(input.lineage.params),
                 metrics: JSON.stringify(input.evaluation.metrics),
                 ...(input.approvalRequired && { status: 'pending_approval' as const }),
               })

@@ -5,6 +5,7 @@ import { initBackend } from '../ml/backend.js';
 import { isMlError } from '../ml/errors.js';
 import { layoutOf, trainMlp, type EpochMetrics, type EpochReport, type InputLayout } from '../ml/model.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
+import { familyOf } from '../ml/search.js';
 import type { MlpParams, ModelArtifacts } from '../ml/types.js';
 import { keys, type ArtifactRef, type ArtifactStore } from '../store/artifacts.js';
 import type { ActivityDeps } from './deps.js';
@@ -138,6 +139,7 @@ export function createTrainActivities(deps: TrainDeps) {
             backend: backend.name,
             rung: input.rung ?? 0,
             budget_epochs: input.params.epochs,
+            family: familyOf(input.params),
             started_at: new Date(),
           };
           await db.db

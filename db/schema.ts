@@ -72,6 +72,8 @@ export interface TrialsTable {
   rung: Generated<number>;
   budget_epochs: number | null;
   stop_reason: string | null;
+  /** 'logistic' (the baseline) | 'mlp' */
+  family: string | null;
 }
 
 export interface FeatureImportanceTable {
@@ -110,6 +112,8 @@ export interface ModelVersionsTable {
   seed: ColumnType<string, number, number>;
   backend: string;
   metrics: Json<Record<string, number>>;
+  /** 'logistic' | 'mlp' (null only before the column existed) */
+  family: string | null;
   created_at: GeneratedTimestamp;
   /** only approved versions can hold an alias; pending_approval waits for a reviewer */
   status: ColumnType<ModelVersionStatus, ModelVersionStatus | undefined, ModelVersionStatus>;

@@ -162,3 +162,6 @@ export const selectionRule = (metric: SelectionMetric): string => `trials ranked
 /** A metric value as people read it: "val ROC-AUC 0.8601". */
 export const formatSelection = (metric: SelectionMetric, value: number | null): string =>
   `${{ valAuc: 'val ROC-AUC', valLogLoss: 'val log loss', valPrAuc: 'val PR-AUC' }[metric]} ${value === null ? '-' : value.toFixed(4)}`;
+
+/** The model family of a parameter set: no hidden layer is the logistic regression. */
+export const familyOf = (params: { hiddenUnits: number[] }): 'logistic' | 'mlp' => (params.hiddenUnits.length === 0 ? 'logistic' : 'mlp');

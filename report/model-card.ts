@@ -63,6 +63,8 @@ export interface CardLineage {
   features?: string[] | null;
   /** how the model was chosen among the trials (the search's selection rule) */
   selection?: string | null;
+  /** the model family: 'mlp', or 'logistic' when the baseline won */
+  family?: string | null;
 }
 
 export interface SplitSummary {
@@ -460,6 +462,7 @@ function lineageTable(card: ModelCard): string {
     kv('run id', code(l.runId)) +
     kv('workflow id', code(l.workflowId)) +
     kv('config hash', code(l.configHash)) +
+    (l.family ? kv('model family', code(l.family)) : '') +
     (l.selection ? kv('model selection', e(l.selection)) : '') +
     kv('code version', code(l.codeVersion)) +
     kv('data sha256', code(l.dataSha256)) +

@@ -19,9 +19,10 @@ import type { SplitOutput } from '../activities/pipeline.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES, type PipelineStage } from './constants.js';
-import { baselineParams, formatSelection } from '../ml/search.js';
+import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
 import { cleanInput, searchInput, searchSpace } from './inputs.js';
-import { hyperparameterSearch, type HyperparameterSearchOutput } from './search.js';
+import { better, hyperparameterSearch, type HyperparameterSearchOutput } from './search.js';
+import type { TrainTrialOutput } from '../activities/train.js';
 import { scoreAfterPromotion, scoreUsers, type ScoreUsersOutput } from './score.js';
 
 export interface TrainPipelineInput {
@@ -54,6 +55,8 @@ export interface TrainPipelineOutput {
   trialsFailed: number;
   best: { trialId: string; params: unknown; valAuc: number | null; valLogLoss: number | null };
   backend: string;
+  /** the model family shipped: 'mlp', or 'logistic' when the baseline won on validation */
+  family?: string;
   dataSha256: string;
   configHash: string;
   artifacts: { test: ArtifactRef; report: ArtifactRef };
@@ -206,20 +209,38 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
     );
 
     progress.stage = 'final';
-    const params = { ...search.best.params, epochs: config.training.finalEpochs, patience: config.training.patience };
-    const final = await train.trainTrial({
-      runId,
-      trialId: 'final',
-      params,
-      seed: config.training.seed,
-      ...data,
-      backend: config.training.backend,
-      step: 'final',
-    });
+    // The baseline competes: at least as good on validation by the search's own rule, it is the model the run
+    // ships (simpler, and already trained for the final budget); histories from before this rule replay unchanged.
+    const metric = config.search.metric;
+    const baselineWins =
+      patched('baseline-competes') &&
+      config.search.baselineCompetes !== false &&
+      baseline.status === 'completed' && !!baseline.model && baseline[metric] !== null &&
+      better(metric)(baseline, search.best) <= 0;
+    const params = baselineWins
+      ? baseline.params
+      : { ...search.best.params, epochs: config.training.finalEpochs, patience: config.training.patience };
+    const final: TrainTrialOutput = baselineWins
+      ? baseline
+      : await train.trainTrial({
+          runId,
+          trialId: 'final',
+          params,
+          seed: config.training.seed,
+          ...data,
+          backend: config.training.backend,
+          step: 'final',
+        });
     if (final.status !== 'completed' || !final.model) {
       throw ApplicationFailure.nonRetryable(`final training failed: ${final.error}`, 'NonFiniteLoss');
     }
-    done('final', `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`);
+    const family = familyOf(params);
+    done(
+      'final',
+      baselineWins
+        ? `logistic baseline chosen: ${formatSelection(metric, baseline[metric])} is at least the best trial's ${formatSelection(metric, search.best[metric])}; no final training`
+        : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`,
+    );
 
     progress.stage = 'evaluate';
     const evaluation: EvaluateOutput = await cpu.evaluateModel({
@@ -258,6 +279,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           horizonDays: ingest.horizonDays,
           source: ingest.mode,
           features: ingest.features.map((f) => f.name),
+          family,
         },
         ...(approvalRequired && { approvalRequired: true }),
       });
@@ -358,6 +380,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
         valLogLoss: search.best.valLogLoss,
       },
       backend: final.backend,
+      family,
       dataSha256: split.dataSha256,
       configHash: started.configHash,
       artifacts: { test: split.test, report: evaluation.report },

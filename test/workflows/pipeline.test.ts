@@ -300,6 +300,34 @@ describe('trainPipeline end to end', () => {
     expect(c.detail).toMatch(new RegExp(`on ${c.rows} unseen test rows \\(${c.excluded} excluded: in the champion v1's train or validation split, split seed 42\\)`));
   });
 
+  it('ships the logistic baseline when it is at least as good as every trial on validation, recorded as its family', async () => {
+    // networks that cannot learn (tiny, one epoch at a learning rate of 1e-6): the baseline must win on validation
+    const out = await withWorkers(() =>
+      run(
+        smallConfig({
+          modelName: 'competes',
+          search: { trials: 2, parallelism: 2, epochs: 1, halving: { eta: 1 }, space: { hiddenLayers: [1, 1], units: [2], learningRate: [1e-6, 1e-6] } },
+          gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.6 }] },
+        }),
+      ),
+    );
+    expect(out.status).toBe('registered');
+    expect(out.family).toBe('logistic');
+    const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'family', 'val_auc']).where('run_id', '=', out.runId).execute();
+    expect(trials.map((t) => t.trial_id).sort()).toEqual(['baseline', 't001', 't002']); // no final training
+    const baseline = trials.find((t) => t.trial_id === 'baseline')!;
+    expect(baseline.family).toBe('logistic');
+    for (const t of trials.filter((x) => x.trial_id !== 'baseline')) {
+      expect(t.family).toBe('mlp');
+      expect(baseline.val_auc!).toBeGreaterThanOrEqual(t.val_auc!);
+    }
+    const version = await db.db.selectFrom('ml.model_versions').select(['family', 'params']).where('run_id', '=', out.runId).executeTakeFirstOrThrow();
+    expect(version.family).toBe('logistic');
+    expect((version.params as { hiddenUnits: number[] }).hiddenUnits).toEqual([]);
+    const evaluation = await db.db.selectFrom('ml.evaluations').select('comparisons').where('run_id', '=', out.runId).executeTakeFirstOrThrow();
+    expect(evaluation.comparisons).toEqual(expect.arrayContaining([expect.objectContaining({ check: 'beats_baseline', status: 'skipped' })]));
+  });
+
   it('fails before training when a feature drifted past quality.maxPsi against the last registered run', async () => {
     const err = await withWorkers(() =>
       run(
