@@ -364,10 +364,13 @@ export function createPipelineActivities(deps: ActivityDeps) {
   }
 
   async function defaultCutoff(horizonDays: number): Promise<Date> {
-    const { rows } = await db.pool.query(
-      `select date_trunc('day', max(occurred_at)) - make_interval(days => $1) as cutoff
-         from shop.events where occurred_at <= now()`,
-      [horizonDays],
+    // shop.events is source data: read as the source role, like the ingest scans
+    const { rows } = await withSource(sourceFor(deps), (client) =>
+      client.query(
+        `select date_trunc('day', max(occurred_at)) - make_interval(days => $1) as cutoff
+           from shop.events where occurred_at <= now()`,
+        [horizonDays],
+      ),
     );
     if (!rows[0]?.cutoff) {
       throw new PipelineError(

@@ -15,7 +15,8 @@ import type { PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
 import { beat } from './heartbeat.js';
-import { copyToShards, ident, planTableSource, withTransaction } from './source.js';
+import { copyToShards, ident, planTableSource, sourceFor, withSource, withTransaction } from './source.js';
+import { assertBuiltStatement, checkedSourceQuery } from './source-query.js';
 
 export interface ScoringModel {
   modelName: string;
@@ -120,6 +121,9 @@ async function withHeartbeats<T>(details: unknown, fn: () => Promise<T>): Promis
   return fn();
 }
 
+/** Source reads of a scoring run: one consistent snapshot, read only (withSource checks the role). */
+const SOURCE_SNAPSHOT = 'BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
 const invalid = (message: string) => new PipelineError(ErrorType.InvalidConfig, message);
 
 /** COPY text format: backslash, tab, newline and carriage return escaped. */
@@ -210,19 +214,21 @@ export function createScoringActivities(deps: ActivityDeps) {
       openedAt: source?.openedAt ? new Date(source.openedAt) : null,
       inline: true,
     });
-    const client = await db.pool.connect();
-    try {
-      const copied = await copyToShards({
-        client,
-        select: q.sql,
-        specs: EVENT_FEATURES,
-        store,
-        keyOf: (i) => scoringKeys.features(input.temporalRunId, i),
-      });
-      return copied.dataset;
-    } finally {
-      client.release();
-    }
+    // shop.* is read as the least-privilege source role, never as the main (possibly superuser) connection
+    return withSource(
+      sourceFor(deps),
+      async (client) => {
+        const copied = await copyToShards({
+          client,
+          select: q.sql,
+          specs: EVENT_FEATURES,
+          store,
+          keyOf: (i) => scoringKeys.features(input.temporalRunId, i),
+        });
+        return copied.dataset;
+      },
+      SOURCE_SNAPSHOT,
+    );
   }
 
   async function buildTable(input: BuildScoringFeaturesInput, config: PipelineConfig): Promise<DatasetRef> {
@@ -231,26 +237,39 @@ export function createScoringActivities(deps: ActivityDeps) {
     const { pre } = await loadRegistered(input.model);
     // exactly the columns the model was trained on, with their kinds
     const features = Object.fromEntries(pre.steps.map((s) => [s.name, s.kind])) as Record<string, FeatureSpec['kind']>;
-    // One snapshot for the key check and the export.
-    return inTransaction(async (client) => {
-      const plan = await planTableSource(client, { ...source, features });
-      const query = source.query.trim().replace(/;\s*$/, '');
-      const key = `src.${ident(source.entityKey)}`;
-      const { rows } = await client.query(
-        `select count(*)::float8 as n, count(distinct ${key})::float8 as distinct_keys, count(*) filter (where ${key} is null)::float8 as null_keys from (${query}) as src`,
-      );
-      const { n, distinct_keys: distinctKeys, null_keys: nullKeys } = rows[0] as { n: number; distinct_keys: number; null_keys: number };
-      if (nullKeys > 0 || distinctKeys !== n - nullKeys) {
-        // counts only: key values would reach the workflow history
-        throw new PipelineError(
-          ErrorType.InvalidData,
-          `source.query of run ${input.model.runId} returns ${n} rows but ${distinctKeys} distinct values of "${source.entityKey}"` +
-            (nullKeys ? ` and ${nullKeys} NULL keys` : '') + ': scoring needs one row per entity',
-        );
-      }
-      const copied = await copyToShards({ client, select: plan.select, specs: plan.features, store, keyOf: (i) => scoringKeys.features(input.temporalRunId, i) });
-      return copied.dataset;
-    }, 'BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // One snapshot for the key check and the export, as the least-privilege source role (like ingest).
+    return withSource(
+      sourceFor(deps),
+      async (client) => {
+        const plan = await planTableSource(client, { ...source, features });
+        const query = checkedSourceQuery(source.query);
+        const key = `src.${ident(source.entityKey)}`;
+        const count =
+          `select count(*)::float8 as n, count(distinct ${key})::float8 as distinct_keys, count(*) filter (where ${key} is null)::float8 as null_keys ` +
+          `from (${query}\n) as src`;
+        assertBuiltStatement(count, 'select');
+        const { rows } = await client.query({ text: count, queryMode: 'extended' } as pg.QueryConfig);
+        const { n, distinct_keys: distinctKeys, null_keys: nullKeys } = rows[0] as { n: number; distinct_keys: number; null_keys: number };
+        if (nullKeys > 0 || distinctKeys !== n - nullKeys) {
+          // counts only: key values would reach the workflow history
+          throw new PipelineError(
+            ErrorType.InvalidData,
+            `source.query of run ${input.model.runId} returns ${n} rows but ${distinctKeys} distinct values of "${source.entityKey}"` +
+              (nullKeys ? ` and ${nullKeys} NULL keys` : '') + ': scoring needs one row per entity',
+          );
+        }
+        const copied = await copyToShards({
+          client,
+          select: plan.select,
+          specs: plan.features,
+          store,
+          keyOf: (i) => scoringKeys.features(input.temporalRunId, i),
+          textNumeric: plan.textNumeric,
+        });
+        return copied.dataset;
+      },
+      SOURCE_SNAPSHOT,
+    );
   }
 
   return {

@@ -12,7 +12,7 @@ import type { PipelineConfigInput } from '../activities/config.js';
 import { loadConfigFile } from '../cli/config-file.js';
 import { followPipeline } from '../cli/follow.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../cli/workers.js';
-import { BANK_TABLE, seedBankMarketing } from '../db/tables/bank-marketing.js';
+import { BANK_TABLE, grantBankRead, seedBankMarketing } from '../db/tables/bank-marketing.js';
 import { initBackend } from '../ml/backend.js';
 import { delongPairedTest } from '../ml/delong.js';
 import { prAuc, rocAuc } from '../ml/metrics.js';
@@ -23,7 +23,7 @@ import { ipcToFrame } from '../store/arrow.js';
 import { keys } from '../store/artifacts.js';
 import { connectTemporal } from '../workers/deps.js';
 import { trainPipeline, type TrainPipelineOutput } from '../workflows/pipeline.js';
-import { appendResult, BENCH_DATABASE, deletePrefix, ensureShop, fmt, machine, openBench, provenance, round, seconds, table, waitForQuiet, type Log } from './common.js';
+import { appendResult, BENCH_DATABASE, benchWorkerDatabaseEnv, deletePrefix, ensureShop, fmt, machine, openBench, provenance, round, seconds, table, waitForQuiet, type Log } from './common.js';
 import { ensureReferenceEnv, readPredictions, runReference, writeMatrices, type LabeledMatrix } from './reference/python.js';
 
 export interface AccuracyBenchOptions {
@@ -134,6 +134,9 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         if (!rows[0].present || opts.reseed) {
           log(`▸ ${rows[0].present ? 'reseeding' : `${BANK_TABLE} is missing in ${BENCH_DATABASE}: seeding`} ${opts.bankRows} rows (seed 1)`);
           await seedBankMarketing(bench.db.pool, { rows: opts.bankRows, seed: 1 });
+        } else {
+          // seeded before the source role existed or was granted it: table-mode queries run as that role
+          await grantBankRead(bench.db.pool);
         }
       }
       const raw = file.raw as PipelineConfigInput;
@@ -157,7 +160,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
     log(`▸ workers: 1 cpu, ${opts.trainWorkers} train (logs in ${logEnv.PROPENSITY_DATA_DIR}/logs)`);
     workers.push(
       ...spawnWorkers(logEnv, { cpu: 1, train: opts.trainWorkers }, {
-        DATABASE_URL: bench.databaseUrl, PROPENSITY_CPU_QUEUE: queues.cpu, PROPENSITY_TRAIN_QUEUE: queues.train, PROPENSITY_CODE_VERSION: bench.codeVersion,
+        ...benchWorkerDatabaseEnv(bench), PROPENSITY_CPU_QUEUE: queues.cpu, PROPENSITY_TRAIN_QUEUE: queues.train, PROPENSITY_CODE_VERSION: bench.codeVersion,
       }),
     );
     const client = await connectTemporal(bench.connections);

@@ -67,6 +67,20 @@ export async function openBench({
   return { ...services, database, databaseUrl };
 }
 
+/**
+ * The database variables of a worker the bench spawns: the bench database, and the source role on that same
+ * database (a worker given DATABASE_URL alone refuses source queries: README, "Source-query security").
+ */
+export function benchWorkerDatabaseEnv(bench: Pick<BenchServices, 'connections' | 'databaseUrl'>): Record<string, string> {
+  const env: Record<string, string> = { DATABASE_URL: bench.databaseUrl };
+  if (bench.connections.sourceDatabaseUrl) {
+    const url = new URL(bench.connections.sourceDatabaseUrl);
+    url.pathname = new URL(bench.databaseUrl).pathname;
+    env.DATABASE_URL_SOURCE = url.toString();
+  }
+  return env;
+}
+
 /** Creates `name` on the server of `adminUrl` when missing; returns its URL. */
 async function ensureDatabase(adminUrl: string, name: string): Promise<string> {
   const admin = new pg.Client({ connectionString: adminUrl, application_name: 'propensity-bench' });

@@ -1,11 +1,13 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { grantSourceRead, sourceGrantSql } from '../activities/source.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { importEvents } from '../db/import/rees46.js';
 import { seedShop } from '../db/synthetic/load.js';
+import { SOURCE_ROLE } from '../infra/connections.js';
 import { stackDown, stackStatus, stackUp } from '../infra/index.js';
 import { openServices } from '../workers/deps.js';
 import { runDemo } from './demo.js';
-import { CliError, ExitCode, idParser } from './common.js';
+import { CliError, ExitCode, idParser, withServices } from './common.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerModelsCommands } from './commands/models.js';
 import { registerRunsCommands } from './commands/runs.js';
@@ -31,9 +33,8 @@ dev.command('up').description('start (or reuse) the dev stack').action(async () 
 dev.command('down').description('stop what `dev up` started').action(async () => void (await stackDown({ log: console.log })));
 dev.command('status').description('show each service').action(async () => void (await stackStatus({ log: console.log })));
 
-program
-  .command('db')
-  .description('database administration')
+const db = program.command('db').description('database administration');
+db
   .command('migrate')
   .description('apply pending migrations (schemas shop, ml, bench)')
   .action(async () => {
@@ -44,6 +45,55 @@ program
     } finally {
       await s.close();
     }
+  });
+
+// The source role must never read ml (the worker refuses it then) nor the system catalogs' schemas.
+const RESERVED_SCHEMAS = new Set(['ml', 'information_schema']);
+const schemaName = (value: string, previous: string[] = []) => {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(value)) {
+    throw new InvalidArgumentError(`"${value}" is not a plain schema name (letters, digits and _, not starting with a digit, at most 63)`);
+  }
+  if (RESERVED_SCHEMAS.has(value) || value.startsWith('pg_')) {
+    throw new InvalidArgumentError(`schema "${value}" is not source data: ${SOURCE_ROLE} must not read it`);
+  }
+  return previous.includes(value) ? previous : [...previous, value];
+};
+
+db
+  .command('grant-source')
+  .description(`let the source role ${SOURCE_ROLE} read more schemas (table-mode queries outside shop): USAGE, SELECT on their tables and on tables created later`)
+  .requiredOption('--schema <name>', 'a schema to grant (repeat for more)', schemaName)
+  .option('--print-sql', 'print the SQL for a DBA instead of running it')
+  .action(async (o: { schema: string[]; printSql?: boolean }) => {
+    if (o.printSql) {
+      console.log(o.schema.flatMap((schema) => sourceGrantSql(schema).map((statement) => `${statement};`)).join('\n'));
+      return;
+    }
+    await withServices(async (s) => {
+      const { rows } = await s.db.pool.query(
+        `select (select count(*) from pg_roles where rolname = $1)::int as role, current_user::text as grantor,
+                array(select nspname::text from pg_namespace where nspname = any($2::text[])) as present`,
+        [SOURCE_ROLE, o.schema],
+      );
+      if (!rows[0].role) {
+        throw new CliError(
+          `role ${SOURCE_ROLE} does not exist: run \`propensity db migrate\` as a user with CREATEROLE, or create it as a DBA (README, "Source-query security")`,
+          ExitCode.notFound,
+          'UnknownRole',
+        );
+      }
+      const missing = o.schema.filter((schema) => !(rows[0].present as string[]).includes(schema));
+      if (missing.length) {
+        throw new CliError(`no schema ${missing.map((m) => `"${m}"`).join(', ')} in this database (names are case-sensitive); nothing was granted`, ExitCode.notFound, 'UnknownSchema');
+      }
+      for (const schema of o.schema) {
+        await grantSourceRead(s.db.pool, schema);
+        console.log(`granted ${SOURCE_ROLE} read access to schema ${schema}:`);
+        for (const statement of sourceGrantSql(schema)) console.log(`  ${statement}`);
+      }
+      // ALTER DEFAULT PRIVILEGES covers only the tables its own user creates later
+      console.log(`tables ${rows[0].grantor} creates in ${o.schema.length === 1 ? 'it' : 'them'} later are readable too; grant again for tables other users create`);
+    });
   });
 
 program

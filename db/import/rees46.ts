@@ -283,8 +283,12 @@ export async function importEvents(pool: pg.Pool, options: ImportEventsOptions):
         if (lineNo === 1) {
           const header = ('text' in decoded ? decoded.text : decoded.raw).replace(/^\uFEFF/, '').trim();
           if (header !== REES46_HEADER) {
+            // Never the line itself: a file without its header starts with a data row (user ids, sessions).
+            const fields = splitCsvLine(header);
+            const found = fields ? `a line of ${fields.length} CSV field${fields.length === 1 ? '' : 's'}` : 'a line that is not valid CSV';
             throw new ImportError(
-              `${file}: line 1 is not the REES46 header; expected "${REES46_HEADER}", found ${JSON.stringify(header.slice(0, 200))}`,
+              `${file}: line 1 is not the REES46 header: expected the ${FIELDS} column names "${REES46_HEADER}", ` +
+                `found ${found} (its content is not shown: it may be a data row); export the file with its header line`,
             );
           }
           continue;

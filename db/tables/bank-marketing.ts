@@ -2,6 +2,8 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
+import { grantSourceRead } from '../../activities/source.js';
+import { SOURCE_ROLE } from '../../infra/connections.js';
 import { createRng } from '../../ml/random.js';
 
 /**
@@ -11,6 +13,7 @@ import { createRng } from '../../ml/random.js';
  * label, so table mode can be tested end to end on a realistic schema.
  */
 export const BANK_TABLE = 'public_data.bank_marketing';
+export const BANK_SCHEMA = 'public_data';
 
 const JOBS = ['admin.', 'blue-collar', 'entrepreneur', 'housemaid', 'management', 'retired', 'self-employed', 'services', 'student', 'technician', 'unemployed', 'unknown'];
 const MARITAL = ['married', 'single', 'divorced'];
@@ -21,7 +24,7 @@ const OUTCOME = ['failure', 'other', 'success', 'unknown'];
 export async function seedBankMarketing(pool: pg.Pool, { rows, seed }: { rows: number; seed: number }): Promise<{ rows: number; positives: number }> {
   const rng = createRng(seed);
   const pick = <T>(xs: T[]) => xs[Math.floor(rng.next() * xs.length)];
-  await pool.query(`create schema if not exists public_data`);
+  await pool.query(`create schema if not exists ${BANK_SCHEMA}`);
   await pool.query(`drop table if exists ${BANK_TABLE}`);
   await pool.query(`create table ${BANK_TABLE} (
     client_id bigint primary key, age int, job text, marital text, education text, has_default boolean,
@@ -59,5 +62,18 @@ export async function seedBankMarketing(pool: pg.Pool, { rows, seed }: { rows: n
     client.release();
   }
   await pool.query(`analyze ${BANK_TABLE}`);
+  await grantBankRead(pool);
   return { rows, positives };
+}
+
+/**
+ * Lets the source role (table-mode queries run as it) read public_data, as a DBA would for any schema table mode
+ * reads. Idempotent; does nothing where the role does not exist (a database migrated without CREATEROLE), and
+ * returns whether it granted.
+ */
+export async function grantBankRead(pool: pg.Pool): Promise<boolean> {
+  const { rowCount } = await pool.query('select 1 from pg_roles where rolname = $1', [SOURCE_ROLE]);
+  if (!rowCount) return false;
+  await grantSourceRead(pool, BANK_SCHEMA);
+  return true;
 }

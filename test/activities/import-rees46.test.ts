@@ -205,6 +205,16 @@ describe('importEvents on a file with malformed lines', () => {
       await expect(importEvents(own.pool, { file, format: 'rees46' })).rejects.toMatchObject({
         type: 'InvalidImportFile', message: expect.stringContaining('line 1 is not the REES46 header'),
       });
+      // a file without its header starts with a data row: the message says where and what was expected, never a value
+      const headless = path.join(path.dirname(file), 'headless.csv');
+      const dataRow = '2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,72d76fde-8bb3-4e00-8c23-a032dfed738c';
+      writeFileSync(headless, `${dataRow}\n`);
+      const err = (await importEvents(own.pool, { file: headless, format: 'rees46' }).catch((e: Error) => e)) as Error & { type?: string };
+      expect(err.type).toBe('InvalidImportFile');
+      expect(err.message).toContain('line 1 is not the REES46 header');
+      expect(err.message).toContain(`expected the 9 column names "${REES46_HEADER}"`);
+      const told = err.message.replace(headless, '<file>');
+      for (const field of dataRow.split(',').filter(Boolean)) expect(told).not.toContain(field);
       const { rows: [n] } = await own.pool.query('SELECT (SELECT count(*)::int FROM shop.events) AS e, (SELECT count(*)::int FROM ml.imports) AS i');
       expect(n).toEqual({ e: 0, i: 0 });
     } finally {

@@ -1,7 +1,13 @@
+import { randomUUID } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createScoringActivities, type BuildScoringFeaturesInput, type BuildScoringFeaturesOutput, type ScoringModel } from '../../activities/scoring.js';
+import { createSourceDb, type SourceDb } from '../../activities/source.js';
 import type { Db } from '../../db/client.js';
 import { EVENT_FEATURES, eventFeatureQuery, eventScoringQuery } from '../../db/features.js';
-import { freshDatabase } from '../support/services.js';
+import { keys, type ArtifactStore } from '../../store/artifacts.js';
+import { freshDatabase, testStore } from '../support/services.js';
+import { sourceDatabase } from '../support/source.js';
 
 // The scoring variant of the feature query on a hand-made shop. Cutoff C = 2026-03-01T00:00Z, activeDays 7:
 // active users have a valid event in [2026-02-22, 2026-03-01).
@@ -37,13 +43,19 @@ const events: [number, number, string, string, string | null, number][] = [
 ];
 
 let db: Db;
+let url: string;
+let store: ArtifactStore;
+let closeStore: () => void;
+let source: SourceDb;
 const score = async (activeDays: number) => {
   const q = eventScoringQuery({ cutoff, activeDays, now });
   return (await db.pool.query(q.sql, q.params)).rows as Record<string, unknown>[];
 };
 
 beforeAll(async () => {
-  ({ db } = await freshDatabase('scoring_query'));
+  ({ db, url } = await freshDatabase('scoring_query'));
+  ({ store, close: closeStore } = await testStore());
+  source = sourceDatabase(url);
   for (const u of users) await db.pool.query('INSERT INTO shop.users VALUES ($1, $2, $3, $4, $5)', u);
   await db.pool.query("INSERT INTO shop.products (product_id, category, brand, price) VALUES (1, 'shoes', 'nike', 50)");
   for (const [id, user, session, type, price, at] of events) {
@@ -55,6 +67,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await source?.close();
+  closeStore?.();
   await db?.close();
 });
 
@@ -89,5 +103,97 @@ describe('eventScoringQuery', () => {
     expect(q.sql).not.toMatch(/>=\s*\$1::timestamptz(?! -)/); // no condition selects events from the cutoff on
     expect(() => eventScoringQuery({ cutoff, activeDays: 0, now })).toThrow(/activeDays/);
     expect(() => eventScoringQuery({ cutoff, activeDays: 1.5, now })).toThrow(/activeDays/);
+  });
+});
+
+// The activity that builds scoring features reads shop.* (and a table-mode query) as the least-privilege source
+// role, like ingest: a superuser source connection is refused before anything is read.
+describe('buildScoringFeatures reads the source as the source role', () => {
+  const stamp = Date.now();
+  const call = (acts: ReturnType<typeof createScoringActivities>, input: BuildScoringFeaturesInput) =>
+    new MockActivityEnvironment().run(acts.buildScoringFeatures, input) as Promise<BuildScoringFeaturesOutput>;
+  const failure = (p: Promise<unknown>) => p.then(() => null, (e: Error & { type?: string }) => e);
+
+  /** A pipeline run whose config says how to build features (what scoring reads of the run that trained the model). */
+  async function trainedRun(source: Record<string, unknown>): Promise<string> {
+    const runId = randomUUID();
+    await db.db
+      .insertInto('ml.pipeline_runs')
+      .values({ run_id: runId, workflow_id: `wf-${runId}`, model_name: 'sq', status: 'registered', config: JSON.stringify({ modelName: 'sq', source }), config_hash: 'x', code_version: 'test' })
+      .execute();
+    return runId;
+  }
+
+  /** Registered model files with the preprocessing of `features` (table mode scores exactly those columns). */
+  async function registered(modelName: string, features: Record<string, 'numeric' | 'categorical'>) {
+    const steps = Object.entries(features).map(([name, kind]) => ({ name, kind }));
+    await store.putJson(keys.modelFile(modelName, 1, 'model.json'), {});
+    await store.put(keys.modelFile(modelName, 1, 'weights.bin'), new Uint8Array(4));
+    await store.putJson(keys.modelFile(modelName, 1, 'preprocessing.json'), { version: 1, trainRows: 1, options: {}, steps, featureNames: Object.keys(features) });
+  }
+
+  const input = (model: ScoringModel, asOf: string | null, activeDays: number | null): BuildScoringFeaturesInput => ({
+    scoreRunId: `score-${model.runId}`,
+    temporalRunId: randomUUID(),
+    model,
+    asOf,
+    activeDays,
+  });
+
+  it('event mode: the active users, as the source role; a superuser source connection is refused', async () => {
+    const runId = await trainedRun({ kind: 'events', horizonDays: 14 });
+    const model: ScoringModel = { modelName: `sq-events-${stamp}`, version: 1, runId, mode: 'events' };
+    const out = await call(createScoringActivities({ db, store, codeVersion: 'test', source }), input(model, cutoff.toISOString(), 7));
+    expect(out.rows).toBe(2);
+    const ids = (await Promise.all(out.features.shards.map((s) => store.getFrame(s)))).flatMap((f) => f.ids);
+    expect(ids.sort()).toEqual(['1', '6']);
+
+    const asSuperuser = createSourceDb(url);
+    try {
+      const err = await failure(call(createScoringActivities({ db, store, codeVersion: 'test', source: asSuperuser }), input(model, cutoff.toISOString(), 7)));
+      expect(err?.type).toBe('InvalidConfig');
+      expect(err!.message).toMatch(/role "postgres" is a superuser: source queries run only as a least-privilege read-only role/);
+    } finally {
+      await asSuperuser.close();
+    }
+  });
+
+  it('table mode: a query ending in a comment, text declared numeric parsed, duplicate keys counted; values never shown', async () => {
+    await db.pool.query(`create table shop.scoring_clients (id int, y boolean, age text, segment text)`);
+    await db.pool.query(`insert into shop.scoring_clients select g, g % 2 = 0, (20 + g)::text, 's' || (g % 3) from generate_series(1, 30) g`);
+    const features = { age: 'numeric', segment: 'categorical' } as const;
+    const table = async (query: string) => {
+      const runId = await trainedRun({ kind: 'table', query, entityKey: 'id', label: 'y' });
+      const model: ScoringModel = { modelName: `sq-table-${stamp}-${runId.slice(0, 8)}`, version: 1, runId, mode: 'table' };
+      await registered(model.modelName, features);
+      return { model, acts: createScoringActivities({ db, store, codeVersion: 'test', source }) };
+    };
+
+    const ok = await table('select * from shop.scoring_clients -- every client');
+    const out = await call(ok.acts, input(ok.model, null, null));
+    expect(out.rows).toBe(30);
+    const frame = (await Promise.all(out.features.shards.map((s) => store.getFrame(s))))[0];
+    expect(Array.from(frame.numeric.age).slice(0, 3)).toEqual([21, 22, 23]);
+    expect(frame.categorical.segment.slice(0, 3)).toEqual(['s1', 's2', 's0']);
+
+    const notNumber = await table(`select id, y, case when id = 7 then 'secret-age-7' else age end as age, segment from shop.scoring_clients order by id`);
+    const bad = await failure(call(notNumber.acts, input(notNumber.model, null, null)));
+    expect(bad?.type).toBe('InvalidData');
+    expect(bad!.message).toMatch(/column "age" holds 1 value \(row 7\) that are not numbers/);
+    expect(bad!.message).not.toContain('secret-age-7');
+
+    const duplicated = await table(`select * from shop.scoring_clients union all select * from shop.scoring_clients where id <= 2`);
+    const dup = await failure(call(duplicated.acts, input(duplicated.model, null, null)));
+    expect(dup?.type).toBe('InvalidData');
+    expect(dup!.message).toMatch(/returns 32 rows but 30 distinct values of "id": scoring needs one row per entity/);
+
+    const asSuperuser = createSourceDb(url);
+    try {
+      const refused = await failure(call(createScoringActivities({ db, store, codeVersion: 'test', source: asSuperuser }), input(ok.model, null, null)));
+      expect(refused?.type).toBe('InvalidConfig');
+      expect(refused!.message).toMatch(/is a superuser/);
+    } finally {
+      await asSuperuser.close();
+    }
   });
 });
