@@ -24,6 +24,7 @@ import {
   fmt,
   machine,
   openBench,
+  benchWorkerDatabaseEnv,
   provenance,
   peakRssMb,
   round,
@@ -198,7 +199,7 @@ export async function runE2eBench(opts: E2eOptions, log: Log): Promise<E2eResult
     log(`▸ workers: 1 cpu, ${opts.trainWorkers} train (logs in ${dataDir}/logs)`);
     processes.push(
       ...spawnWorkers({ ...bench.env, PROPENSITY_DATA_DIR: dataDir }, { cpu: 1, train: opts.trainWorkers }, {
-        DATABASE_URL: bench.databaseUrl,
+        ...benchWorkerDatabaseEnv(bench),
         PROPENSITY_CPU_QUEUE: queues.cpu,
         PROPENSITY_TRAIN_QUEUE: queues.train,
         PROPENSITY_CODE_VERSION: bench.codeVersion,

@@ -24,7 +24,7 @@ import { keys, sha256 } from '../store/artifacts.js';
 import { connectTemporal } from '../workers/deps.js';
 import { trainPipeline } from '../workflows/pipeline.js';
 import { SCORING_DEFAULTS, scoreUsers, type ScoreUsersOutput } from '../workflows/score.js';
-import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, provenance, peakRssMb, round, seconds, table, waitForQuiet, type BenchServices, type Log, type ShopShape } from './common.js';
+import { appendResult, benchWorkerDatabaseEnv, deletePrefix, ensureShop, fmt, machine, openBench, provenance, peakRssMb, round, seconds, table, waitForQuiet, type BenchServices, type Log, type ShopShape } from './common.js';
 import {
   E2E_DATABASE,
   E2E_MODEL,
@@ -133,7 +133,7 @@ export async function runScoreBench(opts: ScoreBenchOptions, log: Log): Promise<
     const dataDir = path.join(bench.env.PROPENSITY_DATA_DIR, 'bench-score');
     const workerEnv = { ...bench.env, PROPENSITY_DATA_DIR: dataDir };
     const queues = { cpu: `bench-score-cpu-${randomUUID()}`, train: `bench-score-train-${randomUUID()}` };
-    const extraEnv = { DATABASE_URL: bench.databaseUrl, PROPENSITY_CPU_QUEUE: queues.cpu, PROPENSITY_TRAIN_QUEUE: queues.train, PROPENSITY_CODE_VERSION: bench.codeVersion };
+    const extraEnv = { ...benchWorkerDatabaseEnv(bench), PROPENSITY_CPU_QUEUE: queues.cpu, PROPENSITY_TRAIN_QUEUE: queues.train, PROPENSITY_CODE_VERSION: bench.codeVersion };
 
     // The model: the one named, else the e2e suite's champion, else a small one trained here.
     let model = opts.model ?? (await champion(bench, E2E_MODEL)) ?? (await champion(bench, SCORE_FALLBACK_MODEL));

@@ -16,7 +16,7 @@ import type { ArtifactRef } from '../store/artifacts.js';
 import { connectTemporal, WORKFLOWS_PATH } from '../workers/deps.js';
 import { searchInput } from '../workflows/inputs.js';
 import { hyperparameterSearch, searchProgressQuery, type HyperparameterSearchOutput } from '../workflows/search.js';
-import { appendResult, deletePrefix, ensureShop, fmt, machine, openBench, provenance, round, seconds, table, type BenchServices, type Log } from './common.js';
+import { appendResult, benchWorkerDatabaseEnv, deletePrefix, ensureShop, fmt, machine, openBench, provenance, round, seconds, table, type BenchServices, type Log } from './common.js';
 
 /** Its own database: the demo-sized shop here never fights with the ingest suite's larger one in propensity_bench. */
 export const SEARCH_DATABASE = 'propensity_bench_search';
@@ -172,7 +172,7 @@ async function timeSearch(
     // Worker logs in <dataDir>/bench-search/logs/, away from the demo's.
     const logEnv = { ...bench.env, PROPENSITY_DATA_DIR: path.join(bench.env.PROPENSITY_DATA_DIR, 'bench-search') };
     processes.push(
-      ...spawnWorkers(logEnv, { cpu: 0, train: workers }, { DATABASE_URL: bench.databaseUrl, PROPENSITY_TRAIN_QUEUE: queues.train, PROPENSITY_CODE_VERSION: bench.codeVersion }),
+      ...spawnWorkers(logEnv, { cpu: 0, train: workers }, { ...benchWorkerDatabaseEnv(bench), PROPENSITY_TRAIN_QUEUE: queues.train, PROPENSITY_CODE_VERSION: bench.codeVersion }),
     );
     // Started and polling before the clock starts: process start and backend initialisation are not the search.
     await waitForPollers(client, [{ name: queues.train, min: workers, kind: 'activity' }], processes);
