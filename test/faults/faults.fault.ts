@@ -11,6 +11,7 @@ import {
   outage,
   pendingActivities,
   reportLine,
+  reported,
   runRow,
   SLACK_SECONDS,
   sleep,
@@ -114,6 +115,9 @@ async function expectSameModel(fc: FaultCase, outcome: Outcome, outageSeconds: n
 async function runCase(fc: FaultCase, body: (fc: FaultCase) => Promise<void>) {
   try {
     await body(fc);
+  } catch (err) {
+    if (!reported.has(fc.name)) reportLine(fc.name, `error (${(err as Error).message.split('\n')[0]})`, null, (Date.now() - fc.t0) / 1000, undisturbed?.seconds ?? null);
+    throw err;
   } finally {
     await fc.cleanup();
   }
@@ -232,14 +236,18 @@ describe('fault suite (issue 11)', () => {
       await fc.ready();
       const t0 = Date.now();
       const handle = await fc.start(config('faults-train-drained'));
+      // heartbeats reach the server throttled (0.8 × the heartbeat timeout), so the epoch comes from ml.trials,
+      // which the training updates after every epoch
       const final = await fc.waitFor(
-        'the final training to heartbeat epoch 2',
+        'the final training to finish epoch 2',
         async () => {
           if ((await fc.progress())?.stage !== 'final') return null;
-          return (await pendingActivities(fc.workflowId))?.find((a) => a.type === 'trainTrial' && a.state === 'started' && (a.heartbeatEpoch ?? 0) >= 2);
+          const run = await runRow(db, fc.workflowId);
+          const row = run && (await db.db.selectFrom('ml.trials').select(['epochs_run', 'status']).where('run_id', '=', run.run_id).where('trial_id', '=', 'final').executeTakeFirst());
+          return row?.status === 'running' && (row.epochs_run ?? 0) >= 2 ? { heartbeatEpoch: row.epochs_run } : null;
         },
         deadline * 1000,
-        200,
+        100,
       );
       const trainers = fc.alive('train');
       const drain = await Promise.all(trainers.map((w) => fc.kill(w, 'SIGTERM')));

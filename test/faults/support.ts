@@ -328,11 +328,15 @@ export async function runRow(db: Db, workflowId: string) {
   return db.db.selectFrom('ml.pipeline_runs').selectAll().where('workflow_id', '=', workflowId).orderBy('started_at', 'desc').executeTakeFirst();
 }
 
+/** Cases that printed their line (a case that fails before its outcome prints one from runCase instead). */
+export const reported = new Set<string>();
+
 /** One line per case, quotable: `fault <name>: <status> testAuc <x> in <s> s (undisturbed <s> s)`. */
 export function reportLine(name: string, status: string, testAuc: number | null | undefined, seconds: number, undisturbed: number | null, extra = ''): string {
   const line =
     `fault ${name}: ${status} testAuc ${typeof testAuc === 'number' ? testAuc.toFixed(12) : '-'} in ${seconds.toFixed(1)} s` +
     ` (undisturbed ${undisturbed === null ? '-' : undisturbed.toFixed(1)} s)${extra ? ` ${extra}` : ''}`;
+  reported.add(name);
   console.log(line);
   appendFileSync(path.join(faultEnv().PROPENSITY_DATA_DIR, 'summary.txt'), `${new Date().toISOString()} ${line}\n`);
   return line;
