@@ -9,7 +9,7 @@ import { findRepoRoot, loadEnv, type Env } from '../../infra/index.js';
  */
 export function faultEnv(): Env {
   const base = Number(process.env.PROPENSITY_FAULTS_PORT_BASE ?? 30_000);
-  const external = new Set(['TEMPORAL_ADDRESS', 'DATABASE_URL', 'S3_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE']);
+  const external = new Set(['TEMPORAL_ADDRESS', 'DATABASE_URL', 'DATABASE_URL_SOURCE', 'S3_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE']);
   const source = Object.fromEntries(Object.entries(process.env).filter(([k]) => !external.has(k)));
   return loadEnv({
     ...source,

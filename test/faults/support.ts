@@ -149,6 +149,8 @@ export class FaultCase {
       PROPENSITY_PG_PORT: String(env.PROPENSITY_PG_PORT),
       PROPENSITY_S3_PORT: String(env.PROPENSITY_S3_PORT),
       DATABASE_URL: this.databaseUrl,
+      // source queries log in as the stack's least-privilege role, on this suite's database
+      ...(c.sourceDatabaseUrl && { DATABASE_URL_SOURCE: onDatabase(c.sourceDatabaseUrl, this.databaseUrl) }),
       TEMPORAL_ADDRESS: c.temporal.address,
       TEMPORAL_NAMESPACE: c.temporal.namespace,
       PROPENSITY_TRAIN_QUEUE: this.queues.train,
@@ -283,6 +285,13 @@ export class FaultCase {
     for (const w of this.workers) w.expected = true;
     await Promise.all(this.alive().map((w) => this.kill(w, 'SIGTERM', 10_000)));
   }
+}
+
+/** `url` (its role and password) pointed at the database `databaseUrl` names. */
+function onDatabase(url: string, databaseUrl: string): string {
+  const u = new URL(url);
+  u.pathname = new URL(databaseUrl).pathname;
+  return u.toString();
 }
 
 export type Outcome =
