@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { sql } from 'kysely';
-import { cutoffProbeQuery, EVENT_FEATURES, EVENT_INVALID_REASONS, eventFeatureQuery, eventQuarantineQuery } from '../db/features.js';
+import { cutoffProbeQuery, EVENT_FEATURES, EVENT_INVALID_REASONS, eventCountQuery, eventFeatureQuery, eventQuarantineQuery } from '../db/features.js';
 import { DriftProfiler, type FeatureProfile } from '../ml/drift.js';
 import { fitPreprocessor, takeRows } from '../ml/preprocess.js';
 import { assignSplit } from '../ml/split.js';
@@ -187,7 +187,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
         deps,
         { runId: input.runId, step: 'clean' },
         () => cleanShards(input),
-        (r) => ({ rowsIn: r.rowsIn, rowsOut: r.rowsOut, quarantined: r.quarantined, repaired: r.repaired, drift: r.drift }),
+        (r) => ({ rowsIn: r.rowsIn, rowsOut: r.rowsOut, quarantined: r.quarantined, repaired: r.repaired, drift: r.drift, driftBaselineRunId: r.driftBaselineRunId }),
       );
     },
 
@@ -269,7 +269,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
     }
     // shop.* is read as the least-privilege source role, never as the main (possibly superuser) connection
     const sourceDb = sourceFor(deps);
-    const check = cutoffProbeQuery({ cutoff, horizonDays, now, openedAt });
+    const check = cutoffProbeQuery({ cutoff, horizonDays, now: windowEnd, openedAt });
     const c = (await withSource(sourceDb, (client) => client.query(check.sql, check.params))).rows[0] as { has_valid_before: boolean; has_valid_in_window: boolean; last_valid_at: Date | null };
     if (!c.has_valid_before) {
       throw new PipelineError(ErrorType.EmptyDataset, `shop.events has no valid events before the cutoff ${cutoff.toISOString()}: choose a later source.cutoff or load events`);
@@ -282,8 +282,11 @@ export function createPipelineActivities(deps: ActivityDeps) {
       );
     }
 
-    const features = eventFeatureQuery({ cutoff, horizonDays, now, openedAt });
-    const quarantine = eventQuarantineQuery({ now, openedAt });
+    const features = eventFeatureQuery({ cutoff, horizonDays, now: windowEnd, openedAt });
+    // Point in time: the quality ledger counts the events of this run's window (before its as-of time, the end of
+    // the label window), so a night backfilled after later nights counts exactly what it counted when it ran.
+    const quarantine = eventQuarantineQuery({ now: windowEnd, openedAt, until: windowEnd });
+    const count = eventCountQuery(windowEnd);
     // Two scans side by side on two connections: the feature query, and the export of every invalid event with
     // its reason (whose per-reason counts are the quality ledger, so no third scan counts them again).
     const [copied, quarantined, total] = await Promise.all([
@@ -302,7 +305,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
         const columns = (await describeColumns(client, select)).map((f) => f.name);
         return copyTextShards({ client, select, columns, countBy: 'reason', store, keyOf: (i) => keys.rawQuarantine(runId, i) });
       }),
-      withSource(sourceDb, (client) => client.query('SELECT count(*)::float8 AS n FROM shop.events')).then((r) => Number(r.rows[0].n)),
+      withSource(sourceDb, (client) => client.query(count.sql, count.params)).then((r) => Number(r.rows[0].n)),
     ]);
     if (copied.dataset.rows === 0) {
       throw new PipelineError(
@@ -381,18 +384,26 @@ export function createPipelineActivities(deps: ActivityDeps) {
     return rows[0].cutoff as Date;
   }
 
+  /**
+   * The drift baseline: the latest registered run of the model whose cutoff is before this run's (table mode,
+   * without cutoffs: started before it). Never a later night, so a backfilled night is judged as it was in order.
+   */
   async function previousProfile(modelName: string, runId: string) {
-    const row = await db.db
+    const me = await db.db.selectFrom('ml.pipeline_runs').select(['cutoff', 'started_at']).where('run_id', '=', runId).executeTakeFirst();
+    let q = db.db
       .selectFrom('ml.data_quality as q')
       .innerJoin('ml.pipeline_runs as r', 'r.run_id', 'q.run_id')
       .select(['q.run_id', 'q.features'])
       .where('r.model_name', '=', modelName)
       .where('r.status', '=', 'registered')
       .where('q.stage', '=', 'clean')
-      .where('r.run_id', '<>', runId)
-      .orderBy('r.started_at', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+      .where('r.run_id', '<>', runId);
+    q = me?.cutoff
+      ? q.where('r.cutoff', '<', me.cutoff).orderBy('r.cutoff', 'desc')
+      : me
+        ? q.where('r.started_at', '<', me.started_at)
+        : q;
+    const row = await q.orderBy('r.started_at', 'desc').limit(1).executeTakeFirst();
     const features = (row?.features ?? {}) as Record<string, { profile?: FeatureProfile }>;
     const profiles = Object.fromEntries(
       Object.entries(features).flatMap(([k, v]) => (v?.profile ? [[k, v.profile] as const] : [])),

@@ -304,6 +304,11 @@ FROM per_key`;
 export interface EventQuarantineQueryInput extends EventValidityInput, QueryOptions {
   /** Only fills the before_cutoff column; every invalid row is returned either way. */
   cutoff?: Date | null;
+  /**
+   * The run's as-of time (the end of its label window): events stamped at or after it are not this run's data and
+   * are left out, so a backfilled night counts what that night saw. Events without a timestamp always count.
+   */
+  until?: Date | null;
 }
 
 /**
@@ -313,12 +318,13 @@ export interface EventQuarantineQueryInput extends EventValidityInput, QueryOpti
  * eventFeatureQuery keeps is not returned; the others are, as duplicate_event_id. Deterministic order.
  */
 export function eventQuarantineQuery({
-  cutoff = null, now = new Date(), openedAt = null, inline,
+  cutoff = null, now = new Date(), openedAt = null, until = null, inline,
 }: EventQuarantineQueryInput): SqlQuery {
   const sql = `
 WITH classified AS (
   SELECT e.*, ${reasonCase('$2::timestamptz', openedSql('$3'))} AS reason
   FROM shop.events e
+  WHERE $4::timestamptz IS NULL OR e.occurred_at IS NULL OR e.occurred_at < $4::timestamptz
 ),
 ranked AS (
   SELECT c.*, CASE WHEN c.reason IS NULL THEN row_number() OVER (
@@ -334,7 +340,15 @@ SELECT r.event_id::text AS event_id, r.user_id::text AS user_id, r.session_id, r
 FROM ranked r
 WHERE r.reason IS NOT NULL OR r.copy > 1
 ORDER BY reason, r.user_id, r.event_id, r.occurred_at, r.event_type, r.price, r.session_id, r.product_id, r.rating`;
-  return build(sql, [cutoff ? iso(cutoff) : null, iso(now), openedAt ? iso(openedAt) : null], inline);
+  return build(sql, [cutoff ? iso(cutoff) : null, iso(now), openedAt ? iso(openedAt) : null, until ? iso(until) : null], inline);
+}
+
+/** How many shop.events rows a run's window holds: those stamped before its as-of time, and those without a timestamp. */
+export function eventCountQuery(until: Date | null): SqlQuery {
+  return {
+    sql: 'SELECT count(*)::float8 AS n FROM shop.events e WHERE $1::timestamptz IS NULL OR e.occurred_at IS NULL OR e.occurred_at < $1::timestamptz',
+    params: [until ? iso(until) : null],
+  };
 }
 
 export interface CutoffCheckQueryInput extends EventValidityInput, QueryOptions {
