@@ -30,12 +30,11 @@ export interface RecordApprovalDecisionOutput {
   champion: { fromVersion: number | null; toVersion: number } | null;
 }
 
-function attempt(): { attempt: number; worker: string | null } {
+function taskQueue(): string | null {
   try {
-    const info = Context.current().info;
-    return { attempt: info.attempt, worker: info.taskQueue };
+    return Context.current().info.taskQueue;
   } catch {
-    return { attempt: 1, worker: null };
+    return null;
   }
 }
 
@@ -69,11 +68,13 @@ export function createApprovalActivities({ db }: ActivityDeps) {
             step: 'approval',
             trial_id: '',
             status: 'running',
-            ...attempt(),
+            attempt: 1,
+            worker: taskQueue(),
             started_at: input.requestedAt,
             detail: JSON.stringify({ modelName: input.modelName, version: input.version, timeoutAt: input.timeoutAt }),
           })
-          .onConflict((oc) => oc.columns(['run_id', 'step', 'trial_id']).doNothing())
+          // one row for the whole wait (it spans two activities), whatever attempt opened it
+          .onConflict((oc) => oc.columns(['run_id', 'step', 'trial_id', 'rung', 'attempt']).doNothing())
           .execute();
       });
     },

@@ -44,7 +44,6 @@ export function lastDetails<T>(): T | undefined {
 export function keepAlive(intervalMs: number): () => void {
   const ctx = context();
   if (!ctx) return () => {};
-  beatOn(ctx);
   const timer = setInterval(() => beatOn(ctx), intervalMs);
   timer.unref?.();
   return () => clearInterval(timer);

@@ -12,7 +12,6 @@ import { configHash, parsePipelineConfig, type PipelineConfig } from './config.j
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, PipelineError, toFailure } from './errors.js';
 import { copyTextShards, copyToShards, describeColumns, describeRows, inlineParams, LABEL_MISSING, planTableSource, sourceFor, withSource } from './source.js';
-import { recordStep } from './steps.js';
 
 export interface StartRunInput {
   runId: string;
@@ -147,7 +146,7 @@ export function createPipelineActivities(deps: ActivityDeps) {
       await db.db
         .insertInto('ml.run_steps')
         .values(step)
-        .onConflict((oc) => oc.columns(['run_id', 'step', 'trial_id']).doUpdateSet(step))
+        .onConflict((oc) => oc.columns(['run_id', 'step', 'trial_id', 'rung', 'attempt']).doUpdateSet(step))
         .execute();
       if (failure) throw toFailure(failure);
       return { config: config!, configHash: configHash(config!), codeVersion: deps.codeVersion };
@@ -173,69 +172,53 @@ export function createPipelineActivities(deps: ActivityDeps) {
      * streams it out with COPY into Arrow shards in S3. Invalid source events are exported and counted, not dropped.
      */
     async ingestSource(input: IngestInput): Promise<IngestOutput> {
-      return recordStep(
-        deps,
-        { runId: input.runId, step: 'ingest' },
-        () => (input.source.kind === 'table' ? ingestTable(input.runId, input.source) : ingestEvents(input.runId, input.source)),
-        (r) => ({ mode: r.mode, rows: r.rows, positives: r.positives, cutoff: r.cutoff, events: r.events, shards: r.raw.shards.length }),
-      );
+      return (input.source.kind === 'table' ? ingestTable(input.runId, input.source) : ingestEvents(input.runId, input.source));
     },
 
     /** Quarantines entity rows that cannot be trained on, repairs what can be, profiles drift, enforces the limits. */
     async cleanData(input: CleanInput): Promise<CleanOutput> {
-      return recordStep(
-        deps,
-        { runId: input.runId, step: 'clean' },
-        () => cleanShards(input),
-        (r) => ({ rowsIn: r.rowsIn, rowsOut: r.rowsOut, quarantined: r.quarantined, repaired: r.repaired, drift: r.drift, driftBaselineRunId: r.driftBaselineRunId }),
-      );
+      return cleanShards(input);
     },
 
     /** Seeded-hash split by entity key, then preprocessing fit on the train split only. */
     async splitData(input: SplitInput): Promise<SplitOutput> {
-      return recordStep(
-        deps,
-        { runId: input.runId, step: 'split' },
-        async () => {
-          const frame = concatFrames(await Promise.all(input.clean.shards.map((s) => store.getFrame(s))));
-          const ratios = { train: input.split.train, val: input.split.val, test: input.split.test };
-          const idx: Record<SplitPart, number[]> = { train: [], val: [], test: [] };
-          frame.ids.forEach((id, i) => idx[assignSplit(id, input.split.seed, ratios)].push(i));
-          const parts = { train: takeRows(frame, idx.train), val: takeRows(frame, idx.val), test: takeRows(frame, idx.test) };
-          const sizes = {} as Record<SplitPart, number>;
-          const positiveRates = {} as Record<SplitPart, number>;
-          for (const part of ['train', 'val', 'test'] as const) {
-            const labels = parts[part].label;
-            const pos = labels.reduce((a, b) => a + b, 0);
-            sizes[part] = labels.length;
-            positiveRates[part] = labels.length ? pos / labels.length : 0;
-            if (pos === 0 || pos === labels.length) {
-              throw new PipelineError(
-                ErrorType.SingleClassLabel,
-                `the ${part} split (${labels.length} rows) has only one label class (${pos} positives): ` +
-                  'the label window may be empty or the data too small; check source.cutoff and source.horizonDays',
-              );
-            }
-          }
-          const pre = fitPreprocessor(parts.train, input.features);
-          const [train, val, test, preprocessing] = await Promise.all([
-            store.putFrame(keys.split(input.runId, 'train'), parts.train),
-            store.putFrame(keys.split(input.runId, 'val'), parts.val),
-            store.putFrame(keys.split(input.runId, 'test'), parts.test),
-            store.putJson(keys.preprocessing(input.runId), pre),
-          ]);
-          await upsertQuality({
-            run_id: input.runId,
-            stage: 'split',
-            rows_in: frame.ids.length,
-            rows_out: frame.ids.length,
-            quarantined: JSON.stringify({}),
-            features: JSON.stringify({ sizes, positiveRates, seed: input.split.seed }),
-          });
-          return { train, val, test, preprocessing, sizes, positiveRates, dataSha256: input.clean.sha256 };
-        },
-        (r) => ({ sizes: r.sizes, positiveRates: r.positiveRates, dataSha256: r.dataSha256 }),
-      );
+      const frame = concatFrames(await Promise.all(input.clean.shards.map((s) => store.getFrame(s))));
+      const ratios = { train: input.split.train, val: input.split.val, test: input.split.test };
+      const idx: Record<SplitPart, number[]> = { train: [], val: [], test: [] };
+      frame.ids.forEach((id, i) => idx[assignSplit(id, input.split.seed, ratios)].push(i));
+      const parts = { train: takeRows(frame, idx.train), val: takeRows(frame, idx.val), test: takeRows(frame, idx.test) };
+      const sizes = {} as Record<SplitPart, number>;
+      const positiveRates = {} as Record<SplitPart, number>;
+      for (const part of ['train', 'val', 'test'] as const) {
+        const labels = parts[part].label;
+        const pos = labels.reduce((a, b) => a + b, 0);
+        sizes[part] = labels.length;
+        positiveRates[part] = labels.length ? pos / labels.length : 0;
+        if (pos === 0 || pos === labels.length) {
+          throw new PipelineError(
+            ErrorType.SingleClassLabel,
+            `the ${part} split (${labels.length} rows) has only one label class (${pos} positives): ` +
+              'the label window may be empty or the data too small; check source.cutoff and source.horizonDays',
+          );
+        }
+      }
+      const pre = fitPreprocessor(parts.train, input.features);
+      const [train, val, test, preprocessing] = await Promise.all([
+        store.putFrame(keys.split(input.runId, 'train'), parts.train),
+        store.putFrame(keys.split(input.runId, 'val'), parts.val),
+        store.putFrame(keys.split(input.runId, 'test'), parts.test),
+        store.putJson(keys.preprocessing(input.runId), pre),
+      ]);
+      await upsertQuality({
+        run_id: input.runId,
+        stage: 'split',
+        rows_in: frame.ids.length,
+        rows_out: frame.ids.length,
+        quarantined: JSON.stringify({}),
+        features: JSON.stringify({ sizes, positiveRates, seed: input.split.seed, dataSha256: input.clean.sha256 }),
+      });
+      return { train, val, test, preprocessing, sizes, positiveRates, dataSha256: input.clean.sha256 };
+    
     },
   };
 

@@ -13,7 +13,6 @@ import { MODEL_CARD_FILES, modelCardKeys, renderModelCardHtml, renderModelCard, 
 import type { PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
 import { ErrorType, isTransient, PipelineError } from './errors.js';
-import { recordStep } from './steps.js';
 import { readModel, type ModelRef } from './train.js';
 
 export interface EvaluateInput {
@@ -138,7 +137,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
    * histories. Fields stay null for an evaluation outside a recorded run.
    */
   async function cardContext(runId: string, features: string[], test: { rows: number; positiveRate: number }): Promise<{ lineage: CardLineage; data: DataSummary }> {
-    const [run, final, split, quality] = await Promise.all([
+    const [run, final, quality] = await Promise.all([
       db.db
         .selectFrom('ml.pipeline_runs')
         .select(['workflow_id', 'config', 'config_hash', 'code_version', 'cutoff', 'horizon_days'])
@@ -152,13 +151,11 @@ export function createRegistryActivities(deps: ActivityDeps) {
         .where('trial_id', 'in', ['final', 'baseline'])
         .orderBy(sql`trial_id = 'final'`, 'desc')
         .executeTakeFirst(),
-      db.db.selectFrom('ml.run_steps').select('detail').where('run_id', '=', runId).where('step', '=', 'split').where('trial_id', '=', '').executeTakeFirst(),
       db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined', 'features']).where('run_id', '=', runId).execute(),
     ]);
     const config = run?.config as { source?: { kind?: 'events' | 'table' }; training?: { seed?: number }; search?: { metric?: SelectionMetric } } | undefined;
-    const splitDetail = split?.detail as { dataSha256?: string } | null | undefined;
     const splitStage = quality.find((q) => q.stage === 'split')?.features as
-      | { sizes?: Record<'train' | 'val' | 'test', number>; positiveRates?: Record<'train' | 'val' | 'test', number> }
+      | { sizes?: Record<'train' | 'val' | 'test', number>; positiveRates?: Record<'train' | 'val' | 'test', number>; dataSha256?: string }
       | undefined;
     const splits: DataSummary['splits'] = splitStage?.sizes
       ? Object.fromEntries((['train', 'val', 'test'] as const).map((p) => [p, { rows: splitStage.sizes![p], positiveRate: splitStage.positiveRates?.[p] ?? null }]))
@@ -170,7 +167,7 @@ export function createRegistryActivities(deps: ActivityDeps) {
         workflowId: run?.workflow_id ?? null,
         configHash: run?.config_hash ?? null,
         codeVersion: run?.code_version ?? deps.codeVersion,
-        dataSha256: splitDetail?.dataSha256 ?? null,
+        dataSha256: splitStage?.dataSha256 ?? null,
         params: (final?.params as Record<string, unknown> | undefined) ?? null,
         seed: final ? Number(final.seed) : (config?.training?.seed ?? null),
         backend: final?.backend ?? null,
@@ -209,100 +206,94 @@ export function createRegistryActivities(deps: ActivityDeps) {
      * champion on the same rows (DeLong) — like TFX's Evaluator blessing: a failed gate is a result, not an error.
      */
     async evaluateModel(input: EvaluateInput): Promise<EvaluateOutput> {
-      return recordStep(
-        deps,
-        { runId: input.runId, step: 'evaluate' },
-        async () => {
-          await initBackend('auto');
-          const [artifacts, test, val, pre] = await Promise.all([
-            readModel(store, input.model),
-            store.getFrame(input.test),
-            store.getFrame(input.val),
-            store.getJson<Preprocessor>(input.preprocessing),
-          ]);
-          const mTest = transform(pre, test);
-          const mVal = transform(pre, val);
-          const pTest = await predict(artifacts, mTest.x, mTest.rows, mTest.cols);
-          const pVal = await predict(artifacts, mVal.x, mVal.rows, mVal.cols);
-          // The decision threshold is chosen on validation data, never on the test rows it is judged on.
-          const threshold = evaluateBinary(val.label, pVal, { threshold: 'maxF1', bootstrap: false, curvePoints: 2 }).metrics.threshold;
-          const report = evaluateBinary(test.label, pTest, {
-            threshold,
-            segments: segmentsOf(test, input),
-            bootstrap: input.evaluation.bootstrapSamples > 0 ? { samples: input.evaluation.bootstrapSamples, seed: 0 } : false,
-          });
-          const m = report.metrics;
-          const metrics = {
-            rocAuc: m.rocAuc, prAuc: m.prAuc, logLoss: m.logLoss, brier: m.brier, ece: m.ece,
-            f1: m.f1, precision: m.precision, recall: m.recall, threshold: m.threshold,
-          };
-          const gate = evaluateGate(metrics, input.gate.thresholds);
-          const comparisons: Comparison[] = [];
-          if (input.gate.versusBaseline.enabled && input.baseline && input.baseline.weights.sha256 === input.model.weights.sha256) {
-            comparisons.push({
-              check: 'beats_baseline', against: 'baseline', challengerAuc: NaN, otherAuc: NaN, diff: NaN, pValue: null, passed: true, status: 'skipped',
-              skipped: 'the model is the logistic baseline (it was as good as the best trial on validation)',
-              detail: 'skipped: the model is the logistic baseline, chosen because it was as good as the best trial on validation',
-            });
-          } else if (input.gate.versusBaseline.enabled && input.baseline) {
-            const b = await predict(await readModel(store, input.baseline), mTest.x, mTest.rows, mTest.cols);
-            comparisons.push(compareWithBaseline(test.label, pTest, b, input.gate.versusBaseline));
-          }
-          // The champion is always scored on the unseen rows (ml.metric_trends compares like with like); it gates only
-          // when gate.versusChampion.enabled.
-          const vsChampion = await compareWithChampion(input, test, pTest);
-          if (vsChampion) comparisons.push(input.gate.versusChampion.enabled ? vsChampion : { ...vsChampion, informational: true });
-          const gating = comparisons.filter((c) => !c.informational);
-          const reasons = [...gate.reasons, ...gating.filter((c) => !c.passed).map((c) => `${c.check}: ${c.detail}`)];
-          const blessed = gate.blessed && gating.every((c) => c.passed);
+      await initBackend('auto');
+      const [artifacts, test, val, pre] = await Promise.all([
+        readModel(store, input.model),
+        store.getFrame(input.test),
+        store.getFrame(input.val),
+        store.getJson<Preprocessor>(input.preprocessing),
+      ]);
+      const mTest = transform(pre, test);
+      const mVal = transform(pre, val);
+      const pTest = await predict(artifacts, mTest.x, mTest.rows, mTest.cols);
+      const pVal = await predict(artifacts, mVal.x, mVal.rows, mVal.cols);
+      // The decision threshold is chosen on validation data, never on the test rows it is judged on.
+      const threshold = evaluateBinary(val.label, pVal, { threshold: 'maxF1', bootstrap: false, curvePoints: 2 }).metrics.threshold;
+      const report = evaluateBinary(test.label, pTest, {
+        threshold,
+        segments: segmentsOf(test, input),
+        bootstrap: input.evaluation.bootstrapSamples > 0 ? { samples: input.evaluation.bootstrapSamples, seed: 0 } : false,
+      });
+      const m = report.metrics;
+      const metrics = {
+        rocAuc: m.rocAuc, prAuc: m.prAuc, logLoss: m.logLoss, brier: m.brier, ece: m.ece,
+        f1: m.f1, precision: m.precision, recall: m.recall, threshold: m.threshold,
+      };
+      const gate = evaluateGate(metrics, input.gate.thresholds);
+      const comparisons: Comparison[] = [];
+      if (input.gate.versusBaseline.enabled && input.baseline && input.baseline.weights.sha256 === input.model.weights.sha256) {
+        comparisons.push({
+          check: 'beats_baseline', against: 'baseline', challengerAuc: NaN, otherAuc: NaN, diff: NaN, pValue: null, passed: true, status: 'skipped',
+          skipped: 'the model is the logistic baseline (it was as good as the best trial on validation)',
+          detail: 'skipped: the model is the logistic baseline, chosen because it was as good as the best trial on validation',
+        });
+      } else if (input.gate.versusBaseline.enabled && input.baseline) {
+        const b = await predict(await readModel(store, input.baseline), mTest.x, mTest.rows, mTest.cols);
+        comparisons.push(compareWithBaseline(test.label, pTest, b, input.gate.versusBaseline));
+      }
+      // The champion is always scored on the unseen rows (ml.metric_trends compares like with like); it gates only
+      // when gate.versusChampion.enabled.
+      const vsChampion = await compareWithChampion(input, test, pTest);
+      if (vsChampion) comparisons.push(input.gate.versusChampion.enabled ? vsChampion : { ...vsChampion, informational: true });
+      const gating = comparisons.filter((c) => !c.informational);
+      const reasons = [...gate.reasons, ...gating.filter((c) => !c.passed).map((c) => `${c.check}: ${c.detail}`)];
+      const blessed = gate.blessed && gating.every((c) => c.passed);
 
-          const importance =
-            input.evaluation.importanceRepeats > 0
-              ? (await permutationImportance(artifacts, pre, mVal, val.label, 17, input.evaluation.importanceRepeats)).features
-              : [];
-          const reportBody = { runId: input.runId, modelName: input.modelName, split: 'test', blessed, reasons, checks: gate.checks, comparisons, ...report, featureImportance: importance };
-          const reportRef = await store.putJson(keys.evalReport(input.runId), reportBody);
-          const context = await cardContext(input.runId, pre.steps.map((s) => s.name), { rows: m.rows, positiveRate: m.positiveRate });
-          const rendered = await renderModelCard({
-            modelName: input.modelName,
-            version: null,
-            createdAt: new Date().toISOString(),
-            report,
-            gate: { blessed, reasons, checks: gate.checks, comparisons },
-            featureImportance: importance,
-            ...context,
-          });
-          const cardKeys = modelCardKeys.run(input.runId);
-          const [cardHtml, cardJson] = await Promise.all([
-            store.put(cardKeys.html, new TextEncoder().encode(rendered.html), 'text/html; charset=utf-8'),
-            store.putJson(cardKeys.json, rendered.json),
-          ]);
-          const card = { html: cardHtml, json: cardJson, uri: store.uri(cardHtml.key) };
-          const values = {
-            run_id: input.runId,
-            model_name: input.modelName,
-            rows: m.rows,
-            metrics: JSON.stringify({ ...metrics, ci95: report.ci95 }),
-            blessed,
-            checks: JSON.stringify(gate.checks),
-            reasons: JSON.stringify(reasons),
-            comparisons: JSON.stringify(comparisons),
-            report_uri: store.uri(reportRef.key),
-          };
-          await db.db.transaction().execute(async (trx) => {
-            await trx.insertInto('ml.evaluations').values(values).onConflict((oc) => oc.column('run_id').doUpdateSet(values)).execute();
-            await trx.deleteFrom('ml.feature_importance').where('run_id', '=', input.runId).execute();
-            if (importance.length) {
-              await trx
-                .insertInto('ml.feature_importance')
-                .values(importance.map((f, i) => ({ run_id: input.runId, feature: f.feature, kind: f.kind, importance: f.aucDrop, rank: i + 1 })))
-                .execute();
-            }
-          });
-          return { rows: m.rows, metrics, ci95: report.ci95, blessed, checks: gate.checks, comparisons, reasons, report: reportRef, card };
-        },
-        (r) => ({ metrics: r.metrics, blessed: r.blessed, reasons: r.reasons }),
-      );
+      const importance =
+        input.evaluation.importanceRepeats > 0
+          ? (await permutationImportance(artifacts, pre, mVal, val.label, 17, input.evaluation.importanceRepeats)).features
+          : [];
+      const reportBody = { runId: input.runId, modelName: input.modelName, split: 'test', blessed, reasons, checks: gate.checks, comparisons, ...report, featureImportance: importance };
+      const reportRef = await store.putJson(keys.evalReport(input.runId), reportBody);
+      const context = await cardContext(input.runId, pre.steps.map((s) => s.name), { rows: m.rows, positiveRate: m.positiveRate });
+      const rendered = await renderModelCard({
+        modelName: input.modelName,
+        version: null,
+        createdAt: new Date().toISOString(),
+        report,
+        gate: { blessed, reasons, checks: gate.checks, comparisons },
+        featureImportance: importance,
+        ...context,
+      });
+      const cardKeys = modelCardKeys.run(input.runId);
+      const [cardHtml, cardJson] = await Promise.all([
+        store.put(cardKeys.html, new TextEncoder().encode(rendered.html), 'text/html; charset=utf-8'),
+        store.putJson(cardKeys.json, rendered.json),
+      ]);
+      const card = { html: cardHtml, json: cardJson, uri: store.uri(cardHtml.key) };
+      const values = {
+        run_id: input.runId,
+        model_name: input.modelName,
+        rows: m.rows,
+        metrics: JSON.stringify({ ...metrics, ci95: report.ci95 }),
+        blessed,
+        checks: JSON.stringify(gate.checks),
+        reasons: JSON.stringify(reasons),
+        comparisons: JSON.stringify(comparisons),
+        report_uri: store.uri(reportRef.key),
+      };
+      await db.db.transaction().execute(async (trx) => {
+        await trx.insertInto('ml.evaluations').values(values).onConflict((oc) => oc.column('run_id').doUpdateSet(values)).execute();
+        await trx.deleteFrom('ml.feature_importance').where('run_id', '=', input.runId).execute();
+        if (importance.length) {
+          await trx
+            .insertInto('ml.feature_importance')
+            .values(importance.map((f, i) => ({ run_id: input.runId, feature: f.feature, kind: f.kind, importance: f.aucDrop, rank: i + 1 })))
+            .execute();
+        }
+      });
+      return { rows: m.rows, metrics, ci95: report.ci95, blessed, checks: gate.checks, comparisons, reasons, report: reportRef, card };
+    
     },
 
     /**
@@ -310,111 +301,105 @@ export function createRegistryActivities(deps: ActivityDeps) {
      * version the first one created. Postgres decides the number (advisory lock + unique key), not S3.
      */
     async registerModel(input: RegisterInput): Promise<RegisterOutput> {
-      return recordStep(
-        deps,
-        { runId: input.runId, step: 'register' },
-        async () => {
-          if (!input.evaluation.blessed) {
-            throw new PipelineError(ErrorType.NotBlessed, `run ${input.runId}: the model was not blessed; refusing to register it`);
-          }
-          return db.db.transaction().execute(async (trx) => {
-            await sql`select pg_advisory_xact_lock(hashtext(${'model:' + input.modelName}))`.execute(trx);
-            const existing = await trx
-              .selectFrom('ml.model_versions')
-              .select(['version', 'uri'])
-              .where('model_name', '=', input.modelName)
-              .where('run_id', '=', input.runId)
-              .executeTakeFirst();
-            if (existing) return { version: existing.version, uri: existing.uri, created: false };
-            const { next } = await trx
-              .selectFrom('ml.model_versions')
-              .select(sql<number>`coalesce(max(version), 0) + 1`.as('next'))
-              .where('model_name', '=', input.modelName)
-              .executeTakeFirstOrThrow();
-            const version = Number(next);
-            const key = (file: string) => keys.modelFile(input.modelName, version, file);
-            const [modelJson, weights, preprocessing] = await Promise.all([
-              store.get(input.model.modelJson),
-              store.get(input.model.weights),
-              store.get(input.preprocessing),
-            ]);
-            const card = await registeredCard(input, version);
-            const cardKeys = modelCardKeys.model(input.modelName, version);
-            const metadata = {
-              name: input.modelName,
-              version,
-              runId: input.runId,
-              workflowId: input.workflowId,
-              metrics: input.evaluation.metrics,
-              gate: { blessed: true, checks: input.evaluation.checks },
-              lineage: input.lineage,
-              files: {
-                model: 'model.json', weights: 'weights.bin', preprocessing: 'preprocessing.json',
-                ...(card && { card: MODEL_CARD_FILES.html, cardJson: MODEL_CARD_FILES.json }),
-              },
-              ...(card && { card: { html: store.uri(cardKeys.html), json: store.uri(cardKeys.json) } }),
-            };
-            await Promise.all([
-              ...(card
-                ? [store.put(cardKeys.html, new TextEncoder().encode(card.html), 'text/html; charset=utf-8'), store.putJson(cardKeys.json, card.json)]
-                : []),
-              store.put(key('model.json'), modelJson, 'application/json'),
-              store.put(key('weights.bin'), weights),
-              store.put(key('preprocessing.json'), preprocessing, 'application/json'),
-              store.putJson(key('metadata.json'), metadata),
-            ]);
-            const uri = store.uri(key('model.json'));
-            await trx
-              .insertInto('ml.model_versions')
-              .values({
-                model_name: input.modelName,
-                version,
-                run_id: input.runId,
-                workflow_id: input.workflowId,
-                uri,
-                config_hash: input.lineage.configHash,
-                code_version: input.lineage.codeVersion,
-                data_sha256: input.lineage.dataSha256,
-                params: JSON.stringify(input.lineage.params),
-                seed: input.lineage.seed,
-                backend: input.lineage.backend,
-                family: input.lineage.family ?? familyOf(input.lineage.params),
-                metrics: JSON.stringify(input.evaluation.metrics),
-                ...(input.approvalRequired && { status: 'pending_approval' as const }),
-              })
-              .execute();
-            if (input.approvalRequired) return { version, uri, created: true }; // champion moves on approval
-            // A blessed model becomes the champion; the alias history says who moved it and why.
-            const current = await trx
-              .selectFrom('ml.model_aliases')
-              .select('version')
-              .where('model_name', '=', input.modelName)
-              .where('alias', '=', 'champion')
-              .executeTakeFirst();
-            const by = `pipeline:${input.workflowId}`;
-            await trx
-              .insertInto('ml.model_aliases')
-              .values({ model_name: input.modelName, alias: 'champion', version, updated_by: by })
-              .onConflict((oc) =>
-                oc.columns(['model_name', 'alias']).doUpdateSet({ version, updated_by: by, updated_at: sql`now()` }),
-              )
-              .execute();
-            await trx
-              .insertInto('ml.model_alias_history')
-              .values({
-                model_name: input.modelName,
-                alias: 'champion',
-                from_version: current?.version ?? null,
-                to_version: version,
-                changed_by: by,
-                reason: `blessed by run ${input.runId}`,
-              })
-              .execute();
-            return { version, uri, created: true };
-          });
-        },
-        (r) => r,
-      );
+      if (!input.evaluation.blessed) {
+        throw new PipelineError(ErrorType.NotBlessed, `run ${input.runId}: the model was not blessed; refusing to register it`);
+      }
+      return db.db.transaction().execute(async (trx) => {
+        await sql`select pg_advisory_xact_lock(hashtext(${'model:' + input.modelName}))`.execute(trx);
+        const existing = await trx
+          .selectFrom('ml.model_versions')
+          .select(['version', 'uri'])
+          .where('model_name', '=', input.modelName)
+          .where('run_id', '=', input.runId)
+          .executeTakeFirst();
+        if (existing) return { version: existing.version, uri: existing.uri, created: false };
+        const { next } = await trx
+          .selectFrom('ml.model_versions')
+          .select(sql<number>`coalesce(max(version), 0) + 1`.as('next'))
+          .where('model_name', '=', input.modelName)
+          .executeTakeFirstOrThrow();
+        const version = Number(next);
+        const key = (file: string) => keys.modelFile(input.modelName, version, file);
+        const [modelJson, weights, preprocessing] = await Promise.all([
+          store.get(input.model.modelJson),
+          store.get(input.model.weights),
+          store.get(input.preprocessing),
+        ]);
+        const card = await registeredCard(input, version);
+        const cardKeys = modelCardKeys.model(input.modelName, version);
+        const metadata = {
+          name: input.modelName,
+          version,
+          runId: input.runId,
+          workflowId: input.workflowId,
+          metrics: input.evaluation.metrics,
+          gate: { blessed: true, checks: input.evaluation.checks },
+          lineage: input.lineage,
+          files: {
+            model: 'model.json', weights: 'weights.bin', preprocessing: 'preprocessing.json',
+            ...(card && { card: MODEL_CARD_FILES.html, cardJson: MODEL_CARD_FILES.json }),
+          },
+          ...(card && { card: { html: store.uri(cardKeys.html), json: store.uri(cardKeys.json) } }),
+        };
+        await Promise.all([
+          ...(card
+            ? [store.put(cardKeys.html, new TextEncoder().encode(card.html), 'text/html; charset=utf-8'), store.putJson(cardKeys.json, card.json)]
+            : []),
+          store.put(key('model.json'), modelJson, 'application/json'),
+          store.put(key('weights.bin'), weights),
+          store.put(key('preprocessing.json'), preprocessing, 'application/json'),
+          store.putJson(key('metadata.json'), metadata),
+        ]);
+        const uri = store.uri(key('model.json'));
+        await trx
+          .insertInto('ml.model_versions')
+          .values({
+            model_name: input.modelName,
+            version,
+            run_id: input.runId,
+            workflow_id: input.workflowId,
+            uri,
+            config_hash: input.lineage.configHash,
+            code_version: input.lineage.codeVersion,
+            data_sha256: input.lineage.dataSha256,
+            params: JSON.stringify(input.lineage.params),
+            seed: input.lineage.seed,
+            backend: input.lineage.backend,
+            family: input.lineage.family ?? familyOf(input.lineage.params),
+            metrics: JSON.stringify(input.evaluation.metrics),
+            ...(input.approvalRequired && { status: 'pending_approval' as const }),
+          })
+          .execute();
+        if (input.approvalRequired) return { version, uri, created: true }; // champion moves on approval
+        // A blessed model becomes the champion; the alias history says who moved it and why.
+        const current = await trx
+          .selectFrom('ml.model_aliases')
+          .select('version')
+          .where('model_name', '=', input.modelName)
+          .where('alias', '=', 'champion')
+          .executeTakeFirst();
+        const by = `pipeline:${input.workflowId}`;
+        await trx
+          .insertInto('ml.model_aliases')
+          .values({ model_name: input.modelName, alias: 'champion', version, updated_by: by })
+          .onConflict((oc) =>
+            oc.columns(['model_name', 'alias']).doUpdateSet({ version, updated_by: by, updated_at: sql`now()` }),
+          )
+          .execute();
+        await trx
+          .insertInto('ml.model_alias_history')
+          .values({
+            model_name: input.modelName,
+            alias: 'champion',
+            from_version: current?.version ?? null,
+            to_version: version,
+            changed_by: by,
+            reason: `blessed by run ${input.runId}`,
+          })
+          .execute();
+        return { version, uri, created: true };
+      });
+    
     },
   };
 }

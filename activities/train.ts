@@ -10,7 +10,6 @@ import type { MlpParams, ModelArtifacts } from '../ml/types.js';
 import { keys, type ArtifactRef, type ArtifactStore } from '../store/artifacts.js';
 import type { ActivityDeps } from './deps.js';
 import { beat, lastDetails } from './heartbeat.js';
-import { recordStep } from './steps.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -107,152 +106,145 @@ export function createTrainActivities(deps: TrainDeps) {
     /** Trains one configuration, heartbeating and checkpointing each epoch; a NaN loss fails the trial, not the search. */
     async trainTrial(input: TrainTrialInput): Promise<TrainTrialOutput> {
       const ctx = Context.current();
-      const stepName = input.step === 'final' ? 'final' : 'trial';
-      return recordStep(
-        deps,
-        { runId: input.runId, step: stepName, trialId: input.step === 'final' ? '' : input.trialId },
-        async () => {
-          const backend = await initBackend(deps.backend ?? input.backend);
-          // A retried attempt (or a re-run after a transient fault) resumes from its last heartbeat; a promoted
-          // trial from its previous rung.
-          const heartbeat = lastDetails<TrialHeartbeat>();
-          const started = Date.now();
-          const resume = heartbeat ? { ref: heartbeat.checkpoint, epoch: heartbeat.epoch } : input.resumeFrom;
-          const curve: CurvePoint[] = heartbeat
-            ? [...heartbeat.curve]
-            : input.resumeFrom
-              ? await previousCurve(input.runId, input.trialId, input.resumeFrom.epoch)
-              : [];
-          const initialState = resume ? await readModel(store, resume.ref) : undefined;
-          // epochs are 1-based and a checkpoint carries the full training state (weights, Adam moments, early stopping)
-          const resumedFromEpoch = resume ? resume.epoch : 0;
-          let lastCheckpoint = resume;
-          const trialRow = {
-            run_id: input.runId,
-            trial_id: input.trialId,
-            status: 'running' as const,
-            params: JSON.stringify(input.params),
-            seed: input.seed,
-            attempt: ctx.info.attempt,
+      const backend = await initBackend(deps.backend ?? input.backend);
+      // A retried attempt (or a re-run after a transient fault) resumes from its last heartbeat; a promoted
+      // trial from its previous rung.
+      const heartbeat = lastDetails<TrialHeartbeat>();
+      const started = Date.now();
+      const resume = heartbeat ? { ref: heartbeat.checkpoint, epoch: heartbeat.epoch } : input.resumeFrom;
+      const curve: CurvePoint[] = heartbeat
+        ? [...heartbeat.curve]
+        : input.resumeFrom
+          ? await previousCurve(input.runId, input.trialId, input.resumeFrom.epoch)
+          : [];
+      const initialState = resume ? await readModel(store, resume.ref) : undefined;
+      // epochs are 1-based and a checkpoint carries the full training state (weights, Adam moments, early stopping)
+      const resumedFromEpoch = resume ? resume.epoch : 0;
+      let lastCheckpoint = resume;
+      const trialRow = {
+        run_id: input.runId,
+        trial_id: input.trialId,
+        status: 'running' as const,
+        params: JSON.stringify(input.params),
+        seed: input.seed,
+        attempt: ctx.info.attempt,
+        resumed_from_epoch: resumedFromEpoch,
+        curve: JSON.stringify(curve),
+        backend: backend.name,
+        rung: input.rung ?? 0,
+        budget_epochs: input.params.epochs,
+        family: familyOf(input.params),
+        started_at: new Date(),
+      };
+      await db.db
+        .insertInto('ml.trials')
+        .values(trialRow)
+        .onConflict((oc) =>
+          oc.columns(['run_id', 'trial_id']).doUpdateSet({
+            status: 'running',
+            attempt: trialRow.attempt,
             resumed_from_epoch: resumedFromEpoch,
-            curve: JSON.stringify(curve),
             backend: backend.name,
-            rung: input.rung ?? 0,
-            budget_epochs: input.params.epochs,
-            family: familyOf(input.params),
-            started_at: new Date(),
-          };
-          await db.db
-            .insertInto('ml.trials')
-            .values(trialRow)
-            .onConflict((oc) =>
-              oc.columns(['run_id', 'trial_id']).doUpdateSet({
-                status: 'running',
-                attempt: trialRow.attempt,
-                resumed_from_epoch: resumedFromEpoch,
-                backend: backend.name,
-                rung: trialRow.rung,
-                budget_epochs: trialRow.budget_epochs,
-                error: null,
-              }),
-            )
-            .execute();
+            rung: trialRow.rung,
+            budget_epochs: trialRow.budget_epochs,
+            error: null,
+          }),
+        )
+        .execute();
 
-          const data = await loadMatrices(input);
-          const base = {
-            trialId: input.trialId,
-            params: input.params,
-            seed: input.seed,
-            resumedFromEpoch,
-            backend: backend.name,
-          };
-          try {
-            const fit = await trainMlp({
-              train: data.train,
-              val: data.val,
-              layout: data.layout,
-              params: input.params,
-              seed: input.seed,
-              startEpoch: resumedFromEpoch,
-              initialState,
-              shouldStop: () => ctx.cancellationSignal.aborted,
-              onEpochEnd: async (e: EpochReport) => {
-                curve.push({
-                  epoch: e.epoch,
-                  loss: e.loss,
-                  valLoss: e.valLoss,
-                  valAuc: e.valAuc,
-                  valPrAuc: e.valPrAuc,
-                  seconds: e.seconds,
-                });
-                // One key per epoch: heartbeats are throttled, so the last one the server holds may name an
-                // older checkpoint than the newest written, and that one must still be there, unchanged.
-                const checkpoint = await writeModel(
-                  store,
-                  (file) => keys.trialCheckpoint(input.runId, input.trialId, e.epoch, file),
-                  await e.state(),
-                );
-                lastCheckpoint = { ref: checkpoint, epoch: e.epoch };
-                beat({ epoch: e.epoch, checkpoint, curve: [...curve] } satisfies TrialHeartbeat);
-                await db.db
-                  .updateTable('ml.trials')
-                  .set({ curve: JSON.stringify(curve), epochs_run: curve.length })
-                  .where('run_id', '=', input.runId)
-                  .where('trial_id', '=', input.trialId)
-                  .execute();
-              },
+      const data = await loadMatrices(input);
+      const base = {
+        trialId: input.trialId,
+        params: input.params,
+        seed: input.seed,
+        resumedFromEpoch,
+        backend: backend.name,
+      };
+      try {
+        const fit = await trainMlp({
+          train: data.train,
+          val: data.val,
+          layout: data.layout,
+          params: input.params,
+          seed: input.seed,
+          startEpoch: resumedFromEpoch,
+          initialState,
+          shouldStop: () => ctx.cancellationSignal.aborted,
+          onEpochEnd: async (e: EpochReport) => {
+            curve.push({
+              epoch: e.epoch,
+              loss: e.loss,
+              valLoss: e.valLoss,
+              valAuc: e.valAuc,
+              valPrAuc: e.valPrAuc,
+              seconds: e.seconds,
             });
-            if (fit.stopReason === 'stopped') throw interrupted(ctx, input.trialId, lastCheckpoint?.epoch ?? 0);
-            const dir = input.step === 'final' ? `runs/${input.runId}/final/model` : undefined;
-            const model = await writeModel(
+            // One key per epoch: heartbeats are throttled, so the last one the server holds may name an
+            // older checkpoint than the newest written, and that one must still be there, unchanged.
+            const checkpoint = await writeModel(
               store,
-              (file) => (dir ? `${dir}/${file}` : keys.trialModel(input.runId, input.trialId, file)),
-              fit.artifacts,
+              (file) => keys.trialCheckpoint(input.runId, input.trialId, e.epoch, file),
+              await e.state(),
             );
-            const out: TrainTrialOutput = {
-              ...base,
-              status: 'completed',
-              valAuc: fit.val.auc,
-              valPrAuc: fit.val.prAuc,
-              valLogLoss: fit.val.logLoss,
-              bestEpoch: fit.bestEpoch,
-              epochs: curve.length,
-              seconds: (Date.now() - started) / 1000,
-              model,
-              checkpoint: lastCheckpoint,
-              stopReason: fit.stopReason,
-            };
-            await finishTrial(out, store.uri(model.modelJson.key), curve);
-            return out;
-          } catch (err) {
-            if (!isMlError(err) || err.type !== 'NonFiniteLoss') {
-              // interrupted or broken: the row must not stay 'running' (a retry sets it running again)
-              await db.db
-                .updateTable('ml.trials')
-                .set({ status: 'failed', error: `${(err as Error).name}: ${(err as Error).message}`.slice(0, 2000), curve: JSON.stringify(curve) })
-                .where('run_id', '=', input.runId)
-                .where('trial_id', '=', input.trialId)
-                .execute()
-                .catch(() => undefined);
-              throw err;
-            }
-            const out: TrainTrialOutput = {
-              ...base,
-              status: 'failed',
-              error: err.message,
-              valAuc: null,
-              valPrAuc: null,
-              valLogLoss: null,
-              bestEpoch: null,
-              epochs: curve.length,
-              seconds: (Date.now() - started) / 1000,
-            };
-            await finishTrial(out, null, curve);
-            return out;
-          }
-        },
-        (r) => ({ status: r.status, valAuc: r.valAuc, epochs: r.epochs, resumedFromEpoch: r.resumedFromEpoch, backend: r.backend }),
-      );
+            lastCheckpoint = { ref: checkpoint, epoch: e.epoch };
+            beat({ epoch: e.epoch, checkpoint, curve: [...curve] } satisfies TrialHeartbeat);
+            await db.db
+              .updateTable('ml.trials')
+              .set({ curve: JSON.stringify(curve), epochs_run: curve.length })
+              .where('run_id', '=', input.runId)
+              .where('trial_id', '=', input.trialId)
+              .execute();
+          },
+        });
+        if (fit.stopReason === 'stopped') throw interrupted(ctx, input.trialId, lastCheckpoint?.epoch ?? 0);
+        const dir = input.step === 'final' ? `runs/${input.runId}/final/model` : undefined;
+        const model = await writeModel(
+          store,
+          (file) => (dir ? `${dir}/${file}` : keys.trialModel(input.runId, input.trialId, file)),
+          fit.artifacts,
+        );
+        const out: TrainTrialOutput = {
+          ...base,
+          status: 'completed',
+          valAuc: fit.val.auc,
+          valPrAuc: fit.val.prAuc,
+          valLogLoss: fit.val.logLoss,
+          bestEpoch: fit.bestEpoch,
+          epochs: curve.length,
+          seconds: (Date.now() - started) / 1000,
+          model,
+          checkpoint: lastCheckpoint,
+          stopReason: fit.stopReason,
+        };
+        await finishTrial(out, store.uri(model.modelJson.key), curve);
+        return out;
+      } catch (err) {
+        if (!isMlError(err) || err.type !== 'NonFiniteLoss') {
+          // interrupted or broken: the row must not stay 'running' (a retry sets it running again)
+          await db.db
+            .updateTable('ml.trials')
+            .set({ status: 'failed', error: `${(err as Error).name}: ${(err as Error).message}`.slice(0, 2000), curve: JSON.stringify(curve) })
+            .where('run_id', '=', input.runId)
+            .where('trial_id', '=', input.trialId)
+            .execute()
+            .catch(() => undefined);
+          throw err;
+        }
+        const out: TrainTrialOutput = {
+          ...base,
+          status: 'failed',
+          error: err.message,
+          valAuc: null,
+          valPrAuc: null,
+          valLogLoss: null,
+          bestEpoch: null,
+          epochs: curve.length,
+          seconds: (Date.now() - started) / 1000,
+        };
+        await finishTrial(out, null, curve);
+        return out;
+      }
+    
 
       async function previousCurve(runId: string, trialId: string, upToEpoch: number): Promise<CurvePoint[]> {
         const row = await db.db

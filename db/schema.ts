@@ -36,6 +36,10 @@ export interface RunStepsTable {
   detail: Json | null;
   error_type: string | null;
   error_message: string | null;
+  /** successive-halving rung of a trial execution (0 otherwise) */
+  rung: Generated<number>;
+  /** in-process re-runs of this attempt after passing infrastructure faults */
+  transient_faults: Generated<number>;
 }
 
 export interface DataQualityTable {

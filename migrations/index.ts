@@ -10,6 +10,7 @@ import * as sourceRole from './2026-11-24T0000-source-role.js';
 import * as championScores from './2026-11-29T0100-champion-scores.js';
 import * as trends from './2026-11-29T0200-trends-like-with-like.js';
 import * as family from './2026-11-29T0300-model-family.js';
+import * as stepExecutions from './2026-11-29T0400-step-executions.js';
 
 /**
  * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
@@ -27,4 +28,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-29T0100-champion-scores': championScores,
   '2026-11-29T0200-trends-like-with-like': trends,
   '2026-11-29T0300-model-family': family,
+  '2026-11-29T0400-step-executions': stepExecutions,
 };

@@ -43,7 +43,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     taskQueue,
     activities,
     maxConcurrentActivityTaskExecutions: slots,
-    interceptors: activityInterceptors(),
+    interceptors: activityInterceptors({ db: services.db }),
     // On SIGTERM in-flight activities get this long to finish before they are cancelled; training then stops at
     // its next batch and fails retryably (its last epoch checkpoint is in S3), never reporting itself finished.
     shutdownGraceTime: `${Number(process.env.PROPENSITY_SHUTDOWN_GRACE_SECONDS ?? 0)} seconds`,

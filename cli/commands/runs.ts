@@ -4,6 +4,7 @@ import { parsePipelineConfig } from '../../activities/config.js';
 import type { Db } from '../../db/client.js';
 import { TASK_QUEUES } from '../../workflows/constants.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
+import { selectionRule, type SelectionMetric } from '../../ml/search.js';
 import { CliError, ExitCode, idParser, output, taskQueuesFromEnv, withTemporal } from '../common.js';
 import { cancelRun } from './cancel.js';
 import { loadConfigFile } from '../config-file.js';
@@ -75,9 +76,8 @@ export function registerRunsCommands(program: Command): void {
           s.db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', r.run_id).orderBy('started_at').execute(),
           s.db.db
             .selectFrom('ml.trials')
-            .select(['trial_id', 'status', 'val_auc', 'val_log_loss', 'epochs_run', 'attempt', 'backend'])
+            .select(['trial_id', 'status', 'val_auc', 'val_pr_auc', 'val_log_loss', 'epochs_run', 'rung', 'attempt', 'backend', 'family'])
             .where('run_id', '=', r.run_id)
-            .orderBy('val_log_loss')
             .execute(),
           s.db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', r.run_id).executeTakeFirst(),
           s.db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined']).where('run_id', '=', r.run_id).execute(),
@@ -95,24 +95,45 @@ export function registerRunsCommands(program: Command): void {
             `  cutoff ${r.cutoff?.toISOString() ?? '-'}  horizon ${r.horizon_days ?? '-'} days  config ${r.config_hash}  code ${r.code_version}`,
           ];
           if (r.error_type) lines.push(`  ${r.error_type}: ${r.error_message}`);
-          lines.push('', '  step          trial      status     attempt  seconds');
+          // every execution of every step: retries, promotions to later rungs, in-process re-runs after faults
+          lines.push('', '  step          trial      rung  attempt  status     seconds  note');
           for (const st of steps) {
-            lines.push(`  ${pad(st.step, 13)} ${pad(st.trial_id || '', 10)} ${pad(st.status, 10)} ${pad(st.attempt, 8)} ${st.duration_ms === null ? '-' : (st.duration_ms / 1000).toFixed(1)}`);
+            const note = st.error_type ? `${st.error_type}: ${(st.error_message ?? '').slice(0, 80)}` : st.transient_faults ? `${st.transient_faults} transient fault(s) ridden out` : '';
+            lines.push(
+              `  ${pad(st.step, 13)} ${pad(st.trial_id || '', 10)} ${pad(st.rung, 5)} ${pad(st.attempt, 8)} ${pad(st.status, 10)} ` +
+                `${pad(st.duration_ms === null ? '-' : (st.duration_ms / 1000).toFixed(1), 8)} ${note}`,
+            );
           }
           if (quality.length) {
             lines.push('', '  data quality: ' + quality.map((q) => `${q.stage} ${q.rows_out}/${q.rows_in}`).join(', '));
           }
           if (trials.length) {
-            lines.push('', '  trial      status     val AUC  val log loss  epochs');
-            for (const t of trials.slice(0, 10)) {
-              lines.push(`  ${pad(t.trial_id, 10)} ${pad(t.status, 10)} ${pad(num(t.val_auc), 8)} ${pad(num(t.val_log_loss), 13)} ${t.epochs_run ?? '-'}`);
+            // ranked by the run's own selection rule
+            const metric = ((r.config as { search?: { metric?: SelectionMetric } } | null)?.search?.metric ?? 'valLogLoss') as SelectionMetric;
+            const value = (t: (typeof trials)[number]) => (metric === 'valAuc' ? t.val_auc : metric === 'valPrAuc' ? t.val_pr_auc : t.val_log_loss);
+            const ranked = [...trials].sort((a, b) => {
+              const va = value(a);
+              const vb = value(b);
+              if (va === null || vb === null) return va === null ? (vb === null ? 0 : 1) : -1;
+              return metric === 'valLogLoss' ? va - vb : vb - va;
+            });
+            lines.push('', `  ${selectionRule(metric)}`, '  trial      family    status     val AUC  val log loss  rung  epochs');
+            for (const t of ranked.slice(0, 10)) {
+              lines.push(`  ${pad(t.trial_id, 10)} ${pad(t.family ?? '-', 9)} ${pad(t.status, 10)} ${pad(num(t.val_auc), 8)} ${pad(num(t.val_log_loss), 13)} ${pad(t.rung, 5)} ${t.epochs_run ?? '-'}`);
             }
             if (trials.length > 10) lines.push(`  … ${trials.length - 10} more (ml.trials)`);
           }
           if (evaluation) {
             const m = evaluation.metrics as Record<string, unknown>;
             lines.push('', `  test ROC-AUC ${num(m.rocAuc)}  PR-AUC ${num(m.prAuc)}  log loss ${num(m.logLoss)}  ${evaluation.blessed ? 'blessed' : 'NOT blessed'}`);
-            for (const reason of evaluation.reasons as string[]) lines.push(`    ✗ ${reason}`);
+            // every gate check, passed ones too, with the rows each comparison used
+            for (const c of evaluation.checks as { metric: string; op: string; threshold: number; value: number; passed: boolean }[]) {
+              lines.push(`    ${c.passed ? '✓' : '✗'} threshold ${c.metric} ${c.op} ${c.threshold}: ${num(c.value)}`);
+            }
+            for (const c of evaluation.comparisons as { check: string; status?: string; passed: boolean; informational?: boolean; detail: string }[]) {
+              const mark = c.status === 'skipped' ? '–' : c.passed ? '✓' : '✗';
+              lines.push(`    ${mark} ${c.check}${c.informational ? ' (not gating)' : ''}: ${c.detail}`);
+            }
           }
           return lines;
         });

@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { tableFromIPC } from 'apache-arrow';
+import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
@@ -9,6 +10,7 @@ import type { Db } from '../../db/client.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { datasetRef, type ArtifactStore } from '../../store/artifacts.js';
 import { freshDatabase, testStore } from '../support/services.js';
+import { resilientActivities } from '../../workers/interceptors.js';
 
 // Activities on the real Postgres and s3rver of the dev stack, in Temporal's mock activity context
 // (attempt numbers, heartbeats and heartbeat details as a retry would see them).
@@ -26,7 +28,7 @@ beforeAll(async () => {
   const shop = await seedShop(db.pool, { users: 1500, days: 30, seed: 21, horizonDays: 10 });
   cutoff = shop.timeline.cutoff.toISOString();
   acts = createActivities({ db, store, codeVersion: 'test' });
-  await call(new MockActivityEnvironment(), acts.startRun, {
+  await call(mock(), acts.startRun, {
     runId,
     workflowId: 'wf-activities',
     config: { modelName: 'acts', source: { kind: 'events', cutoff, horizonDays: 10 } },
@@ -38,9 +40,28 @@ afterAll(async () => {
   await db?.close();
 });
 
-/** MockActivityEnvironment.run with the activity's own argument and result types. */
-const call = <A extends unknown[], R>(env: MockActivityEnvironment, fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
-  env.run(fn as never, ...(args as unknown as never[])) as Promise<R>;
+/** What a test sets of an activity's context: its info (attempt, heartbeat details) and heartbeat listeners. */
+interface MockContext {
+  info: Partial<Info>;
+  on(event: 'heartbeat', listener: (details: unknown) => void): void;
+  listeners: ((details: unknown) => void)[];
+}
+const mock = (info: Partial<Info> = {}): MockContext => {
+  const listeners: ((details: unknown) => void)[] = [];
+  return { info, listeners, on: (_event, listener) => void listeners.push(listener) };
+};
+
+/**
+ * Runs an activity as a worker does: in Temporal's mock activity context, named by its activity type, through the
+ * workers' interceptor (which records the step's ml.run_steps row and types its errors), with the activity's own
+ * argument and result types.
+ */
+const call = <A extends unknown[], R>(m: MockContext, fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => {
+  const activityType = Object.entries(acts).find(([, f]) => (f as unknown) === fn)?.[0] ?? 'unknown';
+  const env = new MockActivityEnvironment({ ...m.info, activityType }, { interceptors: [resilientActivities({ db })] });
+  for (const l of m.listeners) env.on('heartbeat', l);
+  return env.run(fn as never, ...(args as unknown as never[])) as Promise<R>;
+};
 
 const steps = (step: string) =>
   db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', runId).where('step', '=', step).execute();
@@ -49,7 +70,7 @@ describe('data activities', () => {
   let split: SplitOutput;
 
   it('ingest → clean → split, recording each step once with its attempt; a rerun gives byte-identical splits', async () => {
-    const env = new MockActivityEnvironment({ attempt: 3 });
+    const env = mock({ attempt: 3 });
     const ingest = await call(env, acts.ingestSource, { runId, source: { kind: 'events', cutoff, horizonDays: 10 } });
     expect(ingest.rows).toBeGreaterThan(1000);
     expect(ingest.positives).toBeGreaterThan(0);
@@ -57,7 +78,7 @@ describe('data activities', () => {
     const clean = await call(env, acts.cleanData, { runId, modelName: 'acts', mode: 'events', raw: ingest.raw, quality });
     const splitInput = { runId, clean: clean.clean, features: ingest.features, split: { seed: 42, train: 0.8, val: 0.1, test: 0.1 } };
     split = await call(env, acts.splitData, splitInput);
-    const again = await call(new MockActivityEnvironment({ attempt: 4 }), acts.splitData, splitInput);
+    const again = await call(mock({ attempt: 4 }), acts.splitData, splitInput);
     for (const part of ['train', 'val', 'test'] as const) expect(again[part].sha256).toBe(split[part].sha256);
     expect(again.preprocessing.sha256).toBe(split.preprocessing.sha256);
     expect(split.sizes.train + split.sizes.val + split.sizes.test).toBe(clean.rowsOut);
@@ -72,9 +93,9 @@ describe('data activities', () => {
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ status: 'succeeded', attempt: 3 });
     }
+    // the split ran twice (attempts 3 and 4): one row per execution, none overwritten
     const splitRows = await steps('split');
-    expect(splitRows).toHaveLength(1);
-    expect(splitRows[0]).toMatchObject({ status: 'succeeded', attempt: 4 });
+    expect(splitRows.map((r) => [r.attempt, r.status]).sort()).toEqual([[3, 'succeeded'], [4, 'succeeded']]);
 
     const ledger = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', runId).orderBy('stage').execute();
     expect(ledger.map((q) => q.stage)).toEqual(['clean', 'events', 'split']);
@@ -97,7 +118,7 @@ describe('data activities', () => {
 
   it('quarantines rows without a key, duplicates and missing labels, and repairs infinities, counting each', async () => {
     const raw = datasetRef([await store.putFrame(`runs/${runId}/test/raw-dirty.arrow`, dirtyFrame())]);
-    const out = await call(new MockActivityEnvironment(), acts.cleanData, {
+    const out = await call(mock(), acts.cleanData, {
       runId,
       modelName: 'acts',
       mode: 'events',
@@ -116,7 +137,7 @@ describe('data activities', () => {
 
   it('fails the run before training when quarantined rows exceed quality.maxQuarantineRate, after writing the ledger', async () => {
     const raw = datasetRef([await store.putFrame(`runs/${runId}/test/raw-dirty2.arrow`, dirtyFrame())]);
-    const err = await call(new MockActivityEnvironment(), acts.cleanData, { runId, modelName: 'acts', mode: 'events', raw, quality }).catch((e) => e);
+    const err = await call(mock(), acts.cleanData, { runId, modelName: 'acts', mode: 'events', raw, quality }).catch((e) => e);
     expect(err).toMatchObject({ type: 'DataQuality', nonRetryable: true });
     expect(err.message).toMatch(/50\.00 % of entity rows were quarantined.*maxQuarantineRate 0\.05/);
     const ledger = await db.db.selectFrom('ml.data_quality').selectAll().where('run_id', '=', runId).where('stage', '=', 'clean').executeTakeFirstOrThrow();
@@ -125,7 +146,7 @@ describe('data activities', () => {
 
   it('refuses duplicate entity keys in table mode', async () => {
     const raw = datasetRef([await store.putFrame(`runs/${runId}/test/raw-dirty3.arrow`, dirtyFrame())]);
-    const err = await call(new MockActivityEnvironment(), acts.cleanData, {
+    const err = await call(mock(), acts.cleanData, {
       runId,
       modelName: 'acts',
       mode: 'table',
@@ -144,7 +165,7 @@ describe('data activities', () => {
       numeric: { x: Float64Array.from({ length: 200 }, (_, i) => i) },
       categorical: {},
     });
-    const err = await call(new MockActivityEnvironment(), acts.splitData, { runId: runId, clean: datasetRef([raw]), features: [{ name: 'x', kind: 'numeric' as const }], split: { seed: 1, train: 0.8, val: 0.1, test: 0.1 } })
+    const err = await call(mock(), acts.splitData, { runId: runId, clean: datasetRef([raw]), features: [{ name: 'x', kind: 'numeric' as const }], split: { seed: 1, train: 0.8, val: 0.1, test: 0.1 } })
       .catch((e) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({ type: 'SingleClassLabel', nonRetryable: true });
@@ -154,7 +175,7 @@ describe('data activities', () => {
   it('fails ingest for good, naming the cause, when a source table is missing', async () => {
     await db.pool.query('alter table shop.events rename to events_moved');
     try {
-      const err = await call(new MockActivityEnvironment(), acts.ingestSource, { runId, source: { kind: 'events', cutoff, horizonDays: 10 } }).catch((e) => e);
+      const err = await call(mock(), acts.ingestSource, { runId, source: { kind: 'events', cutoff, horizonDays: 10 } }).catch((e) => e);
       expect(err).toMatchObject({ type: 'SourceSchema', nonRetryable: true });
       expect(err.message).toMatch(/source table does not exist.*shop\.events/);
       expect((await steps('ingest'))[0]).toMatchObject({ status: 'failed', error_type: 'SourceSchema' });
@@ -178,7 +199,7 @@ describe('data activities', () => {
 
     it('heartbeats every epoch with a checkpoint, and a retry resumes from it to the same model', async () => {
       const heartbeats: unknown[] = [];
-      const env = new MockActivityEnvironment();
+      const env = mock();
       env.on('heartbeat', (d: unknown) => heartbeats.push(d));
       const straight = await call(env, acts.trainTrial, trialInput());
       expect(straight.status).toBe('completed');
@@ -186,23 +207,26 @@ describe('data activities', () => {
       expect(heartbeats.map((h) => (h as { epoch: number }).epoch)).toEqual([1, 2, 3, 4]);
 
       // As Temporal would retry it on another worker after a crash in epoch 3: attempt 2, last heartbeat's details.
-      const retry = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: heartbeats[1] });
+      const retry = mock({ attempt: 2, heartbeatDetails: heartbeats[1] });
       const resumed = await call(retry, acts.trainTrial, trialInput());
       expect(resumed.resumedFromEpoch).toBe(2);
       expect(resumed.model!.weights.sha256).toBe(straight.model!.weights.sha256);
       const row = await db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', runId).where('trial_id', '=', 'tx').executeTakeFirstOrThrow();
       expect(row).toMatchObject({ status: 'completed', attempt: 2, resumed_from_epoch: 2, epochs_run: 4, backend: 'wasm' });
-      expect((await steps('trial')).filter((s) => s.trial_id === 'tx')).toHaveLength(1);
+      // both executions of the trial are kept, each with its own timing
+      const tx = (await steps('trial')).filter((s) => s.trial_id === 'tx');
+      expect(tx.map((s) => [s.attempt, s.status]).sort()).toEqual([[1, 'succeeded'], [2, 'succeeded']]);
+      for (const s of tx) expect(s.duration_ms).not.toBeNull();
     });
 
     it('registers a blessed model once: a repeated call returns the same version, a rejected one is refused', async () => {
-      const trained = await call(new MockActivityEnvironment(), acts.trainTrial, { ...trialInput(), trialId: 'final', step: 'final' as const });
+      const trained = await call(mock(), acts.trainTrial, { ...trialInput(), trialId: 'final', step: 'final' as const });
       const gate = {
         thresholds: [{ metric: 'rocAuc' as const, op: '>=' as const, value: 0.5 }],
         versusBaseline: { enabled: false, alpha: 0.05, requireHigherAuc: false, margin: 0 },
         versusChampion: { enabled: true, alpha: 0.05, minRows: 200, minPositives: 20 },
       };
-      const evaluation = await call(new MockActivityEnvironment(), acts.evaluateModel, {
+      const evaluation = await call(mock(), acts.evaluateModel, {
         runId,
         modelName: 'acts',
         model: trained.model!,
@@ -234,15 +258,15 @@ describe('data activities', () => {
           features: ['x'],
         },
       };
-      const first = await call(new MockActivityEnvironment(), acts.registerModel, input);
-      const second = await call(new MockActivityEnvironment({ attempt: 2 }), acts.registerModel, input);
+      const first = await call(mock(), acts.registerModel, input);
+      const second = await call(mock({ attempt: 2 }), acts.registerModel, input);
       expect(first).toMatchObject({ version: 1, created: true });
       expect(second).toEqual({ ...first, created: false });
       const versions = await db.db.selectFrom('ml.model_versions').selectAll().where('model_name', '=', 'acts').execute();
       expect(versions).toHaveLength(1);
       expect(await store.exists('models/acts/v1/weights.bin')).toBe(true);
 
-      const refused = await call(new MockActivityEnvironment(), acts.registerModel, { ...input, evaluation: { ...evaluation, blessed: false } })
+      const refused = await call(mock(), acts.registerModel, { ...input, evaluation: { ...evaluation, blessed: false } })
         .catch((e) => e);
       expect(refused).toMatchObject({ type: 'NotBlessed', nonRetryable: true });
     });

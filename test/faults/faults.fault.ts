@@ -48,10 +48,12 @@ function config(modelName: string, overrides: { space?: Record<string, unknown> 
     search: {
       trials: 2,
       parallelism: 2,
-      epochs: 8,
-      patience: 8,
+      epochs: 12,
+      patience: 12,
       halving: { eta: 1 },
-      space: { hiddenLayers: [1, 2], units: [32, 64], batchSize: [64], ...overrides.space },
+      // the final training must run (two cases inject faults into it), whatever the baseline scores
+      baselineCompetes: false,
+      space: { hiddenLayers: [1, 2], units: [32, 64], batchSize: [32], ...overrides.space },
     },
     training: { finalEpochs: 16, patience: 16, backend: 'wasm', heartbeatTimeoutSeconds: 10 },
     gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
@@ -317,11 +319,22 @@ async function waitForIngest(fc: FaultCase): Promise<string> {
 async function waitForRunningTrial(fc: FaultCase): Promise<string> {
   const a = await fc.waitFor(
     'a search trial to run',
-    async () => (await pendingActivities(`${fc.workflowId}/search`))?.find((p) => p.type === 'trainTrial' && p.state === 'started' && (p.heartbeatEpoch ?? 0) >= 1),
+    async () => {
+      // started on a worker (Temporal) and past its first epoch (ml.trials: the server's heartbeats are throttled)
+      const started = (await pendingActivities(`${fc.workflowId}/search`))?.find((p) => p.type === 'trainTrial' && p.state === 'started');
+      if (!started) return undefined;
+      const run = await runRow(db, fc.workflowId);
+      if (!run) return undefined;
+      const trial = await db.db
+        .selectFrom('ml.trials').select(['trial_id', 'epochs_run'])
+        .where('run_id', '=', run.run_id).where('status', '=', 'running').where('trial_id', 'like', 't%').where('epochs_run', '>=', 1)
+        .executeTakeFirst();
+      return trial ? { ...started, trial } : undefined;
+    },
     240_000,
     200,
   );
-  return `search trial at epoch ${a.heartbeatEpoch}`;
+  return `search trial ${a.trial.trial_id} at epoch ${a.trial.epochs_run}`;
 }
 
 /**
@@ -355,7 +368,8 @@ async function cancelAndExpectClosed(fc: FaultCase, t0: number) {
   expect(child, 'the search child').not.toBe('RUNNING');
   if (before === 'RUNNING') {
     expect(cli.code).toBe(0);
-    expect(lastJson(cli.stdout).cancelRequested).toBe(true);
+    // cancelled cleanly, or terminated after the grace period when the workflow would not honour it
+    expect(['cancelled', 'terminated']).toContain(lastJson(cli.stdout).outcome);
     expect(status).toBe('CANCELLED');
     expect(row?.status).toBe('cancelled');
   } else {

@@ -58,8 +58,8 @@ afterAll(async () => {
 async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 1 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }), maxConcurrentActivityTaskExecutions: 1 });
   return cpu.runUntil(train.runUntil(fn()));
 }
 
@@ -193,12 +193,16 @@ describe('human approval and registry commands end to end', () => {
 
     const p = await cli(['promote', MODEL, 'v1', '--by', 'carol', '--reason', 'v4 regressed in the shop']);
     expect(p).toMatchObject({ code: 0, stderr: '' });
-    expect(p.stdout.trim()).toBe(`${MODEL}@champion: v4 → v1`);
+    const [moved, scores] = p.stdout.trim().split('\n');
+    expect(moved).toBe(`${MODEL}@champion: v4 → v1`);
+    // it says whether the version now served has scores (this test scores none)
+    expect(scores).toBe(`v1 has no scores yet, so ml.latest_scores is empty for ${MODEL}: run \`propensity score --model ${MODEL}@champion\` (or pass --score)`);
     const c = await cli(['promote', MODEL, '4', '--alias', 'challenger', '--by', 'carol', '--json']);
-    expect(lastJson(c.stdout)).toEqual({ modelName: MODEL, alias: 'challenger', fromVersion: null, toVersion: 4, changed: true, action: 'move' });
+    expect(lastJson(c.stdout)).toEqual({ modelName: MODEL, alias: 'challenger', fromVersion: null, toVersion: 4, changed: true, action: 'move', scores: null, scoring: null });
     const rb = await cli(['rollback', MODEL, '--by', 'dave', '--reason', 'false alarm']);
     expect(rb.code).toBe(0);
-    expect(rb.stdout.trim()).toBe(`${MODEL}@champion: v1 → v4 (rollback)`);
+    expect(rb.stdout.trim().split("\n")[0]).toBe(`${MODEL}@champion: v1 → v4 (rollback)`);
+    expect(rb.stdout).toMatch(/v4 has no scores yet/);
     expect(await champion()).toBe(4);
 
     const show = await cli(['models', 'show', MODEL, '--json']);

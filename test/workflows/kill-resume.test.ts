@@ -15,6 +15,7 @@ import { trainPipeline } from '../../workflows/pipeline.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
+import { runCli } from '../support/cli.js';
 
 // The acceptance test for resumable training: the train worker is a real process (spawned as `propensity
 // workers` does), killed with SIGKILL in the middle of a search trial. Temporal notices the silence
@@ -24,6 +25,8 @@ import { connections, freshDatabase, testStore } from '../support/services.js';
 const queues = { cpu: `kill-cpu-${randomUUID()}`, train: `kill-train-${randomUUID()}` };
 // ≥ 2 heartbeat throttle intervals (0.8 × 5 s) of training even on a fast machine, so the server holds an epoch ≥ 2
 const EPOCHS = 30;
+// successive halving: both trials train to RUNG0 epochs, the better one goes on to EPOCHS
+const RUNG0 = 15;
 
 let db: Db;
 let dbUrl: string;
@@ -126,20 +129,22 @@ describe('a train worker killed mid-trial', () => {
         taskQueue: queues.cpu,
         workflowBundle: bundle,
         activities,
-        interceptors: activityInterceptors(),
+        interceptors: activityInterceptors({ db }),
       });
 
       const config = {
         modelName: 'kill',
         source: { kind: 'events', cutoff, horizonDays: 14 },
-        // two trials one after the other; small batches and wide layers so that an epoch takes a good fraction of
-        // a second and a trial several seconds, and patience = epochs so that no trial stops early
+        // two trials one after the other, with successive halving (rungs of 15 and 30 epochs); small batches and wide
+        // layers so that an epoch takes a good fraction of a second, and patience = epochs so that no trial stops early
         search: {
           trials: 2,
           parallelism: 1,
           epochs: EPOCHS,
           patience: EPOCHS,
-          halving: { eta: 1 },
+          halving: { eta: 2, minEpochs: RUNG0 },
+          // the final training must run (this test reads its step), whatever the baseline scores
+          baselineCompetes: false,
           space: { hiddenLayers: [2, 2], units: [128], batchSize: [16] },
         },
         // a silent trial is retried after 5 s (the activity's heartbeat timeout)
@@ -164,7 +169,7 @@ describe('a train worker killed mid-trial', () => {
           if (Date.now() > deadline) throw new Error(`no search trial reached a heartbeat of epoch 2 in time\n${logTail()}`);
           if (first.child.exitCode !== null) throw new Error(`train worker exited early (${first.child.exitCode})\n${logTail()}`);
           const pending = await pendingSearchTrial(searchWorkflowId);
-          if (pending && pending.epoch >= 2 && pending.attempt === 1) {
+          if (pending && pending.epoch >= 2 && pending.epoch < RUNG0 - 2 && pending.attempt === 1) {
             const running = await db.db
               .selectFrom('ml.trials')
               .select(['trial_id', 'epochs_run'])
@@ -188,40 +193,52 @@ describe('a train worker killed mid-trial', () => {
       expect(out.trials).toBe(2);
       expect(out.trialsFailed).toBe(0);
       expect(killed.heartbeatEpoch).toBeGreaterThanOrEqual(2);
-      expect(killed.heartbeatEpoch).toBeLessThan(EPOCHS);
+      expect(killed.heartbeatEpoch).toBeLessThan(RUNG0);
 
-      // the killed trial: a second attempt that resumed from the last heartbeated checkpoint, and completed
-      const trial = await db.db
-        .selectFrom('ml.trials')
-        .selectAll()
-        .where('run_id', '=', out.runId)
-        .where('trial_id', '=', killed.trialId)
-        .executeTakeFirstOrThrow();
-      console.log(`${killed.trialId}: attempt ${trial.attempt} resumed from epoch ${trial.resumed_from_epoch}, ${trial.epochs_run} epochs in all`);
+      // ml.run_steps keeps every execution — (trial, rung, attempt) — with its own timing: the killed attempt, the
+      // attempt that resumed it from its checkpoint, and the promoted trial's second rung
+      const steps = await db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', out.runId).execute();
+      const execs = steps.map((s) => `${s.step}/${s.trial_id}@${s.rung}#${s.attempt}`);
+      expect(new Set(execs).size).toBe(execs.length);
+      for (const one of ['validate', 'ingest', 'clean', 'split', 'final', 'evaluate', 'register']) {
+        expect(steps.filter((s) => s.step === one && s.status === 'succeeded'), one).toHaveLength(1);
+      }
+      const of = (trialId: string) => steps.filter((s) => s.step === 'trial' && s.trial_id === trialId);
+      const lost = of(killed.trialId).find((s) => s.rung === 0 && s.attempt === 1)!;
+      expect(lost).toMatchObject({ status: 'failed', error_type: 'WorkerLost' });
+      const resumed = of(killed.trialId).find((s) => s.rung === 0 && s.attempt === 2)!;
+      expect(resumed.status).toBe('succeeded');
+      expect(resumed.duration_ms).toBeGreaterThan(0);
+      const resumedFrom = (resumed.detail as { resumedFromEpoch: number; epochs: number }).resumedFromEpoch;
+      console.log(`${killed.trialId}: attempt 2 resumed from epoch ${resumedFrom} (killed after ${killed.epochsRun}, heartbeat ${killed.heartbeatEpoch})`);
+      expect(resumedFrom).toBeGreaterThanOrEqual(2);
+      expect(resumedFrom).toBeGreaterThanOrEqual(killed.heartbeatEpoch);
+      expect(resumedFrom).toBeLessThan(RUNG0);
+      for (const t of ['t001', 't002']) expect(of(t).filter((s) => s.rung === 0 && s.status === 'succeeded'), t).toHaveLength(1);
+      const rung1 = steps.filter((s) => s.step === 'trial' && s.rung === 1);
+      expect(rung1).toHaveLength(1); // eta 2: one of the two trials goes on
+      expect(rung1[0]).toMatchObject({ status: 'succeeded' });
+      expect((rung1[0].detail as { resumedFromEpoch: number }).resumedFromEpoch).toBe(RUNG0);
+      expect(steps.filter((s) => s.status === 'running')).toEqual([]);
+
+      // `propensity run show` lists each execution with its own duration: the lost attempt and the one that resumed it
+      const show = await runCli(['run', 'show', workflowId], { databaseUrl: dbUrl });
+      expect(show.code, show.stderr).toBe(0);
+      const rows = show.stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[0] === 'trial' && f[1] === killed.trialId && f[2] === '0');
+      expect(rows.map((f) => `${f[3]} ${f[4]}`)).toEqual(['1 failed', '2 succeeded']);
+      expect(Number(rows[1][5])).toBeGreaterThan(0);
+      expect(show.stdout).toMatch(/WorkerLost/);
+
+      // the killed trial's learning curve: each epoch exactly once — the resumed attempt continued it
+      const trial = await db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', out.runId).where('trial_id', '=', killed.trialId).executeTakeFirstOrThrow();
       expect(trial.status).toBe('completed');
-      expect(trial.attempt).toBeGreaterThanOrEqual(2);
-      expect(trial.resumed_from_epoch).toBeGreaterThanOrEqual(2);
-      expect(trial.resumed_from_epoch).toBeGreaterThanOrEqual(killed.heartbeatEpoch);
-      expect(trial.resumed_from_epoch).toBeLessThan(EPOCHS);
-      expect(trial.epochs_run).toBe(EPOCHS);
-      // one learning curve, each epoch exactly once: the resumed attempt continued it, it did not start over
-      expect((trial.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual(Array.from({ length: EPOCHS }, (_, i) => i + 1));
+      expect((trial.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual(Array.from({ length: trial.epochs_run! }, (_, i) => i + 1));
+      expect([RUNG0, EPOCHS]).toContain(trial.epochs_run);
 
       // the same in Temporal's own record: the search child's trial activity started a second time
       const history = await client.workflow.getHandle(searchWorkflowId).fetchHistory();
       const attempts = (history.events ?? []).flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 1] : []));
       expect(Math.max(...attempts)).toBeGreaterThanOrEqual(2);
-
-      // nothing duplicated: one row per step (and per trial), one model version, one pipeline run
-      const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id', 'status', 'attempt']).where('run_id', '=', out.runId).execute();
-      const stepKeys = steps.map((s) => `${s.step}/${s.trial_id}`).sort();
-      expect(stepKeys).toEqual(
-        ['clean/', 'evaluate/', 'final/', 'ingest/', 'register/', 'split/', 'trial/baseline', 'trial/t001', 'trial/t002', 'validate/'].sort(),
-      );
-      expect(new Set(stepKeys).size).toBe(stepKeys.length);
-      for (const s of steps) expect(s.status, `${s.step}/${s.trial_id}`).toBe('succeeded');
-      const killedStep = steps.find((s) => s.step === 'trial' && s.trial_id === killed.trialId)!;
-      expect(killedStep.attempt).toBeGreaterThanOrEqual(2);
 
       const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'status']).where('run_id', '=', out.runId).orderBy('trial_id').execute();
       expect(trials.map((t) => t.trial_id)).toEqual(['baseline', 'final', 't001', 't002']);

@@ -58,8 +58,8 @@ const quietLogger = {
 async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 1 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }), maxConcurrentActivityTaskExecutions: 1 });
   return cpu.runUntil(train.runUntil(fn()));
 }
 
@@ -123,13 +123,19 @@ describe('trainPipeline end to end', () => {
       expect(byStep(s)[0].attempt).toBeGreaterThanOrEqual(1);
       expect(byStep(s)[0].duration_ms).not.toBeNull();
     }
-    expect(byStep('trial').map((t) => t.trial_id).sort()).toEqual(['baseline', 't001', 't002', 't003']);
+    // one row per execution: every trial at rung 0, and the promoted one again at rung 1, each with its own timing
+    expect(byStep('trial').filter((t) => t.rung === 0).map((t) => t.trial_id).sort()).toEqual(['baseline', 't001', 't002', 't003']);
+    const rung1 = byStep('trial').filter((t) => t.rung === 1);
+    expect(rung1).toHaveLength(1);
+    for (const t of byStep('trial')) expect(t.duration_ms, `${t.trial_id}@${t.rung}`).not.toBeNull();
     const trials = await db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', first.runId).orderBy('trial_id').execute();
     expect(trials.map((t) => t.trial_id)).toEqual(['baseline', 'final', 't001', 't002', 't003']);
     // successive halving (3 trials, eta 3, budgets 2 → 4 epochs): one trial is promoted and resumed at rung 1
     const rungs = trials.filter((t) => t.trial_id.startsWith('t')).map((t) => t.rung);
     expect(rungs.sort()).toEqual([0, 0, 1]);
     const promoted = trials.find((t) => t.rung === 1)!;
+    expect(rung1[0].trial_id).toBe(promoted.trial_id);
+    expect((rung1[0].detail as { epochs: number }).epochs).toBe(4);
     expect(promoted.resumed_from_epoch).toBe(2);
     expect(promoted.budget_epochs).toBe(4);
     for (const t of trials) {

@@ -51,8 +51,8 @@ afterAll(async () => {
 async function night(cutoff: Date): Promise<TrainPipelineOutput> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors() });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }) });
   const config = {
     modelName: 'pit',
     source: { kind: 'events', cutoff: cutoff.toISOString(), horizonDays: HORIZON },

@@ -32,7 +32,13 @@ function readmeQueries(readme: string): { title: string; sql: string }[] {
   return out;
 }
 
-const queries = readmeQueries(readFileSync(path.join(findRepoRoot(), 'README.md'), 'utf8'));
+/** The analysts' section of the README (other sections hold SQL for a DBA, e.g. the source role's grants). */
+const mlSection = (readme: string): string => {
+  const start = readme.indexOf('## The `ml` schema');
+  const end = readme.indexOf('\n## ', start + 1);
+  return readme.slice(start, end < 0 ? undefined : end);
+};
+const queries = readmeQueries(mlSection(readFileSync(path.join(findRepoRoot(), 'README.md'), 'utf8')));
 let db: Db;
 let closeStore: () => void;
 
@@ -48,8 +54,8 @@ beforeAll(async () => {
   const client = new Client({ connection: await Connection.connect({ address }), namespace });
   const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
   const activities = createActivities({ db, store, codeVersion: 'test' });
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors() });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }) });
   const config = {
     modelName: 'propensity',
     source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },

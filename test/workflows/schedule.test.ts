@@ -95,8 +95,8 @@ let workers: { stop(): Promise<void> } | undefined;
 async function startWorkers(): Promise<void> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 2 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }), maxConcurrentActivityTaskExecutions: 2 });
   const running = Promise.all([cpu.run(), train.run()]);
   workers = {
     async stop() {

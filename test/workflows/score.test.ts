@@ -40,8 +40,8 @@ const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, er
 async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
   const activities = createActivities({ db, store, codeVersion: 'test' });
   const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors() });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors(), maxConcurrentActivityTaskExecutions: 1 });
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }), maxConcurrentActivityTaskExecutions: 1 });
   return cpu.runUntil(train.runUntil(fn()));
 }
 
