@@ -1,6 +1,6 @@
 import type { Db } from '../db/client.js';
 import type { ArtifactStore } from '../store/artifacts.js';
-import type { SourceDb } from './source.js';
+import type { SourceDb } from '../db/source.js';
 
 export interface ActivityDeps {
   db: Db;

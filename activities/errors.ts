@@ -1,31 +1,10 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { RegistryErrorType } from '../registry/refs.js';
-import { describePgError } from './pg-errors.js';
+import { describePgError } from '../db/pg-errors.js';
+import { ErrorType } from '../pipeline/errors.js';
 
-/** Stable failure types: scripts and tests match on these, messages are for people. */
-export const ErrorType = {
-  InvalidConfig: 'InvalidConfig',
-  InvalidData: 'InvalidData',
-  EmptyDataset: 'EmptyDataset',
-  SingleClassLabel: 'SingleClassLabel',
-  SourceSchema: 'SourceSchema',
-  NonFiniteLoss: 'NonFiniteLoss',
-  ArtifactIntegrity: 'ArtifactIntegrity',
-  NotBlessed: 'NotBlessed',
-  DataQuality: 'DataQuality',
-} as const;
-export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
-
-/** Bad input or configuration: retrying cannot help. */
-export class PipelineError extends Error {
-  constructor(
-    readonly type: ErrorTypeName,
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
-    super(message);
-  }
-}
+// The error types themselves are pure (pipeline/errors.ts); this file maps errors to Temporal failures.
+export { ErrorType, PipelineError, type ErrorTypeName } from '../pipeline/errors.js';
 
 // Every typed domain error: ours, ml/'s (same names), the registry's, and a superseded scoring attempt.
 const PERMANENT_TYPES = new Set<string>([...Object.values(ErrorType), ...Object.values(RegistryErrorType), 'ScoreRunSuperseded', 'InvalidId']);

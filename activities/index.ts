@@ -1,14 +1,24 @@
 import { createApprovalActivities } from './approval.js';
-import { createPipelineActivities } from './pipeline.js';
-import { createRegistryActivities } from './registry.js';
-import { createScoringActivities } from './scoring.js';
+import { createCleanActivities } from './clean.js';
+import { createIngestActivities } from './ingest.js';
+import { createRunActivities } from './run.js';
+import { createSplitActivities } from './split.js';
+import { createEvaluateActivities } from './evaluate.js';
+import { createRegisterActivities } from './register.js';
+import { createScoreFeatureActivities } from './score-features.js';
+import { createScoringActivities } from './score.js';
 import { createTrainActivities, type TrainDeps } from './train.js';
 
 export const createActivities = (deps: TrainDeps) => ({
-  ...createPipelineActivities(deps),
+  ...createRunActivities(deps),
+  ...createIngestActivities(deps),
+  ...createCleanActivities(deps),
+  ...createSplitActivities(deps),
   ...createTrainActivities(deps),
-  ...createRegistryActivities(deps),
+  ...createEvaluateActivities(deps),
+  ...createRegisterActivities(deps),
   ...createScoringActivities(deps),
+  ...createScoreFeatureActivities(deps),
   ...createApprovalActivities(deps),
 });
 export type Activities = ReturnType<typeof createActivities>;

@@ -1,8 +1,11 @@
 import type { Info } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
-import type { CleanOutput, IngestOutput, SplitOutput } from './pipeline.js';
-import type { EvaluateOutput, RegisterOutput } from './registry.js';
+import type { CleanOutput } from './clean.js';
+import type { IngestOutput } from './ingest.js';
+import type { SplitOutput } from './split.js';
+import type { EvaluateOutput } from './evaluate.js';
+import type { RegisterOutput } from './register.js';
 import type { TrainTrialInput, TrainTrialOutput } from './train.js';
 import { errorType } from './errors.js';
 

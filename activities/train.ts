@@ -6,17 +6,15 @@ import { isMlError } from '../ml/errors.js';
 import { layoutOf, trainMlp, type EpochMetrics, type EpochReport, type InputLayout } from '../ml/model.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
 import { familyOf } from '../ml/search.js';
-import type { MlpParams, ModelArtifacts } from '../ml/types.js';
-import { keys, type ArtifactRef, type ArtifactStore } from '../store/artifacts.js';
+import type { MlpParams } from '../ml/types.js';
+import { keys, type ArtifactRef } from '../store/artifacts.js';
+import { readModel, writeModel, type ModelRef } from '../store/models.js';
 import type { ActivityDeps } from './deps.js';
 import { beat, lastDetails } from './heartbeat.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
-export interface ModelRef {
-  modelJson: ArtifactRef;
-  weights: ArtifactRef;
-}
+export type { ModelRef } from '../store/models.js';
 
 export interface TrainTrialInput {
   runId: string;
@@ -292,24 +290,4 @@ function interrupted(ctx: Context, trialId: string, epoch: number): Error {
     return ApplicationFailure.create({ type: 'WorkerShutdown', message: `${what} by worker shutdown: retried from its checkpoint`, nonRetryable: false });
   }
   return new CancelledFailure(`${what}: ${String(ctx.cancellationSignal.reason ?? 'cancelled')}`);
-}
-
-export async function writeModel(
-  store: ArtifactStore,
-  keyOf: (file: string) => string,
-  artifacts: ModelArtifacts,
-): Promise<ModelRef> {
-  const [modelJson, weights] = await Promise.all([
-    store.putJson(keyOf('model.json'), artifacts.modelJson),
-    store.put(keyOf('weights.bin'), artifacts.weights),
-  ]);
-  return { modelJson, weights };
-}
-
-export async function readModel(store: ArtifactStore, ref: ModelRef): Promise<ModelArtifacts> {
-  const [modelJson, weights] = await Promise.all([
-    store.getJson<Record<string, unknown>>(ref.modelJson),
-    store.get(ref.weights),
-  ]);
-  return { modelJson, weights };
 }

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { PipelineConfigInput } from '../activities/config.js';
+import type { PipelineConfigInput } from '../pipeline/config.js';
 import { loadConfigFile } from '../cli/config-file.js';
 import { followPipeline } from '../cli/follow.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../cli/workers.js';

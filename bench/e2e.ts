@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { PipelineConfigInput } from '../activities/config.js';
+import type { PipelineConfigInput } from '../pipeline/config.js';
 import { oracleAucOnTest } from '../cli/demo.js';
 import { followPipeline } from '../cli/follow.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../cli/workers.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import type { PipelineConfig } from '../activities/config.js';
+import type { PipelineConfig } from '../pipeline/config.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../cli/workers.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { connectTemporal, WORKFLOWS_PATH } from '../workers/deps.js';

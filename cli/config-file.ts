@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { parsePipelineConfig, type PipelineConfig } from '../activities/config.js';
+import { parsePipelineConfig, type PipelineConfig } from '../pipeline/config.js';
 import { CliError, ExitCode } from './common.js';
 
 export interface ConfigFile {

@@ -4,7 +4,7 @@ import { loadEnv, stackUp } from '../infra/index.js';
 import { rocAuc } from '../ml/metrics.js';
 import { TASK_QUEUES } from '../workflows/constants.js';
 import { trainPipeline, type TrainPipelineOutput } from '../workflows/pipeline.js';
-import type { PipelineConfigInput } from '../activities/config.js';
+import type { PipelineConfigInput } from '../pipeline/config.js';
 import { connectTemporal, openServices } from '../workers/deps.js';
 import { followPipeline } from './follow.js';
 import { spawnWorkers, stopWorkers, waitForPollers } from './workers.js';

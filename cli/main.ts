@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { grantSourceRead, sourceGrantSql } from '../activities/source.js';
+import { grantSourceRead, sourceGrantSql } from '../db/source.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { importEvents } from '../db/import/rees46.js';
 import { seedShop } from '../db/synthetic/load.js';

@@ -1,5 +1,5 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Database, ModelVersionStatus } from '../db/schema.js';
+import { sql, type Insertable, type Kysely, type Transaction } from 'kysely';
+import type { Database, ModelVersionStatus, ModelVersionsTable } from '../db/schema.js';
 import { RegistryError, RegistryErrorType, resolveModelRef, type ModelRef } from './refs.js';
 import { idProblem, invalidIdMessage } from '../pipeline/ids.js';
 
@@ -358,4 +358,49 @@ function checkBy(by: string): string {
   const trimmed = by.trim();
   if (!trimmed) throw new RegistryError(RegistryErrorType.InvalidModelRef, 'who makes the change (--by) must not be empty');
   return trimmed;
+}
+
+export interface RegisterVersionInput {
+  modelName: string;
+  runId: string;
+  /** who registers (recorded in the alias history), e.g. pipeline:<workflow id> */
+  by: string;
+  reason: string;
+  /** register as pending_approval and leave champion where it is */
+  approvalRequired: boolean;
+  /** publishes the version's files under its number (server-side copies) and returns the model's URI */
+  publish: (version: number) => Promise<string>;
+  /** the ml.model_versions row, given the number and URI */
+  row: (version: number, uri: string) => Insertable<ModelVersionsTable>;
+}
+
+/**
+ * The one way a version enters the registry — the same lock, numbering and alias move as promote, rollback and
+ * approval use: under the model's lock, idempotent per run (a second call returns the version the first created),
+ * the next number from Postgres, the files published, the row, and — unless approval is required — champion moved
+ * with a history row.
+ */
+export async function registerVersion(db: Kysely<Database>, input: RegisterVersionInput): Promise<{ version: number; uri: string; created: boolean }> {
+  return db.transaction().execute(async (trx) => {
+    await lockModel(trx, input.modelName);
+    const existing = await trx
+      .selectFrom('ml.model_versions')
+      .select(['version', 'uri'])
+      .where('model_name', '=', input.modelName)
+      .where('run_id', '=', input.runId)
+      .executeTakeFirst();
+    if (existing) return { version: existing.version, uri: existing.uri, created: false };
+    const { next } = await trx
+      .selectFrom('ml.model_versions')
+      .select(sql<number>`coalesce(max(version), 0) + 1`.as('next'))
+      .where('model_name', '=', input.modelName)
+      .executeTakeFirstOrThrow();
+    const version = Number(next);
+    const uri = await input.publish(version);
+    await trx.insertInto('ml.model_versions').values(input.row(version, uri)).execute();
+    if (!input.approvalRequired) {
+      await moveAlias(trx, { modelName: input.modelName, alias: 'champion', version, by: input.by, reason: input.reason, action: 'move' });
+    }
+    return { version, uri, created: true };
+  });
 }

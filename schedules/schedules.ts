@@ -9,7 +9,7 @@ import {
   type ScheduleOverlapPolicy,
 } from '@temporalio/client';
 import { CronExpressionParser } from 'cron-parser';
-import { parsePipelineConfig } from '../activities/config.js';
+import { parsePipelineConfig } from '../pipeline/config.js';
 import { PipelineError } from '../activities/errors.js';
 import type { Db } from '../db/client.js';
 import { TASK_QUEUES } from '../workflows/constants.js';

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  CopyObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   NoSuchKey,
@@ -62,6 +63,25 @@ export function createArtifactStore({ client, bucket }: { client: S3Client; buck
     return bytes;
   }
 
+  /**
+   * Copies an artifact server-side (S3 CopyObject): no bytes pass through this process. The copy keeps the content
+   * hash the original was written with, so its claim check is the original's with the new key.
+   */
+  async function copy(ref: ArtifactRef, key: string, contentType?: string): Promise<ArtifactRef> {
+    const source = `${ref.bucket}/${ref.key.split('/').map(encodeURIComponent).join('/')}`;
+    await client.send(
+      new CopyObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        CopySource: source,
+        MetadataDirective: 'REPLACE',
+        Metadata: { sha256: ref.sha256 },
+        ...(contentType && { ContentType: contentType }),
+      }),
+    );
+    return { ...ref, bucket, key };
+  }
+
   async function exists(key: string, inBucket = bucket): Promise<boolean> {
     try {
       await client.send(new HeadObjectCommand({ Bucket: inBucket, Key: key }));
@@ -78,6 +98,7 @@ export function createArtifactStore({ client, bucket }: { client: S3Client; buck
     put,
     get,
     getKey,
+    copy,
     exists,
     uri: (key: string) => s3Uri(bucket, key),
     putJson: (key: string, value: unknown) =>

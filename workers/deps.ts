@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
-import { bindSource, createSourceDb, missingSource, type SourceDb } from '../activities/source.js';
+import { bindSource, createSourceDb, missingSource, type SourceDb } from '../db/source.js';
 import { createDb, type Db } from '../db/client.js';
 import { createS3Client, ensureBucket, findRepoRoot, loadEnv, resolveConnections, type Connections, type Env } from '../infra/index.js';
 import { createArtifactStore, type ArtifactStore } from '../store/artifacts.js';

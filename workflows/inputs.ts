@@ -1,5 +1,6 @@
-import type { PipelineConfig } from '../activities/config.js';
-import type { CleanInput, IngestOutput } from '../activities/pipeline.js';
+import type { PipelineConfig } from '../pipeline/config.js';
+import type { CleanInput } from '../activities/clean.js';
+import type { IngestOutput } from '../activities/ingest.js';
 import type { HyperparameterSearchInput } from './search.js';
 
 // Pure builders of the pipeline's activity and child-workflow inputs from its config: the workflow and the

@@ -12,10 +12,10 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { PipelineConfig } from '../activities/config.js';
+import type { PipelineConfig } from '../pipeline/config.js';
 import type { Activities } from '../activities/index.js';
-import type { EvaluateOutput } from '../activities/registry.js';
-import type { SplitOutput } from '../activities/pipeline.js';
+import type { EvaluateOutput } from '../activities/evaluate.js';
+import type { SplitOutput } from '../activities/split.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES, type PipelineStage } from './constants.js';

@@ -8,9 +8,9 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { PipelineConfig } from '../activities/config.js';
+import type { PipelineConfig } from '../pipeline/config.js';
 import type { Activities } from '../activities/index.js';
-import type { DecileSummary, ScoringModel } from '../activities/scoring.js';
+import type { DecileSummary, ScoringModel } from '../activities/score.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES } from './constants.js';

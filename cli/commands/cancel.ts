@@ -8,7 +8,7 @@ import os from 'node:os';
 import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { sql } from 'kysely';
-import { configHash, parsePipelineConfig } from '../../activities/config.js';
+import { configHash, parsePipelineConfig } from '../../pipeline/config.js';
 import type { Db } from '../../db/client.js';
 import { checkRunRef } from '../../pipeline/ids.js';
 import { CliError, ExitCode } from '../common.js';

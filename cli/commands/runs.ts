@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { Option, type Command } from 'commander';
-import { parsePipelineConfig } from '../../activities/config.js';
+import { parsePipelineConfig } from '../../pipeline/config.js';
 import type { Db } from '../../db/client.js';
 import { TASK_QUEUES } from '../../workflows/constants.js';
 import { trainPipeline } from '../../workflows/pipeline.js';

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { grantSourceRead } from '../../activities/source.js';
+import { grantSourceRead } from '../source.js';
 import { SOURCE_ROLE } from '../../infra/connections.js';
 import { createRng } from '../../ml/random.js';
 

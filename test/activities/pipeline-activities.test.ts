@@ -4,7 +4,7 @@ import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
-import type { SplitOutput } from '../../activities/pipeline.js';
+import type { SplitOutput } from '../../activities/split.js';
 import type { TrainTrialInput } from '../../activities/train.js';
 import type { Db } from '../../db/client.js';
 import { seedShop } from '../../db/synthetic/load.js';

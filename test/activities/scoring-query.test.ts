@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createScoringActivities, type BuildScoringFeaturesInput, type BuildScoringFeaturesOutput, type ScoringModel } from '../../activities/scoring.js';
-import { createSourceDb, type SourceDb } from '../../activities/source.js';
+import { createScoreFeatureActivities } from '../../activities/score-features.js';
+import type { BuildScoringFeaturesInput, BuildScoringFeaturesOutput, ScoringModel } from '../../activities/score.js';
+import { createSourceDb, type SourceDb } from '../../db/source.js';
 import type { Db } from '../../db/client.js';
 import { EVENT_FEATURES, eventFeatureQuery, eventScoringQuery } from '../../db/features.js';
 import { keys, type ArtifactStore } from '../../store/artifacts.js';
@@ -110,7 +111,7 @@ describe('eventScoringQuery', () => {
 // role, like ingest: a superuser source connection is refused before anything is read.
 describe('buildScoringFeatures reads the source as the source role', () => {
   const stamp = Date.now();
-  const call = (acts: ReturnType<typeof createScoringActivities>, input: BuildScoringFeaturesInput) =>
+  const call = (acts: ReturnType<typeof createScoreFeatureActivities>, input: BuildScoringFeaturesInput) =>
     new MockActivityEnvironment().run(acts.buildScoringFeatures, input) as Promise<BuildScoringFeaturesOutput>;
   const failure = (p: Promise<unknown>) => p.then(() => null, (e: Error & { type?: string }) => e);
 
@@ -143,14 +144,14 @@ describe('buildScoringFeatures reads the source as the source role', () => {
   it('event mode: the active users, as the source role; a superuser source connection is refused', async () => {
     const runId = await trainedRun({ kind: 'events', horizonDays: 14 });
     const model: ScoringModel = { modelName: `sq-events-${stamp}`, version: 1, runId, mode: 'events' };
-    const out = await call(createScoringActivities({ db, store, codeVersion: 'test', source }), input(model, cutoff.toISOString(), 7));
+    const out = await call(createScoreFeatureActivities({ db, store, codeVersion: 'test', source }), input(model, cutoff.toISOString(), 7));
     expect(out.rows).toBe(2);
     const ids = (await Promise.all(out.features.shards.map((s) => store.getFrame(s)))).flatMap((f) => f.ids);
     expect(ids.sort()).toEqual(['1', '6']);
 
     const asSuperuser = createSourceDb(url);
     try {
-      const err = await failure(call(createScoringActivities({ db, store, codeVersion: 'test', source: asSuperuser }), input(model, cutoff.toISOString(), 7)));
+      const err = await failure(call(createScoreFeatureActivities({ db, store, codeVersion: 'test', source: asSuperuser }), input(model, cutoff.toISOString(), 7)));
       expect(err?.type).toBe('InvalidConfig');
       expect(err!.message).toMatch(/role "postgres" is a superuser: source queries run only as a least-privilege read-only role/);
     } finally {
@@ -166,7 +167,7 @@ describe('buildScoringFeatures reads the source as the source role', () => {
       const runId = await trainedRun({ kind: 'table', query, entityKey: 'id', label: 'y' });
       const model: ScoringModel = { modelName: `sq-table-${stamp}-${runId.slice(0, 8)}`, version: 1, runId, mode: 'table' };
       await registered(model.modelName, features);
-      return { model, acts: createScoringActivities({ db, store, codeVersion: 'test', source }) };
+      return { model, acts: createScoreFeatureActivities({ db, store, codeVersion: 'test', source }) };
     };
 
     const ok = await table('select * from shop.scoring_clients -- every client');
@@ -189,7 +190,7 @@ describe('buildScoringFeatures reads the source as the source role', () => {
 
     const asSuperuser = createSourceDb(url);
     try {
-      const refused = await failure(call(createScoringActivities({ db, store, codeVersion: 'test', source: asSuperuser }), input(ok.model, null, null)));
+      const refused = await failure(call(createScoreFeatureActivities({ db, store, codeVersion: 'test', source: asSuperuser }), input(ok.model, null, null)));
       expect(refused?.type).toBe('InvalidConfig');
       expect(refused!.message).toMatch(/is a superuser/);
     } finally {

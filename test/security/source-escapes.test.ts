@@ -6,7 +6,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
-import { createSourceDb, grantSourceRead, type SourceDb } from '../../activities/source.js';
+import { createSourceDb, grantSourceRead, type SourceDb } from '../../db/source.js';
 import type { Db } from '../../db/client.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { createS3Client } from '../../infra/index.js';

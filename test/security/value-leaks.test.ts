@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
-import type { SourceDb } from '../../activities/source.js';
+import type { SourceDb } from '../../db/source.js';
 import type { Db } from '../../db/client.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { freshDatabase, testStore } from '../support/services.js';

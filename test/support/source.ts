@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { createSourceDb, type SourceDb } from '../../activities/source.js';
+import { createSourceDb, type SourceDb } from '../../db/source.js';
 import { devSourceUrl } from '../../infra/connections.js';
 
 /**

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parsePipelineConfig } from '../../activities/config.js';
+import { parsePipelineConfig } from '../../pipeline/config.js';
 import { loadConfigFile } from '../../cli/config-file.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'propensity-config-'));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { configHash, isSingleSelect, parsePipelineConfig } from '../../activities/config.js';
+import { configHash, isSingleSelect, parsePipelineConfig } from '../../pipeline/config.js';
 
 const problem = (input: unknown): string => {
   try {

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parsePipelineConfig } from '../../activities/config.js';
+import { parsePipelineConfig } from '../../pipeline/config.js';
 import { historyFilePath, historyKey } from '../../audit/history.js';
 import { assertKeySegment, checkId, ID_RULES, idProblem, InvalidIdError, type IdKind } from '../../pipeline/ids.js';
 import { parseModelRef } from '../../registry/refs.js';

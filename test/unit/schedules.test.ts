@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parsePipelineConfig } from '../../activities/config.js';
-import { applyAsOf } from '../../schedules/as-of.js';
+import { parsePipelineConfig } from '../../pipeline/config.js';
+import { applyAsOf } from '../../pipeline/as-of.js';
 import type { Client } from '@temporalio/client';
 import { createSchedule, cronTimesBetween, parseOverlap, parseWindow, validateCron, validateTimezone } from '../../schedules/schedules.js';
 

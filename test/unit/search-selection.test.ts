@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TrainTrialOutput } from '../../activities/train.js';
 import { searchLine } from '../../cli/follow.js';
-import { parsePipelineConfig } from '../../activities/config.js';
+import { parsePipelineConfig } from '../../pipeline/config.js';
 import { formatSelection, selectionRule } from '../../ml/search.js';
 import { better, type SearchProgress } from '../../workflows/search.js';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isSingleSelect, parsePipelineConfig } from '../../activities/config.js';
-import { describePgError } from '../../activities/pg-errors.js';
-import { describeRows, parseFloat8, sourceGrantSql } from '../../activities/source.js';
-import { assertBuiltStatement, checkedSourceQuery, sourceQueryProblem } from '../../activities/source-query.js';
+import { isSingleSelect, parsePipelineConfig } from '../../pipeline/config.js';
+import { describePgError } from '../../db/pg-errors.js';
+import { describeRows, parseFloat8, sourceGrantSql } from '../../db/source.js';
+import { assertBuiltStatement, checkedSourceQuery, sourceQueryProblem } from '../../db/source-query.js';
 
 const rule = (q: string) => sourceQueryProblem(q)?.rule ?? null;
 

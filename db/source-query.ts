@@ -1,5 +1,5 @@
 import { loadModule, parseSync } from 'libpg-query';
-import { ErrorType, PipelineError } from './errors.js';
+import { ErrorType, PipelineError } from '../pipeline/errors.js';
 
 // PostgreSQL's own grammar (libpg_query, compiled to WASM): parsing is synchronous once the module is loaded,
 // so config validation (a zod refine) can use it. Loading takes ~50 ms, once per process.

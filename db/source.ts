@@ -1,11 +1,11 @@
 import { StringDecoder } from 'node:string_decoder';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import type { Db } from '../db/client.js';
+import type { Db } from './client.js';
 import { devSourceUrl, SOURCE_ROLE } from '../infra/connections.js';
 import type { FeatureSpec, Frame } from '../ml/types.js';
 import { datasetRef, type ArtifactRef, type ArtifactStore, type DatasetRef } from '../store/artifacts.js';
-import { ErrorType, PipelineError } from './errors.js';
+import { ErrorType, PipelineError } from '../pipeline/errors.js';
 import { describePgError } from './pg-errors.js';
 import { assertBuiltStatement, checkedSourceQuery } from './source-query.js';
 
@@ -13,7 +13,8 @@ import { assertBuiltStatement, checkedSourceQuery } from './source-query.js';
 export const SHARD_ROWS = 100_000;
 
 /** Label values: 0/1, or these markers that the clean step turns into quarantine reasons. */
-export const LABEL_MISSING = 255;
+export { LABEL_MISSING } from '../ml/clean.js';
+import { LABEL_MISSING } from '../ml/clean.js';
 
 /** COPY takes no bind parameters: our own generated SQL gets its $n replaced by quoted literals. */
 export function inlineParams(sql: string, params: unknown[]): string {

@@ -1,4 +1,4 @@
-import { ErrorType, type ErrorTypeName } from './errors.js';
+import { ErrorType, type ErrorTypeName } from '../pipeline/errors.js';
 
 /**
  * A Postgres error as a message safe for ml.* tables and workflow histories. Postgres puts cell values into

@@ -1,5 +1,5 @@
-import type { PipelineConfig } from '../activities/config.js';
-import { ErrorType, PipelineError } from '../activities/errors.js';
+import type { PipelineConfig } from './config.js';
+import { ErrorType, PipelineError } from './errors.js';
 
 const DAY_MS = 86_400_000;
 

@@ -1,19 +1,19 @@
 import { sql } from 'kysely';
-import { evaluateGate, type GateCheck } from '../ml/gate.js';
+import { initBackend } from '../ml/backend.js';
 import { compareWithBaseline, compareWithChampion as compareOnUnseen, unseenByChampion, type ChampionSplit, type Comparison } from '../ml/compare.js';
 import { evaluateBinary, type EvaluationMetrics, type EvaluationReport } from '../ml/evaluation.js';
+import { evaluateGate, type GateCheck } from '../ml/gate.js';
 import { permutationImportance } from '../ml/importance.js';
 import { predict } from '../ml/model.js';
-import { familyOf, selectionRule, type SelectionMetric } from '../ml/search.js';
 import { transform, type Preprocessor } from '../ml/preprocess.js';
-import type { Frame, MlpParams } from '../ml/types.js';
-import { initBackend } from '../ml/backend.js';
+import { selectionRule, type SelectionMetric } from '../ml/search.js';
+import type { Frame } from '../ml/types.js';
+import type { PipelineConfig } from '../pipeline/config.js';
+import { modelCardKeys, renderModelCard, type CardLineage, type DataSummary } from '../report/model-card.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
-import { MODEL_CARD_FILES, modelCardKeys, renderModelCardHtml, renderModelCard, type CardLineage, type DataSummary, type ModelCard } from '../report/model-card.js';
-import type { PipelineConfig } from './config.js';
 import type { ActivityDeps } from './deps.js';
-import { ErrorType, isTransient, PipelineError } from './errors.js';
-import { readModel, type ModelRef } from './train.js';
+import { isTransient } from './errors.js';
+import { readModel, type ModelRef } from '../store/models.js';
 
 export interface EvaluateInput {
   runId: string;
@@ -46,37 +46,6 @@ export interface EvaluateOutput {
   card?: { html: ArtifactRef; json: ArtifactRef; uri: string };
 }
 
-export interface RegisterInput {
-  runId: string;
-  workflowId: string;
-  modelName: string;
-  model: ModelRef;
-  preprocessing: ArtifactRef;
-  evaluation: EvaluateOutput;
-  lineage: {
-    configHash: string;
-    codeVersion: string;
-    dataSha256: string;
-    params: MlpParams;
-    seed: number;
-    backend: string;
-    cutoff: string | null;
-    horizonDays: number | null;
-    source: 'events' | 'table';
-    features: string[];
-    /** 'logistic' when the baseline won on validation, else 'mlp' (absent in older histories: from params) */
-    family?: string;
-  };
-  /** approval.required: register as pending_approval and leave `champion` where it is */
-  approvalRequired?: boolean;
-}
-export interface RegisterOutput {
-  version: number;
-  uri: string;
-  /** false when this run had already registered its model (a retried or replayed call) */
-  created: boolean;
-}
-
 /** Event mode reports metrics for new vs returning customers; configured categorical columns are segments too. */
 function segmentsOf(test: Frame, input: EvaluateInput): Record<string, (string | null)[]> {
   const names = input.evaluation.segments ?? (input.mode === 'events' ? ['region', 'age_band'] : []);
@@ -87,7 +56,8 @@ function segmentsOf(test: Frame, input: EvaluateInput): Record<string, (string |
   return out;
 }
 
-export function createRegistryActivities(deps: ActivityDeps) {
+/** The evaluate step: the test split scored once, the gate applied, the report and the model card written. */
+export function createEvaluateActivities(deps: ActivityDeps) {
   const { db, store } = deps;
 
   /**
@@ -188,18 +158,6 @@ export function createRegistryActivities(deps: ActivityDeps) {
     };
   }
 
-  /** The registered version's card: the run's card with the version and the registration's lineage filled in. */
-  async function registeredCard(input: RegisterInput, version: number): Promise<{ html: string; json: ModelCard } | null> {
-    if (!input.evaluation.card) return null; // evaluated before model cards existed
-    const card = await store.getJson<ModelCard>(input.evaluation.card.json);
-    const json: ModelCard = {
-      ...card,
-      model: { name: input.modelName, version },
-      lineage: { ...card.lineage, ...input.lineage, runId: input.runId, workflowId: input.workflowId, params: { ...input.lineage.params } },
-    };
-    return { html: await renderModelCardHtml(json), json };
-  }
-
   return {
     /**
      * Scores the held-out test split once and applies the gate — thresholds, the logistic baseline, the current
@@ -293,112 +251,6 @@ export function createRegistryActivities(deps: ActivityDeps) {
         }
       });
       return { rows: m.rows, metrics, ci95: report.ci95, blessed, checks: gate.checks, comparisons, reasons, report: reportRef, card };
-    
-    },
-
-    /**
-     * Publishes a blessed model as the next immutable version. Idempotent per run: a second call returns the
-     * version the first one created. Postgres decides the number (advisory lock + unique key), not S3.
-     */
-    async registerModel(input: RegisterInput): Promise<RegisterOutput> {
-      if (!input.evaluation.blessed) {
-        throw new PipelineError(ErrorType.NotBlessed, `run ${input.runId}: the model was not blessed; refusing to register it`);
-      }
-      return db.db.transaction().execute(async (trx) => {
-        await sql`select pg_advisory_xact_lock(hashtext(${'model:' + input.modelName}))`.execute(trx);
-        const existing = await trx
-          .selectFrom('ml.model_versions')
-          .select(['version', 'uri'])
-          .where('model_name', '=', input.modelName)
-          .where('run_id', '=', input.runId)
-          .executeTakeFirst();
-        if (existing) return { version: existing.version, uri: existing.uri, created: false };
-        const { next } = await trx
-          .selectFrom('ml.model_versions')
-          .select(sql<number>`coalesce(max(version), 0) + 1`.as('next'))
-          .where('model_name', '=', input.modelName)
-          .executeTakeFirstOrThrow();
-        const version = Number(next);
-        const key = (file: string) => keys.modelFile(input.modelName, version, file);
-        const [modelJson, weights, preprocessing] = await Promise.all([
-          store.get(input.model.modelJson),
-          store.get(input.model.weights),
-          store.get(input.preprocessing),
-        ]);
-        const card = await registeredCard(input, version);
-        const cardKeys = modelCardKeys.model(input.modelName, version);
-        const metadata = {
-          name: input.modelName,
-          version,
-          runId: input.runId,
-          workflowId: input.workflowId,
-          metrics: input.evaluation.metrics,
-          gate: { blessed: true, checks: input.evaluation.checks },
-          lineage: input.lineage,
-          files: {
-            model: 'model.json', weights: 'weights.bin', preprocessing: 'preprocessing.json',
-            ...(card && { card: MODEL_CARD_FILES.html, cardJson: MODEL_CARD_FILES.json }),
-          },
-          ...(card && { card: { html: store.uri(cardKeys.html), json: store.uri(cardKeys.json) } }),
-        };
-        await Promise.all([
-          ...(card
-            ? [store.put(cardKeys.html, new TextEncoder().encode(card.html), 'text/html; charset=utf-8'), store.putJson(cardKeys.json, card.json)]
-            : []),
-          store.put(key('model.json'), modelJson, 'application/json'),
-          store.put(key('weights.bin'), weights),
-          store.put(key('preprocessing.json'), preprocessing, 'application/json'),
-          store.putJson(key('metadata.json'), metadata),
-        ]);
-        const uri = store.uri(key('model.json'));
-        await trx
-          .insertInto('ml.model_versions')
-          .values({
-            model_name: input.modelName,
-            version,
-            run_id: input.runId,
-            workflow_id: input.workflowId,
-            uri,
-            config_hash: input.lineage.configHash,
-            code_version: input.lineage.codeVersion,
-            data_sha256: input.lineage.dataSha256,
-            params: JSON.stringify(input.lineage.params),
-            seed: input.lineage.seed,
-            backend: input.lineage.backend,
-            family: input.lineage.family ?? familyOf(input.lineage.params),
-            metrics: JSON.stringify(input.evaluation.metrics),
-            ...(input.approvalRequired && { status: 'pending_approval' as const }),
-          })
-          .execute();
-        if (input.approvalRequired) return { version, uri, created: true }; // champion moves on approval
-        // A blessed model becomes the champion; the alias history says who moved it and why.
-        const current = await trx
-          .selectFrom('ml.model_aliases')
-          .select('version')
-          .where('model_name', '=', input.modelName)
-          .where('alias', '=', 'champion')
-          .executeTakeFirst();
-        const by = `pipeline:${input.workflowId}`;
-        await trx
-          .insertInto('ml.model_aliases')
-          .values({ model_name: input.modelName, alias: 'champion', version, updated_by: by })
-          .onConflict((oc) =>
-            oc.columns(['model_name', 'alias']).doUpdateSet({ version, updated_by: by, updated_at: sql`now()` }),
-          )
-          .execute();
-        await trx
-          .insertInto('ml.model_alias_history')
-          .values({
-            model_name: input.modelName,
-            alias: 'champion',
-            from_version: current?.version ?? null,
-            to_version: version,
-            changed_by: by,
-            reason: `blessed by run ${input.runId}`,
-          })
-          .execute();
-        return { version, uri, created: true };
-      });
     
     },
   };

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { validateSearchSpace } from '../ml/search.js';
 import { DEFAULT_SEARCH_SPACE } from '../ml/types.js';
-import { SCORING_DEFAULTS } from '../pipeline/defaults.js';
-import { ID_RULES, NAME_PATTERN } from '../pipeline/ids.js';
+import { SCORING_DEFAULTS } from './defaults.js';
+import { ID_RULES, NAME_PATTERN } from './ids.js';
 import { ErrorType, PipelineError } from './errors.js';
-import { sourceQueryProblem } from './source-query.js';
+import { sourceQueryProblem } from '../db/source-query.js';
 
 const identifier = z.string().regex(NAME_PATTERN, `must be ${ID_RULES.modelName.rule} (pattern ${NAME_PATTERN.source}), e.g. ${ID_RULES.modelName.example}`);
 const range = (min: number, max: number) =>

@@ -1,0 +1,24 @@
+/** Stable failure types: scripts and tests match on these, messages are for people. */
+export const ErrorType = {
+  InvalidConfig: 'InvalidConfig',
+  InvalidData: 'InvalidData',
+  EmptyDataset: 'EmptyDataset',
+  SingleClassLabel: 'SingleClassLabel',
+  SourceSchema: 'SourceSchema',
+  NonFiniteLoss: 'NonFiniteLoss',
+  ArtifactIntegrity: 'ArtifactIntegrity',
+  NotBlessed: 'NotBlessed',
+  DataQuality: 'DataQuality',
+} as const;
+export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
+
+/** Bad input or configuration: retrying cannot help. */
+export class PipelineError extends Error {
+  constructor(
+    readonly type: ErrorTypeName,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
