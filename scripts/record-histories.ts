@@ -22,6 +22,7 @@ import { loadEnv } from '../infra/env.js';
 import { createArtifactStore } from '../store/artifacts.js';
 import { trainPipeline } from '../workflows/pipeline.js';
 import { codeVersion, WORKFLOWS_PATH } from '../workers/deps.js';
+import { activityInterceptors } from '../workers/interceptors.js';
 
 const tag = process.argv[2] ?? 'current';
 const outDir = path.resolve(process.argv[3] ?? 'test/replay');
@@ -47,8 +48,8 @@ const nativeConnection = await NativeConnection.connect({ address: conn.temporal
 const client = new Client({ connection: await Connection.connect({ address: conn.temporal.address }), namespace: conn.temporal.namespace });
 const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH });
 const activities = createActivities({ db, store, codeVersion: 'record' });
-const cpu = await Worker.create({ connection: nativeConnection, namespace: conn.temporal.namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities });
-const train = await Worker.create({ connection: nativeConnection, namespace: conn.temporal.namespace, taskQueue: queues.train, activities });
+const cpu = await Worker.create({ connection: nativeConnection, namespace: conn.temporal.namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+const train = await Worker.create({ connection: nativeConnection, namespace: conn.temporal.namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }) });
 
 const workflowId = `record-${tag}-${randomUUID().slice(0, 8)}`;
 const config = {
