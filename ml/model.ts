@@ -299,6 +299,15 @@ function checkXY(d: XY, split: string): { pos: number } {
 }
 
 /** Weighted mean BCE in float64, the same objective as training (minus L2). */
+/** Moves the output layer's bias by −shift (logits): the prior-shift correction of a class-weighted model. */
+export function priorShift(model: tf.LayersModel, shift: number): void {
+  const out = model.getLayer('output');
+  tf.tidy(() => {
+    const [kernel, bias] = out.getWeights();
+    out.setWeights([kernel, tf.sub(bias, shift)]);
+  });
+}
+
 function weightedLogLoss(y: ArrayLike<number>, p: Float32Array, w0: number, w1: number): number {
   let s = 0;
   for (let i = 0; i < p.length; i++) {
@@ -454,6 +463,10 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     }
 
     if (best) model.setWeights(best);
+    // Class weights shift the optimum of the weighted loss to logit(p_w) = logit(p) + log(w1/w0) (a prior shift):
+    // the served model gets its output bias moved back by log(w1/w0), so its probabilities estimate P(y = 1) again.
+    // A monotone shift: the ranking, and so every AUC, is unchanged. Checkpoints keep the training state as it was.
+    if (w0 !== w1) priorShift(model, Math.log(w1 / w0));
     const pv = predictRows(model, val.x, val.rows, val.cols);
     return {
       artifacts: await serializeModel(model),

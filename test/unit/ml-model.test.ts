@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../ml/backend.js';
 import { MlError } from '../../ml/errors.js';
 import { rocAuc } from '../../ml/metrics.js';
-import { buildMlp, loadModel, predict, serializeModel, trainMlp, type TrainMlpInput, type XY } from '../../ml/model.js';
+import { buildMlp, loadModel, predict, priorShift, serializeModel, trainMlp, type TrainMlpInput, type XY } from '../../ml/model.js';
 import { permutationImportance } from '../../ml/importance.js';
 import { fitPreprocessor, transform } from '../../ml/preprocess.js';
 import { createRng } from '../../ml/random.js';
@@ -91,6 +91,43 @@ describe('trainMlp', () => {
     // and a checkpoint is also a loadable model
     const p = await predict(checkpoint!, val.x, val.rows, val.cols);
     expect(p.every((v) => v > 0 && v < 1)).toBe(true);
+  });
+
+  it('a class-weighted model serves probabilities, not inflated scores: the prior shift moves the bias back, ranking unchanged', async () => {
+    // rare positives (about 10 %) on a linear truth
+    const rare = (rows: number, seed: number): XY => {
+      const rng = createRng(seed);
+      const x = new Float32Array(rows * 2);
+      const y = new Uint8Array(rows);
+      for (let r = 0; r < rows; r++) {
+        x[r * 2] = rng.next() * 2 - 1;
+        x[r * 2 + 1] = rng.next() * 2 - 1;
+        y[r] = rng.next() < 1 / (1 + Math.exp(-(3 * x[r * 2] - 3))) ? 1 : 0;
+      }
+      return { x, y, rows, cols: 2 };
+    };
+    const tr = rare(4000, 21);
+    const va = rare(2000, 22);
+    const positives = (d: XY) => Array.from(d.y).reduce((a, b) => a + b, 0);
+    const rate = positives(va) / va.rows;
+    const mean = (p: Float32Array) => p.reduce((a, b) => a + b, 0) / p.length;
+    const balanced = await trainMlp({ train: tr, val: va, params: { ...logistic, classWeight: 'balanced', epochs: 20 }, seed: 4 });
+    const plain = await trainMlp({ train: tr, val: va, params: { ...logistic, epochs: 20 }, seed: 4 });
+    const pb = await predict(balanced.artifacts, va.x, va.rows, va.cols);
+    const pp = await predict(plain.artifacts, va.x, va.rows, va.cols);
+    // without the shift a balanced model's mean probability sits near 0.5; with it, near the real positive rate
+    expect(rate).toBeLessThan(0.2);
+    expect(Math.abs(mean(pb) - rate)).toBeLessThan(0.05);
+    expect(balanced.val.logLoss).toBeLessThan(plain.val.logLoss * 1.2);
+    // the shift is monotone: undoing it changes no ranking
+    const model = await loadModel(balanced.artifacts);
+    const [w0, w1] = [tr.rows / (2 * (tr.rows - positives(tr))), tr.rows / (2 * positives(tr))];
+    priorShift(model, -Math.log(w1 / w0));
+    const unshifted = await predict(model, va.x, va.rows, va.cols);
+    model.dispose();
+    expect(mean(unshifted)).toBeGreaterThan(0.3);
+    expect(rocAuc(va.y, unshifted)).toBeCloseTo(rocAuc(va.y, pb), 10);
+    expect(rocAuc(va.y, pp)).toBeGreaterThan(0.7);
   });
 
   it('stops early on the validation loss and restores the best epoch', async () => {
