@@ -30,7 +30,7 @@ export const modelCardKeys = {
   }),
 };
 
-/** A gate comparison (activities/registry.ts `Comparison`); NaN AUCs of a skipped comparison become null in the JSON. */
+/** A gate comparison (ml/compare.ts `Comparison`); NaN AUCs of a skipped comparison become null in the JSON. */
 export interface CardComparison {
   check: string;
   against: string;
