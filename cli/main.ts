@@ -8,6 +8,7 @@ import { stackDown, stackStatus, stackUp } from '../infra/index.js';
 import { openServices } from '../workers/deps.js';
 import { runDemo } from './demo.js';
 import { CliError, ExitCode, idParser, withServices } from './common.js';
+import { typedCause } from './failure.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerModelsCommands } from './commands/models.js';
 import { registerRunsCommands } from './commands/runs.js';
@@ -204,7 +205,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   const e = err as Error & { type?: string; code?: string };
-  const type = err instanceof CliError ? err.type : (e.type ?? e.code ?? e.name);
-  console.error(`propensity: ${type}: ${e.message}`);
-  process.exitCode = err instanceof CliError ? err.exitCode : (REGISTRY_EXIT[e.type ?? ''] ?? ExitCode.error);
+  // a failed workflow explains itself with its typed cause (ApplicationFailure type and message), not "Workflow execution failed"
+  const cause = err instanceof CliError ? null : typedCause(err);
+  const type = err instanceof CliError ? err.type : (cause?.type ?? e.type ?? e.code ?? e.name);
+  console.error(`propensity: ${type}: ${cause?.message ?? e.message}`);
+  process.exitCode = err instanceof CliError ? err.exitCode : (REGISTRY_EXIT[type ?? ''] ?? ExitCode.error);
 }
