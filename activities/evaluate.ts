@@ -13,7 +13,7 @@ import { modelCardKeys, renderModelCard, type CardLineage, type DataSummary } fr
 import { keys, type ArtifactRef } from '../store/artifacts.js';
 import type { ActivityDeps } from './deps.js';
 import { isTransient } from './errors.js';
-import { readModel, type ModelRef } from '../store/models.js';
+import { readModel, readRegistered, type ModelRef } from '../store/models.js';
 
 export interface EvaluateInput {
   runId: string;
@@ -82,13 +82,11 @@ export function createEvaluateActivities(deps: ActivityDeps) {
       return { check: 'not_worse_than_champion', against, challengerAuc: NaN, otherAuc: NaN, diff: NaN, pValue: null, passed: true, status: 'skipped', skipped: reason, detail: `skipped: ${reason}` };
     }
     const unseen = unseenByChampion(test.ids, split);
-    const file = (f: string) => store.getKey(keys.modelFile(input.modelName, champion.version, f));
     let pChampion: Float32Array;
     try {
-      const [modelJson, weights, preJson] = await Promise.all([file('model.json'), file('weights.bin'), file('preprocessing.json')]);
-      const pre = JSON.parse(new TextDecoder().decode(preJson)) as Preprocessor;
+      const { artifacts, pre } = await readRegistered(store, input.modelName, champion.version);
       const m = transform(pre, test);
-      pChampion = await predict({ modelJson: JSON.parse(new TextDecoder().decode(modelJson)), weights }, m.x, m.rows, m.cols);
+      pChampion = await predict(artifacts, m.x, m.rows, m.cols);
     } catch (err) {
       if (isTransient(err)) throw err;
       // e.g. the feature set changed since the champion was trained: it cannot score these rows

@@ -32,8 +32,13 @@ export function cliEnv(databaseUrl: string, extra: Record<string, string> = {}):
  * Asynchronous on purpose: in-process workers of the calling test must keep polling meanwhile.
  */
 export function runCli(args: string[], opts: { databaseUrl: string; cwd?: string; env?: Record<string, string> }): Promise<CliResult> {
+  return spawnCli(args, opts.cwd ?? findRepoRoot(), cliEnv(opts.databaseUrl, opts.env));
+}
+
+/** Spawns the CLI and collects its exit code and output. */
+function spawnCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? findRepoRoot(), env: cliEnv(opts.databaseUrl, opts.env) });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -52,23 +57,15 @@ export const lastJson = <T = any>(stdout: string): T => JSON.parse(stdout.trim()
  * (usage, invalid ids) shows as its own exit code.
  */
 export function runCliOffline(args: string[], opts: { cwd: string }): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      PROPENSITY_DATA_DIR: path.join(opts.cwd, '.data'),
-      DATABASE_URL: 'postgres://propensity@127.0.0.1:1/none',
-      TEMPORAL_ADDRESS: '127.0.0.1:1',
-      S3_ENDPOINT: 'http://127.0.0.1:1',
-      S3_BUCKET: 'none',
-      AWS_ACCESS_KEY_ID: 'none',
-      AWS_SECRET_ACCESS_KEY: 'none',
-    };
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PROPENSITY_DATA_DIR: path.join(opts.cwd, '.data'),
+    DATABASE_URL: 'postgres://propensity@127.0.0.1:1/none',
+    TEMPORAL_ADDRESS: '127.0.0.1:1',
+    S3_ENDPOINT: 'http://127.0.0.1:1',
+    S3_BUCKET: 'none',
+    AWS_ACCESS_KEY_ID: 'none',
+    AWS_SECRET_ACCESS_KEY: 'none',
+  };
+  return spawnCli(args, opts.cwd, env);
 }
