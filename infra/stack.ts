@@ -13,6 +13,8 @@ import { type Connections, DEV_SOURCE_PASSWORD, devSourceUrl, readStackFile, res
 import { type Env, findRepoRoot, loadEnv } from './env.js';
 import { ConfigError } from './errors.js';
 import { createS3Client, ensureBucket } from './s3-client.js';
+import { ensureSearchAttributes } from './search-attributes.js';
+import { devServerSearchAttributeFlags } from '../workflows/search-attributes.js';
 
 export type ServiceName = 'temporal' | 'postgres' | 's3';
 export interface ServiceStatus {
@@ -85,13 +87,15 @@ function services(env: Env): Service[] {
         await fs.mkdir(path.dirname(temporalDb), { recursive: true });
         const namespaces = env.TEMPORAL_NAMESPACE === 'default' ? [] : ['--namespace', env.TEMPORAL_NAMESPACE];
         const args = ['server', 'start-dev', '--db-filename', temporalDb, '--ip', host, '--port', String(tPort)];
-        args.push('--ui-port', String(env.PROPENSITY_TEMPORAL_UI_PORT), '--log-level', 'warn', ...namespaces);
+        args.push('--ui-port', String(env.PROPENSITY_TEMPORAL_UI_PORT), '--log-level', 'warn', ...namespaces, ...devServerSearchAttributeFlags());
         return spawnDetached(cli, args, logFile(env, 'temporal'));
       },
       async ready() {
         const connection = await Connection.connect({ address: `${host}:${tPort}`, connectTimeout: 2_000 });
         try {
           await connection.workflowService.describeNamespace({ namespace: env.TEMPORAL_NAMESPACE });
+          // the flags above register only on a fresh database: a server started before they existed gets them here
+          await ensureSearchAttributes(connection, env.TEMPORAL_NAMESPACE);
         } finally {
           await connection.close();
         }
