@@ -1,6 +1,11 @@
 import type { Client } from '@temporalio/client';
+import { InvalidArgumentError } from 'commander';
 import { checkId, type IdKind } from '../pipeline/ids.js';
-import { connectTemporal, openServices, type Services } from '../workers/deps.js';
+import type { Db } from '../db/client.js';
+import type { Services } from '../workers/deps.js';
+
+// Light on purpose: every command imports this module before it knows what it needs, so the services (pg, the S3
+// and Temporal SDKs) load inside the functions below, only for commands that open them (README, "A fast CLI").
 
 /** Exit codes scripts can rely on (README, "CLI"). */
 export const ExitCode = {
@@ -37,6 +42,7 @@ export const idParser = (kind: IdKind) => (value: string) => checkId(kind, value
 
 /** Opens Postgres + S3 for one command and closes them whatever happens. */
 export async function withServices<T>(fn: (s: Services) => Promise<T>): Promise<T> {
+  const { openServices } = await import('../workers/deps.js');
   const s = await openServices();
   try {
     return await fn(s);
@@ -45,9 +51,26 @@ export async function withServices<T>(fn: (s: Services) => Promise<T>): Promise<
   }
 }
 
+/** Postgres only, for commands that read or write nothing else (`models list`, `runs`): no S3, no Temporal. */
+export async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+  // not workers/deps.js: that loads the S3 SDK, Arrow and the source-query parser too
+  const [{ createDb }, { loadEnv }, { resolveConnections }] = await Promise.all([
+    import('../db/client.js'),
+    import('../infra/env.js'),
+    import('../infra/connections.js'),
+  ]);
+  const db = createDb(resolveConnections(loadEnv()).databaseUrl);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
 /** Services plus a Temporal client, for commands that talk to workflows or schedules. */
 export async function withTemporal<T>(fn: (s: Services, client: Client) => Promise<T>): Promise<T> {
   return withServices(async (s) => {
+    const { connectTemporal } = await import('../workers/deps.js');
     const client = await connectTemporal(s.connections);
     try {
       return await fn(s, client);
@@ -56,6 +79,13 @@ export async function withTemporal<T>(fn: (s: Services, client: Client) => Promi
     }
   });
 }
+
+/** Commander parser for an integer option of at least `min`. */
+export const intOption = (name: string, min = 1) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
+  return n;
+};
 
 /** Prints `value` as one JSON line with --json, else the human lines. */
 export function output(json: boolean | undefined, value: unknown, human: () => string | string[]): void {

@@ -28,8 +28,9 @@ export interface Connections {
   s3: S3Connection;
 }
 
-/** The role source queries run as (created by the 2026-11-24T0000-source-role migration). */
-export const SOURCE_ROLE = 'propensity_source';
+import { SOURCE_ROLE } from './roles.js';
+
+export { SOURCE_ROLE };
 /** The embedded dev stack's password for SOURCE_ROLE (a fixed one: that Postgres listens on 127.0.0.1 only). */
 export const DEV_SOURCE_PASSWORD = 'propensity_source_dev';
 

@@ -5,7 +5,6 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
 import pg from 'pg';
@@ -137,7 +136,8 @@ function services(env: Env): Service[] {
       stopSignal: 'SIGTERM',
       async start() {
         await fs.mkdir(s3Dir, { recursive: true });
-        const script = fileURLToPath(new URL('./s3-server.mjs', import.meta.url));
+        // from the sources, also when this file runs compiled from dist/ (tsc does not copy .mjs files)
+        const script = path.join(findRepoRoot(), 'infra', 's3-server.mjs');
         return spawnDetached(process.execPath, [script, s3Dir, String(env.PROPENSITY_S3_PORT)], logFile(env, 's3'));
       },
       async ready() {

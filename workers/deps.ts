@@ -2,10 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Client, Connection } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { bindSource, createSourceDb, missingSource, type SourceDb } from '../db/source.js';
 import { createDb, type Db } from '../db/client.js';
-import { createS3Client, ensureBucket, findRepoRoot, loadEnv, resolveConnections, type Connections, type Env } from '../infra/index.js';
+// the infra modules one by one, not infra/index.js: that would load the dev stack's code (and its SDKs) too
+import { findRepoRoot, loadEnv, type Env } from '../infra/env.js';
+import { resolveConnections, type Connections } from '../infra/connections.js';
+import { createS3Client, ensureBucket } from '../infra/s3-client.js';
 import { createArtifactStore, type ArtifactStore } from '../store/artifacts.js';
 
 export interface Services {
@@ -64,6 +67,8 @@ function openSource(env: Env, connections: Connections, databaseUrl?: string): S
 }
 
 export async function connectTemporal(connections: Connections): Promise<Client> {
+  // loaded here, not at the top: commands that only read Postgres do not pay for the Temporal SDK
+  const { Client, Connection } = await import('@temporalio/client');
   const { address, tls, apiKey, namespace } = connections.temporal;
   const connection = await Connection.connect({ address, tls, apiKey });
   return new Client({ connection, namespace });

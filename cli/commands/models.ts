@@ -1,16 +1,18 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { Services } from '../../workers/deps.js';
 import type { Command } from 'commander';
 import type { Db } from '../../db/client.js';
 import { listModels, promote, rollback, showModel, type AliasMove, type AliasMoveResult, type ModelDetails } from '../../registry/registry.js';
 import { parseModelRef, RegistryError, RegistryErrorType } from '../../registry/refs.js';
-import { keys } from '../../store/artifacts.js';
-import { approveUpdate, rejectUpdate, type ApprovalState } from '../../workflows/pipeline.js';
-import { CliError, ExitCode, idParser, output, withServices, withTemporal } from '../common.js';
-import { startScoring } from './score.js';
+import type { ApprovalState } from '../../workflows/pipeline.js';
+import { CliError, ExitCode, idParser, output, withDb, withServices, withTemporal } from '../common.js';
+
+// The Temporal SDK, the workflow definitions, S3 and the scoring command load only in the commands that use them,
+// so `models list` and `models show` start fast (README, "A fast CLI").
+const startScoring: typeof import('./score.js').startScoring = async (...args) => (await import('./score.js')).startScoring(...args);
 
 /** The OS user, for --by. */
 function osUser(): string {
@@ -99,6 +101,10 @@ async function decide(kind: 'approve' | 'reject', id: string, o: { by?: string; 
     const by = (o.by ?? osUser()).trim();
     if (!by) throw new CliError('--by must not be empty', ExitCode.usage, 'InvalidArgument');
     const handle = client.workflow.getHandle(run.workflow_id, run.run_id);
+    const [{ approveUpdate, rejectUpdate }, { WorkflowNotFoundError, WorkflowUpdateFailedError }] = await Promise.all([
+      import('../../workflows/pipeline.js'),
+      import('@temporalio/client'),
+    ]);
     let state: ApprovalState;
     try {
       state = await handle.executeUpdate(kind === 'approve' ? approveUpdate : rejectUpdate, { args: [{ by, reason: o.reason ?? null }] });
@@ -127,8 +133,8 @@ export function registerModelsCommands(program: Command): void {
     .description('every registered model: version counts and aliases')
     .option('--json', 'print as one JSON line')
     .action((o) =>
-      withServices(async (s) => {
-        const list = await listModels(s.db.db);
+      withDb(async (db) => {
+        const list = await listModels(db.db);
         output(o.json, list, () =>
           list.length
             ? list.map(
@@ -153,6 +159,7 @@ export function registerModelsCommands(program: Command): void {
         const d = await showModel(s.db.db, parseModelRef(ref));
         let cardFile: string | null = null;
         if (o.card) {
+          const { keys } = await import('../../store/artifacts.js');
           const key = keys.modelFile(d.modelName, d.version, 'model-card.html');
           if (await s.store.exists(key)) {
             cardFile = path.resolve(o.card);
