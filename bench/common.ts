@@ -8,6 +8,7 @@ import type { Kysely } from 'kysely';
 import pg from 'pg';
 import type { Db } from '../db/client.js';
 import { migrateToLatest } from '../db/migrate.js';
+import { SHOP_ANCHOR } from '../db/synthetic/generator.js';
 import {
   findRepoRoot,
   loadEnv,
@@ -117,13 +118,14 @@ export async function ensureShop(bench: BenchServices, shape: ShopShape, { resee
   const read = () => bench.db.db.selectFrom('bench.shops').selectAll().executeTakeFirst();
   const existing = await read();
   const matches = (s: typeof existing) =>
-    !!s && s.seed === shape.seed && s.users === shape.users && s.days === shape.days && s.horizon_days === shape.horizonDays;
+    !!s && s.seed === shape.seed && s.users === shape.users && s.days === shape.days && s.horizon_days === shape.horizonDays &&
+    new Date(s.end_at).toISOString().slice(0, 10) === SHOP_ANCHOR;
   if (!reseed && matches(existing)) {
     log(`  reusing the shop seeded at ${new Date(existing!.created_at).toISOString()} (${Number(existing!.events).toLocaleString('en')} events)`);
     return { ...shape, events: Number(existing!.events), cutoff: new Date(existing!.cutoff_at), seededNow: false };
   }
   const t0 = performance.now();
-  const args = ['seed-shop', '--database', bench.database, '--users', shape.users, '--days', shape.days, '--seed', shape.seed, '--horizon-days', shape.horizonDays].map(String);
+  const args = ['seed-shop', '--database', bench.database, '--users', shape.users, '--days', shape.days, '--seed', shape.seed, '--horizon-days', shape.horizonDays, '--end', SHOP_ANCHOR].map(String);
   await runChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'main.ts'), ...args], log);
   const seeded = await read();
   if (!matches(seeded)) throw new Error(`seeding ${bench.database} did not leave a shop of ${JSON.stringify(shape)} in bench.shops`);

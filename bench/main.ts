@@ -3,6 +3,7 @@
  * propensity_bench so that the demo's shop is never touched. One file per suite; shared helpers in common.ts.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { SHOP_ANCHOR } from '../db/synthetic/generator.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { BENCH_DATABASE, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
@@ -216,10 +217,11 @@ program
 // Seeding runs in a child of the suite, so that the generator's memory stays out of the suite's peak RSS.
 shopOptions(program.command('seed-shop', { hidden: true }).description('seed the bench database (used by the suites)'))
   .option('--database <name>', 'bench database', BENCH_DATABASE)
+  .option('--end <day>', 'the day the data ends (UTC)', SHOP_ANCHOR)
   .action(async (o) => {
   const bench = await openBench({ log, startStack: false, database: o.database });
   try {
-    await seedShop(bench.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, log });
+    await seedShop(bench.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, end: new Date(`${o.end}T00:00:00Z`), log });
     log(`seed-shop peak RSS ${peakRssMb()} MB`); // read by the e2e suite
   } finally {
     await bench.close();

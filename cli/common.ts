@@ -87,6 +87,15 @@ export const intOption = (name: string, min = 1) => (v: string) => {
   return n;
 };
 
+/** Commander parser for a day (YYYY-MM-DD, UTC): midnight at its start. */
+export const dayOption = (name: string) => (v: string) => {
+  const d = new Date(`${v}T00:00:00Z`);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(v) || Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== v) {
+    throw new InvalidArgumentError(`${name} must be a day as YYYY-MM-DD (UTC), got "${v}"`);
+  }
+  return d;
+};
+
 /** Prints `value` as one JSON line with --json, else the human lines. */
 export function output(json: boolean | undefined, value: unknown, human: () => string | string[]): void {
   if (json) {

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
-import { intOption, withServices } from '../common.js';
+import { SHOP_ANCHOR } from '../../db/synthetic/generator.js';
+import { dayOption, intOption, withServices } from '../common.js';
 
 /** `seed` (a synthetic shop) and `import events` (a real shop's export): what fills shop.*. */
 export function registerDataCommands(program: Command): void {
@@ -11,11 +12,12 @@ export function registerDataCommands(program: Command): void {
     .option('--seed <n>', 'random seed', intOption('--seed', 0), 1)
     .option('--horizon-days <n>', 'label window after the cutoff', intOption('--horizon-days'), 14)
     .option('--dirty-rate <x>', 'share of dirty rows', (v) => Number(v), 0.01)
+    .option('--end <day>', 'the day the data ends (exclusive, UTC; the cutoff is --horizon-days before it): a fixed day by default, so the same options give the same shop on any day', dayOption('--end'), dayOption('--end')(SHOP_ANCHOR))
     .action((o) =>
       withServices(async (s) => {
         const [{ migrateToLatest }, { seedShop }] = await Promise.all([import('../../db/migrate.js'), import('../../db/synthetic/load.js')]);
         await migrateToLatest(s.db.db);
-        const shop = await seedShop(s.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, dirtyRate: o.dirtyRate, log: console.log });
+        const shop = await seedShop(s.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, dirtyRate: o.dirtyRate, end: o.end, log: console.log });
         console.log(JSON.stringify(shop));
       }),
     );

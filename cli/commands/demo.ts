@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { idParser, intOption } from '../common.js';
+import { SHOP_ANCHOR } from '../../db/synthetic/generator.js';
+import { dayOption, idParser, intOption } from '../common.js';
 
 /** `demo`: the whole story on one machine (cli/demo.ts), with its summary. */
 export function registerDemoCommand(program: Command): void {
@@ -10,6 +11,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--days <n>', 'days of history', intOption('--days'), 60)
     .option('--seed <n>', 'shop seed', intOption('--seed', 0), 1)
     .option('--horizon-days <n>', 'label window', intOption('--horizon-days'), 14)
+    .option('--end <day>', `the day the shop's data ends (UTC); fixed by default (${SHOP_ANCHOR}), so every demo trains on the same data`, dayOption('--end'), dayOption('--end')(SHOP_ANCHOR))
     .option('--trials <n>', 'hyperparameter trials', intOption('--trials'), 16)
     .option('--train-workers <n>', 'train worker processes', intOption('--train-workers'), 2)
     .option('--model <name>', 'model name', idParser('modelName'), 'propensity')
@@ -18,7 +20,7 @@ export function registerDemoCommand(program: Command): void {
       const { runDemo } = await import('../demo.js');
       const log = (line: string) => console.log(line);
       const r = await runDemo(
-        { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, trials: o.trials, trainWorkers: o.trainWorkers, model: o.model, json: !!o.json },
+        { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, end: o.end, trials: o.trials, trainWorkers: o.trainWorkers, model: o.model, json: !!o.json },
         log,
       );
       log('');

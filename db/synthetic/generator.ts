@@ -11,6 +11,13 @@ import { truthProbability } from './truth.js';
 
 export const DAY = 86_400_000;
 
+/**
+ * Where the shops that people see end by default (`propensity seed`, the demo, the benchmarks): a fixed day, so
+ * that the demo trains on the same data on every machine and every day and prints the same metrics (README, "Run
+ * the demo"). Tests that need data ending today pass `end` themselves, or leave it out (the generator's default).
+ */
+export const SHOP_ANCHOR = '2026-11-01';
+
 export interface ShopOptions {
   users: number;
   days: number;
