@@ -14,6 +14,8 @@ export interface DemoOptions {
   days: number;
   seed: number;
   horizonDays: number;
+  /** where the shop's data ends (the cutoff is horizonDays before): fixed by default, so every demo is the same */
+  end: Date;
   trials: number;
   trainWorkers: number;
   model: string;
@@ -56,7 +58,7 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
     const applied = await migrateToLatest(services.db.db);
     log(`  ${applied.length ? applied.map((m) => m.migrationName).join(', ') : 'up to date'}`);
 
-    log(`▸ synthetic shop: ${opts.users} users, ${opts.days} days, seed ${opts.seed}`);
+    log(`▸ synthetic shop: ${opts.users} users, ${opts.days} days up to ${opts.end.toISOString().slice(0, 10)}, seed ${opts.seed}`);
     const shop = await ensureShop(services, opts, log);
 
     log(`▸ workers: 1 cpu, ${opts.trainWorkers} train (logs in ${env.PROPENSITY_DATA_DIR}/logs)`);
@@ -87,7 +89,8 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
     const handle = await client.workflow.start(trainPipeline, {
       taskQueue: TASK_QUEUES.cpu,
       workflowId,
-      args: [{ config, trigger: 'demo' }],
+      // the demo's "now" is the end of its shop's data, so that it reads and scores the same rows on any day
+      args: [{ config, trigger: 'demo', asOf: shop.end.toISOString() }],
     });
     const out = await followPipeline(client, handle, (l) => log(`  ${l}`));
     await client.connection.close();
@@ -133,10 +136,11 @@ async function ensureShop(services: Awaited<ReturnType<typeof openServices>>, op
     existing.seed === opts.seed &&
     existing.users === opts.users &&
     existing.days === opts.days &&
-    existing.horizon_days === opts.horizonDays
+    existing.horizon_days === opts.horizonDays &&
+    new Date(existing.end_at).getTime() === opts.end.getTime()
   ) {
     log(`  reusing the shop seeded at ${new Date(existing.created_at).toISOString()} (${existing.events} events)`);
-    return { cutoff: new Date(existing.cutoff_at) };
+    return { cutoff: new Date(existing.cutoff_at), end: new Date(existing.end_at) };
   }
   const t = Date.now();
   const shop = await seedShop(services.db.pool, {
@@ -144,10 +148,11 @@ async function ensureShop(services: Awaited<ReturnType<typeof openServices>>, op
     days: opts.days,
     seed: opts.seed,
     horizonDays: opts.horizonDays,
+    end: opts.end,
     log: (l: string) => log(`  ${l}`),
   });
   log(`  seeded in ${((Date.now() - t) / 1000).toFixed(1)}s`);
-  return { cutoff: shop.timeline.cutoff };
+  return { cutoff: shop.timeline.cutoff, end: shop.timeline.end };
 }
 
 /** AUC of the generator's true probabilities on the same test rows: the ceiling any model can reach. */
