@@ -28,6 +28,8 @@ export interface RegisterInput {
     features: string[];
     /** 'logistic' when the baseline won on validation, else 'mlp' (absent in older histories: from params) */
     family?: string;
+    /** a resumed run (`propensity run resume`): the failed run whose steps it reused, also in the model card */
+    resumedFrom?: { runId: string; workflowId: string; steps: string[] };
   };
   /** approval.required: register as pending_approval and leave `champion` where it is */
   approvalRequired?: boolean;

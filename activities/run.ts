@@ -1,7 +1,10 @@
 import { Context } from '@temporalio/activity';
-import { sql } from 'kysely';
+import { ApplicationFailure } from '@temporalio/common';
+import { sql, type Transaction } from 'kysely';
+import type { Database } from '../db/schema.js';
 import { applyAsOf } from '../pipeline/as-of.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from '../pipeline/config.js';
+import { changedSections, describeUpstreamChanges, upstreamChanges, type ReusableStep } from '../pipeline/resume.js';
 import type { ActivityDeps } from './deps.js';
 import { PipelineError, toFailure } from './errors.js';
 
@@ -12,6 +15,8 @@ export interface StartRunInput {
   trigger?: string;
   /** the run's as-of time (a scheduled run's scheduled time): see applyAsOf */
   asOf?: string;
+  /** a resumed run: the failed run and the steps taken from it (their outputs are in the workflow's input) */
+  resume?: { fromRunId: string; fromWorkflowId: string; steps: ReusableStep[] };
 }
 export interface StartRunOutput {
   config: PipelineConfig;
@@ -27,15 +32,61 @@ export interface FinishRunInput {
   error?: { type: string; message: string };
 }
 
+/** The data-quality stages and trials each reused step recorded under the failed run. */
+const REUSED_RECORDS: Record<ReusableStep, { stages: string[]; trials: 'search' | 'final' | null }> = {
+  ingest: { stages: ['events'], trials: null },
+  clean: { stages: ['clean'], trials: null },
+  split: { stages: ['split'], trials: null },
+  search: { stages: [], trials: 'search' },
+  final: { stages: [], trials: 'final' },
+};
+
 /** The run's own row in ml.pipeline_runs: opened (with the validated config) at the start, closed at the end. */
 export function createRunActivities(deps: ActivityDeps) {
   const { db } = deps;
+
+  /**
+   * A resumed run may change only the config sections its reused steps do not read (the CLI checks the same before
+   * it starts the run; this holds for any other starter too): an InputsChanged failure names each one that did.
+   */
+  async function resumeProblem(resume: NonNullable<StartRunInput['resume']>, config: PipelineConfig): Promise<ApplicationFailure | undefined> {
+    const inputsChanged = (message: string) => ApplicationFailure.create({ type: 'InputsChanged', message, nonRetryable: true });
+    const from = await db.db.selectFrom('ml.pipeline_runs').select(['config']).where('run_id', '=', resume.fromRunId).executeTakeFirst();
+    if (!from) return inputsChanged(`run ${resume.fromRunId}, which this run resumes, is not in ml.pipeline_runs`);
+    const changes = upstreamChanges(resume.steps, changedSections(from.config as Record<string, unknown>, config as unknown as Record<string, unknown>));
+    return changes.length ? inputsChanged(`cannot resume run ${resume.fromRunId}: ${describeUpstreamChanges(changes)}`) : undefined;
+  }
+
+  /**
+   * The records the reused steps wrote under the failed run — data-quality profiles (the next run's drift baseline
+   * and the model card read them) and the trials the model was chosen from — are copied to this run, so per-run
+   * views, \`run show\` and the card see them. Executions (ml.run_steps) are not copied: this run did not execute them.
+   */
+  async function copyReusedRecords(trx: Transaction<Database>, resume: NonNullable<StartRunInput['resume']>, runId: string): Promise<void> {
+    const stages = resume.steps.flatMap((s) => REUSED_RECORDS[s].stages);
+    const trials = resume.steps.map((s) => REUSED_RECORDS[s].trials).filter((t) => t !== null);
+    const copy = async (table: 'data_quality' | 'trials', where: ReturnType<typeof sql>) => {
+      const columns = (
+        await sql<{ column_name: string }>`select column_name from information_schema.columns where table_schema = 'ml' and table_name = ${table} and column_name <> 'run_id' order by ordinal_position`.execute(trx)
+      ).rows.map((r) => sql.ref(r.column_name));
+      await sql`insert into ${sql.table(`ml.${table}`)} (run_id, ${sql.join(columns)})
+        select ${runId}, ${sql.join(columns)} from ${sql.table(`ml.${table}`)} where run_id = ${resume.fromRunId} and ${where}
+        on conflict do nothing`.execute(trx);
+    };
+    if (stages.length) await copy('data_quality', sql`stage in (${sql.join(stages)})`);
+    if (trials.length) {
+      const search = trials.includes('search');
+      const final = trials.includes('final');
+      await copy('trials', search && final ? sql`true` : search ? sql`trial_id <> 'final'` : sql`trial_id = 'final'`);
+    }
+  }
+
   return {
     /** Validates the config and opens the run's row; an invalid config is recorded, then fails the run for good. */
     async startRun(input: StartRunInput): Promise<StartRunOutput> {
       const started = new Date();
       let config: PipelineConfig | undefined;
-      let failure: PipelineError | undefined;
+      let failure: PipelineError | ApplicationFailure | undefined;
       try {
         // The as-of cutoff goes into the config itself, so ingest uses it and ml.pipeline_runs (cutoff, config hash) shows it.
         config = applyAsOf(parsePipelineConfig(input.config), input.asOf);
@@ -45,25 +96,32 @@ export function createRunActivities(deps: ActivityDeps) {
       }
       const modelName =
         config?.modelName ?? String((input.config as { modelName?: unknown } | null)?.modelName ?? 'unknown');
-      await db.db
-        .insertInto('ml.pipeline_runs')
-        .values({
-          run_id: input.runId,
-          workflow_id: input.workflowId,
-          model_name: modelName,
-          status: failure ? 'failed' : 'running',
-          trigger: input.trigger ?? 'manual',
-          horizon_days: config?.source.kind === 'events' ? config.source.horizonDays : null,
-          cutoff: config?.source.kind === 'events' ? config.source.cutoff ?? null : null,
-          config: JSON.stringify(config ?? input.config ?? null),
-          config_hash: config ? configHash(config) : 'invalid',
-          code_version: deps.codeVersion,
-          finished_at: failure ? new Date() : null,
-          error_type: failure?.type ?? null,
-          error_message: failure?.message ?? null,
-        })
-        .onConflict((oc) => oc.column('run_id').doNothing())
-        .execute();
+      if (config && input.resume) failure = await resumeProblem(input.resume, config);
+      // one transaction: a resumed run's row and the records it takes over from the failed run appear together
+      await db.db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('ml.pipeline_runs')
+          .values({
+            run_id: input.runId,
+            workflow_id: input.workflowId,
+            model_name: modelName,
+            status: failure ? 'failed' : 'running',
+            trigger: input.trigger ?? 'manual',
+            horizon_days: config?.source.kind === 'events' ? config.source.horizonDays : null,
+            cutoff: config?.source.kind === 'events' ? config.source.cutoff ?? null : null,
+            config: JSON.stringify(config ?? input.config ?? null),
+            config_hash: config ? configHash(config) : 'invalid',
+            code_version: deps.codeVersion,
+            finished_at: failure ? new Date() : null,
+            error_type: failure?.type ?? null,
+            error_message: failure?.message ?? null,
+            resumed_from_run_id: input.resume?.fromRunId ?? null,
+            reused_steps: input.resume ? input.resume.steps : null,
+          })
+          .onConflict((oc) => oc.column('run_id').doNothing())
+          .execute();
+        if (input.resume && !failure) await copyReusedRecords(trx, input.resume, input.runId);
+      });
       // The validation is a step like the others: analysts see it (and its failure) in ml.run_steps.
       const step = {
         run_id: input.runId,
@@ -75,7 +133,7 @@ export function createRunActivities(deps: ActivityDeps) {
         started_at: started,
         finished_at: new Date(),
         duration_ms: Date.now() - started.getTime(),
-        detail: JSON.stringify(config ? { configHash: configHash(config), modelName } : null),
+        detail: JSON.stringify(config ? { configHash: configHash(config), modelName, ...(input.resume && { resumedFrom: input.resume }) } : null),
         error_type: failure?.type ?? null,
         error_message: failure?.message ?? null,
       };

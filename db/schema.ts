@@ -21,6 +21,9 @@ export interface PipelineRunsTable {
   metrics: Json | null;
   error_type: string | null;
   error_message: string | null;
+  /** `run resume`: the failed run whose completed steps this run reused, and which steps */
+  resumed_from_run_id: ColumnType<string | null, string | null | undefined, string | null>;
+  reused_steps: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
 }
 
 export interface RunStepsTable {

@@ -9,21 +9,27 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { PipelineConfig } from '../pipeline/config.js';
 import type { Activities } from '../activities/index.js';
+import type { CleanOutput } from '../activities/clean.js';
 import type { EvaluateOutput } from '../activities/evaluate.js';
+import type { IngestOutput } from '../activities/ingest.js';
 import type { SplitOutput } from '../activities/split.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
 import { cleanInput, searchInput, searchSpace } from './inputs.js';
-import { better, hyperparameterSearch, type HyperparameterSearchOutput } from './search.js';
+import { better, hyperparameterSearch, rungBudgets, type HyperparameterSearchOutput } from './search.js';
 import type { TrainTrialOutput } from '../activities/train.js';
 import { scoreAfterPromotion, scoreUsers, type ScoreUsersOutput } from './score.js';
+import { MODEL_ATTRIBUTE, OUTCOME_ATTRIBUTE, TEST_AUC_ATTRIBUTE, TRIGGER_ATTRIBUTE, type RunOutcome } from './search-attributes.js';
 
 export interface TrainPipelineInput {
   /** Validated by the first activity, so a bad key is recorded in ml.pipeline_runs before the run fails. */
@@ -36,6 +42,32 @@ export interface TrainPipelineInput {
   asOf?: string;
   /** Defaults to TASK_QUEUES; tests use a unique pair so runs never meet another suite's workers. */
   taskQueues?: TaskQueues;
+  /** `propensity run resume`: the failed run whose completed steps this run takes instead of executing them */
+  resume?: ResumeInput;
+}
+
+/**
+ * A resumed run is a new execution of trainPipeline, not a Temporal reset of the failed one: its input carries the
+ * failed run's step outputs (claim checks, counts and metrics, read from that run's history and verified against S3
+ * by the CLI before it starts this run), and the workflow uses them in place of the steps. A reset would replay the
+ * failed run's code path and history into the same run id, so ml.* would mix two attempts under one run, the failed
+ * run's own record would be rewritten, and only the exact same config could continue; a new run keeps the failed
+ * run as it was, records its own lineage (resumed from which run, which steps reused) and may change the config
+ * sections read after the reused steps (the gate, say). Old histories have no `resume`, so they replay unchanged.
+ */
+export interface ResumeInput {
+  fromRunId: string;
+  fromWorkflowId: string;
+  /** a prefix of ingest → clean → split → search (with the baseline) → final: the outputs the failed run recorded */
+  steps: ResumedSteps;
+}
+
+export interface ResumedSteps {
+  ingest?: IngestOutput;
+  clean?: CleanOutput;
+  split?: SplitOutput;
+  search?: { search: HyperparameterSearchOutput; baseline: TrainTrialOutput };
+  final?: TrainTrialOutput;
 }
 
 export interface TrainPipelineOutput {
@@ -113,14 +145,54 @@ function activities(queues: TaskQueues, heartbeatTimeoutSeconds = 120) {
   };
 }
 
+/**
+ * What the Temporal Web UI shows of a run: search attributes (model, outcome, test AUC, trigger) and the current
+ * details line. Upserts are commands, so histories recorded before them replay without (patched); current details
+ * are not recorded in the history.
+ */
+function runDisplay() {
+  const attributes = patched('search-attributes');
+  return {
+    set(pairs: SearchAttributeUpdatePair[]) {
+      if (attributes) upsertSearchAttributes(pairs);
+    },
+    outcome(outcome: RunOutcome, testAuc?: number) {
+      const pairs: SearchAttributeUpdatePair[] = [{ key: OUTCOME_ATTRIBUTE, value: outcome }];
+      if (testAuc !== undefined && Number.isFinite(testAuc)) pairs.push({ key: TEST_AUC_ATTRIBUTE, value: testAuc });
+      this.set(pairs);
+    },
+    details: (text: string) => setCurrentDetails(text),
+  };
+}
+type RunDisplay = ReturnType<typeof runDisplay>;
+
 /** The nightly retrain: ingest → clean → split → search → final training → evaluate → gate → register. */
 export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPipelineOutput> {
+  const display = runDisplay();
+  try {
+    return await pipelineRun(input, display);
+  } catch (err) {
+    // a failed run says so in the UI too (the failure itself stays the workflow's)
+    const cancelled = isCancellation(err);
+    display.outcome(cancelled ? 'cancelled' : 'failed');
+    const cause = (err as { cause?: { type?: string; message?: string } }).cause;
+    display.details(cancelled ? 'cancelled' : `failed: ${cause?.type ?? (err as Error).name}: ${(cause?.message ?? (err as Error).message ?? '').slice(0, 500)}`);
+    throw err;
+  }
+}
+
+async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Promise<TrainPipelineOutput> {
   const { workflowId, runId } = workflowInfo();
   const queues = input.taskQueues ?? TASK_QUEUES;
   const { cpu } = activities(queues);
   const progress: PipelineProgress = { stage: 'validate', completed: [], searchWorkflowId: null };
   setHandler(progressQuery, () => progress);
-  const done = (stage: PipelineStage, detail: string) => progress.completed.push({ stage, detail });
+  const done = (stage: PipelineStage, detail: string) => {
+    progress.completed.push({ stage, detail });
+    display.details(`${stage}: ${detail}`);
+  };
+  const reused: ResumedSteps = input.resume?.steps ?? {};
+  const reusedNote = input.resume ? ` (reused from run ${input.resume.fromRunId})` : '';
 
   // Approval: `propensity approve|reject` sends an update; the validator refuses it unless the run is waiting.
   const approval: ApprovalState = {
@@ -151,8 +223,21 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
   const scheduledBy = attrs.find((a) => a.key.name === 'TemporalScheduledById')?.value;
   const asOf = input.asOf ?? (scheduledFor instanceof Date ? scheduledFor.toISOString() : undefined);
   const trigger = input.trigger ?? (typeof scheduledBy === 'string' ? `schedule:${scheduledBy}` : undefined);
-  const started = await cpu.startRun({ runId, workflowId, config: input.config, trigger, asOf });
+  display.set([
+    { key: OUTCOME_ATTRIBUTE, value: 'running' },
+    { key: TRIGGER_ATTRIBUTE, value: trigger ?? 'manual' },
+  ]);
+  const resume = input.resume && {
+    fromRunId: input.resume.fromRunId,
+    fromWorkflowId: input.resume.fromWorkflowId,
+    steps: (['ingest', 'clean', 'split', 'search', 'final'] as const).filter((s) => reused[s] !== undefined),
+  };
+  const started = await cpu.startRun.executeWithOptions(
+    { summary: resume ? `validate the config; resume of ${resume.fromWorkflowId}, reusing ${resume.steps.join(', ') || 'nothing'}` : 'validate the config' },
+    [{ runId, workflowId, config: input.config, trigger, asOf, ...(resume && { resume }) }],
+  );
   const config: PipelineConfig = started.config;
+  display.set([{ key: MODEL_ATTRIBUTE, value: config.modelName }]);
   const { train } = activities(queues, config.training.heartbeatTimeoutSeconds);
   // Histories recorded before approval existed carry configs without the key.
   const approvalRequired = config.approval?.required === true;
@@ -161,51 +246,78 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
 
   try {
     progress.stage = 'ingest';
-    const ingest = await cpu.ingestSource({ runId, source: config.source });
+    const source = config.source;
+    const ingest =
+      reused.ingest ??
+      (await cpu.ingestSource.executeWithOptions(
+        { summary: source.kind === 'events' ? `ingest: event features as of cutoff ${source.cutoff ?? '(default)'}, ${source.horizonDays}-day label` : 'ingest: table query' },
+        [{ runId, source }],
+      ));
     done(
       'ingest',
       `${ingest.rows} ${ingest.mode === 'events' ? 'users' : 'rows'}, ${ingest.positives} positive` +
         (ingest.cutoff ? `, cutoff ${ingest.cutoff}` : '') +
-        (ingest.events ? `, ${ingest.events.total - ingest.events.valid} of ${ingest.events.total} events invalid` : ''),
+        (ingest.events ? `, ${ingest.events.total - ingest.events.valid} of ${ingest.events.total} events invalid` : '') +
+        (reused.ingest ? reusedNote : ''),
     );
 
     progress.stage = 'clean';
-    const clean = await cpu.cleanData(cleanInput(runId, config, ingest));
+    const clean =
+      reused.clean ??
+      (await cpu.cleanData.executeWithOptions({ summary: `clean: ${ingest.rows} rows, quarantine at most ${config.quality.maxQuarantineRate}, PSI at most ${config.quality.maxPsi}` }, [
+        cleanInput(runId, config, ingest),
+      ]));
     const maxDrift = Math.max(0, ...Object.values(clean.drift));
-    done('clean', `${clean.rowsOut}/${clean.rowsIn} rows kept` + (clean.driftBaselineRunId ? `, max PSI ${maxDrift.toFixed(3)}` : ''));
+    done('clean', `${clean.rowsOut}/${clean.rowsIn} rows kept` + (clean.driftBaselineRunId ? `, max PSI ${maxDrift.toFixed(3)}` : '') + (reused.clean ? reusedNote : ''));
 
     progress.stage = 'split';
-    const split = await cpu.splitData({ runId, clean: clean.clean, features: ingest.features, split: config.split });
-    done('split', `train ${split.sizes.train}, val ${split.sizes.val}, test ${split.sizes.test}`);
+    const s = config.split;
+    const split =
+      reused.split ??
+      (await cpu.splitData.executeWithOptions({ summary: `split ${clean.rowsOut} rows ${s.train}/${s.val}/${s.test} by entity hash (seed ${s.seed})` }, [
+        { runId, clean: clean.clean, features: ingest.features, split: config.split },
+      ]));
+    done('split', `train ${split.sizes.train}, val ${split.sizes.val}, test ${split.sizes.test}` + (reused.split ? reusedNote : ''));
 
     progress.stage = 'search';
     const searchWorkflowId = `${workflowId}/search`;
     progress.searchWorkflowId = searchWorkflowId;
     const data = { train: split.train, val: split.val, preprocessing: split.preprocessing };
     const space = searchSpace(config);
-    // The logistic-regression baseline the gate compares with trains alongside the search.
-    const baselinePromise = train.trainTrial({
-      runId,
-      trialId: 'baseline',
-      params: { ...baselineParams(space), epochs: config.training.finalEpochs, patience: config.training.patience },
-      seed: config.training.seed,
-      ...data,
-      backend: config.training.backend,
-    });
-    // Observed from the start: if the search fails first, the run fails with the search's cause and this
-    // promise's later rejection must not surface as an unhandled rejection that fails every workflow task.
-    baselinePromise.catch(() => undefined);
-    const search: HyperparameterSearchOutput = await executeChild(hyperparameterSearch, {
-      workflowId: searchWorkflowId,
-      taskQueue: queues.cpu,
-      args: [searchInput(runId, config, data, queues.train)],
-    });
-    const baseline = await baselinePromise;
+    let search: HyperparameterSearchOutput;
+    let baseline: TrainTrialOutput;
+    if (reused.search) {
+      ({ search, baseline } = reused.search);
+    } else {
+      // The logistic-regression baseline the gate compares with trains alongside the search.
+      const baselinePromise = train.trainTrial.executeWithOptions({ summary: `baseline (logistic regression), up to ${config.training.finalEpochs} epochs` }, [
+        {
+          runId,
+          trialId: 'baseline',
+          params: { ...baselineParams(space), epochs: config.training.finalEpochs, patience: config.training.patience },
+          seed: config.training.seed,
+          ...data,
+          backend: config.training.backend,
+        },
+      ]);
+      // Observed from the start: if the search fails first, the run fails with the search's cause and this
+      // promise's later rejection must not surface as an unhandled rejection that fails every workflow task.
+      baselinePromise.catch(() => undefined);
+      const budgets = rungBudgets(config.search.halving.minEpochs, config.search.halving.eta, config.search.epochs);
+      search = await executeChild(hyperparameterSearch, {
+        workflowId: searchWorkflowId,
+        taskQueue: queues.cpu,
+        args: [searchInput(runId, config, data, queues.train)],
+        staticSummary: `hyperparameter search: ${config.search.trials} trials, rungs of ${budgets.join(' → ')} epochs, ranked by ${config.search.metric}`,
+      });
+      baseline = await baselinePromise;
+    }
     done(
       'search',
       `${search.trials.length} trials (${search.failed} failed) over rungs ${search.rungs.map((r) => `${r.trials}×${r.budget}ep`).join(' → ')}, ` +
         `best ${search.best.trialId} by ${formatSelection(config.search.metric, search.best[config.search.metric])} (val ROC-AUC ${search.best.valAuc?.toFixed(4)}); ` +
-        `baseline val ROC-AUC ${baseline.valAuc?.toFixed(4)}`,
+        `baseline val ROC-AUC ${baseline.valAuc?.toFixed(4)}` +
+        (reused.search ? reusedNote : ''),
     );
 
     progress.stage = 'final';
@@ -222,15 +334,18 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       : { ...search.best.params, epochs: config.training.finalEpochs, patience: config.training.patience };
     const final: TrainTrialOutput = baselineWins
       ? baseline
-      : await train.trainTrial({
-          runId,
-          trialId: 'final',
-          params,
-          seed: config.training.seed,
-          ...data,
-          backend: config.training.backend,
-          step: 'final',
-        });
+      : (reused.final ??
+        (await train.trainTrial.executeWithOptions({ summary: `final training: ${search.best.trialId}'s parameters, up to ${config.training.finalEpochs} epochs` }, [
+          {
+            runId,
+            trialId: 'final',
+            params,
+            seed: config.training.seed,
+            ...data,
+            backend: config.training.backend,
+            step: 'final',
+          },
+        ])));
     if (final.status !== 'completed' || !final.model) {
       throw ApplicationFailure.nonRetryable(`final training failed: ${final.error}`, 'NonFiniteLoss');
     }
@@ -239,11 +354,16 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       'final',
       baselineWins
         ? `logistic baseline chosen: ${formatSelection(metric, baseline[metric])} is at least the best trial's ${formatSelection(metric, search.best[metric])}; no final training`
-        : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`,
+        : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}` + (reused.final ? reusedNote : ''),
     );
 
     progress.stage = 'evaluate';
-    const evaluation: EvaluateOutput = await cpu.evaluateModel({
+    const gateSummary = [
+      ...config.gate.thresholds.map((t) => `${t.metric} ${t.op} ${t.value}`),
+      ...(config.gate.versusBaseline.enabled ? ['vs baseline'] : []),
+      ...(config.gate.versusChampion.enabled ? ['vs champion'] : []),
+    ].join(', ');
+    const evaluation: EvaluateOutput = await cpu.evaluateModel.executeWithOptions({ summary: `evaluate on the test split; gate: ${gateSummary}` }, [{
       runId,
       modelName: config.modelName,
       mode: ingest.mode,
@@ -255,13 +375,14 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       gate: config.gate,
       evaluation: config.evaluation,
       split: config.split,
-    });
+    }]);
+    display.set(Number.isFinite(evaluation.metrics.rocAuc) ? [{ key: TEST_AUC_ATTRIBUTE, value: evaluation.metrics.rocAuc }] : []);
     done('evaluate', `test AUC ${evaluation.metrics.rocAuc.toFixed(4)}, ${evaluation.blessed ? 'blessed' : 'not blessed'}`);
 
     let registered: { version: number; uri: string } | null = null;
     if (evaluation.blessed) {
       progress.stage = 'register';
-      registered = await cpu.registerModel({
+      registered = await cpu.registerModel.executeWithOptions({ summary: `register ${config.modelName}${approvalRequired ? ' (pending approval)' : ''}` }, [{
         runId,
         workflowId,
         modelName: config.modelName,
@@ -280,9 +401,10 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           source: ingest.mode,
           features: ingest.features.map((f) => f.name),
           family,
+          ...(resume && { resumedFrom: { runId: resume.fromRunId, workflowId: resume.fromWorkflowId, steps: resume.steps } }),
         },
         ...(approvalRequired && { approvalRequired: true }),
-      });
+      }]);
       if (!approvalRequired) {
         done('register', `${config.modelName} v${registered.version}`);
       } else {
@@ -293,18 +415,19 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           status: 'awaiting', modelName: config.modelName, version: registered.version,
           requestedAt: requestedAt.toISOString(), deadline: deadline.toISOString(),
         });
-        await cpu.markAwaitingApproval({
+        display.outcome('awaiting_approval');
+        await cpu.markAwaitingApproval.executeWithOptions({ summary: `await approval of ${config.modelName} v${registered.version} until ${approval.deadline}` }, [{
           runId, workflowId, modelName: config.modelName, version: registered.version,
           requestedAt: approval.requestedAt!, timeoutAt: approval.deadline!,
-        });
+        }]);
         done('register', `${config.modelName} v${registered.version} pending approval until ${approval.deadline}: \`propensity approve|reject ${workflowId}\``);
         await condition(() => requested !== null, hours * 3_600_000);
         const d = (requested as RequestedDecision | null) ?? { decision: 'timeout' as const, by: `pipeline:${workflowId}`, reason: `no decision within ${hours} h` };
         approval.status = 'deciding';
         const decidedAt = new Date().toISOString();
-        const recorded = await cpu.recordApprovalDecision({
+        const recorded = await cpu.recordApprovalDecision.executeWithOptions({ summary: `record the decision on v${registered.version}: ${d.decision} by ${d.by}` }, [{
           runId, modelName: config.modelName, version: registered.version, decision: d.decision, by: d.by, reason: d.reason, decidedAt,
-        });
+        }]);
         Object.assign(approval, { status: d.decision, by: d.by, reason: d.reason, decidedAt, champion: recorded.champion });
         done(
           'register',
@@ -330,13 +453,19 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
           }
         : null;
     const status = rejection ? 'rejected' : 'registered';
-    await cpu.finishRun({
+    display.outcome(status, metrics.testAuc);
+    display.details(
+      rejection
+        ? `rejected (${rejection.type}): ${rejection.message.slice(0, 500)}`
+        : `registered: ${config.modelName} v${registered!.version}, test ROC-AUC ${metrics.testAuc.toFixed(4)}`,
+    );
+    await cpu.finishRun.executeWithOptions({ summary: `close the run: ${status}` }, [{
       runId,
       status,
       modelVersion: registered?.version,
       metrics,
       error: rejection ?? undefined,
-    });
+    }]);
     // scoring.afterPromotion: score every active user with the version just promoted, as a child workflow (its
     // history holds counts only). Only configs with the key reach patched(), so older histories replay unchanged.
     let scoring: TrainPipelineOutput['scoring'] = null;
@@ -346,7 +475,7 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       progress.stage = 'score';
       if (asOf) child.args[0].asOf = asOf;
       try {
-        const scored: ScoreUsersOutput = await executeChild(scoreUsers, child);
+        const scored: ScoreUsersOutput = await executeChild(scoreUsers, { ...child, staticSummary: `score active users with ${config.modelName} v${registered!.version}` });
         scoring = { status: 'succeeded', scoreRunId: scored.scoreRunId, rows: scored.rows };
         done('score', `${scored.rows} users scored with v${scored.modelVersion} (${scored.scoreRunId})`);
       } catch (err) {
@@ -389,29 +518,30 @@ export async function trainPipeline(input: TrainPipelineInput): Promise<TrainPip
       scoring,
     };
   } catch (err) {
+    const failedAt = progress.stage;
     progress.stage = 'failed';
     const cancelled = isCancellation(err);
     if (approval.status === 'awaiting') {
       // a run cancelled while it waited: its pending version can never be approved now
       await CancellationScope.nonCancellable(() =>
-        cpu.recordApprovalDecision({
+        cpu.recordApprovalDecision.executeWithOptions({ summary: `reject the pending v${approval.version}: the run ${cancelled ? 'was cancelled' : 'failed'}` }, [{
           runId, modelName: approval.modelName!, version: approval.version!, decision: 'rejected',
           by: `pipeline:${workflowId}`, reason: cancelled ? 'run cancelled while awaiting approval' : 'run failed while awaiting approval',
           decidedAt: new Date().toISOString(),
-        }),
+        }]),
       ).catch(() => undefined);
     }
     const cause = (err as { cause?: { type?: string; message?: string } }).cause;
     // Record the failure even when the workflow itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
-      cpu.finishRun({
+      cpu.finishRun.executeWithOptions({ summary: `close the run: ${cancelled ? 'cancelled' : 'failed'} at ${failedAt}` }, [{
         runId,
         status: cancelled ? 'cancelled' : 'failed',
         error: {
           type: cause?.type ?? (err as { type?: string }).type ?? (err as Error).name ?? 'Error',
           message: cause?.message ?? (err as Error).message ?? String(err),
         },
-      }),
+      }]),
     );
     throw err;
   }

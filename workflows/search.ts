@@ -1,4 +1,4 @@
-import { ApplicationFailure, defineQuery, isCancellation, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, isCancellation, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { BackendChoice, ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { ArtifactRef } from '../store/artifacts.js';
@@ -132,7 +132,9 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
         };
         // A trial whose activity failed for good (its attempts spent) is a failed trial, not a failed search:
         // the other lanes go on, and the search fails only when every trial did.
-        const result = await trainTrial(trial).catch((err: unknown) => {
+        // the Web UI's timeline names each bar (not recorded as a command, so old histories replay unchanged)
+        const summary = `trial ${id}, rung ${k + 1}/${budgets.length}, ${budgets[k]} epochs` + (resumeFrom ? ` (from epoch ${resumeFrom.epoch})` : '');
+        const result = await trainTrial.executeWithOptions({ summary }, [trial]).catch((err: unknown) => {
           if (isCancellation(err)) throw err;
           return failedTrial(trial, err);
         });
@@ -145,6 +147,10 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
         // the best of each trial's latest result: the same ranking that makes the final choice below
         const leader = latest.filter((r) => r?.status === 'completed').sort(better(input.metric))[0];
         if (leader) progress.best = { trialId: leader.trialId, value: leader[input.metric]!, valAuc: leader.valAuc };
+        setCurrentDetails(
+          `rung ${k + 1}/${budgets.length} (${budgets[k]} epochs): ${progress.rungDone}/${progress.rungTrials} trials done` +
+            (progress.best ? `; best ${progress.best.trialId}, val ROC-AUC ${progress.best.valAuc?.toFixed(4) ?? '-'}` : ''),
+        );
       }
     };
     await Promise.all(Array.from({ length: Math.min(input.parallelism, active.length) }, lane));

@@ -44,7 +44,7 @@ async function replayAgainstEditedCopy(edit: (pipelineSource: string) => string,
 }
 
 // The ingest call, found by its shape so that unrelated edits elsewhere in the workflow do not matter.
-const INGEST = /const ingest = await cpu\.ingestSource\(([^;]*)\);/;
+const INGEST = /\(await cpu\.ingestSource\.executeWithOptions\(([^;]*)\)\);/;
 
 describe('committed workflow histories', () => {
   it('include real pipeline runs with their hyperparameter searches and scoring children', () => {
@@ -69,7 +69,7 @@ describe('committed workflow histories', () => {
     const pipeline = byType('trainPipeline')[0];
     const search = byType('hyperparameterSearch')[0];
     const results = await replayAgainstEditedCopy(
-      (src) => src.replace(INGEST, (call, args: string) => `${call}\n    await cpu.ingestSource(${args});`),
+      (src) => src.replace(INGEST, (call, args: string) => `${call}\n    await cpu.ingestSource.executeWithOptions(${args});`),
       [pipeline, search],
     );
     expect(results[0]).toMatchObject({ workflowId: pipeline.workflowId, workflowType: 'trainPipeline', ok: false, error: { type: 'DeterminismViolation' } });
@@ -85,7 +85,7 @@ describe('committed workflow histories', () => {
     const results = await replayAgainstEditedCopy(
       (src) =>
         `import { patched as replayTestPatched } from '@temporalio/workflow';\n` +
-        src.replace(INGEST, (call, args: string) => `${call}\n    if (replayTestPatched('replay-test-extra-ingest')) await cpu.ingestSource(${args});`),
+        src.replace(INGEST, (call, args: string) => `${call}\n    if (replayTestPatched('replay-test-extra-ingest')) await cpu.ingestSource.executeWithOptions(${args});`),
       [pipeline],
     );
     expect(results).toEqual([expect.objectContaining({ workflowId: pipeline.workflowId, ok: true })]);

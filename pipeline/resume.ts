@@ -1,0 +1,54 @@
+import type { PipelineConfig } from './config.js';
+
+// What `propensity run resume` and the run's first activity agree on: which steps a resumed run may reuse and which
+// config sections each of them read. Pure data, so the CLI (before it starts anything) and startRun (inside the run)
+// apply the same rule.
+
+/** The steps a resumed run can take from the failed run, in pipeline order; a resume reuses a prefix of them. */
+export const REUSABLE_STEPS = ['ingest', 'clean', 'split', 'search', 'final'] as const;
+export type ReusableStep = (typeof REUSABLE_STEPS)[number];
+
+/**
+ * The config sections each reusable step reads. A section read by a reused step must be unchanged, or the reused
+ * artifact would not be what the new config asks for; the sections after them (gate, evaluation, approval,
+ * scoring) are read only by evaluate and later, which a resumed run always executes again.
+ */
+export const STEP_SECTIONS: Record<ReusableStep, readonly (keyof PipelineConfig)[]> = {
+  // the source and its as-of cutoff
+  ingest: ['source'],
+  // the quality limits, and the drift baseline is the model's last registered run
+  clean: ['quality', 'modelName'],
+  split: ['split'],
+  // the trials and the logistic baseline (training.finalEpochs, patience, seed, backend)
+  search: ['search', 'training'],
+  final: ['search', 'training'],
+};
+
+const canonical = (v: unknown): string =>
+  Array.isArray(v)
+    ? `[${v.map(canonical).join(',')}]`
+    : v && typeof v === 'object'
+      ? `{${Object.keys(v)
+          .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+          .sort()
+          .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+          .join(',')}}`
+      : JSON.stringify(v ?? null);
+
+/** The top-level config sections whose values differ (key order aside), sorted. */
+export function changedSections(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...keys].filter((k) => canonical(before[k]) !== canonical(after[k])).sort();
+}
+
+/** Each changed section a reused step reads, with the first reused step that reads it. */
+export function upstreamChanges(reused: readonly ReusableStep[], changed: readonly string[]): { section: string; step: ReusableStep }[] {
+  return changed.flatMap((section) => {
+    const step = reused.find((s) => (STEP_SECTIONS[s] as readonly string[]).includes(section));
+    return step ? [{ section, step }] : [];
+  });
+}
+
+/** One line naming each upstream change, for the InputsChanged message. */
+export const describeUpstreamChanges = (changes: { section: string; step: ReusableStep }[]): string =>
+  changes.map((c) => `config section "${c.section}" changed but step ${c.step}, which reads it, would be reused`).join('; ');
