@@ -7,6 +7,7 @@ import { trainPipeline } from '../../workflows/pipeline.js';
 import { selectionRule, type SelectionMetric } from '../../ml/search.js';
 import { CliError, ExitCode, idParser, output, taskQueuesFromEnv, withTemporal } from '../common.js';
 import { cancelRun } from './cancel.js';
+import { registerResumeCommand } from './resume.js';
 import { loadConfigFile } from '../config-file.js';
 import { followPipeline } from '../follow.js';
 
@@ -63,6 +64,7 @@ export function registerRunsCommands(program: Command): void {
     .option('--detach', 'start and print the workflow id without following')
     .option('--json', 'print the result as one JSON line')
     .action((o) => withTemporal((_s, client) => startRun(client, o.config, o)));
+  registerResumeCommand(run);
 
   run
     .command('show')
@@ -95,6 +97,7 @@ export function registerRunsCommands(program: Command): void {
             `  cutoff ${r.cutoff?.toISOString() ?? '-'}  horizon ${r.horizon_days ?? '-'} days  config ${r.config_hash}  code ${r.code_version}`,
           ];
           if (r.error_type) lines.push(`  ${r.error_type}: ${r.error_message}`);
+          if (r.resumed_from_run_id) lines.push(`  resumed from run ${r.resumed_from_run_id}: reused ${r.reused_steps?.join(', ') || 'nothing'} (not executed again)`);
           // every execution of every step: retries, promotions to later rungs, in-process re-runs after faults
           lines.push('', '  step          trial      rung  attempt  status     seconds  note');
           for (const st of steps) {

@@ -1,0 +1,320 @@
+import type { Command } from 'commander';
+import type { Client } from '@temporalio/client';
+import type { temporal } from '@temporalio/proto';
+import type { CleanOutput } from '../../activities/clean.js';
+import type { IngestOutput } from '../../activities/ingest.js';
+import type { SplitOutput } from '../../activities/split.js';
+import type { TrainTrialOutput } from '../../activities/train.js';
+import type { ReusableStep } from '../../pipeline/resume.js';
+import type { ArtifactRef } from '../../store/artifacts.js';
+import type { Services } from '../../workers/deps.js';
+import type { ResumedSteps, TrainPipelineInput, TrainPipelineOutput } from '../../workflows/pipeline.js';
+import type { HyperparameterSearchOutput } from '../../workflows/search.js';
+import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
+import type { findRun } from './runs.js';
+
+// `propensity run resume <id>`: a new run of a failed run's pipeline that takes every step the failed run completed
+// (ingest, clean, split, search with its baseline, final training) from that run's history instead of executing it,
+// after checking that nothing they depend on changed. Why a new run and not a Temporal reset: see ResumeInput in
+// workflows/pipeline.ts. Heavy modules (Temporal SDK, S3, config schema) load inside the action.
+
+interface ResumeOptions {
+  config?: string;
+  id?: string;
+  detach?: boolean;
+  json?: boolean;
+}
+
+/** What the command found and started: also its --json output with --detach. */
+export interface ResumePlan {
+  fromRunId: string;
+  fromWorkflowId: string;
+  workflowId: string;
+  runId: string;
+  reusedSteps: ReusableStep[];
+  /** the first step the new run executes */
+  startsAt: string;
+  changedSections: string[];
+  verified: { artifacts: number; hashed: number };
+}
+
+type Row = Awaited<ReturnType<typeof findRun>>;
+
+/** Adds `run resume` to the `run` command. */
+export function registerResumeCommand(run: Command): void {
+  run
+    .command('resume')
+    .description(
+      "start a new run of a failed or cancelled run's pipeline that reuses every step it completed (ingest, clean, split, search, final training) " +
+        'once their artifacts in S3 still have their recorded sha256, and executes the rest (evaluate and later); refused, with nothing started, ' +
+        'for a run that succeeded or still runs (exit 5), whose config or data changed since (exit 5), or that does not exist (exit 4)',
+    )
+    .argument('<id>', 'run id or workflow id (its latest run) of the failed run', idParser('runRef'))
+    .option('--config <file>', 'a changed config: only sections the reused steps do not read may differ (gate, evaluation, approval, scoring)')
+    .option('--id <workflowId>', "workflow id of the new run (default: the failed run's, as its next run)", idParser('workflowId'))
+    .option('--detach', 'start and print the new run without following it')
+    .option('--json', 'print the result as one JSON line')
+    .action((id: string, o: ResumeOptions) => withTemporal((s, client) => resumeRun(s, client, id, o)));
+}
+
+async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptions): Promise<void> {
+  const runs = await import('./runs.js');
+  const r = await runs.findRun(s.db, id);
+  await refuseUnlessResumable(s, r);
+  const history = await readFailedRun(client, r);
+  const steps = reusablePrefix(history.steps);
+  const reusedSteps = Object.keys(steps) as ReusableStep[];
+  const { raw, changed } = await checkConfig(r, history, reusedSteps, o.config);
+  const verified = await verifyArtifacts(s, steps, r.run_id);
+
+  const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
+  const workflowId = o.id ?? r.workflow_id;
+  const startsAt = nextStep(reusedSteps);
+  const input: TrainPipelineInput = {
+    config: raw,
+    trigger: 'resume',
+    ...(history.asOf && { asOf: history.asOf }),
+    ...(history.input.taskQueues && { taskQueues: history.input.taskQueues }),
+    resume: { fromRunId: r.run_id, fromWorkflowId: r.workflow_id, steps },
+  };
+  let handle;
+  try {
+    handle = await client.workflow.start<(i: TrainPipelineInput) => Promise<TrainPipelineOutput>>('trainPipeline', {
+      taskQueue: history.taskQueue,
+      workflowId,
+      args: [input],
+      staticSummary: `resume of ${r.workflow_id} (run ${r.run_id}) from ${startsAt}, reusing ${reusedSteps.join(', ') || 'nothing'}`,
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new CliError(`workflow id ${workflowId} has a run that is still open: wait for it, cancel it, or pass --id`, ExitCode.conflict, 'NotResumable');
+    }
+    throw err;
+  }
+  const plan: ResumePlan = {
+    fromRunId: r.run_id,
+    fromWorkflowId: r.workflow_id,
+    workflowId,
+    runId: handle.firstExecutionRunId,
+    reusedSteps,
+    startsAt,
+    changedSections: changed,
+    verified,
+  };
+  const head =
+    `resumed ${r.workflow_id} (run ${r.run_id}) as ${workflowId} (run ${plan.runId}): ` +
+    `reused ${reusedSteps.join(', ') || 'nothing'} (${verified.artifacts} artifacts verified, ${verified.hashed} by their sha256), starting at ${startsAt}` +
+    (changed.length ? `; config sections changed: ${changed.join(', ')}` : '');
+  if (o.detach) {
+    output(o.json, plan, () => head);
+    return;
+  }
+  if (!o.json) console.log(`${head}; Ctrl-C stops following, not the run`);
+  const { followPipeline } = await import('../follow.js');
+  const out = await followPipeline(client, handle, o.json ? () => {} : console.log);
+  output(o.json, { ...out, resume: plan }, () =>
+    out.status === 'registered'
+      ? `registered: ${out.modelName} v${out.modelVersion} (test ROC-AUC ${out.metrics.testAuc.toFixed(4)}) at ${out.modelUri}`
+      : `rejected: ${out.modelName} test ROC-AUC ${out.metrics.testAuc.toFixed(4)}: ${out.gate.reasons.join('; ')}`,
+  );
+  process.exitCode = out.status === 'registered' ? ExitCode.ok : ExitCode.notRegistered;
+}
+
+/** Only a failed or cancelled run resumes, and only once at a time. */
+async function refuseUnlessResumable(s: Services, r: Row): Promise<void> {
+  const name = `run ${r.run_id} (${r.workflow_id})`;
+  if (r.status === 'registered' || r.status === 'rejected') {
+    throw new CliError(`${name} finished (${r.status}): only a failed or cancelled run can be resumed; start a new one with \`propensity run\``, ExitCode.conflict, 'NotResumable');
+  }
+  if (r.status === 'running' || r.status === 'awaiting_approval') {
+    throw new CliError(`${name} is still ${r.status.replace('_', ' ')}: only a failed or cancelled run can be resumed (\`propensity cancel\` ends it)`, ExitCode.conflict, 'NotResumable');
+  }
+  const resumedBy = await s.db.db
+    .selectFrom('ml.pipeline_runs')
+    .select(['run_id', 'workflow_id', 'status'])
+    .where('resumed_from_run_id', '=', r.run_id)
+    .where('status', 'not in', ['failed', 'cancelled'])
+    .executeTakeFirst();
+  if (resumedBy) {
+    throw new CliError(
+      `${name} was already resumed by run ${resumedBy.run_id} (${resumedBy.workflow_id}), which is ${resumedBy.status}`,
+      ExitCode.conflict,
+      'NotResumable',
+    );
+  }
+}
+
+interface FailedRun {
+  input: TrainPipelineInput;
+  taskQueue: string;
+  asOf: string | undefined;
+  /** every reusable output the run completed or itself reused */
+  steps: ResumedSteps;
+}
+
+/**
+ * The failed run's input and the outputs of its completed steps, from its Temporal history: ActivityTaskCompleted
+ * results of ingestSource, cleanData, splitData and the baseline and final trainTrial, and the search child's
+ * ChildWorkflowExecutionCompleted result. These are what the steps returned — claim checks, counts and metrics.
+ */
+async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
+  const { WorkflowNotFoundError } = await import('@temporalio/client');
+  const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
+  const converter = client.options.loadedDataConverter;
+  const decode = <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => decodeFromPayloadsAtIndex<T>(converter, 0, payloads?.payloads);
+  let events: temporal.api.history.v1.IHistoryEvent[];
+  try {
+    events = (await client.workflow.getHandle(r.workflow_id, r.run_id).fetchHistory()).events ?? [];
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+    throw new CliError(
+      `run ${r.run_id} (${r.workflow_id}) has no history on the Temporal server any more (past the namespace's retention): its step outputs cannot be read; start a new run`,
+      ExitCode.conflict,
+      'NotResumable',
+    );
+  }
+  const started = events[0]?.workflowExecutionStartedEventAttributes;
+  if (!started) throw new CliError(`run ${r.run_id}: its history does not start with WorkflowExecutionStarted`, ExitCode.error, 'NotResumable');
+  if (started.workflowType?.name !== 'trainPipeline') {
+    throw new CliError(`run ${r.run_id} is a ${started.workflowType?.name} workflow, not a pipeline run`, ExitCode.conflict, 'NotResumable');
+  }
+  const input = await decode<TrainPipelineInput>(started.input);
+  const steps: ResumedSteps = { ...input.resume?.steps };
+  const scheduled = new Map<string, { type: string; input: temporal.api.common.v1.IPayloads | null | undefined }>();
+  let search: HyperparameterSearchOutput | undefined;
+  let baseline: TrainTrialOutput | undefined;
+  for (const e of events) {
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? '', input: s.input });
+    const done = e.activityTaskCompletedEventAttributes;
+    if (done) {
+      const activity = scheduled.get(String(done.scheduledEventId));
+      if (activity?.type === 'ingestSource') steps.ingest = await decode<IngestOutput>(done.result);
+      else if (activity?.type === 'cleanData') steps.clean = await decode<CleanOutput>(done.result);
+      else if (activity?.type === 'splitData') steps.split = await decode<SplitOutput>(done.result);
+      else if (activity?.type === 'trainTrial') {
+        const { trialId } = await decode<{ trialId: string }>(activity.input);
+        if (trialId === 'baseline') baseline = await decode<TrainTrialOutput>(done.result);
+        else if (trialId === 'final') steps.final = await decode<TrainTrialOutput>(done.result);
+      }
+    }
+    const child = e.childWorkflowExecutionCompletedEventAttributes;
+    if (child?.workflowType?.name === 'hyperparameterSearch') search = await decode<HyperparameterSearchOutput>(child.result);
+  }
+  if (search && baseline) steps.search = { search, baseline };
+  // The failed run's as-of time, so its config resolves to the same cutoff: its input's, else its schedule's.
+  const scheduledFor = started.searchAttributes?.indexedFields?.TemporalScheduledStartTime;
+  const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
+  const at = Array.isArray(scheduledAt) ? scheduledAt[0] : scheduledAt;
+  const asOf = input.asOf ?? (at ? new Date(at as string).toISOString() : undefined);
+  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps };
+}
+
+const ORDER: readonly ReusableStep[] = ['ingest', 'clean', 'split', 'search', 'final'];
+
+/** Reuse is a prefix: a step's output is only as good as the steps before it. */
+function reusablePrefix(found: ResumedSteps): ResumedSteps {
+  const out: ResumedSteps = {};
+  for (const step of ORDER) {
+    if (found[step] === undefined) break;
+    (out as Record<string, unknown>)[step] = found[step];
+  }
+  return out;
+}
+
+const nextStep = (reused: ReusableStep[]): string =>
+  reused.length === 0 ? 'ingest' : reused.at(-1) === 'search' ? 'final' : reused.at(-1) === 'final' ? 'evaluate' : ORDER[ORDER.indexOf(reused.at(-1)!) + 1];
+
+/**
+ * The new run's config: the failed run's own input, or --config. Either way it must resolve (with the failed run's
+ * as-of time) to the same sections the reused steps read: a section that differs — edited in the file, or parsed
+ * differently by today's code — is refused by name (InputsChanged).
+ */
+async function checkConfig(r: Row, { input, asOf }: FailedRun, reused: ReusableStep[], file: string | undefined): Promise<{ raw: unknown; changed: string[] }> {
+  const [{ parsePipelineConfig, configHash }, { applyAsOf }, { changedSections, upstreamChanges, describeUpstreamChanges }] = await Promise.all([
+    import('../../pipeline/config.js'),
+    import('../../pipeline/as-of.js'),
+    import('../../pipeline/resume.js'),
+  ]);
+  let raw = input.config;
+  if (file) {
+    const { loadConfigFile } = await import('../config-file.js');
+    raw = loadConfigFile(file).raw;
+  }
+  let config;
+  try {
+    config = applyAsOf(parsePipelineConfig(raw), asOf);
+  } catch (err) {
+    const where = file ?? `run ${r.run_id}'s config`;
+    throw new CliError(`${where}: ${(err as Error).message}${file ? '' : '; pass --config with a corrected one'}`, file ? ExitCode.usage : ExitCode.conflict, file ? 'InvalidConfig' : 'NotResumable');
+  }
+  const changed = changedSections(r.config as Record<string, unknown>, config as unknown as Record<string, unknown>);
+  const upstream = upstreamChanges(reused, changed);
+  if (upstream.length) {
+    const hash = configHash(config);
+    throw new CliError(
+      `cannot resume run ${r.run_id}: ${describeUpstreamChanges(upstream)} (config hash ${r.config_hash} → ${hash})` +
+        (file ? '' : ": today's code reads the run's config differently") +
+        '; start a new run instead',
+      ExitCode.conflict,
+      'InputsChanged',
+    );
+  }
+  return { raw, changed };
+}
+
+/**
+ * Every artifact a reused step produced must still be what the failed run recorded: the ones the new run reads
+ * (the split, the models, the data of the last reused data step) are downloaded and hashed, the others are checked
+ * by the sha256 stored with the object. A missing or changed object is InputsChanged, naming it.
+ */
+async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string): Promise<{ artifacts: number; hashed: number }> {
+  const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
+  const { sha256, s3Uri } = await import('../../store/artifacts.js');
+  const read: { step: string; ref: ArtifactRef }[] = [];
+  const head: { step: string; ref: ArtifactRef }[] = [];
+  const lastData = steps.split ? 'split' : steps.clean ? 'clean' : 'ingest';
+  for (const ref of steps.ingest?.raw.shards ?? []) (lastData === 'ingest' ? read : head).push({ step: 'ingest', ref });
+  for (const ref of steps.clean?.clean.shards ?? []) (lastData === 'clean' ? read : head).push({ step: 'clean', ref });
+  if (steps.split) for (const ref of [steps.split.train, steps.split.val, steps.split.test, steps.split.preprocessing]) read.push({ step: 'split', ref });
+  const models = [
+    ['search', steps.search?.baseline.model],
+    ['search', steps.search?.search.best.model],
+    ['final', steps.final?.model],
+  ] as const;
+  for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
+
+  const problems: string[] = [];
+  const status = (err: unknown) => (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  await Promise.all([
+    ...read.map(async ({ step, ref }) => {
+      try {
+        const digest = sha256(await s.store.getKey(ref.key, ref.bucket));
+        if (digest !== ref.sha256) problems.push(`${s3Uri(ref.bucket, ref.key)} (${step}) has sha256 ${digest.slice(0, 12)}…, recorded ${ref.sha256.slice(0, 12)}…`);
+      } catch (err) {
+        if (status(err) !== 404 && (err as Error).name !== 'NoSuchKey') throw err;
+        problems.push(`${s3Uri(ref.bucket, ref.key)} (${step}) no longer exists`);
+      }
+    }),
+    ...head.map(async ({ step, ref }) => {
+      try {
+        const res = await s.s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
+        const stored = res.Metadata?.sha256;
+        if (stored !== ref.sha256) problems.push(`${s3Uri(ref.bucket, ref.key)} (${step}) carries sha256 ${stored?.slice(0, 12) ?? 'none'}…, recorded ${ref.sha256.slice(0, 12)}…`);
+      } catch (err) {
+        if (status(err) !== 404 && (err as Error).name !== 'NotFound') throw err;
+        problems.push(`${s3Uri(ref.bucket, ref.key)} (${step}) no longer exists`);
+      }
+    }),
+  ]);
+  if (problems.length) {
+    problems.sort();
+    throw new CliError(
+      `cannot resume run ${runId}: ${problems.length} artifact(s) of its completed steps changed since: ${problems.slice(0, 5).join('; ')}` +
+        `${problems.length > 5 ? `; … ${problems.length - 5} more` : ''}; start a new run instead`,
+      ExitCode.conflict,
+      'InputsChanged',
+    );
+  }
+  return { artifacts: read.length + head.length, hashed: read.length };
+}

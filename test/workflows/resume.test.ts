@@ -1,0 +1,214 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities/index.js';
+import type { Db } from '../../db/client.js';
+import { seedShop } from '../../db/synthetic/load.js';
+import { createS3Client } from '../../infra/index.js';
+import type { ArtifactStore } from '../../store/artifacts.js';
+import { WORKFLOWS_PATH } from '../../workers/deps.js';
+import { activityInterceptors } from '../../workers/interceptors.js';
+import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
+import { lastJson, runCli } from '../support/cli.js';
+import { connections, freshDatabase, testStore } from '../support/services.js';
+
+// `propensity run resume` on the real dev stack: a run fails at evaluate (its cpu worker's evaluate crashes, as a
+// defect shipped in a worker image would), the fix is deployed (workers with the real activities), and the resumed
+// run — with a gate section changed on the way — completes without executing ingest, clean, split, the search or the
+// final training again. Bad input is refused with its type and exit code, and nothing starts.
+let db: Db;
+let dbUrl: string;
+let store: ArtifactStore;
+let closeStore: () => void;
+let bundle: WorkflowBundleWithSourceMap;
+let nativeConnection: NativeConnection;
+let client: Client;
+let cutoff: string;
+
+const queues = { cpu: `resume-cpu-${randomUUID()}`, train: `resume-train-${randomUUID()}` };
+const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+const dir = mkdtempSync(path.join(os.tmpdir(), 'resume-test-'));
+
+beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  ({ db, url: dbUrl } = await freshDatabase('resume'));
+  ({ store, close: closeStore } = await testStore());
+  const shop = await seedShop(db.pool, { users: 1500, days: 40, seed: 17, horizonDays: 14 });
+  cutoff = shop.timeline.cutoff.toISOString();
+  bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
+  const { address, namespace } = connections().temporal;
+  nativeConnection = await NativeConnection.connect({ address });
+  client = new Client({ connection: await Connection.connect({ address }), namespace });
+});
+
+afterAll(async () => {
+  await client?.connection.close();
+  await nativeConnection?.close();
+  closeStore?.();
+  await db?.close();
+});
+
+type Activities = ReturnType<typeof createActivities>;
+
+/** Runs `fn` with a cpu and a train worker on this file's queues; `faulty` replaces activities (a broken image). */
+async function withWorkers<T>(fn: () => Promise<T>, faulty: Partial<Activities> = {}): Promise<T> {
+  const activities = { ...createActivities({ db, store, codeVersion: 'test' }), ...faulty };
+  const { namespace } = connections().temporal;
+  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
+  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }) });
+  return cpu.runUntil(train.runUntil(fn()));
+}
+
+const config = (over: Record<string, unknown> = {}) => ({
+  modelName: 'resumed',
+  source: { kind: 'events', cutoff, horizonDays: 14 },
+  // no baseline shortcut: the failed run trains a final model, so the resume reuses the final training too
+  search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+  training: { finalEpochs: 3, backend: 'wasm' },
+  gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: false } },
+  evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
+  ...over,
+});
+
+const configFile = (name: string, value: unknown) => {
+  const file = path.join(dir, name);
+  writeFileSync(file, JSON.stringify(value));
+  return file;
+};
+
+const cli = (...args: string[]) => runCli(args, { databaseUrl: dbUrl });
+const runCount = async () => Number((await db.db.selectFrom('ml.pipeline_runs').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+const closedRuns = async (workflowId: string) => {
+  let n = 0;
+  for await (const _ of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) n++;
+  return n;
+};
+
+describe('propensity run resume', () => {
+  const workflowId = `train-resume-${randomUUID()}`;
+  let failedRunId: string;
+  let resumed: TrainPipelineOutput;
+
+  it('an unknown id is UnknownRun (exit 4) and starts nothing', async () => {
+    const res = await cli('run', 'resume', 'train-resume-nosuchrun');
+    expect(res.code, res.stderr).toBe(4);
+    expect(res.stderr).toMatch(/UnknownRun: no pipeline run has run id or workflow id "train-resume-nosuchrun"/);
+    expect(await runCount()).toBe(0);
+  });
+
+  it('a run whose evaluate crashes fails at evaluate, after ingest, clean, split, search and final training completed', async () => {
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: config(), taskQueues: queues, trigger: 'test' }] });
+    failedRunId = handle.firstExecutionRunId;
+    const err = await withWorkers(() => handle.result().catch((e: unknown) => e), {
+      async evaluateModel() {
+        throw ApplicationFailure.nonRetryable('evaluate crashed: the worker image shipped a defect in the evaluation step', 'EvaluateCrashed');
+      },
+    });
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const row = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', failedRunId).executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ status: 'failed', error_type: 'EvaluateCrashed' });
+    const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'status']).where('run_id', '=', failedRunId).execute();
+    for (const s of ['ingest', 'clean', 'split', 'final']) expect(steps.find((x) => x.step === s)?.status, s).toBe('succeeded');
+    expect(steps.filter((x) => x.step === 'trial').length).toBeGreaterThanOrEqual(3); // 2 trials + the baseline, and a promotion
+    expect(steps.find((x) => x.step === 'evaluate')?.status).toBe('failed');
+  });
+
+  it('refuses a changed config section that a reused step read (InputsChanged, exit 5), naming it; nothing starts', async () => {
+    const before = await closedRuns(workflowId);
+    const res = await cli('run', 'resume', workflowId, '--config', configFile('more-trials.json', config({ search: { ...config().search, trials: 3 } })));
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toMatch(/InputsChanged: cannot resume run .*config section "search" changed but step search, which reads it, would be reused/);
+    expect(await runCount()).toBe(1);
+    expect(await closedRuns(workflowId)).toBe(before);
+  });
+
+  it('refuses when an artifact of a completed step changed or is gone (InputsChanged, exit 5), naming it; nothing starts', async () => {
+    const testKey = `runs/${failedRunId}/split/test.arrow`;
+    const original = await store.getKey(testKey);
+    const rawKey = `runs/${failedRunId}/raw/part-00000.arrow`;
+    const raw = await store.getKey(rawKey);
+    const s3 = createS3Client(connections().s3);
+    try {
+      // the test split overwritten with other bytes: its sha256 no longer matches what the run recorded
+      await store.put(testKey, new Uint8Array([...original.slice(0, -1), original.at(-1)! ^ 1]));
+      let res = await cli('run', 'resume', failedRunId);
+      expect(res.code, res.stderr).toBe(5);
+      expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: 1 artifact(s) of its completed steps changed since: s3://${store.bucket}/${testKey} (split) has sha256`);
+      await store.put(testKey, original);
+
+      // a raw shard deleted (checked by the sha256 stored with the object, not downloaded)
+      await s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: rawKey }));
+      res = await cli('run', 'resume', failedRunId);
+      expect(res.code, res.stderr).toBe(5);
+      expect(res.stderr).toContain(`s3://${store.bucket}/${rawKey} (ingest) no longer exists`);
+    } finally {
+      await store.put(rawKey, raw);
+      await store.put(testKey, original);
+      s3.destroy();
+    }
+    expect(await runCount()).toBe(1);
+  });
+
+  it('resumes at evaluate with a changed gate: completes, and ml.run_steps has no ingest, clean, split, trial or final execution', async () => {
+    const gate = { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } };
+    const [res] = await withWorkers(async () => {
+      const started = await cli('run', 'resume', workflowId, '--config', configFile('gate.json', config({ gate })), '--detach', '--json');
+      if (started.code !== 0) return [started, null] as const;
+      const plan = lastJson(started.stdout);
+      resumed = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
+      return [started, plan] as const;
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    expect(plan).toMatchObject({
+      fromRunId: failedRunId,
+      fromWorkflowId: workflowId,
+      workflowId, // the failed run's workflow id, as its next run
+      reusedSteps: ['ingest', 'clean', 'split', 'search', 'final'],
+      startsAt: 'evaluate',
+      changedSections: ['gate'],
+    });
+    expect(plan.verified.hashed).toBeGreaterThan(0);
+    expect(resumed.status).toBe('registered');
+    expect(resumed.runId).toBe(plan.runId);
+
+    const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'status']).where('run_id', '=', resumed.runId).execute();
+    expect(steps.map((s) => s.step).sort()).toEqual(['evaluate', 'register', 'validate']);
+    expect(steps.every((s) => s.status === 'succeeded')).toBe(true);
+
+    // lineage: the run names the run and the steps it reused; the model is built on the failed run's data snapshot
+    const run = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', resumed.runId).executeTakeFirstOrThrow();
+    expect(run).toMatchObject({ status: 'registered', trigger: 'resume', resumed_from_run_id: failedRunId, reused_steps: ['ingest', 'clean', 'split', 'search', 'final'] });
+    const failed = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', failedRunId).executeTakeFirstOrThrow();
+    expect(failed.status).toBe('failed'); // the failed run stays as it was
+    expect(run.cutoff?.toISOString()).toBe(failed.cutoff?.toISOString());
+    const version = await db.db.selectFrom('ml.model_versions').selectAll().where('run_id', '=', resumed.runId).executeTakeFirstOrThrow();
+    expect(version.data_sha256).toBe(resumed.dataSha256);
+    const metadata = JSON.parse(new TextDecoder().decode(await store.getKey(`models/resumed/v${version.version}/metadata.json`)));
+    expect(metadata.lineage.resumedFrom).toEqual({ runId: failedRunId, workflowId, steps: ['ingest', 'clean', 'split', 'search', 'final'] });
+    // the model evaluated is the failed run's final model, not a new one
+    expect(resumed.trials).toBe(2);
+    const trials = await db.db.selectFrom('ml.trials').select('trial_id').where('run_id', '=', resumed.runId).orderBy('trial_id').execute();
+    expect(trials.map((t) => t.trial_id)).toEqual(['baseline', 'final', 't001', 't002']);
+
+    const show = await cli('run', 'show', resumed.runId);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain(`resumed from run ${failedRunId}: reused ingest, clean, split, search, final`);
+  });
+
+  it('refuses a run that succeeded, and a failed run already resumed (NotResumable, exit 5); nothing starts', async () => {
+    let res = await cli('run', 'resume', resumed.runId);
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toMatch(/NotResumable: run .* finished \(registered\): only a failed or cancelled run can be resumed/);
+    res = await cli('run', 'resume', failedRunId);
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toContain(`NotResumable: run ${failedRunId} (${workflowId}) was already resumed by run ${resumed.runId}`);
+    expect(await runCount()).toBe(2);
+  });
+});
