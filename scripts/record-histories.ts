@@ -1,14 +1,18 @@
 /**
  * Records workflow histories of real runs into test/replay/ for the replay tests: a small pipeline (with its
- * hyperparameter search and the scoring child of scoring.afterPromotion) and a second one that waits for approval
- * and is approved by an update, on the dev stack with in-process workers; then exports each history with `exportHistory` (the wrapper {workflowId, runId, workflowType,
+ * hyperparameter search and the scoring child of scoring.afterPromotion), a second one that waits for approval
+ * and is approved by an update, and a third that fails at evaluate (its cpu worker's evaluate crashes) and is
+ * resumed by `propensity run resume` (a child process, as a user runs it), on the dev stack with in-process workers;
+ * then exports each history with `exportHistory` (the wrapper {workflowId, runId, workflowType,
  * codeVersion, history}, history as `temporal workflow show --output json` writes it; also stored in S3).
  * Usage: node --import tsx scripts/record-histories.ts <tag> [outDir]   (outDir defaults to test/replay)
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import pg from 'pg';
 import { createActivities } from '../activities/index.js';
@@ -17,7 +21,7 @@ import { createDb } from '../db/client.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { resolveConnections } from '../infra/connections.js';
-import { createS3Client, ensureBucket } from '../infra/index.js';
+import { createS3Client, ensureBucket, findRepoRoot } from '../infra/index.js';
 import { loadEnv } from '../infra/env.js';
 import { createArtifactStore } from '../store/artifacts.js';
 import { trainPipeline } from '../workflows/pipeline.js';
@@ -48,8 +52,59 @@ const nativeConnection = await NativeConnection.connect({ address: conn.temporal
 const client = new Client({ connection: await Connection.connect({ address: conn.temporal.address }), namespace: conn.temporal.namespace });
 const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH });
 const activities = createActivities({ db, store, codeVersion: 'record' });
-const cpu = await Worker.create({ connection: nativeConnection, namespace: conn.temporal.namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
-const train = await Worker.create({ connection: nativeConnection, namespace: conn.temporal.namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }) });
+const workerOptions = { connection: nativeConnection, namespace: conn.temporal.namespace, interceptors: activityInterceptors({ db }) };
+
+// A run that fails at evaluate: its cpu worker's evaluate crashes, as a defect shipped in a worker image would.
+const failedWorkflowId = `record-${tag}-${randomUUID().slice(0, 8)}-resume`;
+const resumeConfig = {
+  modelName: 'replay_resume',
+  source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },
+  search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+  training: { finalEpochs: 3, backend: 'wasm' },
+  gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
+  evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
+};
+{
+  const crashing = {
+    ...activities,
+    async evaluateModel(): Promise<never> {
+      throw ApplicationFailure.nonRetryable('evaluate crashed: a defect in the worker image (recorded for the replay tests)', 'EvaluateCrashed');
+    },
+  };
+  const faultyCpu = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities: crashing });
+  const faultyTrain = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities });
+  const failed = await faultyCpu.runUntil(
+    faultyTrain.runUntil(
+      client.workflow
+        .execute(trainPipeline, { taskQueue: queues.cpu, workflowId: failedWorkflowId, args: [{ config: resumeConfig, taskQueues: queues, trigger: 'record' }] })
+        .catch((err: unknown) => err),
+    ),
+  );
+  if (!(failed instanceof WorkflowFailedError)) throw new Error(`the run meant to fail at evaluate did not fail: ${JSON.stringify(failed)}`);
+}
+
+/** `propensity run resume <workflowId> --detach --json` against the recording database; resolves with its plan. */
+function resumeWithCli(id: string): Promise<{ workflowId: string; runId: string; reusedSteps: string[] }> {
+  const env = {
+    ...process.env,
+    DATABASE_URL: url.toString(),
+    TEMPORAL_ADDRESS: conn.temporal.address,
+    TEMPORAL_NAMESPACE: conn.temporal.namespace,
+    S3_ENDPOINT: conn.s3.endpoint,
+    S3_BUCKET: conn.s3.bucket,
+    AWS_ACCESS_KEY_ID: conn.s3.credentials?.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: conn.s3.credentials?.secretAccessKey,
+  };
+  const bin = path.join(findRepoRoot(), 'bin', 'propensity.mjs');
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [bin, 'run', 'resume', id, '--detach', '--json'], { env }, (err, stdout, stderr) =>
+      err ? reject(new Error(`run resume failed: ${stderr || err.message}`)) : resolve(JSON.parse(stdout.trim().split('\n').at(-1)!)),
+    ),
+  );
+}
+
+const cpu = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities });
+const train = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities });
 
 const workflowId = `record-${tag}-${randomUUID().slice(0, 8)}`;
 const config = {
@@ -95,19 +150,29 @@ await cpu.runUntil(
       await handle.executeUpdate('approve', { args: [{ by: 'auditor', reason: 'recorded for the replay tests' }] });
       const approved = await handle.result();
       if (approved.status !== 'registered') throw new Error(`the approval run was ${approved.status}`);
+      // the failed run resumed at evaluate: the next run of its workflow id, with the completed steps' outputs as input
+      const plan = await resumeWithCli(failedWorkflowId);
+      const resumed = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
+      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final') {
+        throw new Error(`the resumed run was ${resumed.status}, reusing ${plan.reusedSteps.join(', ')}`);
+      }
     })(),
   ),
 );
 mkdirSync(outDir, { recursive: true });
-const recorded = [
+const failedRunId = (await db.db.selectFrom('ml.pipeline_runs').select('run_id').where('workflow_id', '=', failedWorkflowId).where('status', '=', 'failed').executeTakeFirstOrThrow()).run_id;
+const recorded: [string, string, string?][] = [
   ['pipeline', workflowId],
   ['search', `${workflowId}/search`],
   ['score', `${workflowId}/score`],
   ['pipeline-approval', approvalWorkflowId],
-] as const;
-for (const [kind, id] of recorded) {
+  // the failed run (its first run id) and its resume (the latest run of the same workflow id)
+  ['pipeline-failed', failedWorkflowId, failedRunId],
+  ['pipeline-resumed', failedWorkflowId],
+];
+for (const [kind, id, runId] of recorded) {
   // Replay needs the workflow id (child ids derive from it), which a bare history does not hold: the wrapper has it.
-  const exported = await exportHistory(client, store, { workflowId: id, codeVersion: codeVersion() });
+  const exported = await exportHistory(client, store, { workflowId: id, runId, codeVersion: codeVersion() });
   const file = path.join(outDir, `${kind}-${tag}.json`);
   writeFileSync(file, serializeHistoryFile(exported.file));
   console.log(`wrote ${file} (${exported.events} events, workflow ${id}, also ${exported.uri})`);

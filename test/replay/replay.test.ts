@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readHistoryFile, replayHistories, type ReplayItem } from '../../audit/history.js';
@@ -56,6 +58,29 @@ describe('committed workflow histories', () => {
     // and a scoring child of a pipeline that scored after promotion
     for (const score of byType('scoreUsers')) expect(pipelines).toContain(score.workflowId.replace(/\/score$/, ''));
     for (const i of items) expect(i.history.events!.length, i.file).toBeGreaterThan(10);
+  });
+
+  it('include a run that failed at evaluate and its resume, which took the completed steps as input, and runs that upsert search attributes', () => {
+    const E = temporal.api.enums.v1.EventType;
+    const input = (i: ReplayItem) =>
+      defaultPayloadConverter.fromPayload(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0] as never) as {
+        resume?: { fromRunId: string; steps: Record<string, unknown> };
+      };
+    const resumed = byType('trainPipeline').filter((i) => input(i).resume);
+    expect(resumed.length).toBeGreaterThanOrEqual(1);
+    for (const r of resumed) {
+      const { fromRunId, steps } = input(r).resume!;
+      expect(Object.keys(steps)).toEqual(['ingest', 'clean', 'split', 'search', 'final']);
+      // the run it resumed is committed too, failed, under the same workflow id
+      const failed = items.find((i) => i.runId === fromRunId)!;
+      expect(failed.workflowId).toBe(r.workflowId);
+      expect(failed.history.events!.at(-1)!.eventType).toBe(E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED);
+      // and the resumed run executed none of the steps it reused
+      const types = r.history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      expect(types).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
+    }
+    const upserting = byType('trainPipeline').filter((i) => i.history.events!.some((e) => e.eventType === E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
+    expect(upserting.length).toBeGreaterThanOrEqual(3);
   });
 
   it('every one replays against the current workflow code', async () => {
