@@ -36,6 +36,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: 'score', summary: 'score every active user with a registered model and write ml.scores', load: () => import('./commands/score.js').then((m) => m.registerScoreCommands) },
   { name: 'history', summary: 'workflow histories: export them for auditors and for replay tests', load: audit },
   { name: 'replay', summary: 'replay workflow histories against the current workflow code', load: audit },
+  { name: 'setup', summary: 'optional native pieces: `setup tensorflow [--gpu]` builds the native TensorFlow training backend into .tools/', load: () => import('./commands/setup.js').then((m) => m.registerSetupCommands) },
 ];
 
 /** The entry for a top-level command name, if any. */

@@ -1,7 +1,9 @@
 /** TensorFlow.js backend selection: GPU (tfjs-node-gpu) > native CPU (tfjs-node) > wasm > plain JS cpu. */
 import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { MlError, ML_ERROR } from './errors.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -21,7 +23,7 @@ const CANDIDATE_INFO: Record<BackendCandidate, Omit<BackendInfo, 'detail'>> = {
   cpu: { name: 'cpu', device: 'cpu' },
 };
 
-/** Candidates to try, in order, for a preference. */
+/** Candidates to try, in order, for a preference: `auto` prefers the native TensorFlow backend when it loads. */
 export function backendPlan(preferred: BackendPreference): BackendCandidate[] {
   switch (preferred) {
     case 'auto':
@@ -40,8 +42,8 @@ export function backendPlan(preferred: BackendPreference): BackendCandidate[] {
   }
 }
 
-/** true when loaded, else why not. */
-export type LoadOutcome = true | string;
+/** true (or a description of what was loaded) when loaded, else why not. */
+export type LoadOutcome = true | { detail: string } | string;
 
 /**
  * The selection logic, separate from the actual loading so it can be tested without GPUs: try the plan in order,
@@ -54,9 +56,9 @@ export async function selectBackend(
   const failures: string[] = [];
   for (const c of backendPlan(preferred)) {
     const outcome = await tryLoad(c);
-    if (outcome === true) {
+    if (typeof outcome !== 'string') {
       const skipped = failures.length > 0 ? ` (skipped: ${failures.join('; ')})` : '';
-      return { ...CANDIDATE_INFO[c], detail: `${c}${skipped}` };
+      return { ...CANDIDATE_INFO[c], detail: `${outcome === true ? c : outcome.detail}${skipped}` };
     }
     failures.push(`${c}: ${outcome}`);
   }
@@ -64,7 +66,7 @@ export async function selectBackend(
     ML_ERROR.InvalidConfig,
     `training backend '${preferred}' cannot be loaded: ${failures.join('; ')}. ` +
       (preferred === 'tensorflow'
-        ? 'Install @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (same version as @tensorflow/tfjs), or choose wasm.'
+        ? 'Run `propensity setup tensorflow` (or `--gpu`), or install @tensorflow/tfjs-node(-gpu) of the same version as @tensorflow/tfjs, or choose wasm.'
         : "Choose another backend or 'auto'."),
     { backend: preferred, failures },
   );
@@ -86,15 +88,65 @@ async function activate(name: BackendName): Promise<LoadOutcome> {
   }
 }
 
-async function load(c: BackendCandidate): Promise<LoadOutcome> {
+/**
+ * Where `propensity setup tensorflow [--gpu]` installs @tensorflow/tfjs-node(-gpu), built against PyPI's libtensorflow:
+ * `<repo>/.tools/tensorflow/<cpu|gpu>/node`, outside the project's node_modules so that no `npm install` or `npm ci`
+ * prunes it (PROPENSITY_TENSORFLOW_DIR replaces `<repo>/.tools/tensorflow`).
+ */
+export function nativeBackendPrefix(variant: 'cpu' | 'gpu', env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.PROPENSITY_TENSORFLOW_DIR ? path.resolve(env.PROPENSITY_TENSORFLOW_DIR) : path.join(repoRoot(), '.tools', 'tensorflow'), variant, 'node');
+}
+
+function repoRoot(): string {
+  // ml/backend.ts under tsx, dist/ml/backend.js compiled: the first folder above with a package.json is the project's
+  const from = path.dirname(fileURLToPath(import.meta.url));
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return from;
+  }
+}
+
+/**
+ * Loads a native package: the copy `propensity setup tensorflow` built (preferred: it was built and verified against
+ * a current libtensorflow), else one installed into the project's own node_modules (the stock `npm install
+ * @tensorflow/tfjs-node`, where its prebuilt libtensorflow can be downloaded). Returns where it came from.
+ */
+async function importNative(c: 'tfjs-node' | 'tfjs-node-gpu'): Promise<string> {
+  const spec = `@tensorflow/${c}`;
+  const prefix = nativeBackendPrefix(c === 'tfjs-node-gpu' ? 'gpu' : 'cpu');
+  if (existsSync(path.join(prefix, 'node_modules', spec, 'package.json'))) {
+    // the prefix links @tensorflow/tfjs* to the project's copies, so the backend registers with this tfjs-core
+    createRequire(path.join(prefix, 'package.json'))(spec);
+    const rel = path.relative(repoRoot(), prefix);
+    return rel.startsWith('..') ? prefix : rel;
+  }
+  try {
+    require.resolve(spec);
+  } catch {
+    throw new Error(`not installed (run \`propensity setup tensorflow${c === 'tfjs-node-gpu' ? ' --gpu' : ''}\`)`);
+  }
+  // A non-literal specifier keeps tsc and bundlers from requiring these optional packages.
+  await import(spec);
+  return 'node_modules';
+}
+
+/** libtensorflow's version as the active native backend reports it. */
+function libtensorflowVersion(): string | undefined {
+  const binding = (tf.backend() as unknown as { binding?: { TF_Version?: string } }).binding;
+  return binding?.TF_Version;
+}
+
+/** Loads and activates one candidate (what selectBackend tries); `propensity setup tensorflow` verifies with it. */
+export async function tryBackend(c: BackendCandidate): Promise<LoadOutcome> {
   try {
     switch (c) {
       case 'tfjs-node-gpu':
       case 'tfjs-node': {
-        // A non-literal specifier keeps tsc and bundlers from requiring these optional packages.
-        const spec: string = `@tensorflow/${c}`;
-        await import(spec);
-        return activate('tensorflow');
+        // TensorFlow's C++ INFO lines (CPU features, oneDNN) on every start are noise; warnings and errors still show
+        process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
+        const from = await importNative(c);
+        const ok = await activate('tensorflow');
+        return ok === true ? { detail: `${c} from ${from}, libtensorflow ${libtensorflowVersion() ?? 'unknown'}` } : ok;
       }
       case 'wasm': {
         const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -117,7 +169,7 @@ let current: { preferred: BackendPreference; info: Promise<BackendInfo> } | unde
 /** Select and activate a backend once per process; repeated calls with the same preference return the same result. */
 export function initBackend(preferred: BackendPreference = 'auto'): Promise<BackendInfo> {
   if (current?.preferred === preferred) return current.info;
-  const info = selectBackend(preferred, load);
+  const info = selectBackend(preferred, tryBackend);
   current = { preferred, info };
   info.catch(() => {
     if (current?.info === info) current = undefined; // let a later call retry after a failure

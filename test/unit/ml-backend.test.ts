@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MlError } from '../../ml/errors.js';
-import { backendPlan, initBackend, selectBackend, type BackendCandidate, type LoadOutcome } from '../../ml/backend.js';
+import { backendPlan, initBackend, nativeBackendPrefix, selectBackend, type BackendCandidate, type LoadOutcome } from '../../ml/backend.js';
 
 /** A fake loader: which candidates are importable on an imagined machine, and which were tried. */
 function machine(available: Partial<Record<BackendCandidate, boolean>>) {
@@ -42,6 +45,23 @@ describe('selectBackend (pure choice logic)', () => {
     expect(backendPlan('wasm')).toEqual(['wasm']);
     expect(() => backendPlan('webgl' as 'cpu')).toThrow(/unknown training backend 'webgl'/);
   });
+
+  it('the chosen backend says what was loaded: where the native package came from and its libtensorflow', async () => {
+    // what tryBackend returns for the build of `propensity setup tensorflow`
+    const load = async (c: BackendCandidate): Promise<LoadOutcome> =>
+      c === 'tfjs-node' ? { detail: 'tfjs-node from .tools/tensorflow/cpu/node, libtensorflow 2.21.0' } : `not installed (run \`propensity setup tensorflow --gpu\`)`;
+    const info = await selectBackend('auto', load);
+    expect(info).toEqual({
+      name: 'tensorflow',
+      device: 'cpu',
+      detail: 'tfjs-node from .tools/tensorflow/cpu/node, libtensorflow 2.21.0 (skipped: tfjs-node-gpu: not installed (run `propensity setup tensorflow --gpu`))',
+    });
+  });
+
+  it('the native packages are looked for under .tools/tensorflow/<cpu|gpu>/node, or PROPENSITY_TENSORFLOW_DIR', () => {
+    expect(nativeBackendPrefix('cpu', {})).toBe(path.join(process.cwd(), '.tools', 'tensorflow', 'cpu', 'node'));
+    expect(nativeBackendPrefix('gpu', { PROPENSITY_TENSORFLOW_DIR: '/opt/tf' })).toBe(path.join('/opt/tf', 'gpu', 'node'));
+  });
 });
 
 describe('initBackend (real)', () => {
@@ -57,8 +77,17 @@ describe('initBackend (real)', () => {
   it('switches to cpu when asked, and a missing native backend is a clear InvalidConfig', async () => {
     expect(await initBackend('cpu')).toMatchObject({ name: 'cpu' });
     expect(tf.getBackend()).toBe('cpu');
-    // tfjs-node is not installed in this repository
-    await expect(initBackend('tensorflow')).rejects.toThrow(/backend 'tensorflow' cannot be loaded: tfjs-node-gpu: .*tfjs-node: /);
+    // a machine where `propensity setup tensorflow` never ran (an empty PROPENSITY_TENSORFLOW_DIR) and npm installed no tfjs-node
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'propensity-no-tf-'));
+    const saved = process.env.PROPENSITY_TENSORFLOW_DIR;
+    process.env.PROPENSITY_TENSORFLOW_DIR = empty;
+    try {
+      await expect(initBackend('tensorflow')).rejects.toThrow(/backend 'tensorflow' cannot be loaded: tfjs-node-gpu: not installed .*tfjs-node: not installed \(run `propensity setup tensorflow`\)/);
+    } finally {
+      if (saved === undefined) delete process.env.PROPENSITY_TENSORFLOW_DIR;
+      else process.env.PROPENSITY_TENSORFLOW_DIR = saved;
+      rmSync(empty, { recursive: true, force: true });
+    }
     expect(await initBackend('wasm')).toMatchObject({ name: 'wasm' });
     expect(tf.getBackend()).toBe('wasm');
   });
