@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { findRepoRoot, type Env } from '../infra/index.js';
+import { buildState, nodeArgsFor } from '../infra/build.js';
+import { findRepoRoot, type Env } from '../infra/env.js';
 
 export interface WorkerProcess {
   kind: 'cpu' | 'train';
@@ -10,9 +11,14 @@ export interface WorkerProcess {
   logFile: string;
 }
 
-/** Starts worker processes (node + tsx), each logging to <dataDir>/logs/worker-<kind>-<n>.log. */
+/**
+ * Starts worker processes, unsupervised, each logging to <dataDir>/logs/worker-<kind>-<n>.log: compiled from dist/
+ * when the build is fresh, else the sources through tsx (bin/build-state.mjs). For tests and benchmarks that own
+ * their workers; the dev stack's supervised workers are infra/workers.ts.
+ */
 export function spawnWorkers(env: Env, counts: { cpu: number; train: number }, extraEnv: Record<string, string> = {}): WorkerProcess[] {
   const root = findRepoRoot();
+  const build = buildState();
   const logs = path.join(env.PROPENSITY_DATA_DIR, 'logs');
   mkdirSync(logs, { recursive: true });
   const out: WorkerProcess[] = [];
@@ -20,11 +26,12 @@ export function spawnWorkers(env: Env, counts: { cpu: number; train: number }, e
     for (let i = 1; i <= counts[kind]; i++) {
       const logFile = path.join(logs, `worker-${kind}-${i}.log`);
       const fd = openSync(logFile, 'a');
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'workers', `${kind}.ts`)], {
+      const child = spawn(process.execPath, nodeArgsFor(`workers/${kind}.ts`, build), {
         cwd: root,
         stdio: ['ignore', fd, fd],
         env: { ...process.env, ...extraEnv },
       });
+      closeSync(fd); // the child has its own copy
       out.push({ kind, child, logFile });
     }
   }
