@@ -38,6 +38,8 @@ const schema = z.object({
   PROPENSITY_TEMPORAL_UI_PORT: port(8233),
   PROPENSITY_PG_PORT: port(54329),
   PROPENSITY_S3_PORT: port(4569),
+  /** train worker processes `dev up` (and the demo) supervise; `dev up --train-workers` wins */
+  PROPENSITY_DEV_TRAIN_WORKERS: z.coerce.number().int().min(0).max(64).default(2),
 });
 
 const SECRET = new Set(['DATABASE_URL', 'DATABASE_URL_SOURCE', 'TEMPORAL_API_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']);

@@ -1,8 +1,7 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -12,7 +11,9 @@ import { type Connections, DEV_SOURCE_PASSWORD, devSourceUrl, readStackFile, res
 import { type Env, findRepoRoot, loadEnv } from './env.js';
 import { ConfigError } from './errors.js';
 import { createS3Client, ensureBucket } from './s3-client.js';
+import { isAlive, isOurProcess, portAnswers, readPidFile, seconds, sleep, spawnDetached, statusLine, stopProcess, tail } from './processes.js';
 import { ensureSearchAttributes } from './search-attributes.js';
+import { downWorkers, type StackWorkersOptions, upWorkers, type WorkersStatus, workersStatus } from './workers.js';
 import { devServerSearchAttributeFlags } from '../workflows/search-attributes.js';
 
 export type ServiceName = 'temporal' | 'postgres' | 's3';
@@ -25,7 +26,7 @@ export interface ServiceStatus {
   /** Connection URL: the Web UI for Temporal, the database URL for Postgres, the endpoint for S3. */
   url?: string;
 }
-export type StackInfo = Connections & { services: ServiceStatus[] };
+export type StackInfo = Connections & { services: ServiceStatus[]; workers?: WorkersStatus };
 export interface StackOptions {
   log?: (line: string) => void;
   /** Defaults to `loadEnv()`. */
@@ -38,7 +39,6 @@ const PG_PASSWORD = 'postgres';
 const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 15_000;
 const exec = promisify(execFile);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Service {
   name: ServiceName;
@@ -155,8 +155,11 @@ function services(env: Env): Service[] {
   ];
 }
 
-/** Starts (or reuses) Temporal, Postgres and S3 as detached processes and records them in `<dataDir>/stack.json`. */
-export async function stackUp({ log = console.log, env = loadEnv() }: StackOptions = {}): Promise<StackInfo> {
+/**
+ * Starts (or reuses) Temporal, Postgres and S3 as detached processes and records them in `<dataDir>/stack.json`;
+ * with `workers`, also the supervised cpu and train workers (infra/workers.ts), once the services are ready.
+ */
+export async function stackUp({ log = console.log, env = loadEnv(), workers }: StackOptions & { workers?: StackWorkersOptions } = {}): Promise<StackInfo> {
   await fs.mkdir(path.join(env.PROPENSITY_DATA_DIR, 'pids'), { recursive: true });
   await fs.mkdir(path.join(env.PROPENSITY_DATA_DIR, 'logs'), { recursive: true });
   return withLock(env, async () => {
@@ -177,13 +180,17 @@ export async function stackUp({ log = console.log, env = loadEnv() }: StackOptio
     await writeStackFile(env, stack);
     if (failures.length === 1) throw failures[0];
     if (failures.length > 1) throw new AggregateError(failures, failures.map((f) => f.message).join('\n'));
-    return { ...resolveConnections(env), services: results.map((r) => (r as PromiseFulfilledResult<ServiceStatus>).value) };
+    const connections = resolveConnections(env);
+    const statuses = results.map((r) => (r as PromiseFulfilledResult<ServiceStatus>).value);
+    // a worker that does not start leaves the services running: they are fine, and the next `up` reuses them
+    return { ...connections, services: statuses, ...(workers && { workers: await upWorkers(env, connections, workers, log) }) };
   });
 }
 
-/** Stops what `stackUp` started (by pid file), SIGTERM first and SIGKILL after a grace period. */
+/** Stops what `stackUp` started (by pid file): the workers first, then the services; SIGTERM, SIGKILL after a grace. */
 export async function stackDown({ log = console.log, env = loadEnv() }: StackOptions = {}): Promise<ServiceStatus[]> {
   return withLock(env, async () => {
+    await downWorkers(env, log);
     const statuses = await Promise.all(services(env).map((s) => stopService(env, s, log)));
     await fs.rm(stackFilePath(env), { force: true });
     return statuses;
@@ -199,11 +206,11 @@ async function stopService(env: Env, s: Service, log: (line: string) => void, wh
   }
   if (!isOurProcess(pid, s.marker)) {
     await removePid(env, s);
-    log(line(s.name, 'stopped', `stale pid file removed (pid ${pid} no longer runs ${s.name})`));
+    log(line(s.name, 'stopped', `stale pid file ${pidFile(env, s)} removed (pid ${pid} ${isAlive(pid) ? 'now runs another program' : 'is not running'}, not ${s.name})`));
     return { name: s.name, state: 'stopped' };
   }
   const started = Date.now();
-  const how = await stopProcess(pid, s.stopSignal, s.marker);
+  const how = await stopProcess(pid, s.stopSignal, s.marker, STOP_GRACE_MS);
   await removePid(env, s);
   log(line(s.name, 'stopped', `pid ${pid}, ${how} in ${seconds(started)}${why && `, ${why}`}`));
   return { name: s.name, state: 'stopped', pid };
@@ -233,6 +240,17 @@ export async function stackStatus({ log = console.log, env = loadEnv() }: StackO
   );
 }
 
+/** The supervised workers: alive, pid, restarts, queue, polling (asked of Temporal when it can be reached). */
+export async function stackWorkersStatus({ log = console.log, env = loadEnv() }: StackOptions = {}): Promise<WorkersStatus> {
+  let connections: Connections | null = null;
+  try {
+    connections = resolveConnections(env);
+  } catch {
+    // no Temporal known: polling is reported unknown
+  }
+  return workersStatus(env, connections, log);
+}
+
 async function upService(env: Env, s: Service, log: (line: string) => void, onStarted: () => void): Promise<ServiceStatus> {
   const value = env[s.externalVar];
   if (value) {
@@ -251,7 +269,7 @@ async function upService(env: Env, s: Service, log: (line: string) => void, onSt
   }
   if (existing !== undefined) {
     await removePid(env, s);
-    log(line(s.name, 'stale', `pid file removed (pid ${existing} no longer runs ${s.name}); starting again`));
+    log(line(s.name, 'stale', `pid file ${pidFile(env, s)} removed (pid ${existing} ${isAlive(existing) ? 'now runs another program' : 'is not running'}, not ${s.name}); starting again`));
   }
   await checkPortsFree(env, [s]);
   const started = Date.now();
@@ -363,70 +381,6 @@ async function postgresUser(): Promise<{ uid: number; gid: number }> {
   }
 }
 
-/** Spawns a process in its own session, writing to `logPath`, that outlives this one. */
-function spawnDetached(command: string, args: string[], logPath: string, options: { uid?: number; gid?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
-  const fd = openSync(logPath, 'a');
-  return new Promise<number>((resolve, reject) => {
-    const child = spawn(command, args, { ...options, detached: true, stdio: ['ignore', fd, fd] });
-    child.once('error', reject);
-    child.once('spawn', () => {
-      child.unref();
-      resolve(child.pid!);
-    });
-  }).finally(() => closeSync(fd));
-}
-
-/** Signals the process, waits, then kills its whole process group. */
-async function stopProcess(pid: number, signal: NodeJS.Signals, marker: string): Promise<string> {
-  const gone = async (ms: number) => {
-    for (const deadline = Date.now() + ms; Date.now() < deadline; await sleep(100)) if (!isOurProcess(pid, marker)) return true;
-    return !isOurProcess(pid, marker);
-  };
-  tryKill(pid, signal);
-  if (signal !== 'SIGKILL' && (await gone(STOP_GRACE_MS))) return `${signal}`;
-  tryKill(-pid, 'SIGKILL');
-  tryKill(pid, 'SIGKILL');
-  await gone(5_000);
-  return 'SIGKILL';
-}
-
-function tryKill(pid: number, signal: NodeJS.Signals) {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-/** Alive, not a zombie, and (where /proc exists) really the process we started. */
-function isOurProcess(pid: number, marker: string): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  if (!existsSync('/proc/self')) return true;
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
-    return state !== 'Z' && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
-  } catch {
-    return false;
-  }
-}
-
-function portAnswers(port: number, host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host });
-    const done = (answer: boolean) => {
-      socket.destroy();
-      resolve(answer);
-    };
-    socket.setTimeout(1_000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
 /** Serialises concurrent `up`/`down` calls (e.g. a test run and the demo) with an exclusive lock file. */
 async function withLock<T>(env: Env, fn: () => Promise<T>): Promise<T> {
   const file = path.join(env.PROPENSITY_DATA_DIR, 'stack.lock');
@@ -469,14 +423,7 @@ const pidFile = (env: Env, s: Service) => path.join(env.PROPENSITY_DATA_DIR, 'pi
 const logFile = (env: Env, name: ServiceName) => path.join(env.PROPENSITY_DATA_DIR, 'logs', `${name}.log`);
 const removePid = (env: Env, s: Service) => fs.rm(pidFile(env, s), { force: true });
 
-function readPid(env: Env, s: Service): number | undefined {
-  try {
-    const pid = Number(readFileSync(pidFile(env, s), 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
+const readPid = (env: Env, s: Service) => readPidFile(pidFile(env, s));
 
 function isExecutable(file: string): boolean {
   try {
@@ -487,13 +434,7 @@ function isExecutable(file: string): boolean {
   }
 }
 
-async function tail(file: string, lines = 20): Promise<string> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-
-const line = (name: string, state: string, detail: string) => `${name.padEnd(9)} ${state.padEnd(8)} ${detail}`;
-const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
+const line = statusLine;
 /** Hides a password in a URL before it is logged. */
 const redact = (value: string) => value.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
 
