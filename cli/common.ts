@@ -20,6 +20,8 @@ export const ExitCode = {
   notFound: 4,
   /** the request conflicts with the current state (schedule id taken, run not awaiting approval, …) */
   conflict: 5,
+  /** no worker polls a task queue the command needs (NoWorkers): nothing was started */
+  noWorkers: 6,
 } as const;
 
 /** An error the CLI prints as one line (`propensity: <type>: <message>`) and exits with its code. */

@@ -20,6 +20,7 @@ import { TASK_QUEUES } from '../../workflows/constants.js';
 import type { Services } from '../../workers/deps.js';
 import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
 import { loadConfigFile } from '../config-file.js';
+import { table } from '../table.js';
 
 const EXIT: Record<string, number> = {
   [ScheduleErrorType.InvalidSchedule]: ExitCode.usage,
@@ -76,15 +77,59 @@ function describeLines(v: ScheduleView): string[] {
   ];
   for (const r of v.info.runningActions) lines.push(`  running    ${r.workflowId} (run ${r.runId})`);
   if (v.info.recentActions.length) {
-    lines.push('  recent     scheduled for             workflow status  pipeline run');
-    for (const a of [...v.info.recentActions].reverse()) {
-      const run = a.run
-        ? `${a.run.status}${a.run.modelVersion ? ` v${a.run.modelVersion}` : ''}, cutoff ${a.run.cutoff ?? '-'}${a.run.errorType ? `, ${a.run.errorType}` : ''}`
-        : '-';
-      lines.push(`             ${a.scheduledAt.padEnd(25)} ${a.status.padEnd(15)} ${run}  ${a.workflowId}`);
-    }
+    lines.push(
+      '  recent runs (newest first):',
+      ...table(
+        ['scheduled for', 'workflow status', 'pipeline run', 'workflow id'],
+        [...v.info.recentActions].reverse().map((a) => [
+          a.scheduledAt,
+          a.status,
+          a.run ? `${a.run.status}${a.run.modelVersion ? ` v${a.run.modelVersion}` : ''}, cutoff ${a.run.cutoff ?? '-'}${a.run.errorType ? `, ${a.run.errorType}` : ''}` : '-',
+          a.workflowId,
+        ]),
+        { indent: '    ' },
+      ),
+    );
   }
   return lines;
+}
+
+/** How long `schedule trigger` waits for the schedule to start (or skip) the run it asked for. */
+const TRIGGER_WAIT_MS = 15_000;
+
+interface ActionCounts {
+  taken: number;
+  skipped: number;
+  seen: Set<string>;
+  running: string[];
+}
+
+async function actionCounts(client: Client, id: string): Promise<ActionCounts> {
+  const d = await client.schedule.getHandle(id).describe();
+  return {
+    taken: d.info.numActionsTaken,
+    skipped: d.info.numActionsSkippedOverlap,
+    seen: new Set(d.info.recentActions.map((a) => a.action.workflow.workflowId)),
+    running: d.info.runningActions.map((a) => a.workflow.workflowId),
+  };
+}
+
+/**
+ * The run a trigger started: the schedule starts it asynchronously, so this watches its actions until one more has
+ * been taken (its workflow id is the new recent action) or skipped under the overlap policy, for up to 15 s.
+ */
+async function startedAction(client: Client, id: string, before: ActionCounts): Promise<{ workflowId: string | null; runId: string | null; skipped: boolean }> {
+  const deadline = Date.now() + TRIGGER_WAIT_MS;
+  for (;;) {
+    const d = await client.schedule.getHandle(id).describe();
+    if (d.info.numActionsTaken > before.taken) {
+      const action = [...d.info.recentActions].reverse().find((a) => !before.seen.has(a.action.workflow.workflowId)) ?? d.info.recentActions.at(-1);
+      if (action) return { workflowId: action.action.workflow.workflowId, runId: action.action.workflow.firstExecutionRunId, skipped: false };
+    }
+    if (d.info.numActionsSkippedOverlap > before.skipped) return { workflowId: null, runId: null, skipped: true };
+    if (Date.now() > deadline) return { workflowId: null, runId: null, skipped: false };
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 export function registerScheduleCommands(program: Command): void {
@@ -141,9 +186,17 @@ export function registerScheduleCommands(program: Command): void {
         const items = await listSchedules(client);
         output(o.json, items, () =>
           items.length
-            ? items.map(
-                (i) =>
-                  `${i.scheduleId.padEnd(24)} ${(i.modelName ?? '-').padEnd(16)} ${i.paused ? 'PAUSED' : 'active'}  ${i.cron.map((c) => `"${c}"`).join(', ')} ${i.timezone ?? ''}  next ${i.nextActionTime ?? '-'}  last ${i.lastAction?.workflowId ?? '-'}`,
+            ? table(
+                ['schedule', 'model', 'state', 'cron', 'time zone', 'next run', 'last run'],
+                items.map((i) => [
+                  i.scheduleId,
+                  i.modelName,
+                  i.paused ? 'PAUSED' : 'active',
+                  i.cron.map((c) => `"${c}"`).join(', ') || '-',
+                  i.timezone,
+                  i.nextActionTime,
+                  i.lastAction?.workflowId,
+                ]),
               )
             : 'no schedules (npx propensity schedule create …)',
         );
@@ -186,9 +239,17 @@ export function registerScheduleCommands(program: Command): void {
     .option('--json', 'print the result as one JSON line')
     .action((id: string, o) =>
       withSchedules(async (_s, client) => {
+        // an unknown schedule is left to triggerSchedule, which says so with its own type and exit code
+        const before = await actionCounts(client, id).catch(() => null);
         const r = await triggerSchedule(client, id, o.overlap ? parseOverlap(o.overlap) : undefined);
-        output(o.json, { scheduleId: id, ...r }, () =>
-          `triggered ${id} (overlap ${r.overlap}${r.overlap === 'SKIP' ? ': nothing starts while a run is going' : ''}); \`propensity schedule describe ${id}\` shows the run`,
+        const started = before ? await startedAction(client, id, before) : { workflowId: null, runId: null, skipped: false };
+        output(o.json, { scheduleId: id, ...r, ...started }, () =>
+          started.workflowId
+            ? [`triggered ${id}: started ${started.workflowId} (run ${started.runId})`, `  \`propensity run watch ${started.workflowId}\` follows it`]
+            : started.skipped
+              ? `triggered ${id}, but nothing started: a run of it is going and its overlap policy is ${r.overlap}` +
+                (before?.running.length ? ` (running: ${before.running.join(', ')})` : '') + '; pass --overlap allow_all to start one anyway'
+              : `triggered ${id} (overlap ${r.overlap}); no run had started after ${TRIGGER_WAIT_MS / 1000} s: \`propensity schedule describe ${id}\` shows it when it does`,
         );
       }),
     );

@@ -99,6 +99,8 @@ export async function startScoring(s: Services, client: Client, o: StartScoringO
   const scoreRunId: string = o.id ?? `score-${ref.modelName}-${(asOf ?? new Date().toISOString()).slice(0, 10)}`;
   // The queue the cpu workers poll (PROPENSITY_CPU_QUEUE, as for `propensity worker`).
   const cpu = process.env.PROPENSITY_CPU_QUEUE || TASK_QUEUES.cpu;
+  const { requireWorkers, scoringNeeds } = await import('../preflight.js');
+  await requireWorkers(client, scoringNeeds(cpu));
   let handle: WorkflowHandleWithFirstExecutionRunId<typeof scoreUsers>;
   try {
     handle = await client.workflow.start(scoreUsers, {
