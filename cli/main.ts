@@ -6,6 +6,9 @@ import { typedCause } from './failure.js';
 const program = new Command('propensity')
   .description('Retrain, gate and publish purchase-propensity models (Temporal + Postgres + S3 + TensorFlow.js)')
   .showHelpAfterError()
+  // a command's options are its own, never its parent's: `run show <id> --json` reaches `show` even though `run`
+  // has a --json of its own (inherited by every command created from here)
+  .enablePositionalOptions()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 // Only the invoked command's module is loaded (cli/catalog.ts); without a known command name (--help, a typo)

@@ -9,6 +9,7 @@ import { listModels, promote, rollback, showModel, type AliasMove, type AliasMov
 import { parseModelRef, RegistryError, RegistryErrorType } from '../../registry/refs.js';
 import type { ApprovalState } from '../../workflows/pipeline.js';
 import { CliError, ExitCode, idParser, output, withDb, withServices, withTemporal } from '../common.js';
+import { table } from '../table.js';
 
 // The Temporal SDK, the workflow definitions, S3 and the scoring command load only in the commands that use them,
 // so `models list` and `models show` start fast (README, "A fast CLI").
@@ -33,9 +34,19 @@ function parseVersion(text: string): number {
   return version;
 }
 
-const fmtMove = (h: AliasMove) =>
-  `${h.changedAt}  ${h.alias.padEnd(10)} ${h.fromVersion === null ? '(new)' : `v${h.fromVersion}`} → v${h.toVersion}  ` +
-  `${h.action === 'rollback' ? 'rollback ' : ''}by ${h.changedBy}${h.reason ? `: ${h.reason}` : ''}`;
+/** The alias history, newest first, one move a row. */
+const movesTable = (moves: AliasMove[]) =>
+  table(
+    ['changed at', 'alias', 'move', 'by', { header: 'reason', maxWidth: 60 }],
+    moves.map((h) => [
+      h.changedAt,
+      h.alias,
+      `${h.fromVersion === null ? '(new)' : `v${h.fromVersion}`} → v${h.toVersion}${h.action === 'rollback' ? ' (rollback)' : ''}`,
+      h.changedBy,
+      h.reason ?? '',
+    ]),
+    { indent: '    ' },
+  );
 
 const fmtResult = (r: AliasMoveResult) =>
   r.changed
@@ -74,7 +85,7 @@ function showLines(d: ModelDetails): string[] {
     `  versions     ${d.versions.map((v) => `v${v.version} ${v.status}`).join(', ')}`,
     `  aliases      ${Object.entries(d.modelAliases).map(([a, v]) => `${a} → v${v}`).join(', ') || '-'}`,
     `  alias history (newest first):`,
-    ...(d.aliasHistory.length ? d.aliasHistory.map((h) => `    ${fmtMove(h)}`) : ['    -']),
+    ...(d.aliasHistory.length ? movesTable(d.aliasHistory) : ['    -']),
   );
   return lines;
 }
@@ -137,11 +148,17 @@ export function registerModelsCommands(program: Command): void {
         const list = await listModels(db.db);
         output(o.json, list, () =>
           list.length
-            ? list.map(
-                (m) =>
-                  `${m.modelName.padEnd(20)} ${String(m.versions).padStart(3)} versions (latest v${m.latestVersion}, ${m.latestCreatedAt})` +
-                  `${m.pendingApproval ? `, ${m.pendingApproval} pending approval` : ''}${m.rejected ? `, ${m.rejected} rejected` : ''}  ` +
-                  (Object.entries(m.aliases).map(([a, v]) => `${a} → v${v}`).join(', ') || 'no aliases'),
+            ? table(
+                ['model', { header: 'versions', align: 'right' }, 'latest', 'latest created', { header: 'pending approval', align: 'right' }, { header: 'rejected', align: 'right' }, 'aliases'],
+                list.map((m) => [
+                  m.modelName,
+                  m.versions,
+                  `v${m.latestVersion}`,
+                  m.latestCreatedAt,
+                  m.pendingApproval,
+                  m.rejected,
+                  Object.entries(m.aliases).map(([a, v]) => `${a} → v${v}`).join(', ') || 'no aliases',
+                ]),
               )
             : 'no model is registered yet',
         );

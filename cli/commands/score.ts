@@ -5,6 +5,7 @@ import { parseModelRef, resolveModelRef } from '../../registry/refs.js';
 import { TASK_QUEUES } from '../../workflows/constants.js';
 import { scoreUsers, type ScoreProgress, type ScoreUsersOutput } from '../../workflows/score.js';
 import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
+import { table } from '../table.js';
 
 const int = (name: string, min: number, max: number) => (v: string) => {
   const n = Number(v);
@@ -57,10 +58,9 @@ export function registerScoreCommands(program: Command): void {
           `scored ${out.rows} ${out.mode === 'events' ? 'active users' : 'rows'} with ${out.modelName} v${out.modelVersion}` +
             (out.asOf ? ` as of ${out.asOf} (active in the last ${out.activeDays} days)` : ' (table mode)') +
             ` in ${out.chunks} chunks: ml.scores where score_run_id = '${out.scoreRunId}'`,
-          'decile   rows   min p    max p    mean p',
-          ...out.deciles.map(
-            (d) =>
-              `${String(d.decile).padStart(6)} ${String(d.rows).padStart(6)}   ${d.minProbability.toFixed(4)}   ${d.maxProbability.toFixed(4)}   ${d.meanProbability.toFixed(4)}`,
+          ...table(
+            ['decile', 'rows', 'min p', 'max p', 'mean p'].map((header) => ({ header, align: 'right' as const })),
+            out.deciles.map((d) => [d.decile, d.rows, d.minProbability.toFixed(4), d.maxProbability.toFixed(4), d.meanProbability.toFixed(4)]),
           ),
         ]);
       }),
