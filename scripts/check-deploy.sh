@@ -4,9 +4,9 @@
 # (and KEDA's CRD schemas), and lints the Dockerfile. test/deploy/chart.test.ts runs it in `npm test`.
 #
 # Tools are project-local under .tools/ and installed when missing (a clean clone has none):
-#   helm                 built from the Go module proxy (go install); about 6.5 min on 2 busy cores when Go's module and
-#                        build caches are cold, well under a minute when they are warm (they live outside the clone)
-#   hadolint, kubernetes-validate   from PyPI into the venv .tools/deploy-venv (about 1.5 min)
+#   helm                 built from the Go module proxy (go install): 395 s and 519 s measured on 2 busy cores with Go's
+#                        module and build caches cold; about 20 s when they are warm (they live outside the clone)
+#   hadolint, kubernetes-validate   from PyPI into the venv .tools/deploy-venv (20-80 s)
 #
 # usage: scripts/check-deploy.sh [OUT_DIR]   (rendered manifests are written there; default: a temporary folder)
 # Last line: "deploy check: N renders, N manifests valid, Dockerfile lint clean" or the first failure; exit 1 on any.
