@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -174,5 +174,33 @@ describe('run watch', () => {
     const r = await cli(['run', 'watch', `train-nosuch-${randomUUID()}`]);
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/propensity: UnknownRun: no pipeline run has run id or workflow id "train-nosuch-/);
+  });
+});
+
+describe('schedule trigger', () => {
+  it('prints the workflow id of the run it started', async () => {
+    const scheduleId = `cliout-${randomUUID().slice(0, 8)}`;
+    const config = path.join(tmp, 'scheduled.json');
+    writeFileSync(config, JSON.stringify({ modelName: MODEL, source: { kind: 'events', horizonDays: 14 } }));
+    const created = await cli(['schedule', 'create', scheduleId, '--config', config, '--cron', '0 3 1 1 *', '--cpu-queue', queues.cpu, '--train-queue', queues.train]);
+    expect(created.code).toBe(0);
+    try {
+      const r = await withWorkers(async () => {
+        const r = await cli(['schedule', 'trigger', scheduleId, '--json']);
+        // the run itself is not what this test is about
+        const id = (json(r.stdout) as { workflowId?: string }).workflowId;
+        if (id) await client.workflow.getHandle(id).terminate('test: only its id mattered').catch(() => undefined);
+        return r;
+      });
+      expect(r.code).toBe(0);
+      const out = json(r.stdout) as { workflowId: string; runId: string };
+      expect(out).toMatchObject({ scheduleId, overlap: 'SKIP', skipped: false });
+      expect(out.workflowId.startsWith(`${scheduleId}-`)).toBe(true);
+      const described = await client.workflow.getHandle(out.workflowId).describe();
+      expect(described.runId).toBe(out.runId);
+      expect(described.type).toBe('trainPipeline');
+    } finally {
+      await client.schedule.getHandle(scheduleId).delete().catch(() => undefined);
+    }
   });
 });
