@@ -92,6 +92,8 @@ export interface TrainResult {
   kerasRowsPerSec: number;
   /** ours (best backend) / Keras at kerasThreads[0] threads */
   ratio: number;
+  /** each of our backends / Keras at kerasThreads[0] threads (null: the backend could not be loaded) */
+  ratioToKeras: Partial<Record<BackendName, number | null>>;
   kerasThreads: number;
   /** Keras at every thread count timed */
   kerasByThreads: { threads: number; rowsPerSec: number; epochSeconds: number[]; loadBefore: number }[];
@@ -278,12 +280,14 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
       bestBackend: best.backend,
       kerasRowsPerSec: keras.rowsPerSec,
       ratio: round(best.rowsPerSec! / keras.rowsPerSec),
+      ratioToKeras: Object.fromEntries(backends.map((b) => [b.backend, b.available ? round(b.rowsPerSec! / keras.rowsPerSec) : null])),
       kerasThreads: keras.threads,
       kerasByThreads,
       backends,
       ...searchPart,
       notes: [
-        'ours: trainMlp in a child process per backend; the wasm backend is single-threaded (one core per train worker)',
+        'ours: trainMlp in a child process per backend; the wasm backend is single-threaded (one core per train worker); ' +
+          'tensorflow is @tensorflow/tfjs-node on libtensorflow (`propensity setup tensorflow`), with TensorFlow\'s own thread pools (every core)',
         `Keras: tensorflow-cpu with intra- and inter-op threads pinned to the count shown; ratio uses ${keras.threads}`,
         `an epoch's seconds include its validation pass (predict, log loss, ROC-AUC, PR-AUC) on both sides; the first ${WARMUP} epoch is left out`,
         'search: Keras trains each configuration for the epochs our 1-worker search trained it (rungs added up), no early stopping',
@@ -344,7 +348,9 @@ export function printTrain(r: TrainResult, log: Log): void {
     ['MLP', `[${r.config.hiddenUnits.join(', ')}], dropout ${r.config.dropout}, L2 ${r.config.l2}, Adam ${r.config.learningRate}, batch ${r.config.batchSize}, ${r.config.epochs} epochs`],
     ...r.backends.map((b): [string, string] => [
       `ours, ${b.backend}${b.threads ? ` (${b.threads} thread)` : ''} rows/s`,
-      b.available ? `${fmt(b.rowsPerSec!, 0)}  (load ${fmt(b.loadBefore ?? NaN)} before)` : `unavailable (${b.reason?.slice(0, 60)}…)`,
+      b.available
+        ? `${fmt(b.rowsPerSec!, 0)}  (${fmt(r.ratioToKeras?.[b.backend] ?? NaN, 3)}× Keras; load ${fmt(b.loadBefore ?? NaN)} before)`
+        : `unavailable (${b.reason?.slice(0, 60)}…)`,
     ]),
     ...r.kerasByThreads.map((k): [string, string] => [`Keras, ${k.threads} thread${k.threads > 1 ? 's' : ''} rows/s`, `${fmt(k.rowsPerSec, 0)}  (load ${fmt(k.loadBefore)} before)`]),
     [`ratio ours (${r.bestBackend}) / Keras (${r.kerasThreads} threads)`, fmt(r.ratio, 3)],
@@ -361,6 +367,7 @@ export function printTrain(r: TrainResult, log: Log): void {
   log('');
   log(table(`train benchmark: rows/s per epoch after ${r.warmupEpochs} warm-up epoch, validation pass included`, rows));
   for (const n of r.notes) log(`  · ${n}`);
+  for (const b of r.backends) if (b.available && b.backend === 'tensorflow') log(`  · tensorflow backend: ${b.detail}`);
   for (const b of r.backends) {
     if (!b.profile) continue;
     log('');

@@ -29,6 +29,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     cpu: process.env.PROPENSITY_CPU_QUEUE || TASK_QUEUES.cpu,
     train: process.env.PROPENSITY_TRAIN_QUEUE || TASK_QUEUES.train,
   };
+  // auto: the native TensorFlow backend when `propensity setup tensorflow` (or npm) installed it, else wasm
   const backendPref = (process.env.PROPENSITY_BACKEND ?? 'auto') as 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   const backend = opts.kind === 'train' ? await initBackend(backendPref) : undefined;
   const activities = createActivities({ db: services.db, store: services.store, codeVersion: services.codeVersion, backend: backend?.name });
@@ -53,7 +54,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
         : { workflowsPath: WORKFLOWS_PATH }
       : {}),
   });
-  log(`worker ${opts.kind} polling ${taskQueue}${backend ? ` (backend ${backend.name}: ${backend.detail})` : ''}, pid ${process.pid}`);
+  log(`worker ${opts.kind} polling ${taskQueue}${backend ? ` (backend ${backend.name} on ${backend.device}: ${backend.detail})` : ''}, pid ${process.pid}`);
   try {
     await worker.run();
   } finally {
