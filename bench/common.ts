@@ -18,6 +18,7 @@ import {
   type Env,
 } from '../infra/index.js';
 import type { ArtifactStore } from '../store/artifacts.js';
+import { typedCause } from '../cli/failure.js';
 import { openServices } from '../workers/deps.js';
 
 /** The benchmarks never touch the demo's shop: they seed and read this database on the same server. */
@@ -26,6 +27,22 @@ export const PSQL = '/usr/bin/psql';
 export const ROOT = findRepoRoot();
 
 export type Log = (line: string) => void;
+
+/**
+ * What a failed suite prints: a failed run's typed cause (type and message, as `propensity run` prints it) instead
+ * of "Workflow execution failed", and for a source table that does not exist, where the suites look for it.
+ */
+export function failureLines(err: unknown): string[] {
+  const cause = typedCause(err);
+  const lines = [`bench: ${cause ? `${cause.type}: ${cause.message}` : err instanceof Error ? err.message : String(err)}`];
+  if (cause?.type === 'SourceSchema') {
+    lines.push(
+      `bench: the suites read database ${BENCH_DATABASE}, not the main one: a --config table must be there ` +
+        '(README, "Benchmarks", shows how to copy one over)',
+    );
+  }
+  return lines;
+}
 
 export interface BenchServices {
   env: Env;

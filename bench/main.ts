@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { SHOP_ANCHOR } from '../db/synthetic/generator.js';
 import { seedShop } from '../db/synthetic/load.js';
-import { BENCH_DATABASE, openBench, peakRssMb } from './common.js';
+import { BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
 import { printSearch, recordSearch, runSearchBench } from './search.js';
 import { printTrain, recordTrain, runTrainBench, trainBackendChild } from './train.js';
@@ -231,6 +231,6 @@ shopOptions(program.command('seed-shop', { hidden: true }).description('seed the
 try {
   await program.parseAsync();
 } catch (err) {
-  console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
+  for (const line of failureLines(err)) console.error(line);
   process.exitCode = 1;
 }
