@@ -1,4 +1,5 @@
-import Table from 'cli-table3';
+import { createRequire } from 'node:module';
+import type CliTable from 'cli-table3';
 
 // The one way the CLI prints a table: cli-table3 sizes each column to its widest cell (headers included), so a long
 // cell such as `rejected (GateFailed)` widens its column instead of pushing the rest of its row out of line.
@@ -14,6 +15,8 @@ export interface Column {
 
 export type Cell = string | number | null | undefined;
 
+let loaded: typeof CliTable | undefined;
+
 const BORDERLESS = {
   top: '', 'top-mid': '', 'top-left': '', 'top-right': '',
   bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
@@ -24,6 +27,8 @@ const BORDERLESS = {
 /** `rows` under `columns` as aligned lines (header first), each prefixed with `indent`; null and undefined print as `-`. */
 export function table(columns: (string | Column)[], rows: Cell[][], { indent = '' }: { indent?: string } = {}): string[] {
   const cols = columns.map((c) => (typeof c === 'string' ? { header: c } : c));
+  // loaded on first use, so commands that print JSON (or nothing) never pay for it
+  const Table = (loaded ??= createRequire(import.meta.url)('cli-table3') as typeof CliTable);
   const t = new Table({
     head: cols.map((c) => c.header),
     chars: BORDERLESS,
