@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { sql } from 'kysely';
@@ -9,6 +10,8 @@ import { familyOf } from '../ml/search.js';
 import type { MlpParams } from '../ml/types.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
 import { readModel, writeModel, type ModelRef } from '../store/models.js';
+import { ErrorType, PipelineError } from '../pipeline/errors.js';
+import { DEFAULT_POOL, TASK_QUEUES } from '../workflows/constants.js';
 import type { ActivityDeps } from './deps.js';
 import { beat, lastDetails } from './heartbeat.js';
 
@@ -31,6 +34,8 @@ export interface TrainTrialInput {
   rung?: number;
   /** a promoted trial continues from its previous rung's last checkpoint (full training state) */
   resumeFrom?: { ref: ModelRef; epoch: number };
+  /** pool 'gpu' without training.allowCpuFallback: a worker whose backend is not on a GPU fails the trial */
+  requireGpu?: true;
 }
 
 /** One epoch of a learning curve, as stored in ml.trials.curve. */
@@ -73,7 +78,15 @@ interface Matrix {
 export interface TrainDeps extends ActivityDeps {
   /** Backend this worker process initialised at start (one per process: tfjs holds global state). */
   backend?: BackendChoice;
+  /** the training pool this worker declared (PROPENSITY_TRAIN_POOL); default: read from the task queue */
+  pool?: string;
+  /** the host recorded with each trial (PROPENSITY_WORKER_HOST, else the machine's hostname) */
+  host?: string;
 }
+
+/** The pool a train queue belongs to: the part after the train queue's name, or the default pool. */
+export const poolOfQueue = (taskQueue: string, base: string = TASK_QUEUES.train): string =>
+  taskQueue.startsWith(`${base}-`) ? taskQueue.slice(base.length + 1) : DEFAULT_POOL;
 
 export function createTrainActivities(deps: TrainDeps) {
   const { db, store } = deps;
@@ -105,6 +118,15 @@ export function createTrainActivities(deps: TrainDeps) {
     async trainTrial(input: TrainTrialInput): Promise<TrainTrialOutput> {
       const ctx = Context.current();
       const backend = await initBackend(deps.backend ?? input.backend);
+      const pool = deps.pool ?? poolOfQueue(ctx.info.taskQueue);
+      const host = deps.host ?? os.hostname();
+      if (input.requireGpu && backend.device !== 'gpu') {
+        throw new PipelineError(
+          ErrorType.GpuUnavailable,
+          `trial ${input.trialId} must train on a GPU (training.pool '${pool}'), but the worker on ${host} trains on ${backend.name} (${backend.device}): ` +
+            'install the GPU backend there (`propensity setup tensorflow --gpu`), or set training.allowCpuFallback: true to let it train on its CPU',
+        );
+      }
       // A retried attempt (or a re-run after a transient fault) resumes from its last heartbeat; a promoted
       // trial from its previous rung.
       const heartbeat = lastDetails<TrialHeartbeat>();
@@ -132,6 +154,8 @@ export function createTrainActivities(deps: TrainDeps) {
         rung: input.rung ?? 0,
         budget_epochs: input.params.epochs,
         family: familyOf(input.params),
+        pool,
+        host,
         started_at: new Date(),
       };
       await db.db
@@ -143,6 +167,8 @@ export function createTrainActivities(deps: TrainDeps) {
             attempt: trialRow.attempt,
             resumed_from_epoch: resumedFromEpoch,
             backend: backend.name,
+            pool,
+            host,
             rung: trialRow.rung,
             budget_epochs: trialRow.budget_epochs,
             error: null,

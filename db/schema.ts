@@ -81,6 +81,9 @@ export interface TrialsTable {
   stop_reason: string | null;
   /** 'logistic' (the baseline) | 'mlp' */
   family: string | null;
+  /** the training pool whose worker ran the latest attempt ('cpu', 'gpu', …) and that worker's host */
+  pool: string | null;
+  host: string | null;
 }
 
 export interface FeatureImportanceTable {

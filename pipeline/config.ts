@@ -125,6 +125,16 @@ export const pipelineConfigSchema = z.strictObject({
   training: z
     .strictObject({
       backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+      /**
+       * the worker pool that trains (task queue propensity-train for 'cpu', propensity-train-<pool> otherwise); a run
+       * whose pool has no worker is refused at once by the CLI
+       */
+      pool: z
+        .string()
+        .regex(/^[a-z][a-z0-9-]{0,30}$/, 'a pool name is lower-case letters, digits and -, starting with a letter (e.g. cpu, gpu, gpu-large)')
+        .default('cpu'),
+      /** pool 'gpu' trains on a GPU or fails the trial (GpuUnavailable); true lets a GPU-less worker of that pool train on its CPU */
+      allowCpuFallback: z.boolean().default(false),
       finalEpochs: z.number().int().min(1).max(1000).default(60),
       /** early-stopping patience of the final training and the baseline */
       patience: z.number().int().min(1).max(1000).default(8),

@@ -9,6 +9,8 @@ export const ErrorType = {
   ArtifactIntegrity: 'ArtifactIntegrity',
   NotBlessed: 'NotBlessed',
   DataQuality: 'DataQuality',
+  /** a trial that must train on a GPU (training.pool 'gpu') reached a worker without one */
+  GpuUnavailable: 'GpuUnavailable',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 

@@ -1,7 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { initBackend } from '../ml/backend.js';
-import { TASK_QUEUES } from '../workflows/constants.js';
+import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor } from '../workflows/constants.js';
 import { openServices, WORKFLOWS_PATH } from './deps.js';
 import { activityInterceptors } from './interceptors.js';
 
@@ -13,6 +14,10 @@ export interface RunWorkerOptions {
   taskQueues?: { cpu: string; train: string };
   workflowBundle?: WorkerOptions['workflowBundle'];
   slots?: number;
+  /** the training pool a train worker serves (default PROPENSITY_TRAIN_POOL, else cpu) */
+  pool?: string;
+  /** recorded with each trial as the host that trained it (default PROPENSITY_WORKER_HOST, else the hostname) */
+  host?: string;
   log?: (line: string) => void;
 }
 
@@ -24,20 +29,25 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const log = opts.log ?? ((line) => console.log(line));
   guardProcess(log);
   const services = await openServices();
+  // A train worker declares its pool (PROPENSITY_TRAIN_POOL, default cpu) and polls that pool's queue:
+  // propensity-train for cpu, propensity-train-<pool> otherwise (workflows/constants.ts trainQueueFor).
+  const pool = opts.pool ?? (process.env.PROPENSITY_TRAIN_POOL || DEFAULT_POOL);
   // PROPENSITY_CPU_QUEUE / PROPENSITY_TRAIN_QUEUE let a deployment (or a test) run an isolated pair of queues.
   const queues = opts.taskQueues ?? {
     cpu: process.env.PROPENSITY_CPU_QUEUE || TASK_QUEUES.cpu,
-    train: process.env.PROPENSITY_TRAIN_QUEUE || TASK_QUEUES.train,
+    train: trainQueueFor(pool, process.env.PROPENSITY_TRAIN_QUEUE || TASK_QUEUES.train),
   };
   // auto: the native TensorFlow backend when `propensity setup tensorflow` (or npm) installed it, else wasm
   const backendPref = (process.env.PROPENSITY_BACKEND ?? 'auto') as 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   const backend = opts.kind === 'train' ? await initBackend(backendPref) : undefined;
-  const activities = createActivities({ db: services.db, store: services.store, codeVersion: services.codeVersion, backend: backend?.name });
+  const host = opts.host ?? (process.env.PROPENSITY_WORKER_HOST || undefined);
+  const activities = createActivities({ db: services.db, store: services.store, codeVersion: services.codeVersion, backend: backend?.name, pool, host });
   const { address, tls, apiKey, namespace } = services.connections.temporal;
   const connection = await NativeConnection.connect({ address, tls, apiKey });
   const taskQueue = opts.kind === 'cpu' ? queues.cpu : queues.train;
-  // tfjs on wasm is single-threaded per process: parallel trials come from more train processes, not more slots.
-  const slots = opts.slots ?? Number(process.env.PROPENSITY_TRAIN_SLOTS ?? (opts.kind === 'train' ? 1 : 8));
+  // tfjs on wasm is single-threaded per process: parallel trials come from more train processes, not more slots;
+  // a GPU worker runs one trial per device it has (PROPENSITY_TRAIN_SLOTS overrides both).
+  const slots = opts.slots ?? Number(process.env.PROPENSITY_TRAIN_SLOTS ?? (opts.kind === 'train' ? (backend?.device === 'gpu' ? gpuCount() : 1) : 8));
   const worker = await Worker.create({
     connection,
     namespace,
@@ -54,13 +64,22 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
         : { workflowsPath: WORKFLOWS_PATH }
       : {}),
   });
-  log(`worker ${opts.kind} polling ${taskQueue}${backend ? ` (backend ${backend.name} on ${backend.device}: ${backend.detail})` : ''}, pid ${process.pid}`);
+  log(`worker ${opts.kind}${opts.kind === 'train' ? ` (pool ${pool}, ${slots} slot${slots === 1 ? '' : 's'}${host ? `, host ${host}` : ''})` : ''} polling ${taskQueue}${backend ? ` (backend ${backend.name} on ${backend.device}: ${backend.detail})` : ''}, pid ${process.pid}`);
   try {
     await worker.run();
   } finally {
     await connection.close();
     await services.close();
     log(`worker ${opts.kind} stopped`);
+  }
+}
+
+/** GPUs this machine has (nvidia-smi -L), at least 1. */
+function gpuCount(): number {
+  try {
+    return Math.max(1, execFileSync('nvidia-smi', ['-L'], { stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).toString().split('\n').filter((l) => l.startsWith('GPU ')).length);
+  } catch {
+    return 1;
   }
 }
 

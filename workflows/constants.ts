@@ -3,5 +3,15 @@ export const TASK_QUEUES = {
   train: 'propensity-train',
 } as const;
 
+/** The training pool every config and worker has unless it names another (training.pool, PROPENSITY_TRAIN_POOL). */
+export const DEFAULT_POOL = 'cpu';
+
+/**
+ * The task queue of a training pool: the default pool keeps the historical name (`propensity-train`, or the
+ * run's own train queue), any other pool P polls `<that>-P` (`propensity-train-gpu`). Workers, the pipeline, the
+ * CLI's poller check and the Helm chart's KEDA objects all derive it here.
+ */
+export const trainQueueFor = (pool: string, base: string = TASK_QUEUES.train): string => (pool === DEFAULT_POOL ? base : `${base}-${pool}`);
+
 export const PIPELINE_STAGES = ['validate', 'ingest', 'clean', 'split', 'search', 'final', 'evaluate', 'register', 'score'] as const;
 export type PipelineStage = (typeof PIPELINE_STAGES)[number];

@@ -36,8 +36,16 @@ export function searchInput(
     heartbeatTimeoutSeconds: config.training.heartbeatTimeoutSeconds,
     data,
     backend: config.training.backend,
+    ...gpuRequirement(config),
   };
 }
+
+/**
+ * Pool 'gpu' trains on a GPU unless training.allowCpuFallback says a CPU will do: the trial inputs carry
+ * `requireGpu` only then, so other runs' inputs are as before.
+ */
+export const gpuRequirement = (config: PipelineConfig): { requireGpu?: true } =>
+  config.training.pool === 'gpu' && !config.training.allowCpuFallback ? { requireGpu: true } : {};
 
 /** The search space with the search's epoch budget and patience, as the sampler takes it. */
 export const searchSpace = (config: PipelineConfig) => ({

@@ -23,9 +23,9 @@ import type { IngestOutput } from '../activities/ingest.js';
 import type { SplitOutput } from '../activities/split.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
-import { TASK_QUEUES, type PipelineStage } from './constants.js';
+import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
-import { cleanInput, searchInput, searchSpace } from './inputs.js';
+import { cleanInput, gpuRequirement, searchInput, searchSpace } from './inputs.js';
 import { better, hyperparameterSearch, rungBudgets, type HyperparameterSearchOutput } from './search.js';
 import type { TrainTrialOutput } from '../activities/train.js';
 import { scoreAfterPromotion, scoreUsers, type ScoreUsersOutput } from './score.js';
@@ -238,7 +238,10 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
   );
   const config: PipelineConfig = started.config;
   display.set([{ key: MODEL_ATTRIBUTE, value: config.modelName }]);
-  const { train } = activities(queues, config.training.heartbeatTimeoutSeconds);
+  // training goes to the config's pool (propensity-train, or propensity-train-<pool>); the default pool keeps the
+  // queue every earlier history used
+  const trainQueue = trainQueueFor(config.training.pool ?? DEFAULT_POOL, queues.train);
+  const { train } = activities({ ...queues, train: trainQueue }, config.training.heartbeatTimeoutSeconds);
   // Histories recorded before approval existed carry configs without the key.
   const approvalRequired = config.approval?.required === true;
   if (!approvalRequired) approval.status = 'not_required';
@@ -298,6 +301,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
           seed: config.training.seed,
           ...data,
           backend: config.training.backend,
+          ...gpuRequirement(config),
         },
       ]);
       // Observed from the start: if the search fails first, the run fails with the search's cause and this
@@ -307,7 +311,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       search = await executeChild(hyperparameterSearch, {
         workflowId: searchWorkflowId,
         taskQueue: queues.cpu,
-        args: [searchInput(runId, config, data, queues.train)],
+        args: [searchInput(runId, config, data, trainQueue)],
         staticSummary: `hyperparameter search: ${config.search.trials} trials, rungs of ${budgets.join(' → ')} epochs, ranked by ${config.search.metric}`,
       });
       baseline = await baselinePromise;
@@ -343,6 +347,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
             seed: config.training.seed,
             ...data,
             backend: config.training.backend,
+            ...gpuRequirement(config),
             step: 'final',
           },
         ])));

@@ -24,6 +24,8 @@ export interface HyperparameterSearchInput {
   data: { train: ArtifactRef; val: ArtifactRef; preprocessing: ArtifactRef };
   backend: BackendChoice;
   trainQueue?: string;
+  /** the trials must train on a GPU (pool 'gpu' without training.allowCpuFallback) */
+  requireGpu?: true;
 }
 
 export interface HyperparameterSearchOutput {
@@ -127,6 +129,7 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
           seed: deriveSeed(input.seed, i + 1),
           ...input.data,
           backend: input.backend,
+          ...(input.requireGpu && { requireGpu: input.requireGpu }),
           rung: k,
           resumeFrom,
         };
