@@ -95,6 +95,9 @@ async function startRun(s: Services, client: Client, file: string | undefined, o
   const workflowId = o.id ?? `train-${config.modelName}-${stamp.slice(0, 10)}-${stamp.slice(11, 19).replaceAll(':', '')}`;
   const queues = taskQueuesFromEnv();
   const custom = queues.cpu !== TASK_QUEUES.cpu || queues.train !== TASK_QUEUES.train;
+  // no run that no worker would pick up: fail now, naming the missing worker (cli/preflight.ts)
+  const { pipelineNeeds, requireWorkers } = await import('../preflight.js');
+  await requireWorkers(client, pipelineNeeds(queues, config.training.pool));
   const handle = await client.workflow.start<typeof trainPipeline>('trainPipeline', {
     taskQueue: queues.cpu,
     workflowId,

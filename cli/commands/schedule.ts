@@ -239,6 +239,7 @@ export function registerScheduleCommands(program: Command): void {
     .option('--json', 'print the result as one JSON line')
     .action((id: string, o) =>
       withSchedules(async (_s, client) => {
+        await (await import('../preflight.js')).requireScheduleWorkers(client, id);
         // an unknown schedule is left to triggerSchedule, which says so with its own type and exit code
         const before = await actionCounts(client, id).catch(() => null);
         const r = await triggerSchedule(client, id, o.overlap ? parseOverlap(o.overlap) : undefined);
@@ -266,6 +267,7 @@ export function registerScheduleCommands(program: Command): void {
       const start = parseTime('--from', o.from);
       const end = parseTime('--to', o.to);
       return withSchedules(async (_s, client) => {
+        await (await import('../preflight.js')).requireScheduleWorkers(client, id);
         const r = await backfillSchedule(client, id, { start, end, overlap: parseOverlap(o.overlap) });
         output(o.json, { scheduleId: id, from: start.toISOString(), to: end.toISOString(), ...r }, () => [
           `backfill of ${id} from ${start.toISOString()} to ${end.toISOString()} requested (overlap ${r.overlap})`,
