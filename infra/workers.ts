@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
-import { TASK_QUEUES } from '../workflows/constants.js';
+import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor } from '../workflows/constants.js';
 import { buildState, nodeArgsFor } from './build.js';
 import type { Connections } from './connections.js';
 import { type Env, findRepoRoot } from './env.js';
@@ -25,6 +25,8 @@ export interface StackWorkersOptions {
   cpu?: number;
   /** the task queues they poll; default PROPENSITY_CPU_QUEUE / PROPENSITY_TRAIN_QUEUE, else the standard pair */
   queues?: { cpu: string; train: string };
+  /** the training pool the train workers serve (PROPENSITY_TRAIN_POOL, else the default pool): its queue is trainQueueFor(pool) */
+  pool?: string;
   /** more environment for the workers (e.g. a test's database) */
   extraEnv?: Record<string, string>;
   policy?: Partial<RestartPolicy>;
@@ -109,7 +111,10 @@ export async function upWorkers(env: Env, connections: Connections, opts: StackW
   await fs.mkdir(f.pids, { recursive: true });
   await fs.mkdir(f.logs, { recursive: true });
   const counts = { cpu: opts.cpu ?? 1, train: opts.train ?? env.PROPENSITY_DEV_TRAIN_WORKERS };
-  const queues = opts.queues ?? workerQueues();
+  const base = opts.queues ?? workerQueues();
+  const pool = opts.pool ?? (process.env.PROPENSITY_TRAIN_POOL || DEFAULT_POOL);
+  // what each kind polls: a train worker serves its pool's queue (workers/run-worker.ts derives it the same way)
+  const queues = { cpu: base.cpu, train: trainQueueFor(pool, base.train) };
   const root = findRepoRoot();
   const build = buildState();
 
@@ -152,7 +157,14 @@ export async function upWorkers(env: Env, connections: Connections, opts: StackW
   const started = Date.now();
   const pid = await spawnDetached(process.execPath, [...nodeArgsFor('infra/supervisor-main.ts', build), f.spec], f.supervisorLog, {
     cwd: root,
-    env: { ...process.env, PROPENSITY_DATA_DIR: env.PROPENSITY_DATA_DIR, PROPENSITY_CPU_QUEUE: queues.cpu, PROPENSITY_TRAIN_QUEUE: queues.train, ...opts.extraEnv },
+    env: {
+      ...process.env,
+      PROPENSITY_DATA_DIR: env.PROPENSITY_DATA_DIR,
+      PROPENSITY_CPU_QUEUE: base.cpu,
+      PROPENSITY_TRAIN_QUEUE: base.train,
+      PROPENSITY_TRAIN_POOL: pool,
+      ...opts.extraEnv,
+    },
   });
   await fs.writeFile(f.supervisorPid, `${pid}\n`);
   const how = build.entry === 'dist' ? 'compiled dist/' : `TypeScript sources through tsx: ${build.reason}`;

@@ -168,12 +168,14 @@ describe('propensity schedule', () => {
   });
 
   it('trigger starts one trainPipeline run; a second trigger while it runs is skipped (SKIP)', async () => {
-    // No worker polls yet, so the first run is certainly still running when the second trigger arrives.
-    const first = await cli(['schedule', 'trigger', scheduleId, '--json']);
+    // No worker polls yet, so the first run is certainly still running when the second trigger arrives; the CLI
+    // refuses to start work no worker polls for (NoWorkers) unless told the pool scales up from zero, as here.
+    const idle = (args: string[]) => runCli(args, { databaseUrl: dbUrl, cwd: tmp, env: { PROPENSITY_REQUIRE_WORKERS: 'false' } });
+    const first = await idle(['schedule', 'trigger', scheduleId, '--json']);
     expect(first.code).toBe(0);
     expect(lastJson(first.stdout)).toMatchObject({ overlap: 'SKIP' });
     await until('the first run to start', (v) => v.info.numActionsTaken === 1);
-    const second = await cli(['schedule', 'trigger', scheduleId]);
+    const second = await idle(['schedule', 'trigger', scheduleId]);
     expect(second.code).toBe(0);
     const v = await until('the second trigger to be skipped', (s) => s.info.numActionsSkippedOverlap === 1);
     expect(v.info.numActionsTaken).toBe(1);
