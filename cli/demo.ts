@@ -1,13 +1,13 @@
 import { migrateToLatest } from '../db/migrate.js';
 import { seedShop } from '../db/synthetic/load.js';
-import { loadEnv, stackUp } from '../infra/index.js';
+import { loadEnv, stackUp, workerQueues } from '../infra/index.js';
 import { rocAuc } from '../ml/metrics.js';
 import { TASK_QUEUES } from '../workflows/constants.js';
 import { trainPipeline, type TrainPipelineOutput } from '../workflows/pipeline.js';
 import type { PipelineConfigInput } from '../pipeline/config.js';
 import { connectTemporal, openServices } from '../workers/deps.js';
 import { followPipeline } from './follow.js';
-import { spawnWorkers, stopWorkers, waitForPollers } from './workers.js';
+import { pipelineNeeds, requireWorkers } from './preflight.js';
 
 export interface DemoOptions {
   users: number;
@@ -49,10 +49,10 @@ export interface DemoResult {
 export async function runDemo(opts: DemoOptions, log: (line: string) => void): Promise<DemoResult> {
   const t0 = Date.now();
   const env = loadEnv();
-  log('▸ dev stack');
-  const stack = await stackUp({ env, log: (l) => log(`  ${l}`) });
+  log('▸ dev stack and its workers');
+  // the workers stay up after the demo (supervised, like the services), so `propensity run` works next
+  const stack = await stackUp({ env, log: (l) => log(`  ${l}`), workers: { train: opts.trainWorkers } });
   const services = await openServices(env);
-  const workers: ReturnType<typeof spawnWorkers> = [];
   try {
     log('▸ migrations');
     const applied = await migrateToLatest(services.db.db);
@@ -61,17 +61,10 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
     log(`▸ synthetic shop: ${opts.users} users, ${opts.days} days up to ${opts.end.toISOString().slice(0, 10)}, seed ${opts.seed}`);
     const shop = await ensureShop(services, opts, log);
 
-    log(`▸ workers: 1 cpu, ${opts.trainWorkers} train (logs in ${env.PROPENSITY_DATA_DIR}/logs)`);
-    workers.push(...spawnWorkers(env, { cpu: 1, train: opts.trainWorkers }));
     const client = await connectTemporal(services.connections);
-    await waitForPollers(
-      client,
-      [
-        { name: TASK_QUEUES.cpu, min: 1, kind: 'workflow' },
-        { name: TASK_QUEUES.train, min: opts.trainWorkers, kind: 'activity' },
-      ],
-      workers,
-    );
+    // the stack's workers poll these queues; with an external Temporal (TEMPORAL_ADDRESS) they are the operator's
+    const queues = workerQueues();
+    await requireWorkers(client, pipelineNeeds(queues));
 
     const config: PipelineConfigInput = {
       modelName: opts.model,
@@ -86,11 +79,12 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
     const workflowId = `train-${opts.model}-${stamp.slice(0, 10)}-${stamp.slice(11, 19).replaceAll(':', '')}`;
     log(`▸ pipeline ${workflowId}`);
     if (stack.temporal.uiUrl) log(`  watch it: ${stack.temporal.uiUrl}/namespaces/${stack.temporal.namespace}/workflows/${encodeURIComponent(workflowId)}`);
+    const custom = queues.cpu !== TASK_QUEUES.cpu || queues.train !== TASK_QUEUES.train;
     const handle = await client.workflow.start(trainPipeline, {
-      taskQueue: TASK_QUEUES.cpu,
+      taskQueue: queues.cpu,
       workflowId,
       // the demo's "now" is the end of its shop's data, so that it reads and scores the same rows on any day
-      args: [{ config, trigger: 'demo', asOf: shop.end.toISOString() }],
+      args: [{ config, trigger: 'demo', asOf: shop.end.toISOString(), ...(custom ? { taskQueues: queues } : {}) }],
     });
     const out = await followPipeline(client, handle, (l) => log(`  ${l}`));
     await client.connection.close();
@@ -119,7 +113,6 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
       databaseUrl: services.connections.databaseUrl,
     };
   } finally {
-    await stopWorkers(workers);
     await services.close();
   }
 }

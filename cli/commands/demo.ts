@@ -6,14 +6,14 @@ import { dayOption, idParser, intOption } from '../common.js';
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('stack up, migrate, seed a synthetic shop, run one pipeline with fresh workers, print a summary')
+    .description('stack up (workers included), migrate, seed a synthetic shop, run one pipeline, print a summary')
     .option('--users <n>', 'synthetic users', intOption('--users'), 100_000)
     .option('--days <n>', 'days of history', intOption('--days'), 60)
     .option('--seed <n>', 'shop seed', intOption('--seed', 0), 1)
     .option('--horizon-days <n>', 'label window', intOption('--horizon-days'), 14)
     .option('--end <day>', `the day the shop's data ends (UTC); fixed by default (${SHOP_ANCHOR}), so every demo trains on the same data`, dayOption('--end'), dayOption('--end')(SHOP_ANCHOR))
     .option('--trials <n>', 'hyperparameter trials', intOption('--trials'), 16)
-    .option('--train-workers <n>', 'train worker processes', intOption('--train-workers'), 2)
+    .option('--train-workers <n>', 'the dev stack\'s train worker processes (they keep running after the demo)', intOption('--train-workers'), 2)
     .option('--model <name>', 'model name', idParser('modelName'), 'propensity')
     .option('--json', 'end with one JSON line with the results')
     .action(async (o) => {
@@ -32,7 +32,7 @@ export function registerDemoCommand(program: Command): void {
       if (r.scoring?.status === 'failed') log(`  scoring failed (the model stays registered): ${r.scoring.error}`);
       log(`  query it: psql "${r.databaseUrl}" -c "select * from ml.run_summary order by started_at desc limit 5"`);
       if (r.modelVersion) log(`  look at it: npx propensity models show ${r.modelName}:${r.modelVersion} --card model-card.html`);
-      log('  the dev stack keeps running: `npx propensity dev down` stops it');
+      log('  the dev stack and its workers keep running, so `npx propensity run --config …` works now; `npx propensity dev down` stops them');
       if (o.json) log(JSON.stringify({ ...r, databaseUrl: undefined }));
       process.exitCode = r.status === 'registered' ? 0 : 3;
     });
