@@ -42,8 +42,8 @@ export function backendPlan(preferred: BackendPreference): BackendCandidate[] {
   }
 }
 
-/** true (or a description of what was loaded) when loaded, else why not. */
-export type LoadOutcome = true | { detail: string } | string;
+/** true (or what was loaded, and the device it found when that differs from the candidate's) when loaded, else why not. */
+export type LoadOutcome = true | { detail: string; device?: BackendInfo['device'] } | string;
 
 /**
  * The selection logic, separate from the actual loading so it can be tested without GPUs: try the plan in order,
@@ -58,7 +58,8 @@ export async function selectBackend(
     const outcome = await tryLoad(c);
     if (typeof outcome !== 'string') {
       const skipped = failures.length > 0 ? ` (skipped: ${failures.join('; ')})` : '';
-      return { ...CANDIDATE_INFO[c], detail: `${outcome === true ? c : outcome.detail}${skipped}` };
+      const device = outcome === true ? CANDIDATE_INFO[c].device : (outcome.device ?? CANDIDATE_INFO[c].device);
+      return { ...CANDIDATE_INFO[c], device, detail: `${outcome === true ? c : outcome.detail}${skipped}` };
     }
     failures.push(`${c}: ${outcome}`);
   }
@@ -146,7 +147,11 @@ export async function tryBackend(c: BackendCandidate): Promise<LoadOutcome> {
         process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
         const from = await importNative(c);
         const ok = await activate('tensorflow');
-        return ok === true ? { detail: `${c} from ${from}, libtensorflow ${libtensorflowVersion() ?? 'unknown'}` } : ok;
+        if (ok !== true) return ok;
+        const detail = `${c} from ${from}, libtensorflow ${libtensorflowVersion() ?? 'unknown'}`;
+        // the GPU build runs on the CPU where TensorFlow sees no GPU (no driver, CUDA_VISIBLE_DEVICES=''): say so
+        const onGpu = (tf.backend() as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
+        return c === 'tfjs-node-gpu' && !onGpu ? { detail: `${detail}, no GPU visible: ops run on the CPU`, device: 'cpu' } : { detail };
       }
       case 'wasm': {
         const wasm = await import('@tensorflow/tfjs-backend-wasm');

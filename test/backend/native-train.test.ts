@@ -57,4 +57,11 @@ describe('native TensorFlow backend', () => {
     const maxDiff = native.reduce((m, p, i) => Math.max(m, Math.abs(p - wasm[i])), 0);
     expect(maxDiff).toBeLessThan(1e-4);
   });
+
+  it('the same seed gives the same weights, byte for byte (a retried trial reproduces its model)', async () => {
+    await initBackend('tensorflow');
+    const params: MlpParams = { hiddenUnits: [32, 16], dropout: 0.1, l2: 1e-5, learningRate: 0.01, batchSize: 128, epochs: 3, classWeight: 'none', patience: 3 };
+    const [a, b] = [await trainMlp({ train: xor(4000, 5), val: xor(500, 6), params, seed: 11 }), await trainMlp({ train: xor(4000, 5), val: xor(500, 6), params, seed: 11 })];
+    expect(Buffer.compare(a.artifacts.weights, b.artifacts.weights)).toBe(0);
+  });
 });

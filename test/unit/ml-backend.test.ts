@@ -58,6 +58,12 @@ describe('selectBackend (pure choice logic)', () => {
     });
   });
 
+  it('the GPU build on a machine whose TensorFlow sees no GPU is reported as running on the cpu', async () => {
+    const load = async (c: BackendCandidate): Promise<LoadOutcome> =>
+      c === 'tfjs-node-gpu' ? { detail: 'tfjs-node-gpu from .tools/tensorflow/gpu/node, libtensorflow 2.21.0, no GPU visible: ops run on the CPU', device: 'cpu' } : true;
+    expect(await selectBackend('auto', load)).toMatchObject({ name: 'tensorflow', device: 'cpu', detail: expect.stringContaining('no GPU visible') });
+  });
+
   it('the native packages are looked for under .tools/tensorflow/<cpu|gpu>/node, or PROPENSITY_TENSORFLOW_DIR', () => {
     expect(nativeBackendPrefix('cpu', {})).toBe(path.join(process.cwd(), '.tools', 'tensorflow', 'cpu', 'node'));
     expect(nativeBackendPrefix('gpu', { PROPENSITY_TENSORFLOW_DIR: '/opt/tf' })).toBe(path.join('/opt/tf', 'gpu', 'node'));
