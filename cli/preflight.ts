@@ -63,8 +63,8 @@ export async function requireWorkers(client: Client, needs: QueueNeed[]): Promis
   const how = byQueue
     .map((m) => `\`${Object.entries(m.env).map(([k, v]) => `${k}=${v} `).join('')}npx propensity worker --kind ${m.worker}\``)
     .join(' and ');
-  // the dev stack's workers poll the standard queues (the default pool)
-  const custom = missing.some((m) => Object.keys(m.env).length);
+  // the dev stack's workers poll the standard queues (the default pool), and only with its own Temporal
+  const custom = missing.some((m) => Object.keys(m.env).length) || !!process.env.TEMPORAL_ADDRESS?.trim();
   const devUp = custom ? '' : 'start the dev stack\'s workers with `npx propensity dev up` (`dev status` shows them), or run ';
   throw new CliError(
     `${lines.join('; ')}: nothing was started. To fix it, ${devUp || 'run '}${how}`,
