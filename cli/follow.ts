@@ -179,7 +179,8 @@ function rootMessage(err: unknown): string {
   for (let e = (err as { cause?: unknown })?.cause, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
     if (typeof (e as Error).message === 'string' && (e as Error).message) msg = (e as Error).message;
   }
-  return msg.replace(/\s+/g, ' ').trim().slice(0, 300);
+  // grpc-js ends an unreachable server's message with an empty "Resolution note:"
+  return msg.replace(/\s+/g, ' ').replace(/\.?\s*Resolution note:\s*$/, '').trim().slice(0, 300);
 }
 
 /** Says once that the connection was lost and once that it came back; spaces the retries in between. */

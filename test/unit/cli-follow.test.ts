@@ -12,7 +12,7 @@ import type { PipelineProgress } from '../../workflows/pipeline.js';
 const unavailable = () =>
   Object.assign(new Error('Failed to describe workflow'), {
     name: 'ServiceError',
-    cause: Object.assign(new Error('14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED 127.0.0.1:7233'), { code: 14 }),
+    cause: Object.assign(new Error('14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED 127.0.0.1:7233. Resolution note: '), { code: 14 }),
   });
 
 const RESULT = { status: 'registered', modelName: 'm', modelVersion: 1 };
