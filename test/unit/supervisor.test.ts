@@ -90,10 +90,12 @@ describe('worker supervisor', () => {
   });
 
   it('stops with SIGTERM, and SIGKILLs a process that ignores it after the grace; pid files are removed', async () => {
-    const polite = child('polite', 'process.on("SIGTERM", () => process.exit(0)); setInterval(() => {}, 1000);');
+    const polite = child('polite', 'process.on("SIGTERM", () => process.exit(0)); console.log("ready"); setInterval(() => {}, 1000);');
     const stubborn = child('stubborn', 'process.on("SIGTERM", () => {}); console.log("ready"); setInterval(() => {}, 1000);');
     const s = supervise([polite, stubborn], { stopGraceMs: 500 });
-    await until('both started and the stubborn one listening', () => readFileSync(stubborn.logFile, 'utf8').includes('ready') && stateFile().processes.every((p) => p.pid));
+    // each listens for SIGTERM before it says ready
+    const ready = (p: SupervisedProcess) => existsSync(p.logFile) && readFileSync(p.logFile, 'utf8').includes('ready');
+    await until('both listening for SIGTERM', () => ready(polite) && ready(stubborn));
     const pids = stateFile().processes.map((p) => p.pid!);
     const t0 = Date.now();
     await s.stop();
