@@ -5,7 +5,7 @@ import type { SelectionMetric } from '../../ml/search.js';
 import type { PipelineConfig } from '../../pipeline/config.js';
 import type { Services } from '../../workers/deps.js';
 import type { TrainPipelineOutput, trainPipeline } from '../../workflows/pipeline.js';
-import { CliError, ExitCode, idParser, output, taskQueuesFromEnv, withDb, withTemporal } from '../common.js';
+import { CliError, ExitCode, idParser, output, taskQueuesFromEnv, withDb, withServices, withTemporal } from '../common.js';
 import type { FinalProgress, FollowOptions } from '../follow.js';
 import { table } from '../table.js';
 import { registerResumeCommand } from './resume.js';
@@ -247,27 +247,28 @@ export function registerRunsCommands(program: Command): void {
     .option('--json', 'print as one JSON object')
     .option('--card <file>', "save the run's HTML model card to this file (any evaluated run, rejected ones too)")
     .action((id: string, o: { json?: boolean; card?: string }) =>
-      withTemporal(async (s, client) => {
-        const r = await findRun(s.db, id);
+      // Postgres alone for a finished run; Temporal only for a live one's progress, S3 only for --card
+      withDb(async (db) => {
+        const r = await findRun(db, id);
         const [steps, trials, evaluation, quality, { selectionRule }] = await Promise.all([
-          s.db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', r.run_id).orderBy('started_at').execute(),
-          s.db.db
+          db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', r.run_id).orderBy('started_at').execute(),
+          db.db
             .selectFrom('ml.trials')
             .select(['trial_id', 'status', 'val_auc', 'val_pr_auc', 'val_log_loss', 'epochs_run', 'rung', 'attempt', 'backend', 'family'])
             .where('run_id', '=', r.run_id)
             .execute(),
-          s.db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', r.run_id).executeTakeFirst(),
-          s.db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined']).where('run_id', '=', r.run_id).execute(),
+          db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', r.run_id).executeTakeFirst(),
+          db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined']).where('run_id', '=', r.run_id).execute(),
           import('../../ml/search.js'),
         ]);
         let live: unknown = null;
         if (r.status === 'running' || (r.status as string) === 'awaiting_approval') {
           // a run no worker polls for would hold the query: a few seconds, then show what Postgres has
-          live = await client.connection
-            .withDeadline(Date.now() + 5000, () => client.workflow.getHandle(r.workflow_id, r.run_id).query('progress'))
-            .catch(() => null);
+          live = await withTemporal((_s, client) =>
+            client.connection.withDeadline(Date.now() + 5000, () => client.workflow.getHandle(r.workflow_id, r.run_id).query('progress')),
+          ).catch(() => null);
         }
-        const card = o.card ? await saveRunCard(s, r, o.card) : null;
+        const card = o.card ? await withServices((services) => saveRunCard(services, r, o.card!)) : null;
         const value = { run: r, steps, trials, evaluation: evaluation ?? null, quality, progress: live, ...(o.card ? { cardFile: card?.file ?? null } : {}) };
         output(o.json, value, () => {
           const lines = [
