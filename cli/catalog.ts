@@ -18,8 +18,8 @@ const audit = () => import('./commands/audit.js').then((m) => m.registerAuditCom
 const data = () => import('./commands/data.js').then((m) => m.registerDataCommands);
 
 export const COMMANDS: CommandEntry[] = [
-  { name: 'demo', summary: 'stack up, migrate, seed a synthetic shop, run one pipeline with fresh workers, print a summary', load: () => import('./commands/demo.js').then((m) => m.registerDemoCommand) },
-  { name: 'dev', summary: 'the embedded dev stack: Temporal dev server, PostgreSQL, s3rver under .data/', load: () => import('./commands/dev.js').then((m) => m.registerDevCommands) },
+  { name: 'demo', summary: 'stack up (workers included), migrate, seed a synthetic shop, run one pipeline, print a summary', load: () => import('./commands/demo.js').then((m) => m.registerDemoCommand) },
+  { name: 'dev', summary: 'the embedded dev stack: Temporal dev server, PostgreSQL, s3rver and supervised workers under .data/', load: () => import('./commands/dev.js').then((m) => m.registerDevCommands) },
   { name: 'db', summary: 'database administration', load: () => import('./commands/db.js').then((m) => m.registerDbCommands) },
   { name: 'seed', summary: 'replace shop.* with a synthetic shop (and bench.user_truth with its true probabilities)', load: data },
   { name: 'import', summary: 'load a real shop export into shop.*', load: data },
