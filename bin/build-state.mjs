@@ -3,6 +3,8 @@
 // Plain JavaScript on purpose: the CLI reads it before it knows whether dist/ is usable.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 
 // the folders the code lives in (tsconfig.json's include, less tests, benchmarks and scripts)
 const SOURCES = ['activities', 'audit', 'cli', 'db', 'infra', 'migrations', 'ml', 'pipeline', 'registry', 'report', 'schedules', 'store', 'workers', 'workflows'];
@@ -47,5 +49,7 @@ export function buildState(root, env = process.env) {
 export function nodeArgsFor(root, file, state = buildState(root)) {
   return state.entry === 'dist'
     ? [path.join(root, 'dist', file.replace(/\.ts$/, '.js'))]
-    : ['--import', 'tsx', path.join(root, file)];
+    : // tsx by its file URL in this repository, so that a process started in another directory (a rehearsal "host")
+      // finds it too
+      ['--import', pathToFileURL(createRequire(path.join(root, 'package.json')).resolve('tsx')).href, path.join(root, file)];
 }

@@ -88,7 +88,7 @@ describe('worker pools', () => {
     const handle = await start(cfg);
     const err = await withWorkers('gpu', 'no-gpu-host', () => handle.result().then(() => null, (e) => e));
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    const text = JSON.stringify(err, Object.getOwnPropertyNames(err)) + String((err as Error).cause?.message);
+    const text = JSON.stringify(err, Object.getOwnPropertyNames(err)) + String(((err as Error).cause as Error | undefined)?.message);
     expect(text).toMatch(/AllTrialsFailed|GpuUnavailable/);
     const runs = await db.db.selectFrom('ml.pipeline_runs').select(['status', 'error_message']).where('model_name', '=', cfg.modelName).execute();
     expect(runs).toHaveLength(1);
