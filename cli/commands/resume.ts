@@ -68,6 +68,11 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const verified = await verifyArtifacts(s, steps, r.run_id);
 
   const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
+  // no silent waits: the run's queues (and its config's training pool) must have workers before anything starts
+  const { pipelineNeeds, requireWorkers } = await import('../preflight.js');
+  const { DEFAULT_POOL, TASK_QUEUES } = await import('../../workflows/constants.js');
+  const pool = (raw as { training?: { pool?: string } } | null)?.training?.pool ?? DEFAULT_POOL;
+  await requireWorkers(client, pipelineNeeds({ cpu: history.taskQueue, train: history.input.taskQueues?.train ?? TASK_QUEUES.train }, pool));
   const workflowId = o.id ?? r.workflow_id;
   const startsAt = nextStep(reusedSteps);
   const input: TrainPipelineInput = {
