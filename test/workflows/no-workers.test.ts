@@ -99,6 +99,35 @@ describe('no silent waits', () => {
     }
   });
 
+  it('a run whose training.pool is gpu fails at once naming the gpu pool when only cpu-pool train workers poll', async () => {
+    const q = uniqueQueues();
+    const c = connections();
+    writeFileSync(path.join(dir, 'gpu.yaml'), 'modelName: idle\nsource:\n  kind: events\n  cutoff: "2026-01-01T00:00:00Z"\n  horizonDays: 7\ntraining:\n  pool: gpu\n');
+    const connection = await NativeConnection.connect({ address: c.temporal.address });
+    // a train worker of the default pool polls; the gpu pool's queue has nobody
+    const worker = await Worker.create({ connection, namespace: c.temporal.namespace, taskQueue: q.train, activities: { async noop() {} } });
+    try {
+      const workflowId = `train-idle-${randomUUID()}`;
+      const run = async () => {
+        for (let i = 0; i < 40; i++) {
+          const res = await client.workflowService.describeTaskQueue({ namespace: c.temporal.namespace, taskQueue: { name: q.train }, taskQueueType: 2 });
+          if (res.pollers?.length) break;
+          await new Promise((res) => setTimeout(res, 250));
+        }
+        return cli(['run', '--config', path.join(dir, 'gpu.yaml'), '--id', workflowId, '--detach'], q);
+      };
+      const r = await worker.runUntil(run());
+      expect(r.code).toBe(6);
+      expect(r.stderr).toContain(`no train worker polls task queue ${q.train}-gpu for activity tasks (the trials and the final training of pool gpu)`);
+      expect(r.stderr).toContain(`PROPENSITY_TRAIN_POOL=gpu`);
+      // the default pool's queue has its worker, so it is not named
+      expect(r.stderr).not.toContain(`queue ${q.train} for`);
+      expect(await exists(workflowId)).toBe(false);
+    } finally {
+      await connection.close();
+    }
+  });
+
   it('schedule trigger and backfill refuse on the schedule\'s own queues, and the schedule takes no action', async () => {
     const q = uniqueQueues();
     const id = `nightly-idle-${randomUUID().slice(0, 8)}`;
