@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { SOURCE_ROLE } from '../../infra/roles.js';
-import { CliError, ExitCode, withServices } from '../common.js';
+import { CliError, ExitCode, output, withDb } from '../common.js';
 
 // The source role must never read ml (the worker refuses it then) nor the system catalogs' schemas.
 const RESERVED_SCHEMAS = new Set(['ml', 'information_schema']);
@@ -20,11 +20,13 @@ export function registerDbCommands(program: Command): void {
   db
     .command('migrate')
     .description('apply pending migrations (schemas shop, ml, bench)')
-    .action(() =>
-      withServices(async (s) => {
+    .option('--json', 'print the migrations applied as one JSON line')
+    .action((o: { json?: boolean }) =>
+      withDb(async (db) => {
         const { migrateToLatest } = await import('../../db/migrate.js');
-        const results = await migrateToLatest(s.db.db);
-        console.log(results.length ? results.map((r) => `applied ${r.migrationName}`).join('\n') : 'database is up to date');
+        const results = await migrateToLatest(db.db);
+        const applied = results.map((r) => r.migrationName);
+        output(o.json, { applied }, () => (applied.length ? applied.map((m) => `applied ${m}`) : 'database is up to date'));
       }),
     );
   db
@@ -32,14 +34,16 @@ export function registerDbCommands(program: Command): void {
     .description(`let the source role ${SOURCE_ROLE} read more schemas (table-mode queries outside shop): USAGE, SELECT on their tables and on tables created later`)
     .requiredOption('--schema <name>', 'a schema to grant (repeat for more)', schemaName)
     .option('--print-sql', 'print the SQL for a DBA instead of running it')
-    .action(async (o: { schema: string[]; printSql?: boolean }) => {
+    .option('--json', 'print what was granted as one JSON line')
+    .action(async (o: { schema: string[]; printSql?: boolean; json?: boolean }) => {
       const { grantSourceRead, sourceGrantSql } = await import('../../db/source.js');
       if (o.printSql) {
-        console.log(o.schema.flatMap((schema) => sourceGrantSql(schema).map((statement) => `${statement};`)).join('\n'));
+        const statements = o.schema.flatMap((schema) => sourceGrantSql(schema).map((statement) => `${statement};`));
+        output(o.json, { role: SOURCE_ROLE, statements }, () => statements);
         return;
       }
-      await withServices(async (s) => {
-        const { rows } = await s.db.pool.query(
+      await withDb(async (db) => {
+        const { rows } = await db.pool.query(
           `select (select count(*) from pg_roles where rolname = $1)::int as role, current_user::text as grantor,
                   array(select nspname::text from pg_namespace where nspname = any($2::text[])) as present`,
           [SOURCE_ROLE, o.schema],
@@ -55,13 +59,16 @@ export function registerDbCommands(program: Command): void {
         if (missing.length) {
           throw new CliError(`no schema ${missing.map((m) => `"${m}"`).join(', ')} in this database (names are case-sensitive); nothing was granted`, ExitCode.notFound, 'UnknownSchema');
         }
+        const granted: { schema: string; statements: string[] }[] = [];
         for (const schema of o.schema) {
-          await grantSourceRead(s.db.pool, schema);
-          console.log(`granted ${SOURCE_ROLE} read access to schema ${schema}:`);
-          for (const statement of sourceGrantSql(schema)) console.log(`  ${statement}`);
+          await grantSourceRead(db.pool, schema);
+          granted.push({ schema, statements: sourceGrantSql(schema) });
         }
-        // ALTER DEFAULT PRIVILEGES covers only the tables its own user creates later
-        console.log(`tables ${rows[0].grantor} creates in ${o.schema.length === 1 ? 'it' : 'them'} later are readable too; grant again for tables other users create`);
+        output(o.json, { role: SOURCE_ROLE, grantor: rows[0].grantor, granted }, () => [
+          ...granted.flatMap((g) => [`granted ${SOURCE_ROLE} read access to schema ${g.schema}:`, ...g.statements.map((st) => `  ${st}`)]),
+          // ALTER DEFAULT PRIVILEGES covers only the tables its own user creates later
+          `tables ${rows[0].grantor} creates in ${o.schema.length === 1 ? 'it' : 'them'} later are readable too; grant again for tables other users create`,
+        ]);
       });
     });
 }
