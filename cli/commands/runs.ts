@@ -160,7 +160,7 @@ async function saveRunCard(s: Services, r: { run_id: string; model_name: string;
 }
 
 type StepRow = { step: string; trial_id: string; rung: number; attempt: number; status: string; duration_ms: number | null; error_type: string | null; error_message: string | null; transient_faults: number };
-type TrialRow = { trial_id: string; family: string | null; status: string; val_auc: number | null; val_pr_auc: number | null; val_log_loss: number | null; rung: number | null; epochs_run: number | null };
+type TrialRow = { trial_id: string; family: string | null; status: string; val_auc: number | null; val_pr_auc: number | null; val_log_loss: number | null; rung: number | null; epochs_run: number | null; pool: string | null; host: string | null };
 
 /** Every execution of every step: retries, promotions to later rungs, in-process re-runs after faults. */
 function stepsTable(steps: StepRow[]): string[] {
@@ -190,8 +190,8 @@ function trialsTable(trials: TrialRow[], metric: SelectionMetric): string[] {
   });
   return [
     ...table(
-      ['trial', 'family', 'status', { header: 'val AUC', align: 'right' }, { header: 'val log loss', align: 'right' }, { header: 'rung', align: 'right' }, { header: 'epochs', align: 'right' }],
-      ranked.slice(0, 10).map((t) => [t.trial_id, t.family, t.status, num(t.val_auc), num(t.val_log_loss), t.rung, t.epochs_run]),
+      ['trial', 'family', 'status', { header: 'val AUC', align: 'right' }, { header: 'val log loss', align: 'right' }, { header: 'rung', align: 'right' }, { header: 'epochs', align: 'right' }, 'pool', 'host'],
+      ranked.slice(0, 10).map((t) => [t.trial_id, t.family, t.status, num(t.val_auc), num(t.val_log_loss), t.rung, t.epochs_run, t.pool, t.host]),
       { indent: '  ' },
     ),
     ...(trials.length > 10 ? [`  … ${trials.length - 10} more (ml.trials)`] : []),
@@ -254,7 +254,7 @@ export function registerRunsCommands(program: Command): void {
           db.db.selectFrom('ml.run_steps').selectAll().where('run_id', '=', r.run_id).orderBy('started_at').execute(),
           db.db
             .selectFrom('ml.trials')
-            .select(['trial_id', 'status', 'val_auc', 'val_pr_auc', 'val_log_loss', 'epochs_run', 'rung', 'attempt', 'backend', 'family'])
+            .select(['trial_id', 'status', 'val_auc', 'val_pr_auc', 'val_log_loss', 'epochs_run', 'rung', 'attempt', 'backend', 'family', 'pool', 'host'])
             .where('run_id', '=', r.run_id)
             .execute(),
           db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', r.run_id).executeTakeFirst(),

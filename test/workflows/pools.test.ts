@@ -10,12 +10,14 @@ import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { activityInterceptors } from '../../workers/interceptors.js';
 import { trainQueueFor } from '../../workflows/constants.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
+import { runCli } from '../support/cli.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 
 // Worker pools (issue 15): a run's training goes to the task queue of its config's training.pool, the worker of that
 // pool records itself (pool, host) on every trial, and pool 'gpu' trains on a GPU unless the config allows a CPU.
 // This machine has no GPU: a worker started as the gpu pool trains on wasm, which is exactly the fallback case.
 let db: Db;
+let dbUrl: string;
 let store: ArtifactStore;
 let closeStore: () => void;
 let bundle: WorkflowBundleWithSourceMap;
@@ -28,7 +30,7 @@ const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() 
 
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  ({ db } = await freshDatabase('pools'));
+  ({ db, url: dbUrl } = await freshDatabase('pools'));
   ({ store, close: closeStore } = await testStore());
   const shop = await seedShop(db.pool, { users: 1500, days: 40, seed: 21, horizonDays: 14 });
   cutoff = shop.timeline.cutoff.toISOString();
@@ -81,6 +83,12 @@ describe('worker pools', () => {
     const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'pool', 'host', 'backend']).where('run_id', '=', out.runId).execute();
     expect(trials.map((t) => t.trial_id).sort()).toEqual(['baseline', 'final', 't001', 't002']);
     for (const t of trials) expect({ pool: t.pool, host: t.host, backend: t.backend }).toEqual({ pool: 'gpu', host: 'rehearsal-gpu-host', backend: 'wasm' });
+    // run show says which pool and host trained each trial
+    const show = await runCli(['run', 'show', out.workflowId], { databaseUrl: dbUrl });
+    expect(show.code, show.stderr).toBe(0);
+    const rows = show.stdout.split('\n').filter((l) => /\bt00[12]\b/.test(l) && l.includes('rehearsal-gpu-host'));
+    expect(rows.length).toBe(2);
+    for (const row of rows) expect(row).toMatch(/\bgpu\b/);
   });
 
   it('training.pool gpu without the fallback fails every trial on a GPU-less worker with GpuUnavailable, registering nothing', async () => {
