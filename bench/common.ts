@@ -120,6 +120,8 @@ export interface ShopShape {
   days: number;
   seed: number;
   horizonDays: number;
+  /** the day the shop ends (default SHOP_ANCHOR, the CLI's --end) */
+  end?: Date;
 }
 export interface BenchShop extends ShopShape {
   events: number;
@@ -132,17 +134,18 @@ export interface BenchShop extends ShopShape {
  * the generator's memory never counts towards the peak RSS a suite reports.
  */
 export async function ensureShop(bench: BenchServices, shape: ShopShape, { reseed = false, log }: { reseed?: boolean; log: Log }): Promise<BenchShop> {
+  const endDay = shape.end ? shape.end.toISOString().slice(0, 10) : SHOP_ANCHOR;
   const read = () => bench.db.db.selectFrom('bench.shops').selectAll().executeTakeFirst();
   const existing = await read();
   const matches = (s: typeof existing) =>
     !!s && s.seed === shape.seed && s.users === shape.users && s.days === shape.days && s.horizon_days === shape.horizonDays &&
-    new Date(s.end_at).toISOString().slice(0, 10) === SHOP_ANCHOR;
+    new Date(s.end_at).toISOString().slice(0, 10) === endDay;
   if (!reseed && matches(existing)) {
     log(`  reusing the shop seeded at ${new Date(existing!.created_at).toISOString()} (${Number(existing!.events).toLocaleString('en')} events)`);
     return { ...shape, events: Number(existing!.events), cutoff: new Date(existing!.cutoff_at), seededNow: false };
   }
   const t0 = performance.now();
-  const args = ['seed-shop', '--database', bench.database, '--users', shape.users, '--days', shape.days, '--seed', shape.seed, '--horizon-days', shape.horizonDays, '--end', SHOP_ANCHOR].map(String);
+  const args = ['seed-shop', '--database', bench.database, '--users', shape.users, '--days', shape.days, '--seed', shape.seed, '--horizon-days', shape.horizonDays, '--end', endDay].map(String);
   await runChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'main.ts'), ...args], log);
   const seeded = await read();
   if (!matches(seeded)) throw new Error(`seeding ${bench.database} did not leave a shop of ${JSON.stringify(shape)} in bench.shops`);

@@ -3,7 +3,7 @@
  * propensity_bench so that the demo's shop is never touched. One file per suite; shared helpers in common.ts.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { SHOP_ANCHOR } from '../db/synthetic/generator.js';
+import { shopOptions } from '../cli/shop-options.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
@@ -27,12 +27,6 @@ const program = new Command('bench')
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
-const shopOptions = (cmd: Command) =>
-  cmd
-    .option('--users <n>', 'synthetic shop: users', int('--users'), 100_000)
-    .option('--days <n>', 'synthetic shop: days of events', int('--days'), 60)
-    .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), 1)
-    .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), 14);
 
 shopOptions(
   program
@@ -217,11 +211,10 @@ program
 // Seeding runs in a child of the suite, so that the generator's memory stays out of the suite's peak RSS.
 shopOptions(program.command('seed-shop', { hidden: true }).description('seed the bench database (used by the suites)'))
   .option('--database <name>', 'bench database', BENCH_DATABASE)
-  .option('--end <day>', 'the day the data ends (UTC)', SHOP_ANCHOR)
   .action(async (o) => {
   const bench = await openBench({ log, startStack: false, database: o.database });
   try {
-    await seedShop(bench.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, end: new Date(`${o.end}T00:00:00Z`), log });
+    await seedShop(bench.db.pool, { users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, end: o.end, log });
     log(`seed-shop peak RSS ${peakRssMb()} MB`); // read by the e2e suite
   } finally {
     await bench.close();

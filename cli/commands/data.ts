@@ -1,18 +1,11 @@
 import { Option, type Command } from 'commander';
-import { SHOP_ANCHOR } from '../../db/synthetic/generator.js';
-import { dayOption, intOption, withServices } from '../common.js';
+import { withServices } from '../common.js';
+import { shopOptions } from '../shop-options.js';
 
 /** `seed` (a synthetic shop) and `import events` (a real shop's export): what fills shop.*. */
 export function registerDataCommands(program: Command): void {
-  program
-    .command('seed')
-    .description('replace shop.* with a synthetic shop (and bench.user_truth with its true probabilities)')
-    .option('--users <n>', 'number of users', intOption('--users'), 100_000)
-    .option('--days <n>', 'days of history', intOption('--days'), 60)
-    .option('--seed <n>', 'random seed', intOption('--seed', 0), 1)
-    .option('--horizon-days <n>', 'label window after the cutoff', intOption('--horizon-days'), 14)
+  shopOptions(program.command('seed').description('replace shop.* with a synthetic shop (and bench.user_truth with its true probabilities)'))
     .option('--dirty-rate <x>', 'share of dirty rows', (v) => Number(v), 0.01)
-    .option('--end <day>', 'the day the data ends (exclusive, UTC; the cutoff is --horizon-days before it): a fixed day by default, so the same options give the same shop on any day', dayOption('--end'), dayOption('--end')(SHOP_ANCHOR))
     .action((o) =>
       withServices(async (s) => {
         const [{ migrateToLatest }, { seedShop }] = await Promise.all([import('../../db/migrate.js'), import('../../db/synthetic/load.js')]);

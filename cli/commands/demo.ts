@@ -1,17 +1,10 @@
 import type { Command } from 'commander';
-import { SHOP_ANCHOR } from '../../db/synthetic/generator.js';
-import { dayOption, idParser, intOption } from '../common.js';
+import { idParser, intOption } from '../common.js';
+import { shopOptions } from '../shop-options.js';
 
 /** `demo`: the whole story on one machine (cli/demo.ts), with its summary. */
 export function registerDemoCommand(program: Command): void {
-  program
-    .command('demo')
-    .description('stack up (workers included), migrate, seed a synthetic shop, run one pipeline, print a summary')
-    .option('--users <n>', 'synthetic users', intOption('--users'), 100_000)
-    .option('--days <n>', 'days of history', intOption('--days'), 60)
-    .option('--seed <n>', 'shop seed', intOption('--seed', 0), 1)
-    .option('--horizon-days <n>', 'label window', intOption('--horizon-days'), 14)
-    .option('--end <day>', `the day the shop's data ends (UTC); fixed by default (${SHOP_ANCHOR}), so every demo trains on the same data`, dayOption('--end'), dayOption('--end')(SHOP_ANCHOR))
+  shopOptions(program.command('demo').description('stack up (workers included), migrate, seed a synthetic shop, run one pipeline, print a summary'))
     .option('--trials <n>', 'hyperparameter trials', intOption('--trials'), 16)
     .option('--train-workers <n>', 'the dev stack\'s train worker processes (they keep running after the demo)', intOption('--train-workers'), 2)
     .option('--model <name>', 'model name', idParser('modelName'), 'propensity')
