@@ -225,7 +225,7 @@ function noRuns(o: { model?: string; status?: string }): string {
 export function registerRunsCommands(program: Command): void {
   const run = program
     .command('run')
-    .description('start a pipeline run from a config file (JSON or YAML) and follow it stage by stage; workers must be running')
+    .description('start a pipeline run from a config file (JSON or YAML) and follow it stage by stage; refused at once (NoWorkers, exit 6) when no worker polls the queues it needs (`propensity dev up` starts them)')
     .option('--config <file>', 'pipeline config (.json, .yaml or .yml); omitted keys take their defaults')
     .option('--id <workflowId>', 'workflow id (default train-<model>-<date>-<time>)', idParser('workflowId'))
     .option('--detach', 'start and print the workflow id without following')

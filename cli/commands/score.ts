@@ -41,7 +41,7 @@ export function registerScoreCommands(program: Command): void {
     .command('score')
     .description(
       'score every active user with a registered model and write ml.scores (workflow scoreUsers on the cpu workers, ' +
-        'which must be running); rerunning a score run id replaces its rows',
+        'refused at once, NoWorkers, when none polls); rerunning a score run id replaces its rows',
     )
     .requiredOption('--model <ref>', 'the model: <name> (its champion), <name>@<alias> or <name>:<version>', (v: string) => (parseModelRef(v), v))
     .option('--as-of <iso>', 'the point in time scored: features from events before it (default: now)')
