@@ -121,10 +121,12 @@ describe('tables and messages', () => {
     const r = await cli(['runs']);
     expect(r.code).toBe(0);
     const [header, row] = r.stdout.trimEnd().split('\n');
+    const { started_at } = await db.db.selectFrom('ml.pipeline_runs').select('started_at').where('run_id', '=', rejected.runId).executeTakeFirstOrThrow();
+    const rejectedStartedAt = started_at.toISOString();
     expect(row).toContain(rejected.workflowId);
     // every column starts where its header does, whatever the widths of the cells before it
-    for (const [column, cell] of [['status', 'rejected'], ['started', '20']] as const) {
-      expect(row.indexOf(cell, row.indexOf(MODEL) + MODEL.length)).toBe(header.indexOf(column));
+    for (const [column, cell] of [['model', MODEL], ['status', 'rejected'], ['started', rejectedStartedAt]] as const) {
+      expect(row.slice(header.indexOf(column)).startsWith(cell), `${column}: ${row}`).toBe(true);
     }
     expect((await cli(['runs', '--status', 'running'])).stdout.trim()).toBe('no running runs (`propensity runs` lists every run)');
     expect((await cli(['runs', '--model', 'nosuch'])).stdout.trim()).toBe('no runs of model nosuch (`propensity runs` lists every run)');
