@@ -26,6 +26,8 @@ export interface CancelRunResult {
   graceSeconds: number;
   /** seconds from the cancellation request until the run closed (or was terminated) */
   waitedSeconds: number;
+  /** terminated at once, without the grace period: no worker ever picked the run up and none polls its queue */
+  immediate: boolean;
   /** why the run did not honour the cancellation request (outcome terminated) */
   reason: string | null;
   /** what happened to ml.pipeline_runs: a row inserted (the run never wrote one), updated, or left alone */
@@ -79,6 +81,18 @@ export async function resolveRun(db: Db, client: Client, id: string): Promise<{ 
     ExitCode.notFound,
     'UnknownRun',
   );
+}
+
+/** Whether a worker ever started a workflow task of this run (it holds a WorkflowTaskStarted event). */
+async function pickedUp(client: Client, d: WorkflowExecutionDescription): Promise<boolean> {
+  const history = await client.workflow.getHandle(d.workflowId, d.runId).fetchHistory();
+  return history.events?.some((e) => e.workflowTaskStartedEventAttributes) ?? false;
+}
+
+/** Whether any worker polls the run's task queue for workflow tasks now. */
+async function hasPollers(client: Client, taskQueue: string): Promise<boolean> {
+  const res = await client.workflowService.describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name: taskQueue }, taskQueueType: 1 });
+  return (res.pollers?.length ?? 0) > 0;
 }
 
 /** Why a run still open after the grace period did not act on the cancellation request. */
@@ -186,7 +200,10 @@ export async function cancelRun(db: Db, client: Client, id: string, opts: { grac
   }
   const requestedAt = new Date();
   await handle.cancel();
-  const deadline = requestedAt.getTime() + opts.graceSeconds * 1000;
+  // A run no worker ever picked up, on a queue nobody polls, can never see the request: waiting out the grace period
+  // would only delay the same termination, so it is terminated at once.
+  const unattended = !(await pickedUp(client, d)) && !(await hasPollers(client, d.taskQueue));
+  const deadline = unattended ? requestedAt.getTime() : requestedAt.getTime() + opts.graceSeconds * 1000;
   while (OPEN.has(d.status.name) && Date.now() < deadline) {
     await sleep(Math.min(opts.pollMs ?? 500, Math.max(0, deadline - Date.now())));
     d = await handle.describe();
@@ -197,7 +214,9 @@ export async function cancelRun(db: Db, client: Client, id: string, opts: { grac
   if (OPEN.has(d.status.name)) {
     reason = await whyStuck(client, d);
     try {
-      await handle.terminate(`cancelled by ${by}: not closed ${opts.graceSeconds} s after the cancellation request (${reason})`);
+      await handle.terminate(
+        unattended ? `cancelled by ${by}: terminated at once (${reason})` : `cancelled by ${by}: not closed ${opts.graceSeconds} s after the cancellation request (${reason})`,
+      );
       terminatedByUs = true;
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError)) throw err; // it closed just now: its own status stands
@@ -207,7 +226,7 @@ export async function cancelRun(db: Db, client: Client, id: string, opts: { grac
   const waitedSeconds = Math.round((Date.now() - requestedAt.getTime()) / 100) / 10;
   const status = d.status.name;
   const run = { workflowId, runId, workflowType: d.type, startTime: d.startTime };
-  const base = { workflowId, runId, workflowType: d.type, temporalStatus: status, graceSeconds: opts.graceSeconds, waitedSeconds };
+  const base = { workflowId, runId, workflowType: d.type, temporalStatus: status, graceSeconds: opts.graceSeconds, waitedSeconds, immediate: unattended };
   if (status === 'CANCELLED') {
     const message = `cancelled by ${by}: the workflow stopped cleanly ${waitedSeconds} s after the request`;
     const recorded = await recordCancelled(db, client, run, { type: 'Cancelled', message });
@@ -215,7 +234,9 @@ export async function cancelRun(db: Db, client: Client, id: string, opts: { grac
   }
   if (status === 'TERMINATED') {
     const message = terminatedByUs
-      ? `cancelled by ${by}: the workflow did not close within the ${opts.graceSeconds} s grace period after the cancellation request (${reason}), so it was terminated`
+      ? unattended
+        ? `cancelled by ${by}: ${reason}, so it could never see the cancellation request and was terminated at once`
+        : `cancelled by ${by}: the workflow did not close within the ${opts.graceSeconds} s grace period after the cancellation request (${reason}), so it was terminated`
       : `cancelled by ${by}: the workflow was terminated by someone else while the cancellation was pending`;
     const recorded = await recordCancelled(db, client, run, { type: 'Terminated', message });
     return { ...base, outcome: 'terminated', reason, recorded, message };

@@ -368,6 +368,7 @@ export function registerRunsCommands(program: Command): void {
             : r.recorded === 'updated' ? 'ml.pipeline_runs records it as cancelled' : 'ml.pipeline_runs is unchanged';
           if (r.outcome === 'cancelled') return [`cancelled ${head} cleanly in ${r.waitedSeconds} s`, `  ${rec} (Cancelled)`];
           if (r.outcome === 'terminated') {
+            if (r.immediate) return [`terminated ${head} at once, without waiting ${r.graceSeconds} s: ${r.reason}`, `  ${rec} (Terminated)`];
             return [`terminated ${head} after the ${r.graceSeconds} s grace period: ${r.reason ?? 'terminated by someone else meanwhile'}`, `  ${rec} (Terminated)`];
           }
           return `${head}: ${r.message}`;
