@@ -1,65 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createActivities } from '../../activities/index.js';
-import type { Db } from '../../db/client.js';
-import { seedShop } from '../../db/synthetic/load.js';
-import type { ArtifactStore } from '../../store/artifacts.js';
-import { WORKFLOWS_PATH } from '../../workers/deps.js';
-import { activityInterceptors } from '../../workers/interceptors.js';
 import { trainQueueFor } from '../../workflows/constants.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
 import { runCli } from '../support/cli.js';
-import { connections, freshDatabase, testStore } from '../support/services.js';
+import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 
 // Worker pools (issue 15): a run's training goes to the task queue of its config's training.pool, the worker of that
 // pool records itself (pool, host) on every trial, and pool 'gpu' trains on a GPU unless the config allows a CPU.
 // This machine has no GPU: a worker started as the gpu pool trains on wasm, which is exactly the fallback case.
-let db: Db;
-let dbUrl: string;
-let store: ArtifactStore;
-let closeStore: () => void;
-let bundle: WorkflowBundleWithSourceMap;
-let nativeConnection: NativeConnection;
-let client: Client;
-let cutoff: string;
-
-const queues = { cpu: `pool-cpu-${randomUUID()}`, train: `pool-train-${randomUUID()}` };
-const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+let h: PipelineHarness;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  ({ db, url: dbUrl } = await freshDatabase('pools'));
-  ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 1500, days: 40, seed: 21, horizonDays: 14 });
-  cutoff = shop.timeline.cutoff.toISOString();
-  bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
-  const { address, namespace } = connections().temporal;
-  nativeConnection = await NativeConnection.connect({ address });
-  client = new Client({ connection: await Connection.connect({ address }), namespace });
+  h = await pipelineHarness('pools', { users: 1500, days: 40, seed: 21, horizonDays: 14 });
 });
 
 afterAll(async () => {
-  await client?.connection.close();
-  await nativeConnection?.close();
-  closeStore?.();
-  await db?.close();
+  await h?.close();
 });
-
-/** A cpu worker, plus a train worker of `pool` (polling that pool's queue) on host `host`. */
-async function withWorkers<T>(pool: string, host: string, fn: () => Promise<T>): Promise<T> {
-  const { namespace } = connections().temporal;
-  const cpuActivities = createActivities({ db, store, codeVersion: 'test' });
-  const trainActivities = createActivities({ db, store, codeVersion: 'test', pool, host });
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities: cpuActivities, interceptors: activityInterceptors({ db }) });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: trainQueueFor(pool, queues.train), activities: trainActivities, interceptors: activityInterceptors({ db }) });
-  return cpu.runUntil(train.runUntil(fn()));
-}
 
 const config = (training: Record<string, unknown>) => ({
   modelName: `pool_${randomUUID().slice(0, 8)}`,
-  source: { kind: 'events', cutoff, horizonDays: 14 },
+  source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
   search: { trials: 2, parallelism: 2, epochs: 2, patience: 2, halving: { eta: 3, minEpochs: 1 } },
   training: { finalEpochs: 2, backend: 'wasm', ...training },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
@@ -67,7 +29,7 @@ const config = (training: Record<string, unknown>) => ({
 });
 
 const start = (cfg: unknown) =>
-  client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId: `train-pool-${randomUUID()}`, args: [{ config: cfg, taskQueues: queues, trigger: 'test' }] });
+  h.client.workflow.start(trainPipeline, { taskQueue: h.queues.cpu, workflowId: `train-pool-${randomUUID()}`, args: [{ config: cfg, taskQueues: h.queues, trigger: 'test' }] });
 
 describe('worker pools', () => {
   it('the pool queue names: the default pool keeps propensity-train, others get a suffix', () => {
@@ -78,13 +40,13 @@ describe('worker pools', () => {
 
   it('training.pool gpu with allowCpuFallback trains on the gpu pool\'s worker and records pool and host on every trial', async () => {
     const handle = await start(config({ pool: 'gpu', allowCpuFallback: true }));
-    const out = await withWorkers('gpu', 'rehearsal-gpu-host', () => handle.result());
+    const out = await h.withWorkers(() => handle.result(), { pool: 'gpu', host: 'rehearsal-gpu-host' });
     expect(out.status).toBe('registered');
-    const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'pool', 'host', 'backend']).where('run_id', '=', out.runId).execute();
+    const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'pool', 'host', 'backend']).where('run_id', '=', out.runId).execute();
     expect(trials.map((t) => t.trial_id).sort()).toEqual(['baseline', 'final', 't001', 't002']);
     for (const t of trials) expect({ pool: t.pool, host: t.host, backend: t.backend }).toEqual({ pool: 'gpu', host: 'rehearsal-gpu-host', backend: 'wasm' });
     // run show says which pool and host trained each trial
-    const show = await runCli(['run', 'show', out.workflowId], { databaseUrl: dbUrl });
+    const show = await runCli(['run', 'show', out.workflowId], { databaseUrl: h.dbUrl });
     expect(show.code, show.stderr).toBe(0);
     const rows = show.stdout.split('\n').filter((l) => /\bt00[12]\b/.test(l) && l.includes('rehearsal-gpu-host'));
     expect(rows.length).toBe(2);
@@ -94,15 +56,15 @@ describe('worker pools', () => {
   it('training.pool gpu without the fallback fails every trial on a GPU-less worker with GpuUnavailable, registering nothing', async () => {
     const cfg = config({ pool: 'gpu' });
     const handle = await start(cfg);
-    const err = await withWorkers('gpu', 'no-gpu-host', () => handle.result().then(() => null, (e) => e));
+    const err = await h.withWorkers(() => handle.result().then(() => null, (e) => e), { pool: 'gpu', host: 'no-gpu-host' });
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const text = JSON.stringify(err, Object.getOwnPropertyNames(err)) + String(((err as Error).cause as Error | undefined)?.message);
     expect(text).toMatch(/AllTrialsFailed|GpuUnavailable/);
-    const runs = await db.db.selectFrom('ml.pipeline_runs').select(['status', 'error_message']).where('model_name', '=', cfg.modelName).execute();
+    const runs = await h.db.db.selectFrom('ml.pipeline_runs').select(['status', 'error_message']).where('model_name', '=', cfg.modelName).execute();
     expect(runs).toHaveLength(1);
     expect(runs[0].status).toBe('failed');
     expect(runs[0].error_message).toMatch(/must train on a GPU .*allowCpuFallback/s);
-    const versions = await db.db.selectFrom('ml.model_versions').select('version').where('model_name', '=', cfg.modelName).execute();
+    const versions = await h.db.db.selectFrom('ml.model_versions').select('version').where('model_name', '=', cfg.modelName).execute();
     expect(versions).toHaveLength(0);
   });
 });

@@ -3,67 +3,44 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createActivities } from '../../activities/index.js';
+import type { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { seedShop } from '../../db/synthetic/load.js';
 import { createS3Client } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
-import { WORKFLOWS_PATH } from '../../workers/deps.js';
-import { activityInterceptors } from '../../workers/interceptors.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { lastJson, runCli } from '../support/cli.js';
-import { connections, freshDatabase, testStore } from '../support/services.js';
+import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
+import { connections } from '../support/services.js';
 
 // `propensity run resume` on the real dev stack: a run fails at evaluate (its cpu worker's evaluate crashes, as a
 // defect shipped in a worker image would), the fix is deployed (workers with the real activities), and the resumed
 // run — with a gate section changed on the way — completes without executing ingest, clean, split, the search or the
 // final training again. Bad input is refused with its type and exit code, and nothing starts.
+let h: PipelineHarness;
 let db: Db;
 let dbUrl: string;
 let store: ArtifactStore;
-let closeStore: () => void;
-let bundle: WorkflowBundleWithSourceMap;
-let nativeConnection: NativeConnection;
 let client: Client;
 let cutoff: string;
-
-const queues = { cpu: `resume-cpu-${randomUUID()}`, train: `resume-train-${randomUUID()}` };
-const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+let queues: { cpu: string; train: string };
 const dir = mkdtempSync(path.join(os.tmpdir(), 'resume-test-'));
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
-  ({ db, url: dbUrl } = await freshDatabase('resume'));
-  ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 1500, days: 40, seed: 17, horizonDays: 14 });
-  cutoff = shop.timeline.cutoff.toISOString();
-  bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
-  const { address, namespace } = connections().temporal;
-  nativeConnection = await NativeConnection.connect({ address });
-  client = new Client({ connection: await Connection.connect({ address }), namespace });
+  h = await pipelineHarness('resume', { users: 1500, days: 40, seed: 17, horizonDays: 14 }, 'ERROR');
+  ({ db, dbUrl, store, client, cutoff, queues } = h);
 });
 
 afterAll(async () => {
-  await client?.connection.close();
-  await nativeConnection?.close();
-  closeStore?.();
-  await db?.close();
+  await h?.close();
 });
 
 type Activities = ReturnType<typeof createActivities>;
 
 /** Runs `fn` with a cpu and a train worker on this file's queues; `faulty` replaces activities (a broken image). */
-async function withWorkers<T>(fn: () => Promise<T>, faulty: Partial<Activities> = {}): Promise<T> {
-  const activities = { ...createActivities({ db, store, codeVersion: 'test' }), ...faulty };
-  const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }) });
-  return cpu.runUntil(train.runUntil(fn()));
-}
+const withWorkers = <T>(fn: () => Promise<T>, faulty: Partial<Activities> = {}): Promise<T> => h.withWorkers(fn, { faulty });
 
 const config = (over: Record<string, unknown> = {}) => ({
   modelName: 'resumed',

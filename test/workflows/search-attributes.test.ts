@@ -1,62 +1,29 @@
 import { randomUUID } from 'node:crypto';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createActivities } from '../../activities/index.js';
-import type { Db } from '../../db/client.js';
-import { seedShop } from '../../db/synthetic/load.js';
-import type { ArtifactStore } from '../../store/artifacts.js';
-import { WORKFLOWS_PATH } from '../../workers/deps.js';
-import { activityInterceptors } from '../../workers/interceptors.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { MODEL_ATTRIBUTE, OUTCOME_ATTRIBUTE, TEST_AUC_ATTRIBUTE, TRIGGER_ATTRIBUTE } from '../../workflows/search-attributes.js';
-import { connections, freshDatabase, testStore } from '../support/services.js';
+import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 
 // What the Temporal Web UI shows of a run, read back from the real dev server: its search attributes (which the
 // dev stack registers), its activities' summaries, and the filter `temporal workflow list --query` uses.
-let db: Db;
-let store: ArtifactStore;
-let closeStore: () => void;
-let bundle: WorkflowBundleWithSourceMap;
-let nativeConnection: NativeConnection;
-let client: Client;
-let cutoff: string;
-
-const queues = { cpu: `sa-cpu-${randomUUID()}`, train: `sa-train-${randomUUID()}` };
-const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+let h: PipelineHarness;
 const modelName = `sa_${randomUUID().slice(0, 8)}`;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  ({ db } = await freshDatabase('search_attributes'));
-  ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 1500, days: 40, seed: 21, horizonDays: 14 });
-  cutoff = shop.timeline.cutoff.toISOString();
-  bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
-  const { address, namespace } = connections().temporal;
-  nativeConnection = await NativeConnection.connect({ address });
-  client = new Client({ connection: await Connection.connect({ address }), namespace });
+  h = await pipelineHarness('search_attributes', { users: 1500, days: 40, seed: 21, horizonDays: 14 });
 });
 
 afterAll(async () => {
-  await client?.connection.close();
-  await nativeConnection?.close();
-  closeStore?.();
-  await db?.close();
+  await h?.close();
 });
 
-async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
-  const activities = createActivities({ db, store, codeVersion: 'test' });
-  const { namespace } = connections().temporal;
-  const cpu = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.cpu, workflowBundle: bundle, activities, interceptors: activityInterceptors({ db }) });
-  const train = await Worker.create({ connection: nativeConnection, namespace, taskQueue: queues.train, activities, interceptors: activityInterceptors({ db }) });
-  return cpu.runUntil(train.runUntil(fn()));
-}
+const withWorkers = <T>(fn: () => Promise<T>) => h.withWorkers(fn);
 
 const config = (threshold: number) => ({
   modelName,
-  source: { kind: 'events', cutoff, horizonDays: 14 },
+  source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
   search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
   training: { finalEpochs: 3, backend: 'wasm' },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: threshold }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
@@ -65,13 +32,13 @@ const config = (threshold: number) => ({
 
 async function start(cfg: unknown, trigger = 'test') {
   const workflowId = `train-sa-${randomUUID()}`;
-  const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: cfg, taskQueues: queues, trigger }] });
+  const handle = await h.client.workflow.start(trainPipeline, { taskQueue: h.queues.cpu, workflowId, args: [{ config: cfg, taskQueues: h.queues, trigger }] });
   return handle;
 }
 
 /** The summaries the Web UI shows on the activities' bars, from the history's ActivityTaskScheduled events. */
 async function activitySummaries(workflowId: string): Promise<string[]> {
-  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const history = await h.client.workflow.getHandle(workflowId).fetchHistory();
   return (history.events ?? [])
     .filter((e) => e.activityTaskScheduledEventAttributes)
     .map((e) => (e.userMetadata?.summary ? String(defaultPayloadConverter.fromPayload(e.userMetadata.summary as never)) : ''));
@@ -116,12 +83,12 @@ describe('the Temporal Web UI speaks ML', () => {
     let ids: string[] = [];
     for (let i = 0; i < 40 && !ids.length; i++) {
       ids = [];
-      for await (const w of client.workflow.list({ query })) ids.push(w.workflowId);
+      for await (const w of h.client.workflow.list({ query })) ids.push(w.workflowId);
       if (!ids.length) await new Promise((r) => setTimeout(r, 250));
     }
     expect(ids).toEqual([handle.workflowId]);
     const registeredIds: string[] = [];
-    for await (const w of client.workflow.list({ query: `PropensityModel = "${modelName}" AND PropensityOutcome = "registered"` })) registeredIds.push(w.workflowId);
+    for await (const w of h.client.workflow.list({ query: `PropensityModel = "${modelName}" AND PropensityOutcome = "registered"` })) registeredIds.push(w.workflowId);
     expect(registeredIds).toEqual([registered.workflowId]);
   });
 
