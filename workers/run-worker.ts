@@ -43,6 +43,20 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const host = opts.host ?? (process.env.PROPENSITY_WORKER_HOST || undefined);
   const activities = createActivities({ db: services.db, store: services.store, codeVersion: services.codeVersion, backend: backend?.name, pool, host });
   const { address, tls, apiKey, namespace } = services.connections.temporal;
+  // the cpu worker runs the workflows, which set the pipeline's search attributes: refuse to poll a namespace that
+  // lacks them (every run's workflow tasks would fail), naming the commands that create them
+  if (opts.kind === 'cpu') {
+    const { Connection } = await import('@temporalio/client');
+    const check = await Connection.connect({ address, tls, apiKey });
+    try {
+      const { requireSearchAttributes } = await import('../infra/search-attributes.js');
+      if ((await requireSearchAttributes(check, namespace)) === 'unchecked') {
+        log(`worker cpu: could not list the search attributes of namespace ${namespace} (no permission?); runs fail their workflow tasks if PropensityModel, PropensityOutcome, PropensityTestAuc or PropensityTrigger are missing`);
+      }
+    } finally {
+      await check.close();
+    }
+  }
   const connection = await NativeConnection.connect({ address, tls, apiKey });
   const taskQueue = opts.kind === 'cpu' ? queues.cpu : queues.train;
   // tfjs on wasm is single-threaded per process: parallel trials come from more train processes, not more slots;
