@@ -10,6 +10,7 @@ import { createS3Client, type ServiceName } from '../../infra/index.js';
 import { startStackService, stopStackService } from '../../infra/stack.js';
 import { progressQuery, trainPipeline, type PipelineProgress, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { connections } from '../support/services.js';
+import { workerServiceEnv } from '../support/worker-env.js';
 import { faultEnv } from './env.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -139,7 +140,6 @@ export class FaultCase {
 
   /** Worker processes (node + tsx, as `propensity workers` runs them) pointed at the fault stack and this case's queues. */
   spawn(counts: { cpu: number; train: number }): Worker[] {
-    const c = connections();
     const env = faultEnv();
     const label = `spawn${++this.spawns}`;
     const extraEnv: Record<string, string> = {
@@ -148,21 +148,13 @@ export class FaultCase {
       PROPENSITY_TEMPORAL_UI_PORT: String(env.PROPENSITY_TEMPORAL_UI_PORT),
       PROPENSITY_PG_PORT: String(env.PROPENSITY_PG_PORT),
       PROPENSITY_S3_PORT: String(env.PROPENSITY_S3_PORT),
-      DATABASE_URL: this.databaseUrl,
-      // source queries log in as the stack's least-privilege role, on this suite's database
-      ...(c.sourceDatabaseUrl && { DATABASE_URL_SOURCE: onDatabase(c.sourceDatabaseUrl, this.databaseUrl) }),
-      TEMPORAL_ADDRESS: c.temporal.address,
-      TEMPORAL_NAMESPACE: c.temporal.namespace,
+      // this suite's database (source queries as the stack's least-privilege role on it), Temporal and S3
+      ...workerServiceEnv(this.databaseUrl),
       PROPENSITY_TRAIN_QUEUE: this.queues.train,
       PROPENSITY_CPU_QUEUE: this.queues.cpu,
       PROPENSITY_BACKEND: 'wasm',
       PROPENSITY_TRAIN_SLOTS: '1',
       PROPENSITY_CODE_VERSION: 'faults',
-      S3_BUCKET: c.s3.bucket,
-      S3_REGION: c.s3.region,
-      S3_FORCE_PATH_STYLE: String(c.s3.forcePathStyle),
-      ...(c.s3.endpoint && { S3_ENDPOINT: c.s3.endpoint }),
-      ...(c.s3.credentials && { AWS_ACCESS_KEY_ID: c.s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: c.s3.credentials.secretAccessKey }),
     };
     // logs: <case dir>/spawnN/logs/worker-<kind>-<i>.log
     const procs = spawnWorkers({ ...env, PROPENSITY_DATA_DIR: path.join(this.dir, label) }, counts, extraEnv);
@@ -285,13 +277,6 @@ export class FaultCase {
     for (const w of this.workers) w.expected = true;
     await Promise.all(this.alive().map((w) => this.kill(w, 'SIGTERM', 10_000)));
   }
-}
-
-/** `url` (its role and password) pointed at the database `databaseUrl` names. */
-function onDatabase(url: string, databaseUrl: string): string {
-  const u = new URL(url);
-  u.pathname = new URL(databaseUrl).pathname;
-  return u.toString();
 }
 
 export type Outcome =

@@ -16,6 +16,7 @@ import { WORKFLOWS_PATH } from '../../workers/deps.js';
 import { activityInterceptors } from '../../workers/interceptors.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
 import { runCli } from '../support/cli.js';
+import { workerServiceEnv } from '../support/worker-env.js';
 
 // The acceptance test for resumable training: the train worker is a real process (spawned as `propensity
 // workers` does), killed with SIGKILL in the middle of a search trial. Temporal notices the silence
@@ -64,21 +65,13 @@ afterAll(async () => {
 
 /** One train worker process pointed at this test's database, bucket and task queue. */
 function spawnTrainWorker(): WorkerProcess {
-  const c = connections();
   const extraEnv: Record<string, string> = {
-    DATABASE_URL: dbUrl,
-    TEMPORAL_ADDRESS: c.temporal.address,
-    TEMPORAL_NAMESPACE: c.temporal.namespace,
+    ...workerServiceEnv(dbUrl),
     PROPENSITY_TRAIN_QUEUE: queues.train,
     PROPENSITY_CPU_QUEUE: queues.cpu,
     PROPENSITY_BACKEND: 'wasm',
     PROPENSITY_TRAIN_SLOTS: '1',
     PROPENSITY_CODE_VERSION: 'test',
-    S3_BUCKET: c.s3.bucket,
-    S3_REGION: c.s3.region,
-    S3_FORCE_PATH_STYLE: String(c.s3.forcePathStyle),
-    ...(c.s3.endpoint && { S3_ENDPOINT: c.s3.endpoint }),
-    ...(c.s3.credentials && { AWS_ACCESS_KEY_ID: c.s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: c.s3.credentials.secretAccessKey }),
   };
   const [worker] = spawnWorkers({ ...loadEnv(), PROPENSITY_DATA_DIR: logDir }, { cpu: 0, train: 1 }, extraEnv);
   spawned.push(worker);

@@ -13,6 +13,7 @@ import { buildState, nodeArgsFor } from '../../infra/build.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { connections, freshDatabase, testStore } from '../support/services.js';
+import { workerServiceEnv } from '../support/worker-env.js';
 
 // The multi-host rehearsal (issue 15, item 4) on one machine: every worker is a process of its own with its own
 // working directory, data dir and a clean environment (only what a pod would be given: connection URLs, queues, its
@@ -49,27 +50,16 @@ afterAll(async () => {
 
 /** What a pod of `kind` would be given, and nothing of this process's environment but PATH and HOME. */
 function hostEnv(name: string, queues: { cpu: string; train: string }): NodeJS.ProcessEnv {
-  const c = connections();
-  const source = c.sourceDatabaseUrl ? new URL(c.sourceDatabaseUrl) : null;
-  if (source) source.pathname = new URL(dbUrl).pathname;
   return {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     PROPENSITY_DATA_DIR: path.join(root, name, 'data'),
     PROPENSITY_WORKER_HOST: name,
-    DATABASE_URL: dbUrl,
-    ...(source && { DATABASE_URL_SOURCE: source.toString() }),
-    TEMPORAL_ADDRESS: c.temporal.address,
-    TEMPORAL_NAMESPACE: c.temporal.namespace,
+    ...workerServiceEnv(dbUrl),
     PROPENSITY_CPU_QUEUE: queues.cpu,
     PROPENSITY_TRAIN_QUEUE: queues.train,
     PROPENSITY_BACKEND: 'wasm',
     PROPENSITY_CODE_VERSION: 'rehearsal',
-    S3_BUCKET: c.s3.bucket,
-    S3_REGION: c.s3.region,
-    S3_FORCE_PATH_STYLE: String(c.s3.forcePathStyle),
-    ...(c.s3.endpoint && { S3_ENDPOINT: c.s3.endpoint }),
-    ...(c.s3.credentials && { AWS_ACCESS_KEY_ID: c.s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: c.s3.credentials.secretAccessKey }),
   };
 }
 
