@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { buildState, nodeArgsFor } from '../infra/build.js';
 import { findRepoRoot, type Env } from '../infra/env.js';
+import { queuePollers } from '../infra/pollers.js';
 
 export interface WorkerProcess {
   kind: 'cpu' | 'train';
@@ -51,12 +52,7 @@ export async function waitForPollers(
     if (dead) throw new Error(`worker ${dead.kind} exited with code ${dead.child.exitCode}; see ${dead.logFile}`);
     let ready = true;
     for (const q of queues) {
-      const res = await client.workflowService.describeTaskQueue({
-        namespace: client.options.namespace,
-        taskQueue: { name: q.name },
-        taskQueueType: q.kind === 'workflow' ? 1 : 2,
-      });
-      if ((res.pollers?.length ?? 0) < q.min) ready = false;
+      if ((await queuePollers(client.connection, client.options.namespace, q.name, q.kind)).length < q.min) ready = false;
     }
     if (ready) return;
     if (Date.now() > deadline) throw new Error(`workers did not start polling within ${timeoutMs / 1000}s; see ${workers.map((w) => w.logFile).join(', ')}`);

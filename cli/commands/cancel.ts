@@ -89,19 +89,17 @@ async function pickedUp(client: Client, d: WorkflowExecutionDescription): Promis
   return history.events?.some((e) => e.workflowTaskStartedEventAttributes) ?? false;
 }
 
-/** Whether any worker polls the run's task queue for workflow tasks now. */
+/** Whether a live worker polls the run's task queue for workflow tasks now (the rule `run`'s worker check uses). */
 async function hasPollers(client: Client, taskQueue: string): Promise<boolean> {
-  const res = await client.workflowService.describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name: taskQueue }, taskQueueType: 1 });
-  return (res.pollers?.length ?? 0) > 0;
+  const { queuePollers, isLive } = await import('../../infra/pollers.js');
+  return (await queuePollers(client.connection, client.options.namespace, taskQueue, 'workflow')).some((p) => isLive(p));
 }
 
 /** Why a run still open after the grace period did not act on the cancellation request. */
 async function whyStuck(client: Client, d: WorkflowExecutionDescription): Promise<string> {
   const attempt = d.raw.pendingWorkflowTask?.attempt ?? 0;
   if (attempt > 1) return `its workflow task failed ${attempt - 1} time${attempt > 2 ? 's' : ''} in a row: a worker cannot run its workflow code`;
-  const history = await client.workflow.getHandle(d.workflowId, d.runId).fetchHistory();
-  const started = history.events?.some((e) => e.workflowTaskStartedEventAttributes) ?? false;
-  if (!started) return `no worker picked it up: nothing polls task queue ${d.taskQueue}`;
+  if (!(await pickedUp(client, d))) return `no worker picked it up: nothing polls task queue ${d.taskQueue}`;
   return 'it did not stop in time: a worker is busy or an activity does not heartbeat';
 }
 
