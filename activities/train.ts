@@ -11,7 +11,7 @@ import type { MlpParams } from '../ml/types.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
 import { readModel, writeModel, type ModelRef } from '../store/models.js';
 import { ErrorType, PipelineError } from '../pipeline/errors.js';
-import { DEFAULT_POOL, TASK_QUEUES } from '../workflows/constants.js';
+import { poolOfQueue } from '../workflows/constants.js';
 import type { ActivityDeps } from './deps.js';
 import { beat, lastDetails } from './heartbeat.js';
 
@@ -83,10 +83,6 @@ export interface TrainDeps extends ActivityDeps {
   /** the host recorded with each trial (PROPENSITY_WORKER_HOST, else the machine's hostname) */
   host?: string;
 }
-
-/** The pool a train queue belongs to: the part after the train queue's name, or the default pool. */
-export const poolOfQueue = (taskQueue: string, base: string = TASK_QUEUES.train): string =>
-  taskQueue.startsWith(`${base}-`) ? taskQueue.slice(base.length + 1) : DEFAULT_POOL;
 
 export function createTrainActivities(deps: TrainDeps) {
   const { db, store } = deps;

@@ -3,6 +3,7 @@
  * propensity_bench so that the demo's shop is never touched. One file per suite; shared helpers in common.ts.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { intOption } from '../cli/common.js';
 import { shopOptions } from '../cli/shop-options.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
@@ -13,11 +14,6 @@ import { printAccuracy, recordAccuracy, runAccuracyBench } from './accuracy.js';
 import { E2E_SHOP, printE2e, recordE2e, runE2eBench } from './e2e.js';
 import { printScore, recordScore, runScoreBench } from './score.js';
 
-const int = (name: string, min = 1) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
-  return n;
-};
 
 /** Progress and tables go to stdout; with --json the result is the last line. */
 const log = (line: string) => console.log(line);
@@ -34,7 +30,7 @@ shopOptions(
     .description('ingest + clean + split activities versus psql \\copy of the same feature query, best of alternating rounds'),
 )
   .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
-  .option('--rounds <n>', 'alternating rounds of ours and psql', int('--rounds'), 2)
+  .option('--rounds <n>', 'alternating rounds of ours and psql', intOption('--rounds'), 2)
   .option('--profile', 'then one more round of ours under the V8 sampler, and each scan of shop.events alone in psql')
   .option('--json', 'end with one JSON line with the results')
   .action(async (o) => {
@@ -50,12 +46,12 @@ shopOptions(
 program
   .command('search')
   .description('hyperparameterSearch workflow wall time with 1 then 2 train worker processes (parallelism = workers)')
-  .option('--users <n>', 'synthetic shop: users', int('--users'), 20_000)
-  .option('--days <n>', 'synthetic shop: days of events', int('--days'), 60)
-  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), 1)
-  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), 14)
-  .option('--trials <n>', 'search trials', int('--trials'), 16)
-  .option('--epochs <n>', "the search's largest epoch budget (default: the pipeline's, 30)", int('--epochs'))
+  .option('--users <n>', 'synthetic shop: users', intOption('--users'), 20_000)
+  .option('--days <n>', 'synthetic shop: days of events', intOption('--days'), 60)
+  .option('--seed <n>', 'synthetic shop: generator seed', intOption('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), 14)
+  .option('--trials <n>', 'search trials', intOption('--trials'), 16)
+  .option('--epochs <n>', "the search's largest epoch budget (default: the pipeline's, 30)", intOption('--epochs'))
   .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
   .option('--json', 'end with one JSON line with the results')
   .action(async (o) => {
@@ -71,16 +67,16 @@ program
 program
   .command('e2e')
   .description('one full nightly retrain (trainPipeline, default config) on a 500k-user, ~10 M-event shop: stage wall times, orchestration overhead, peak RSS per process')
-  .option('--users <n>', 'synthetic shop: users', int('--users'), E2E_SHOP.users)
-  .option('--days <n>', 'synthetic shop: days of events', int('--days'), E2E_SHOP.days)
-  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), E2E_SHOP.seed)
-  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), E2E_SHOP.horizonDays)
-  .option('--train-workers <n>', 'train worker processes (search.parallelism)', int('--train-workers'), 2)
-  .option('--trials <n>', 'development only: search.trials instead of the default', int('--trials'))
-  .option('--epochs <n>', 'development only: search.epochs instead of the default', int('--epochs'))
-  .option('--final-epochs <n>', 'development only: training.finalEpochs instead of the default', int('--final-epochs'))
+  .option('--users <n>', 'synthetic shop: users', intOption('--users'), E2E_SHOP.users)
+  .option('--days <n>', 'synthetic shop: days of events', intOption('--days'), E2E_SHOP.days)
+  .option('--seed <n>', 'synthetic shop: generator seed', intOption('--seed', 0), E2E_SHOP.seed)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), E2E_SHOP.horizonDays)
+  .option('--train-workers <n>', 'train worker processes (search.parallelism)', intOption('--train-workers'), 2)
+  .option('--trials <n>', 'development only: search.trials instead of the default', intOption('--trials'))
+  .option('--epochs <n>', 'development only: search.epochs instead of the default', intOption('--epochs'))
+  .option('--final-epochs <n>', 'development only: training.finalEpochs instead of the default', intOption('--final-epochs'))
   .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the run', Number, 0.7)
-  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', int('--wait-minutes', 0), 20)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', intOption('--wait-minutes', 0), 20)
   .option('--profile', 'V8 CPU profiles of the worker processes, summarised (self time per function)')
   .option('--keep-artifacts', "keep the run's S3 artifacts (runs/<run>/) instead of deleting them")
   .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
@@ -102,15 +98,15 @@ program
 program
   .command('score')
   .description("scoreUsers on the e2e bench shop's active users with a real cpu worker: users/s end to end and per phase, rows written, peak RSS; then the same run again (idempotence)")
-  .option('--users <n>', 'synthetic shop: users', int('--users'), E2E_SHOP.users)
-  .option('--days <n>', 'synthetic shop: days of events', int('--days'), E2E_SHOP.days)
-  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), E2E_SHOP.seed)
-  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), E2E_SHOP.horizonDays)
+  .option('--users <n>', 'synthetic shop: users', intOption('--users'), E2E_SHOP.users)
+  .option('--days <n>', 'synthetic shop: days of events', intOption('--days'), E2E_SHOP.days)
+  .option('--seed <n>', 'synthetic shop: generator seed', intOption('--seed', 0), E2E_SHOP.seed)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), E2E_SHOP.horizonDays)
   .option('--model <ref>', 'model to score with (default: the e2e suite\'s champion, else a small model trained here)')
-  .option('--chunk-rows <n>', 'rows per scoring activity (default: the workflow\'s)', int('--chunk-rows', 100))
-  .option('--parallelism <n>', 'chunks scored at once (default: the workflow\'s)', int('--parallelism'))
+  .option('--chunk-rows <n>', 'rows per scoring activity (default: the workflow\'s)', intOption('--chunk-rows', 100))
+  .option('--parallelism <n>', 'chunks scored at once (default: the workflow\'s)', intOption('--parallelism'))
   .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the run', Number, 0.7)
-  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', int('--wait-minutes', 0), 20)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', intOption('--wait-minutes', 0), 20)
   .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
   .option('--json', 'end with one JSON line with the results')
   .action(async (o) => {
@@ -132,26 +128,26 @@ const list = <T extends string>(name: string, allowed?: readonly T[]) => (v: str
   if (!items.length || bad.length) throw new InvalidArgumentError(`${name}: ${bad.length ? `unknown ${bad.join(', ')} (use ${allowed!.join(', ')})` : 'empty'}`);
   return items as T[];
 };
-const ints = (name: string) => (v: string) => list(name)(v).map((x) => int(name)(x));
+const ints = (name: string) => (v: string) => list(name)(v).map((x) => intOption(name)(x));
 
 program
   .command('train')
   .description('MLP training rows/s per epoch, ours (each backend) vs Keras on the same matrix; a 16-trial search with 1 and 2 train workers vs the same configurations in Keras')
-  .option('--users <n>', 'synthetic shop: users (the search suite\'s shop)', int('--users'), 20_000)
-  .option('--days <n>', 'synthetic shop: days of events', int('--days'), 60)
-  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), 1)
-  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), 14)
+  .option('--users <n>', 'synthetic shop: users (the search suite\'s shop)', intOption('--users'), 20_000)
+  .option('--days <n>', 'synthetic shop: days of events', intOption('--days'), 60)
+  .option('--seed <n>', 'synthetic shop: generator seed', intOption('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), 14)
   .option('--units <list>', 'speed run: hidden layer widths', ints('--units'), [64, 32])
-  .option('--batch-size <n>', 'speed run: batch size', int('--batch-size'), 256)
-  .option('--epochs <n>', 'speed run: epochs (the first is warm-up)', int('--epochs', 2), 6)
+  .option('--batch-size <n>', 'speed run: batch size', intOption('--batch-size'), 256)
+  .option('--epochs <n>', 'speed run: epochs (the first is warm-up)', intOption('--epochs', 2), 6)
   .option('--learning-rate <x>', 'speed run: Adam learning rate', Number, 0.001)
   .option('--backends <list>', 'our backends to time', list('--backends', ['wasm', 'cpu', 'tensorflow'] as const), ['wasm', 'cpu', 'tensorflow'])
   .option('--keras-threads <list>', 'Keras thread counts to time (the first is the ratio\'s and the search\'s)', ints('--keras-threads'), [2, 1])
   .option('--no-search', 'skip the search comparison')
-  .option('--trials <n>', 'search trials', int('--trials'), 16)
-  .option('--search-epochs <n>', "the search's largest epoch budget (default: the pipeline's, 30)", int('--search-epochs'))
+  .option('--trials <n>', 'search trials', intOption('--trials'), 16)
+  .option('--search-epochs <n>', "the search's largest epoch budget (default: the pipeline's, 30)", intOption('--search-epochs'))
   .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before measuring', Number, 0.7)
-  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then measure anyway (recorded)', int('--wait-minutes', 0), 15)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then measure anyway (recorded)', intOption('--wait-minutes', 0), 15)
   .option('--profile', 'then train each backend again under the V8 sampler (timed epochs only) and summarise where the time goes')
   .option('--reseed', 'seed the bench shop again even if it has this shape and seed')
   .option('--json', 'end with one JSON line with the results')
@@ -182,16 +178,16 @@ program
   .command('accuracy')
   .description('test ROC-AUC / PR-AUC of our pipeline vs LightGBM (same search budget) and Keras (our best hyperparameters) on the same split; oracle AUC on the synthetic shop')
   .option('--config <file>', 'a table-mode pipeline config instead of the synthetic shop (e.g. bench/configs/bank-marketing.json)')
-  .option('--users <n>', 'synthetic shop: users', int('--users'), 100_000)
-  .option('--days <n>', 'synthetic shop: days of events', int('--days'), 60)
-  .option('--seed <n>', 'synthetic shop: generator seed', int('--seed', 0), 1)
-  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', int('--horizon-days'), 14)
-  .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', int('--trials'))
-  .option('--train-workers <n>', 'train worker processes (synthetic shop: search.parallelism)', int('--train-workers'), 2)
-  .option('--threads <n>', 'threads for LightGBM and Keras', int('--threads'), 2)
-  .option('--bank-rows <n>', 'rows to seed into public_data.bank_marketing when a config reads it and it is missing (or with --reseed)', int('--bank-rows'), 45_211)
+  .option('--users <n>', 'synthetic shop: users', intOption('--users'), 100_000)
+  .option('--days <n>', 'synthetic shop: days of events', intOption('--days'), 60)
+  .option('--seed <n>', 'synthetic shop: generator seed', intOption('--seed', 0), 1)
+  .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), 14)
+  .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', intOption('--trials'))
+  .option('--train-workers <n>', 'train worker processes (synthetic shop: search.parallelism)', intOption('--train-workers'), 2)
+  .option('--threads <n>', 'threads for LightGBM and Keras', intOption('--threads'), 2)
+  .option('--bank-rows <n>', 'rows to seed into public_data.bank_marketing when a config reads it and it is missing (or with --reseed)', intOption('--bank-rows'), 45_211)
   .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the pipeline starts', Number, 0.7)
-  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', int('--wait-minutes', 0), 15)
+  .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', intOption('--wait-minutes', 0), 15)
   .option('--keep-artifacts', "keep the run's S3 artifacts (runs/<run>/) instead of deleting them")
   .option('--reseed', 'seed the bench shop (or the bank table of --config) again even if it has this shape and seed')
   .option('--json', 'end with one JSON line with the results')

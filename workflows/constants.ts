@@ -13,5 +13,9 @@ export const DEFAULT_POOL = 'cpu';
  */
 export const trainQueueFor = (pool: string, base: string = TASK_QUEUES.train): string => (pool === DEFAULT_POOL ? base : `${base}-${pool}`);
 
+/** The pool a train queue belongs to (trainQueueFor's inverse): the part after the train queue's name, else the default pool. */
+export const poolOfQueue = (taskQueue: string, base: string = TASK_QUEUES.train): string =>
+  taskQueue.startsWith(`${base}-`) ? taskQueue.slice(base.length + 1) : DEFAULT_POOL;
+
 export const PIPELINE_STAGES = ['validate', 'ingest', 'clean', 'split', 'search', 'final', 'evaluate', 'register', 'score'] as const;
 export type PipelineStage = (typeof PIPELINE_STAGES)[number];

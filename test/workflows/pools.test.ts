@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trainQueueFor } from '../../workflows/constants.js';
+import { poolOfQueue, trainQueueFor } from '../../workflows/constants.js';
 import { trainPipeline } from '../../workflows/pipeline.js';
 import { runCli } from '../support/cli.js';
 import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
@@ -36,6 +36,8 @@ describe('worker pools', () => {
     expect(trainQueueFor('cpu')).toBe('propensity-train');
     expect(trainQueueFor('gpu')).toBe('propensity-train-gpu');
     expect(trainQueueFor('gpu-large', 'x-train')).toBe('x-train-gpu-large');
+    expect(poolOfQueue('propensity-train-gpu')).toBe('gpu');
+    expect(poolOfQueue('propensity-train')).toBe('cpu');
   });
 
   it('training.pool gpu with allowCpuFallback trains on the gpu pool\'s worker and records pool and host on every trial', async () => {
