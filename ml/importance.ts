@@ -35,7 +35,7 @@ export async function permutationImportance(
     const features: FeatureImportance[] = [];
     let start = 0;
     for (const [fi, step] of pre.steps.entries()) {
-      const width = stepWidth(step);
+      const width = stepWidth(step, pre.encoding);
       let drop = 0;
       for (let r = 0; r < repeats; r++) {
         const order = shuffleInPlace(Int32Array.from({ length: m.rows }, (_, i) => i), createRng(deriveSeed(seed, fi, r)));

@@ -113,11 +113,11 @@ export function embeddingStructure(inputDim: number, embeddingDim: number, layou
 }
 
 /** The layout of a preprocessor's output: one block per categorical step (vocabulary + other + missing). */
-export function layoutOf(pre: Pick<Preprocessor, 'steps'>): InputLayout {
+export function layoutOf(pre: Pick<Preprocessor, 'steps' | 'encoding'>): InputLayout {
   const blocks: InputLayout['blocks'] = [];
   let start = 0;
   for (const step of pre.steps) {
-    const width = stepWidth(step);
+    const width = stepWidth(step, pre.encoding);
     if (step.kind === 'categorical') blocks.push({ start, width });
     start += width;
   }

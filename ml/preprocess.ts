@@ -3,7 +3,7 @@
  * apply exactly the same transform.
  */
 import { MlError, ML_ERROR } from './errors.js';
-import type { FeatureSpec, Frame } from './types.js';
+import { MAX_PLE_BINS, NUMERIC_ENCODINGS, type FeatureSpec, type Frame, type NumericEncoding } from './types.js';
 
 export const OTHER = '__other__';
 export const MISSING = '__missing__';
@@ -26,6 +26,26 @@ export const DEFAULT_PREPROCESS_OPTIONS: Readonly<PreprocessOptions> = Object.fr
   logSkewThreshold: 2,
 });
 
+/**
+ * How a numeric feature becomes model input (Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular
+ * Deep Learning"; Holzmüller et al. 2024, RealMLP). All start from the imputed, clipped, maybe log1p'd value:
+ * - standard: standardized with the train mean and standard deviation (one column);
+ * - quantile: the value's train quantile, spread uniformly over [-√3, √3] (one column, unit variance);
+ * - robust: centred on the train median, scaled by the interquartile range, then softly clipped (x / √(1 + x²/9));
+ * - ple: piecewise-linear encoding, one column per bin between train quantiles: 0 below the bin, 1 above it,
+ *   linear inside it (`bins` columns at most; fewer where quantiles coincide, as for counts with many zeros).
+ */
+export type { NumericEncoding } from './types.js';
+
+export interface Encoding {
+  numeric: NumericEncoding;
+  /** ple only: bins per numeric feature (edges are train quantiles i/bins) */
+  bins?: number;
+}
+
+/** Train quantiles are kept at levels i / QUANTILE_LEVELS, i = 0..QUANTILE_LEVELS: any bin count up to it is exact. */
+export const QUANTILE_LEVELS = MAX_PLE_BINS;
+
 export interface NumericStep {
   kind: 'numeric';
   name: string;
@@ -41,6 +61,11 @@ export interface NumericStep {
   /** standardization after clip and log1p */
   mean: number;
   std: number;
+  /**
+   * Train quantiles of the value after imputation, clip and log1p, at levels i / QUANTILE_LEVELS: the edges of the
+   * quantile, robust and ple encodings. Absent in preprocessors written before they existed (standard only).
+   */
+  quantiles?: number[];
 }
 
 export interface CategoricalStep {
@@ -55,7 +80,10 @@ export interface Preprocessor {
   trainRows: number;
   options: PreprocessOptions;
   steps: (NumericStep | CategoricalStep)[];
+  /** the matrix columns transform produces, in order (they depend on the encoding) */
   featureNames: string[];
+  /** how numeric features are encoded; absent: standard */
+  encoding?: Encoding;
 }
 
 export interface Matrix {
@@ -120,7 +148,7 @@ function fitNumeric(name: string, col: Float64Array, opts: PreprocessOptions): N
   const hasMissing = observed.length < col.length;
   if (observed.length === 0) {
     // Entirely missing in train: the indicator is constant too, but keeping the column keeps the layout stable.
-    return { kind: 'numeric', name, median: 0, missingIndicator: true, clipLo: 0, clipHi: 0, skew: 0, log1p: false, mean: 0, std: 1 };
+    return { kind: 'numeric', name, median: 0, missingIndicator: true, clipLo: 0, clipHi: 0, skew: 0, log1p: false, mean: 0, std: 1, quantiles: new Array(QUANTILE_LEVELS + 1).fill(0) };
   }
   const median = quantileSorted(observed, 0.5);
   const clipLo = quantileSorted(observed, opts.clipQuantiles[0]);
@@ -154,6 +182,8 @@ function fitNumeric(name: string, col: Float64Array, opts: PreprocessOptions): N
   const variance = Math.max(sumSq / col.length - mean * mean, 0);
   step.mean = mean;
   step.std = variance > 1e-24 ? Math.sqrt(variance) : 1; // a constant column becomes all zeros, not NaN
+  const values = Float64Array.from(col, (raw) => numericValue(step, raw)).sort();
+  step.quantiles = Array.from({ length: QUANTILE_LEVELS + 1 }, (_, i) => quantileSorted(values, i / QUANTILE_LEVELS));
   return step;
 }
 
@@ -174,14 +204,120 @@ function fitCategorical(name: string, col: (string | null)[], opts: PreprocessOp
   return { kind: 'categorical', name, vocabulary };
 }
 
-function stepFeatureNames(s: NumericStep | CategoricalStep): string[] {
-  if (s.kind === 'numeric') return s.missingIndicator ? [s.name, `${s.name}__missing`] : [s.name];
-  return [...s.vocabulary, OTHER, MISSING].map((v) => `${s.name}=${v}`);
+function stepFeatureNames(s: NumericStep | CategoricalStep, encoding?: Encoding): string[] {
+  if (s.kind === 'categorical') return [...s.vocabulary, OTHER, MISSING].map((v) => `${s.name}=${v}`);
+  const value = encoding?.numeric === 'ple' ? Array.from({ length: pleEdges(s, encoding).length - 1 || 1 }, (_, t) => `${s.name}__ple${t + 1}`) : [s.name];
+  return s.missingIndicator ? [...value, `${s.name}__missing`] : value;
 }
 
-/** How many matrix columns a step produces: a numeric value (+ its missing flag), or a one-hot block. */
-export const stepWidth = (step: NumericStep | CategoricalStep): number =>
-  step.kind === 'numeric' ? (step.missingIndicator ? 2 : 1) : step.vocabulary.length + 2;
+/** How many matrix columns a step produces: a numeric value or its PLE bins (+ its missing flag), or a one-hot block. */
+export const stepWidth = (step: NumericStep | CategoricalStep, encoding?: Encoding): number =>
+  step.kind === 'numeric'
+    ? (encoding?.numeric === 'ple' ? pleEdges(step, encoding).length - 1 || 1 : 1) + (step.missingIndicator ? 1 : 0)
+    : step.vocabulary.length + 2;
+
+function quantilesOf(s: NumericStep, encoding: Encoding): number[] {
+  if (!s.quantiles) {
+    throw new MlError(
+      ML_ERROR.InvalidConfig,
+      `numeric encoding '${encoding.numeric}' needs train quantiles, which this preprocessor (written before encodings existed) lacks for '${s.name}'; retrain from a fresh split or use 'standard'`,
+    );
+  }
+  return s.quantiles;
+}
+
+/** The distinct PLE bin edges of a numeric step: train quantiles at levels i / bins. One edge: a constant column. */
+export function pleEdges(s: NumericStep, encoding: Encoding): number[] {
+  const q = quantilesOf(s, encoding);
+  const bins = encoding.bins ?? 16;
+  const edges: number[] = [];
+  for (let i = 0; i <= bins; i++) {
+    const v = q[Math.round((i * QUANTILE_LEVELS) / bins)];
+    if (edges.length === 0 || v > edges[edges.length - 1]) edges.push(v);
+  }
+  return edges;
+}
+
+/** Problems with an encoding, each naming its key; empty when usable. */
+export function validateEncoding(e: Encoding): string[] {
+  const problems: string[] = [];
+  if (!NUMERIC_ENCODINGS.includes(e?.numeric)) problems.push(`numericEncoding: expected one of ${NUMERIC_ENCODINGS.join(', ')}, got ${JSON.stringify(e?.numeric)}`);
+  if (e?.bins !== undefined && !(Number.isInteger(e.bins) && e.bins >= 2 && e.bins <= MAX_PLE_BINS)) {
+    problems.push(`pleBins: expected an integer in [2, ${MAX_PLE_BINS}], got ${JSON.stringify(e.bins)}`);
+  }
+  return problems;
+}
+
+/**
+ * The same fitted preprocessor with another numeric encoding: what a trial with that encoding trains on, and what
+ * the registered model's preprocessing.json says, so evaluation and scoring encode exactly as training did.
+ */
+export function withEncoding(pre: Preprocessor, encoding: Encoding | undefined): Preprocessor {
+  const enc = encoding && encoding.numeric !== 'standard' ? { numeric: encoding.numeric, ...(encoding.numeric === 'ple' ? { bins: encoding.bins ?? 16 } : {}) } : undefined;
+  if (enc) {
+    const problems = validateEncoding(enc);
+    if (problems.length) throw new MlError(ML_ERROR.InvalidConfig, `invalid encoding: ${problems.join('; ')}`, { problems });
+  }
+  const { encoding: _, ...rest } = pre;
+  return { ...rest, ...(enc ? { encoding: enc } : {}), featureNames: pre.steps.flatMap((s) => stepFeatureNames(s, enc)) };
+}
+
+function lowerBound(a: number[], v: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function upperBound(a: number[], v: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Writes step s's encoding of `v` (imputed, clipped, logged) into x from offset `at` (stepWidth columns less the flag). */
+function encodeNumeric(s: NumericStep, v: number, enc: Encoding | undefined, edges: number[] | null, x: Float32Array, at: number): void {
+  switch (enc?.numeric ?? 'standard') {
+    case 'standard':
+      x[at] = (v - s.mean) / s.std;
+      return;
+    case 'quantile': {
+      // the value's fractional position among the train quantiles (the middle of a run of equal ones), in [0, 1]
+      const q = s.quantiles!;
+      const below = lowerBound(q, v); // first index with q[i] >= v
+      const upTo = upperBound(q, v); // first index with q[i] > v
+      let pos: number;
+      if (below < upTo) pos = (below + upTo - 1) / 2; // v equals quantiles below..upTo-1
+      else if (below === 0) pos = 0;
+      else if (below === q.length) pos = q.length - 1;
+      else pos = below - 1 + (v - q[below - 1]) / (q[below] - q[below - 1]);
+      x[at] = (pos / QUANTILE_LEVELS * 2 - 1) * Math.sqrt(3);
+      return;
+    }
+    case 'robust': {
+      const q = s.quantiles!;
+      const iqr = q[(QUANTILE_LEVELS * 3) / 4] - q[QUANTILE_LEVELS / 4];
+      const scale = iqr > 1e-12 ? iqr : s.std;
+      const z = (v - q[QUANTILE_LEVELS / 2]) / scale;
+      x[at] = z / Math.sqrt(1 + (z * z) / 9);
+      return;
+    }
+    case 'ple': {
+      const e = edges!;
+      for (let t = 1; t < e.length; t++) x[at + t - 1] = v <= e[t - 1] ? 0 : v >= e[t] ? 1 : (v - e[t - 1]) / (e[t] - e[t - 1]);
+      return;
+    }
+  }
+}
 
 /** Fit imputation, outlier caps, log1p choice, scaling and vocabularies on the TRAIN split only. */
 export function fitPreprocessor(train: Frame, specs: FeatureSpec[], options: Partial<PreprocessOptions> = {}): Preprocessor {
@@ -210,7 +346,7 @@ export function fitPreprocessor(train: Frame, specs: FeatureSpec[], options: Par
       ? fitNumeric(s.name, columnOf(train.numeric, s, 'train split'), opts)
       : fitCategorical(s.name, columnOf(train.categorical, s, 'train split'), opts),
   );
-  return { version: 1, trainRows: rows, options: opts, steps, featureNames: steps.flatMap(stepFeatureNames) };
+  return { version: 1, trainRows: rows, options: opts, steps, featureNames: steps.flatMap((s) => stepFeatureNames(s)) };
 }
 
 /** Apply a fitted preprocessor to any split or scoring frame (row-major float32 matrix). */
@@ -218,14 +354,20 @@ export function transform(pre: Preprocessor, frame: Frame): Matrix {
   if (pre?.version !== 1) throw new MlError(ML_ERROR.InvalidConfig, `unsupported preprocessor version ${pre?.version}`);
   const rows = frameRows(frame);
   const cols = pre.featureNames.length;
+  const enc = pre.encoding;
+  const width = pre.steps.reduce((n, s) => n + stepWidth(s, enc), 0);
+  if (width !== cols) throw new MlError(ML_ERROR.InvalidData, `preprocessor lists ${cols} feature names but its steps produce ${width} columns`);
   const x = new Float32Array(rows * cols);
   let c = 0;
   for (const s of pre.steps) {
     if (s.kind === 'numeric') {
       const col = columnOf(frame.numeric, s, 'frame');
-      for (let r = 0; r < rows; r++) x[r * cols + c] = (numericValue(s, col[r]) - s.mean) / s.std;
-      if (s.missingIndicator) for (let r = 0; r < rows; r++) x[r * cols + c + 1] = Number.isFinite(col[r]) ? 0 : 1;
-      c += s.missingIndicator ? 2 : 1;
+      if (enc && enc.numeric !== 'standard') quantilesOf(s, enc);
+      const edges = enc?.numeric === 'ple' ? pleEdges(s, enc) : null;
+      const valueWidth = edges ? edges.length - 1 || 1 : 1;
+      for (let r = 0; r < rows; r++) encodeNumeric(s, numericValue(s, col[r]), enc, edges, x, r * cols + c);
+      if (s.missingIndicator) for (let r = 0; r < rows; r++) x[r * cols + c + valueWidth] = Number.isFinite(col[r]) ? 0 : 1;
+      c += valueWidth + (s.missingIndicator ? 1 : 0);
     } else {
       const col = columnOf(frame.categorical, s, 'frame');
       const slot = new Map(s.vocabulary.map((v, i) => [v, i]));

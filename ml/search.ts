@@ -4,10 +4,11 @@
  */
 import { MlError, ML_ERROR } from './errors.js';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from './random.js';
-import type { ClassWeight, MlpParams, SearchSpace } from './types.js';
+import { MAX_PLE_BINS, NUMERIC_ENCODINGS, type ClassWeight, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
 
 const SPACE_KEYS: (keyof SearchSpace)[] = [
   'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience', 'embeddingDim',
+  'numericEncoding', 'pleBins',
 ];
 const CLASS_WEIGHTS: ClassWeight[] = ['balanced', 'none'];
 const MAX_LAYERS = 8;
@@ -55,8 +56,20 @@ export function validateSearchSpace(space: SearchSpace): string[] {
     problems.push(`embeddingDim: expected a non-empty list of integers in [0, 256], got ${show(emb)}`);
   }
   if (!Number.isInteger(patience) || patience < 0) problems.push(`patience: expected an integer >= 0, got ${show(patience)}`);
+  const enc = space.numericEncoding;
+  if (enc !== undefined && (!Array.isArray(enc) || enc.length === 0 || !enc.every((e) => NUMERIC_ENCODINGS.includes(e)))) {
+    problems.push(`numericEncoding: expected a non-empty list of ${NUMERIC_ENCODINGS.map((e) => `'${e}'`).join(' | ')}, got ${show(enc)}`);
+  }
+  const bins = space.pleBins;
+  if (bins !== undefined && (!Array.isArray(bins) || bins.length === 0 || !bins.every((b) => isPleBins(b)))) {
+    problems.push(`pleBins: expected a non-empty list of integers in [2, ${MAX_PLE_BINS}], got ${show(bins)}`);
+  }
   return problems;
 }
+
+const isPleBins = (b: unknown): b is number => Number.isInteger(b) && (b as number) >= 2 && (b as number) <= MAX_PLE_BINS;
+/** PLE bins when a space lists none */
+export const DEFAULT_PLE_BINS = 16;
 
 function assertValid(space: SearchSpace): void {
   const problems = validateSearchSpace(space);
@@ -92,6 +105,8 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
   const [uDrop, uL2, uLr] = [strata(count, rng), strata(count, rng), strata(count, rng)];
   // A stream of its own, so that adding embedding sizes to a space leaves every other sampled value unchanged.
   const embRng = createRng(deriveSeed(seed, 0xe3b));
+  // likewise for numeric encodings: a space without them samples exactly what it sampled before they existed
+  const encRng = createRng(deriveSeed(seed, 0xe4c));
   const trials: MlpParams[] = [];
   for (let i = 0; i < count; i++) {
     const layers = space.hiddenLayers[0] + rng.int(space.hiddenLayers[1] - space.hiddenLayers[0] + 1);
@@ -106,10 +121,21 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       classWeight: pick(space.classWeight),
       patience: space.patience,
       ...(space.embeddingDim ? { embeddingDim: space.embeddingDim[embRng.int(space.embeddingDim.length)] } : {}),
+      ...(space.numericEncoding ? encodingParams(space.numericEncoding[encRng.int(space.numericEncoding.length)], space.pleBins, encRng) : {}),
     });
   }
   return trials;
 }
+
+function encodingParams(numericEncoding: NumericEncoding, pleBins: number[] | undefined, rng: Rng): Pick<MlpParams, 'numericEncoding' | 'pleBins'> {
+  const bins = pleBins ?? [DEFAULT_PLE_BINS];
+  const drawn = bins[rng.int(bins.length)]; // drawn for every trial, so one trial's encoding never shifts another's
+  return numericEncoding === 'ple' ? { numericEncoding, pleBins: drawn } : { numericEncoding };
+}
+
+/** The encoding a trial trains on, as ml/preprocess.ts withEncoding takes it. */
+export const encodingOf = (p: Pick<MlpParams, 'numericEncoding' | 'pleBins'>): { numeric: NumericEncoding; bins?: number } =>
+  p.numericEncoding === 'ple' ? { numeric: 'ple', bins: p.pleBins ?? DEFAULT_PLE_BINS } : { numeric: p.numericEncoding ?? 'standard' };
 
 /** The logistic-regression baseline (no hidden layers) trained with the same budget as the search. */
 export function baselineParams(space: SearchSpace): MlpParams {
@@ -144,6 +170,10 @@ export function validateMlpParams(p: MlpParams): string[] {
   if (p.embeddingDim !== undefined && !(Number.isInteger(p.embeddingDim) && p.embeddingDim >= 0 && p.embeddingDim <= 256)) {
     problems.push(`embeddingDim: expected an integer in [0, 256], got ${show(p.embeddingDim)}`);
   }
+  if (p.numericEncoding !== undefined && !NUMERIC_ENCODINGS.includes(p.numericEncoding)) {
+    problems.push(`numericEncoding: expected ${NUMERIC_ENCODINGS.map((e) => `'${e}'`).join(' | ')}, got ${show(p.numericEncoding)}`);
+  }
+  if (p.pleBins !== undefined && !isPleBins(p.pleBins)) problems.push(`pleBins: expected an integer in [2, ${MAX_PLE_BINS}], got ${show(p.pleBins)}`);
   return problems;
 }
 

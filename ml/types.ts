@@ -18,6 +18,12 @@ export interface Frame {
 
 export type ClassWeight = 'balanced' | 'none';
 
+/** How numeric features enter the network (see ml/preprocess.ts): standard, quantile, robust, or piecewise-linear. */
+export type NumericEncoding = 'standard' | 'quantile' | 'robust' | 'ple';
+export const NUMERIC_ENCODINGS: readonly NumericEncoding[] = Object.freeze(['standard', 'quantile', 'robust', 'ple']);
+/** PLE bins are train quantiles at levels i / bins, kept at a resolution of 1/128: at most 128 bins */
+export const MAX_PLE_BINS = 128;
+
 export interface MlpParams {
   /** [] is logistic regression (the baseline) */
   hiddenUnits: number[];
@@ -34,6 +40,10 @@ export interface MlpParams {
    * width) learned dimensions before the hidden layers (numeric columns pass through). 0 or absent: one-hot.
    */
   embeddingDim?: number;
+  /** numeric feature encoding the trial trains on; absent: standard */
+  numericEncoding?: NumericEncoding;
+  /** numericEncoding 'ple': bins per numeric feature */
+  pleBins?: number;
 }
 
 /** Ranges for random search. [lo, hi] pairs are inclusive; log ranges are sampled log-uniformly. */
@@ -51,6 +61,10 @@ export interface SearchSpace {
   patience: number;
   /** embedding sizes to sample from (0 = one-hot); absent: one-hot only */
   embeddingDim?: number[];
+  /** numeric encodings to sample from; absent: standard only */
+  numericEncoding?: NumericEncoding[];
+  /** PLE bin counts to sample from (trials with numericEncoding 'ple') */
+  pleBins?: number[];
 }
 
 /** The one default search space (the pipeline config's defaults are these). Deep-frozen: copy it before editing. */
