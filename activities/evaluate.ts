@@ -24,9 +24,14 @@ export interface EvaluateInput {
   baseline?: ModelRef;
   test: ArtifactRef;
   val: ArtifactRef;
+  /** the preprocessing the model reads (with its numeric encoding) */
   preprocessing: ArtifactRef;
+  /** the baseline's, where it differs from the model's (another numeric encoding); absent: the same */
+  baselinePreprocessing?: ArtifactRef;
   gate: PipelineConfig['gate'];
   evaluation: PipelineConfig['evaluation'];
+  /** the model shipped: whose trial's params and seed the card shows, its family, an ensemble's members (absent: older histories) */
+  shipped?: { trialId: string; family: string; members?: string[] };
   /** this run's split settings: the champion's are assumed to be these when its lineage lacks them */
   split?: PipelineConfig['split'];
 }
@@ -104,7 +109,12 @@ export function createEvaluateActivities(deps: ActivityDeps) {
    * ml.trials 'final', ml.run_steps 'split', ml.data_quality), so the evaluation's input stays as it is in recorded
    * histories. Fields stay null for an evaluation outside a recorded run.
    */
-  async function cardContext(runId: string, features: string[], test: { rows: number; positiveRate: number }): Promise<{ lineage: CardLineage; data: DataSummary }> {
+  async function cardContext(
+    runId: string,
+    features: string[],
+    test: { rows: number; positiveRate: number },
+    shipped?: EvaluateInput['shipped'],
+  ): Promise<{ lineage: CardLineage; data: DataSummary }> {
     const [run, final, quality] = await Promise.all([
       db.db
         .selectFrom('ml.pipeline_runs')
@@ -116,8 +126,9 @@ export function createEvaluateActivities(deps: ActivityDeps) {
         .selectFrom('ml.trials')
         .select(['params', 'seed', 'backend', 'family'])
         .where('run_id', '=', runId)
-        .where('trial_id', 'in', ['final', 'baseline'])
+        .where('trial_id', 'in', shipped ? [shipped.trialId] : ['final', 'baseline'])
         .orderBy(sql`trial_id = 'final'`, 'desc')
+        .orderBy('rung', 'desc')
         .executeTakeFirst(),
       db.db.selectFrom('ml.data_quality').select(['stage', 'rows_in', 'rows_out', 'quarantined', 'features']).where('run_id', '=', runId).execute(),
     ]);
@@ -144,7 +155,8 @@ export function createEvaluateActivities(deps: ActivityDeps) {
         source: config?.source?.kind ?? null,
         features,
         selection: config?.search?.metric ? selectionRule(config.search.metric) : null,
-        family: final?.family ?? null,
+        family: shipped?.family ?? final?.family ?? null,
+        ...(shipped?.members && { members: shipped.members }),
       },
       data: {
         splits,
@@ -194,7 +206,10 @@ export function createEvaluateActivities(deps: ActivityDeps) {
           detail: 'skipped: the model is the logistic baseline, chosen because it was as good as the best trial on validation',
         });
       } else if (input.gate.versusBaseline.enabled && input.baseline) {
-        const b = await predict(await readModel(store, input.baseline), mTest.x, mTest.rows, mTest.cols);
+        const own = input.baselinePreprocessing && input.baselinePreprocessing.sha256 !== input.preprocessing.sha256
+          ? transform(await store.getJson<Preprocessor>(input.baselinePreprocessing), test)
+          : mTest;
+        const b = await predict(await readModel(store, input.baseline), own.x, own.rows, own.cols);
         comparisons.push(compareWithBaseline(test.label, pTest, b, input.gate.versusBaseline));
       }
       // The champion is always scored on the unseen rows (ml.metric_trends compares like with like); it gates only
@@ -211,7 +226,7 @@ export function createEvaluateActivities(deps: ActivityDeps) {
           : [];
       const reportBody = { runId: input.runId, modelName: input.modelName, split: 'test', blessed, reasons, checks: gate.checks, comparisons, ...report, featureImportance: importance };
       const reportRef = await store.putJson(keys.evalReport(input.runId), reportBody);
-      const context = await cardContext(input.runId, pre.steps.map((s) => s.name), { rows: m.rows, positiveRate: m.positiveRate });
+      const context = await cardContext(input.runId, pre.steps.map((s) => s.name), { rows: m.rows, positiveRate: m.positiveRate }, input.shipped);
       const rendered = await renderModelCard({
         modelName: input.modelName,
         version: null,

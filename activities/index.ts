@@ -8,6 +8,7 @@ import { createRegisterActivities } from './register.js';
 import { createScoreFeatureActivities } from './score-features.js';
 import { createScoringActivities } from './score.js';
 import { createTrainActivities, type TrainDeps } from './train.js';
+import { createEnsembleActivities } from './ensemble.js';
 
 export const createActivities = (deps: TrainDeps) => ({
   ...createRunActivities(deps),
@@ -15,6 +16,7 @@ export const createActivities = (deps: TrainDeps) => ({
   ...createCleanActivities(deps),
   ...createSplitActivities(deps),
   ...createTrainActivities(deps),
+  ...createEnsembleActivities(deps),
   ...createEvaluateActivities(deps),
   ...createRegisterActivities(deps),
   ...createScoringActivities(deps),

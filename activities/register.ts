@@ -26,8 +26,10 @@ export interface RegisterInput {
     horizonDays: number | null;
     source: 'events' | 'table';
     features: string[];
-    /** 'logistic' when the baseline won on validation, else 'mlp' (absent in older histories: from params) */
+    /** 'logistic' when the baseline won on validation, 'ensemble', else the network's (absent in older histories: from params) */
     family?: string;
+    /** an ensemble's member trials, in the order they were chosen */
+    members?: string[];
     /** a resumed run (`propensity run resume`): the failed run whose steps it reused, also in the model card */
     resumedFrom?: { runId: string; workflowId: string; steps: string[] };
   };
@@ -115,6 +117,7 @@ export function createRegisterActivities(deps: ActivityDeps) {
           seed: input.lineage.seed,
           backend: input.lineage.backend,
           family: input.lineage.family ?? familyOf(input.lineage.params),
+          members: input.lineage.members ? JSON.stringify(input.lineage.members) : null,
           metrics: JSON.stringify(input.evaluation.metrics),
           ...(input.approvalRequired && { status: 'pending_approval' as const }),
         }),

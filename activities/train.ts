@@ -5,9 +5,9 @@ import { sql } from 'kysely';
 import { initBackend } from '../ml/backend.js';
 import { isMlError } from '../ml/errors.js';
 import { layoutOf, trainMlp, type EpochMetrics, type EpochReport, type InputLayout } from '../ml/model.js';
-import { transform, type Preprocessor } from '../ml/preprocess.js';
-import { familyOf } from '../ml/search.js';
-import type { MlpParams } from '../ml/types.js';
+import { transform, withEncoding, type Preprocessor } from '../ml/preprocess.js';
+import { encodingOf, familyOf } from '../ml/search.js';
+import type { Frame, MlpParams } from '../ml/types.js';
 import { keys, type ArtifactRef } from '../store/artifacts.js';
 import { readModel, writeModel, type ModelRef } from '../store/models.js';
 import { ErrorType, PipelineError } from '../pipeline/errors.js';
@@ -56,6 +56,11 @@ export interface TrainTrialOutput {
   seconds: number;
   backend: string;
   model?: ModelRef;
+  /**
+   * the preprocessing the model reads: the split's, or (a numeric encoding other than standard) that one with the
+   * encoding, written beside the model. Absent in outputs recorded before encodings existed: the split's.
+   */
+  preprocessing?: ArtifactRef;
   /** the last epoch's full training state, from which a promotion continues */
   checkpoint?: { ref: ModelRef; epoch: number };
   stopReason?: 'earlyStopping' | 'maxEpochs' | 'stopped';
@@ -86,27 +91,37 @@ export interface TrainDeps extends ActivityDeps {
 
 export function createTrainActivities(deps: TrainDeps) {
   const { db, store } = deps;
-  // Trials of one run read the same splits; a worker keeps the last ones it decoded.
-  const cache = new Map<string, Promise<{ train: Matrix; val: Matrix; layout: InputLayout }>>();
-
-  async function loadMatrices(input: TrainTrialInput) {
-    const key = `${input.train.sha256}:${input.val.sha256}:${input.preprocessing.sha256}`;
+  // Trials of one run read the same splits: a worker keeps the last splits it decoded, and the matrices of the
+  // encodings its recent trials used (one per numeric encoding).
+  const frames = new Map<string, Promise<{ train: Frame; val: Frame; pre: Preprocessor }>>();
+  const matrices = new Map<string, Promise<{ train: Matrix; val: Matrix; layout: InputLayout; pre: Preprocessor }>>();
+  const remember = <T>(cache: Map<string, Promise<T>>, key: string, size: number, make: () => Promise<T>): Promise<T> => {
     let entry = cache.get(key);
     if (!entry) {
-      entry = (async () => {
+      entry = make();
+      cache.set(key, entry);
+      entry.catch(() => cache.delete(key));
+      while (cache.size > size) cache.delete(cache.keys().next().value!);
+    }
+    return entry;
+  };
+
+  async function loadMatrices(input: TrainTrialInput) {
+    const dataKey = `${input.train.sha256}:${input.val.sha256}:${input.preprocessing.sha256}`;
+    const encoding = encodingOf(input.params);
+    return remember(matrices, `${dataKey}:${JSON.stringify(encoding)}`, 2, async () => {
+      const data = await remember(frames, dataKey, 1, async () => {
         const [train, val, pre] = await Promise.all([
           store.getFrame(input.train),
           store.getFrame(input.val),
           store.getJson<Preprocessor>(input.preprocessing),
         ]);
-        const toMatrix = (f: typeof train): Matrix => ({ ...transform(pre, f), y: f.label });
-        return { train: toMatrix(train), val: toMatrix(val), layout: layoutOf(pre) };
-      })();
-      cache.set(key, entry);
-      entry.catch(() => cache.delete(key));
-      while (cache.size > 2) cache.delete(cache.keys().next().value!);
-    }
-    return entry;
+        return { train, val, pre };
+      });
+      const pre = withEncoding(data.pre, encoding);
+      const toMatrix = (f: Frame): Matrix => ({ ...transform(pre, f), y: f.label });
+      return { train: toMatrix(data.train), val: toMatrix(data.val), layout: layoutOf(pre), pre };
+    });
   }
 
   return {
@@ -223,9 +238,13 @@ export function createTrainActivities(deps: TrainDeps) {
           (file) => (dir ? `${dir}/${file}` : keys.trialModel(input.runId, input.trialId, file)),
           fit.artifacts,
         );
+        const preprocessing = data.pre.encoding
+          ? await store.putJson(keys.modelPreprocessing(input.runId, input.step === 'final' ? 'final' : input.trialId), data.pre)
+          : input.preprocessing;
         const out: TrainTrialOutput = {
           ...base,
           status: 'completed',
+          preprocessing,
           valAuc: fit.val.auc,
           valPrAuc: fit.val.prAuc,
           valLogLoss: fit.val.logLoss,

@@ -17,7 +17,8 @@ import { initBackend } from '../ml/backend.js';
 import { delongPairedTest } from '../ml/delong.js';
 import { prAuc, rocAuc } from '../ml/metrics.js';
 import { predict } from '../ml/model.js';
-import { transform, type Preprocessor } from '../ml/preprocess.js';
+import { transform, withEncoding, type Preprocessor } from '../ml/preprocess.js';
+import { encodingOf, familyOf } from '../ml/search.js';
 import type { MlpParams } from '../ml/types.js';
 import { ipcToFrame } from '../store/arrow.js';
 import { keys } from '../store/artifacts.js';
@@ -100,12 +101,24 @@ export interface AccuracyResult {
   keras: Scores & { version: string; epochs: number; bestEpoch: number; stopReason: string; wallSeconds: number; threads: number; note?: string };
   /** synthetic shop only: ROC-AUC of the true probabilities on the same test rows */
   oracleAuc: number | null;
+  /** each candidate family of the run side by side: its best trial by the search's rule, on the same test rows */
+  families: FamilyScore[];
   delong: { lightgbm: Versus; keras: Versus };
   loadBefore: number;
   quietBefore: boolean;
   gitCommit: string;
   date: string;
   machine: ReturnType<typeof machine>;
+}
+
+export interface FamilyScore {
+  /** e.g. 'logistic', 'mlp standard', 'mlp ple16', 'ensemble', 'shipped' */
+  family: string;
+  trialId: string;
+  valAuc: number | null;
+  testAuc: number;
+  /** ours − LightGBM on the test rows, DeLong's paired test */
+  versusLightgbm: Versus;
 }
 
 const BANK_PATTERN = new RegExp(`\\b${BANK_TABLE.replace('.', '\\.')}\\b`, 'i');
@@ -190,15 +203,23 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
     // Exactly what the model saw: the run's split files and preprocessing, transformed as trainTrial does.
     const get = async (key: string) => bench.store.getKey(key);
     const [trainF, valF, testF] = await Promise.all((['train', 'val', 'test'] as const).map(async (p) => ipcToFrame(await get(keys.split(out.runId, p)))));
-    const pre = JSON.parse(new TextDecoder().decode(await get(keys.preprocessing(out.runId)))) as Preprocessor;
-    const matrix = (f: typeof trainF): LabeledMatrix => ({ ...transform(pre, f), y: f.label });
+    const splitPre = JSON.parse(new TextDecoder().decode(await get(keys.preprocessing(out.runId)))) as Preprocessor;
+    // the references get the standard encoding (trees do not need another; Keras gets what our best MLP params say)
+    const pre = withEncoding(splitPre, undefined);
+    const matrix = (f: typeof trainF, p = pre): LabeledMatrix => ({ ...transform(p, f), y: f.label });
     const [train, val, test] = [matrix(trainF), matrix(valF), matrix(testF)];
     writeMatrices(dir, { train, val, test }, { featureNames: pre.featureNames, source: `runs/${out.runId}/split` });
 
-    // Our final model's test scores (for DeLong), on the backend it was trained on.
+    // Our shipped model's test scores (for DeLong), on the backend it was trained on, through its own preprocessing.
     await initBackend(out.backend === 'tensorflow' || out.backend === 'cpu' ? out.backend : 'wasm');
-    const [modelJson, weights] = await Promise.all([get(`runs/${out.runId}/final/model/model.json`), get(`runs/${out.runId}/final/model/weights.bin`)]);
-    const ours = Float64Array.from(await predict({ modelJson: JSON.parse(new TextDecoder().decode(modelJson)), weights }, test.x, test.rows, test.cols));
+    const shippedRef = out.model?.ref ?? { modelJson: { key: `runs/${out.runId}/final/model/model.json` }, weights: { key: `runs/${out.runId}/final/model/weights.bin` } };
+    const shippedPre = out.model ? await bench.store.getJson<Preprocessor>(out.model.preprocessing) : splitPre;
+    const testFor = async (modelKeys: { modelJson: { key: string }; weights: { key: string } }, p: Preprocessor) => {
+      const [modelJson, weights] = await Promise.all([get(modelKeys.modelJson.key), get(modelKeys.weights.key)]);
+      const m = transform(p, testF);
+      return Float64Array.from(await predict({ modelJson: JSON.parse(new TextDecoder().decode(modelJson)), weights }, m.x, m.rows, m.cols));
+    };
+    const ours = await testFor(shippedRef, shippedPre);
     const oursScores = { testAuc: rocAuc(test.y, ours), testPrAuc: prAuc(test.y, ours) };
     if (Math.abs(oursScores.testAuc - out.metrics.testAuc) > 1e-6) {
       throw new Error(`our final model scores test ROC-AUC ${oursScores.testAuc} here but ${out.metrics.testAuc} in the pipeline: the matrices differ`);
@@ -228,12 +249,11 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
     const kerasScores = readPredictions(kerasPred);
     log(`  ${keras.epochs} epochs (best ${keras.bestEpoch}), ${fmt(keras.wallSeconds)} s`);
 
-    const versus = (theirs: Float64Array): Versus => {
-      const t = delongPairedTest(test.y, ours, theirs);
-      return { diff: t.diff, pValue: t.pValue };
-    };
+    const versus = (theirs: Float64Array): Versus => versusOf(test.y, ours, theirs);
     const scores = (p: Float64Array): Scores => ({ testAuc: rocAuc(test.y, p), testPrAuc: prAuc(test.y, p) });
     const oracleAuc = dataset.kind === 'synthetic' ? await oracleAuc_(bench.db.pool, testF.ids, test.y) : null;
+    const families = await familyScores(bench, out, splitPre, testFor, test.y, (p) => versusOf(test.y, p, lgbScores));
+    families.push({ family: `shipped (${out.family ?? 'mlp'})`, trialId: out.model?.members?.join('+') ?? '', valAuc: null, testAuc: oursScores.testAuc, versusLightgbm: versus(lgbScores) });
 
     return {
       suite: 'accuracy',
@@ -264,6 +284,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         ...(keras.embeddingIgnored && { note: 'our best trial used categorical embeddings; the Keras reference trains on the one-hot columns' }),
       },
       oracleAuc,
+      families,
       delong: { lightgbm: versus(lgbScores), keras: versus(kerasScores) },
       loadBefore: quiet.load,
       quietBefore: quiet.quiet,
@@ -275,6 +296,54 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
     rmSync(dir, { recursive: true, force: true });
     await bench.close();
   }
+}
+
+function versusOf(y: ArrayLike<number>, ours: Float64Array, theirs: Float64Array): Versus {
+  const t = delongPairedTest(y, ours, theirs);
+  return { diff: t.diff, pValue: t.pValue };
+}
+
+/**
+ * The best trial of each family the run trained (the logistic baseline, each numeric encoding of the MLP, the
+ * sequence model), by the search's own rule on validation, then the shipped model: all on the same test rows.
+ */
+async function familyScores(
+  bench: Awaited<ReturnType<typeof openBench>>,
+  out: TrainPipelineOutput,
+  splitPre: Preprocessor,
+  testFor: (ref: { modelJson: { key: string }; weights: { key: string } }, pre: Preprocessor) => Promise<Float64Array>,
+  y: ArrayLike<number>,
+  versus: (p: Float64Array) => Versus,
+): Promise<FamilyScore[]> {
+  const run = await bench.db.db.selectFrom('ml.pipeline_runs').select('config').where('run_id', '=', out.runId).executeTakeFirstOrThrow();
+  const metric = ((run.config as { search?: { metric?: 'valAuc' | 'valLogLoss' | 'valPrAuc' } }).search?.metric ?? 'valAuc');
+  const rows = await bench.db.db
+    .selectFrom('ml.trials')
+    .select(['trial_id', 'params', 'val_auc', 'val_pr_auc', 'val_log_loss', 'model_uri'])
+    .where('run_id', '=', out.runId)
+    .where('status', '=', 'completed')
+    .where('model_uri', 'is not', null)
+    .execute();
+  const value = (r: (typeof rows)[number]) => (metric === 'valAuc' ? r.val_auc : metric === 'valPrAuc' ? r.val_pr_auc : r.val_log_loss === null ? null : -r.val_log_loss);
+  const best = new Map<string, (typeof rows)[number]>();
+  for (const r of rows) {
+    const p = r.params as MlpParams;
+    const enc = encodingOf(p);
+    const family = r.trial_id === 'baseline' ? 'logistic' : `${r.trial_id === 'final' ? 'final retrain ' : ''}${familyOf(p)} ${enc.numeric}${enc.bins ?? ''}`;
+    const prev = best.get(family);
+    if (!prev || (value(r) ?? -Infinity) > (value(prev) ?? -Infinity)) best.set(family, r);
+  }
+  const keyOf = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');
+  const scores: FamilyScore[] = [];
+  for (const [family, r] of [...best.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
+    const modelKey = keyOf(r.model_uri!);
+    const dirKey = modelKey.replace(/model\.json$/, '');
+    const p = r.params as MlpParams;
+    const trialPre = encodingOf(p).numeric === 'standard' ? splitPre : await bench.store.getJson<Preprocessor>({ key: keys.modelPreprocessing(out.runId, r.trial_id) } as never);
+    const t = await testFor({ modelJson: { key: modelKey }, weights: { key: `${dirKey}weights.bin` } }, trialPre);
+    scores.push({ family, trialId: r.trial_id, valAuc: r.val_auc, testAuc: rocAuc(y, t), versusLightgbm: versus(t) });
+  }
+  return scores;
 }
 
 /** ROC-AUC of the generator's true probabilities on the test users: the best any model could reach. */
@@ -301,6 +370,10 @@ export function printAccuracy(r: AccuracyResult, log: Log): void {
       row('ours (pipeline)', r.ours, `${r.ours.status}, ${r.ours.trials} trials, ${r.ours.backend}, ${fmt(r.ours.wallSeconds, 0)} s`),
       row('LightGBM', r.lightgbm, `${r.lightgbm.configs} configs, ${r.lightgbm.threads} threads, ${fmt(r.lightgbm.wallSeconds, 0)} s; ours ${p(r.delong.lightgbm)}`),
       row('Keras (our best params)', r.keras, `${r.keras.epochs} epochs, ${r.keras.threads} threads, ${fmt(r.keras.wallSeconds, 0)} s; ours ${p(r.delong.keras)}`),
+      ...(r.families ?? []).map((f): [string, string] => [
+        `  family: ${f.family}`,
+        `${f.testAuc.toFixed(4)}  ${f.trialId}${f.valAuc === null ? '' : `, val ${f.valAuc.toFixed(4)}`}; vs LightGBM ${p(f.versusLightgbm)}`,
+      ]),
       ['oracle ROC-AUC', r.oracleAuc === null ? '– (table mode)' : r.oracleAuc.toFixed(4)],
       ['load before', `${fmt(r.loadBefore)}${r.quietBefore ? '' : ' (not quiet)'}`],
       ['code', r.gitCommit],

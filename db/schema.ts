@@ -122,8 +122,10 @@ export interface ModelVersionsTable {
   seed: ColumnType<string, number, number>;
   backend: string;
   metrics: Json<Record<string, number>>;
-  /** 'logistic' | 'mlp' (null only before the column existed) */
+  /** 'logistic' | 'mlp' | 'ensemble' | 'sequence' (null only before the column existed) */
   family: string | null;
+  /** an ensemble's member trial ids, in the order they were chosen; null for a single network */
+  members: ColumnType<string[] | null, string | null | undefined, string | null>;
   created_at: GeneratedTimestamp;
   /** only approved versions can hold an alias; pending_approval waits for a reviewer */
   status: ColumnType<ModelVersionStatus, ModelVersionStatus | undefined, ModelVersionStatus>;

@@ -135,6 +135,18 @@ export const pipelineConfigSchema = z.strictObject({
         .default('cpu'),
       /** pool 'gpu' trains on a GPU or fails the trial (GpuUnavailable); true lets a GPU-less worker of that pool train on its CPU */
       allowCpuFallback: z.boolean().default(false),
+      /**
+       * the final model: 'retrain' trains the best trial's parameters again for up to finalEpochs; 'reuse' ships the
+       * best trial's own weights (no final training)
+       */
+      final: z.enum(['retrain', 'reuse']).default('reuse'),
+      /**
+       * averaging several of the search's networks: members are added greedily while one raises the validation
+       * metric (search.metric) by more than minGain; maxMembers 1 turns ensembles off
+       */
+      ensemble: z
+        .strictObject({ maxMembers: z.number().int().min(1).max(32).default(5), minGain: z.number().min(0).max(1).default(0.0001) })
+        .prefault({}),
       finalEpochs: z.number().int().min(1).max(1000).default(60),
       /** early-stopping patience of the final training and the baseline */
       patience: z.number().int().min(1).max(1000).default(8),

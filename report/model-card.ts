@@ -63,8 +63,10 @@ export interface CardLineage {
   features?: string[] | null;
   /** how the model was chosen among the trials (the search's selection rule) */
   selection?: string | null;
-  /** the model family: 'mlp', or 'logistic' when the baseline won */
+  /** the model family: 'mlp', 'sequence', 'ensemble', or 'logistic' when the baseline won */
   family?: string | null;
+  /** an ensemble's member trials, in the order they were chosen on validation */
+  members?: string[] | null;
 }
 
 export interface SplitSummary {
@@ -463,6 +465,7 @@ function lineageTable(card: ModelCard): string {
     kv('workflow id', code(l.workflowId)) +
     kv('config hash', code(l.configHash)) +
     (l.family ? kv('model family', code(l.family)) : '') +
+    (l.members?.length ? kv('ensemble members', l.members.map((m) => code(m)).join(', ')) : '') +
     (l.selection ? kv('model selection', e(l.selection)) : '') +
     kv('code version', code(l.codeVersion)) +
     kv('data sha256', code(l.dataSha256)) +

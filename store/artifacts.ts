@@ -151,6 +151,9 @@ export const keys = {
   preprocessing: (runId: string) => `runs/${run(runId)}/split/preprocessing.json`,
   trialModel: (runId: string, trialId: string, name: string) =>
     `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/model/${file(name)}`,
+  /** the preprocessing a trial's (or the final step's: trialId 'final') model reads, with its numeric encoding */
+  modelPreprocessing: (runId: string, trialId: string) =>
+    trialId === 'final' ? `runs/${run(runId)}/final/preprocessing.json` : `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/preprocessing.json`,
   trialCheckpoint: (runId: string, trialId: string, epoch: number, name: string) =>
     `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/checkpoints/epoch-${String(epoch).padStart(4, '0')}/${file(name)}`,
   evalReport: (runId: string) => `runs/${run(runId)}/eval/report.json`,

@@ -1,6 +1,9 @@
 import type { PipelineConfig } from '../pipeline/config.js';
 import type { CleanInput } from '../activities/clean.js';
 import type { IngestOutput } from '../activities/ingest.js';
+import type { EnsembleMember } from '../activities/ensemble.js';
+import type { TrainTrialOutput } from '../activities/train.js';
+import type { ArtifactRef } from '../store/artifacts.js';
 import type { HyperparameterSearchInput } from './search.js';
 
 // Pure builders of the pipeline's activity and child-workflow inputs from its config: the workflow and the
@@ -53,3 +56,15 @@ export const searchSpace = (config: PipelineConfig) => ({
   epochs: config.search.epochs,
   patience: config.search.patience,
 });
+
+/** The completed trials a run's ensemble may draw from, best first by the search's rule (ties: trial id). */
+export function ensembleCandidates(
+  trials: TrainTrialOutput[],
+  splitPreprocessing: ArtifactRef,
+  rank: (a: TrainTrialOutput, b: TrainTrialOutput) => number,
+): EnsembleMember[] {
+  return trials
+    .filter((t) => t.status === 'completed' && t.model)
+    .sort((a, b) => rank(a, b) || (a.trialId < b.trialId ? -1 : 1))
+    .map((t) => ({ trialId: t.trialId, model: t.model!, preprocessing: t.preprocessing ?? splitPreprocessing }));
+}

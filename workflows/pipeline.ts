@@ -25,9 +25,10 @@ import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
-import { cleanInput, gpuRequirement, searchInput, searchSpace } from './inputs.js';
+import { cleanInput, ensembleCandidates, gpuRequirement, searchInput, searchSpace } from './inputs.js';
 import { better, hyperparameterSearch, rungBudgets, type HyperparameterSearchOutput } from './search.js';
-import type { TrainTrialOutput } from '../activities/train.js';
+import type { ModelRef, TrainTrialOutput } from '../activities/train.js';
+import type { BuildEnsembleOutput } from '../activities/ensemble.js';
 import { scoreAfterPromotion, scoreUsers, type ScoreUsersOutput } from './score.js';
 import { MODEL_ATTRIBUTE, OUTCOME_ATTRIBUTE, TEST_AUC_ATTRIBUTE, TRIGGER_ATTRIBUTE, type RunOutcome } from './search-attributes.js';
 
@@ -87,8 +88,10 @@ export interface TrainPipelineOutput {
   trialsFailed: number;
   best: { trialId: string; params: unknown; valAuc: number | null; valLogLoss: number | null };
   backend: string;
-  /** the model family shipped: 'mlp', or 'logistic' when the baseline won on validation */
+  /** the model family shipped: 'mlp', 'ensemble', or 'logistic' when the baseline won on validation */
   family?: string;
+  /** the model shipped (the registered version's source files) and an ensemble's members; absent in older histories */
+  model?: { ref: ModelRef; preprocessing: ArtifactRef; members: string[] | null };
   dataSha256: string;
   configHash: string;
   artifacts: { test: ArtifactRef; report: ArtifactRef };
@@ -333,33 +336,69 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       config.search.baselineCompetes !== false &&
       baseline.status === 'completed' && !!baseline.model && baseline[metric] !== null &&
       better(metric)(baseline, search.best) <= 0;
+    // Model families (histories from before them replay unchanged): the final step may reuse the best trial's
+    // weights instead of retraining its parameters (training.final 'reuse'), and may average several of the
+    // search's networks when that beats the single model on validation (training.ensemble).
+    const families = patched('model-families');
+    const reuse = families && !baselineWins && config.training.final === 'reuse';
     const params = baselineWins
       ? baseline.params
-      : { ...search.best.params, epochs: config.training.finalEpochs, patience: config.training.patience };
+      : reuse
+        ? search.best.params
+        : { ...search.best.params, epochs: config.training.finalEpochs, patience: config.training.patience };
     const final: TrainTrialOutput = baselineWins
       ? baseline
-      : (reused.final ??
-        (await train.trainTrial.executeWithOptions({ summary: `final training: ${search.best.trialId}'s parameters, up to ${config.training.finalEpochs} epochs` }, [
-          {
-            runId,
-            trialId: 'final',
-            params,
-            seed: config.training.seed,
-            ...data,
-            backend: config.training.backend,
-            ...gpuRequirement(config),
-            step: 'final',
-          },
-        ])));
+      : reuse
+        ? search.best
+        : (reused.final ??
+          (await train.trainTrial.executeWithOptions({ summary: `final training: ${search.best.trialId}'s parameters, up to ${config.training.finalEpochs} epochs` }, [
+            {
+              runId,
+              trialId: 'final',
+              params,
+              seed: config.training.seed,
+              ...data,
+              backend: config.training.backend,
+              ...gpuRequirement(config),
+              step: 'final',
+            },
+          ])));
     if (final.status !== 'completed' || !final.model) {
       throw ApplicationFailure.nonRetryable(`final training failed: ${final.error}`, 'NonFiniteLoss');
     }
-    const family = familyOf(params);
+    let ensemble: BuildEnsembleOutput | null = null;
+    if (families && !baselineWins && config.training.ensemble.maxMembers > 1) {
+      const candidates = [
+        ...(reuse ? [] : [{ trialId: 'final', model: final.model, preprocessing: final.preprocessing ?? split.preprocessing }]),
+        ...ensembleCandidates(search.trials, split.preprocessing, better(metric)),
+      ];
+      ensemble = await cpu.buildEnsemble.executeWithOptions({ summary: `ensemble: up to ${config.training.ensemble.maxMembers} of ${candidates.length} networks, chosen on validation` }, [{
+        runId,
+        candidates,
+        val: split.val,
+        metric,
+        maxMembers: config.training.ensemble.maxMembers,
+        minGain: config.training.ensemble.minGain,
+      }]);
+    }
+    const members = ensemble && ensemble.members.length > 1 ? ensemble.members : null;
+    const shipped = {
+      model: ensemble?.model ?? final.model,
+      preprocessing: ensemble?.preprocessing ?? final.preprocessing ?? split.preprocessing,
+      trialId: baselineWins ? 'baseline' : reuse ? final.trialId : 'final',
+    };
+    const family = members ? 'ensemble' : familyOf(params);
     done(
       'final',
       baselineWins
         ? `logistic baseline chosen: ${formatSelection(metric, baseline[metric])} is at least the best trial's ${formatSelection(metric, search.best[metric])}; no final training`
-        : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}` + (reused.final ? reusedNote : ''),
+        : (reuse ? `${final.trialId}'s weights reused (${final.epochs} epochs), val AUC ${final.valAuc?.toFixed(4)}` : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`) +
+            (reused.final ? reusedNote : '') +
+            (members
+              ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}`
+              : ensemble
+                ? `; no ensemble beat it on validation (of ${ensemble.steps.length === 1 ? 'the candidates' : ensemble.steps.length})`
+                : ''),
     );
 
     progress.stage = 'evaluate';
@@ -372,11 +411,13 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       runId,
       modelName: config.modelName,
       mode: ingest.mode,
-      model: final.model,
+      model: shipped.model,
       baseline: baseline.model,
       test: split.test,
       val: split.val,
-      preprocessing: split.preprocessing,
+      preprocessing: shipped.preprocessing,
+      ...(baseline.preprocessing && baseline.preprocessing.sha256 !== shipped.preprocessing.sha256 && { baselinePreprocessing: baseline.preprocessing }),
+      ...(families && { shipped: { trialId: shipped.trialId, family, ...(members && { members }) } }),
       gate: config.gate,
       evaluation: config.evaluation,
       split: config.split,
@@ -391,8 +432,8 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         runId,
         workflowId,
         modelName: config.modelName,
-        model: final.model,
-        preprocessing: split.preprocessing,
+        model: shipped.model,
+        preprocessing: shipped.preprocessing,
         evaluation,
         lineage: {
           configHash: started.configHash,
@@ -406,6 +447,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
           source: ingest.mode,
           features: ingest.features.map((f) => f.name),
           family,
+          ...(members && { members }),
           ...(resume && { resumedFrom: { runId: resume.fromRunId, workflowId: resume.fromWorkflowId, steps: resume.steps } }),
         },
         ...(approvalRequired && { approvalRequired: true }),
@@ -515,6 +557,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       },
       backend: final.backend,
       family,
+      ...(families && { model: { ref: shipped.model, preprocessing: shipped.preprocessing, members } }),
       dataSha256: split.dataSha256,
       configHash: started.configHash,
       artifacts: { test: split.test, report: evaluation.report },

@@ -1,0 +1,143 @@
+/**
+ * Ensembles of trained networks: which members (greedy forward selection on the validation split, Caruana et al.
+ * 2004) and one model that averages them (one model.json, one predict path, so evaluation, importance, scoring and
+ * the registry treat an ensemble like any model).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { MlError, ML_ERROR } from './errors.js';
+import { logLoss, prAuc, rocAuc } from './metrics.js';
+import { loadModel, serializeModel } from './model.js';
+import type { ModelArtifacts } from './types.js';
+
+export interface EnsembleCandidate {
+  id: string;
+  /** the candidate's P(y = 1) on every validation row, in the same row order as the labels */
+  val: Float32Array;
+}
+
+export interface EnsembleStep {
+  /** members after this step, in the order they were added */
+  members: string[];
+  /** the averaged prediction's validation value of the selection metric */
+  value: number;
+}
+
+export interface EnsembleSelection {
+  members: string[];
+  /** validation metrics of the averaged prediction of `members` */
+  val: { auc: number; prAuc: number; logLoss: number };
+  /** each step of the greedy search, from the first candidate on */
+  steps: EnsembleStep[];
+}
+
+/** The selection metrics of the search (ml/search.ts SelectionMetric); log loss is lower-is-better. */
+export type EnsembleMetric = 'valAuc' | 'valPrAuc' | 'valLogLoss';
+const METRIC: Record<EnsembleMetric, { value: (y: ArrayLike<number>, p: Float32Array) => number; higherIsBetter: boolean }> = {
+  valAuc: { value: rocAuc, higherIsBetter: true },
+  valPrAuc: { value: prAuc, higherIsBetter: true },
+  valLogLoss: { value: logLoss, higherIsBetter: false },
+};
+
+/** The mean of some candidates' predictions. */
+export function averagePredictions(preds: Float32Array[]): Float32Array {
+  if (preds.length === 0) throw new MlError(ML_ERROR.InvalidConfig, 'an ensemble needs at least one member');
+  const out = new Float32Array(preds[0].length);
+  for (const p of preds) {
+    if (p.length !== out.length) throw new MlError(ML_ERROR.InvalidData, `member predictions have ${p.length} rows, expected ${out.length}`);
+    for (let i = 0; i < p.length; i++) out[i] += p[i];
+  }
+  for (let i = 0; i < out.length; i++) out[i] /= preds.length;
+  return out;
+}
+
+/**
+ * Greedy forward selection without replacement (Caruana et al. 2004, equal weights): start from the first
+ * candidate (the search's best single model: pass candidates best first), then add whichever candidate improves
+ * the averaged prediction's validation metric the most, while one improves it by more than `minGain` and there are
+ * fewer than `maxMembers`. Ties go to the earlier candidate. Deterministic; validation rows only, so the test split
+ * stays unseen for the gate. The chosen ensemble's validation value is optimistic (it was chosen on those rows),
+ * as the best trial's is.
+ */
+export function selectEnsemble(
+  y: ArrayLike<number>,
+  candidates: EnsembleCandidate[],
+  { maxMembers, minGain = 1e-4, metric = 'valAuc' }: { maxMembers: number; minGain?: number; metric?: EnsembleMetric },
+): EnsembleSelection {
+  if (candidates.length === 0) throw new MlError(ML_ERROR.InvalidConfig, 'no candidates to build an ensemble from');
+  if (!(Number.isInteger(maxMembers) && maxMembers >= 1)) throw new MlError(ML_ERROR.InvalidConfig, `maxMembers must be an integer >= 1, got ${maxMembers}`);
+  for (const c of candidates) {
+    if (c.val.length !== y.length) throw new MlError(ML_ERROR.InvalidData, `candidate ${c.id} has ${c.val.length} validation predictions for ${y.length} labels`);
+  }
+  const { value, higherIsBetter } = METRIC[metric];
+  const gain = (v: number, than: number) => (higherIsBetter ? v - than : than - v);
+  const n = y.length;
+  const chosen = [0];
+  const sum = Float64Array.from(candidates[0].val);
+  let current = value(y, candidates[0].val);
+  const steps: EnsembleStep[] = [{ members: [candidates[0].id], value: current }];
+  const mean = new Float32Array(n);
+  while (chosen.length < Math.min(maxMembers, candidates.length)) {
+    let bestI = -1;
+    let bestValue = NaN;
+    for (let i = 0; i < candidates.length; i++) {
+      if (chosen.includes(i)) continue;
+      const v = candidates[i].val;
+      const k = chosen.length + 1;
+      for (let r = 0; r < n; r++) mean[r] = (sum[r] + v[r]) / k;
+      const value_ = value(y, mean);
+      if (bestI < 0 || gain(value_, bestValue) > 0) [bestI, bestValue] = [i, value_];
+    }
+    if (bestI < 0 || !(gain(bestValue, current) > minGain)) break;
+    chosen.push(bestI);
+    for (let r = 0; r < n; r++) sum[r] += candidates[bestI].val[r];
+    current = bestValue;
+    steps.push({ members: chosen.map((i) => candidates[i].id), value: current });
+  }
+  const p = averagePredictions(chosen.map((i) => candidates[i].val));
+  return { members: chosen.map((i) => candidates[i].id), val: { auc: rocAuc(y, p), prAuc: prAuc(y, p), logLoss: logLoss(y, p) }, steps };
+}
+
+type LayerFactory = [new (cfg: unknown) => tf.layers.Layer, (cls: unknown, cfg: unknown) => tf.layers.Layer];
+
+/**
+ * One model averaging the members' probabilities: each member's layers are rebuilt under a `m<k>_` prefix on a
+ * shared input (so weight names stay unique in one weights.bin) and an Average layer joins their outputs. Built
+ * from stock layers only, so any tfjs loader (and our predict) reads it. Members are sequential networks over the
+ * same input columns, as buildMlp makes them. One member: returned as it is.
+ */
+export async function buildEnsembleModel(members: ModelArtifacts[]): Promise<ModelArtifacts> {
+  if (members.length === 0) throw new MlError(ML_ERROR.InvalidConfig, 'an ensemble needs at least one member');
+  if (members.length === 1) return members[0];
+  const loaded = await Promise.all(members.map((m) => loadModel(m)));
+  try {
+    const cols = loaded[0].inputs[0].shape[1];
+    for (const [k, m] of loaded.entries()) {
+      if (m.inputs.length !== 1 || m.outputs.length !== 1 || m.inputs[0].shape[1] !== cols) {
+        throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1} takes ${m.inputs.map((i) => i.shape[1]).join(', ')} input columns, expected one input of ${cols}: members must share one preprocessing`);
+      }
+    }
+    const classes = tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, LayerFactory>;
+    const input = tf.input({ shape: [cols!], name: 'features' });
+    const outputs = loaded.map((m, k) => {
+      let h: tf.SymbolicTensor = input;
+      for (const layer of m.layers) {
+        const factory = classes[layer.getClassName()];
+        if (!factory) throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1} has a layer of unknown class ${layer.getClassName()}`);
+        const { batchInputShape: _b, inputShape: _i, ...config } = layer.getConfig() as Record<string, unknown>;
+        const clone = factory[1](factory[0], { ...config, name: `m${k + 1}_${layer.name}` });
+        h = clone.apply(h) as tf.SymbolicTensor;
+        clone.setWeights(layer.getWeights());
+      }
+      return h;
+    });
+    const mean = tf.layers.average({ name: 'ensemble_mean' }).apply(outputs) as tf.SymbolicTensor;
+    const ensemble = tf.model({ inputs: input, outputs: mean, name: 'propensity_ensemble' });
+    try {
+      return await serializeModel(ensemble);
+    } finally {
+      ensemble.dispose();
+    }
+  } finally {
+    loaded.forEach((m) => m.dispose());
+  }
+}
