@@ -1,6 +1,8 @@
+import { sequenceColumnOf } from '../db/sequences.js';
 import { FeatureStats, qualityProblems, quarantineReason } from '../ml/clean.js';
 import { DriftProfiler, type FeatureProfile } from '../ml/drift.js';
 import { takeRows } from '../ml/preprocess.js';
+import type { Frame } from '../ml/types.js';
 import type { PipelineConfig } from '../pipeline/config.js';
 import { datasetRef, keys, type ArtifactRef, type DatasetRef } from '../store/artifacts.js';
 import type { ActivityDeps } from './deps.js';
@@ -69,6 +71,7 @@ export function createCleanActivities(deps: ActivityDeps) {
     const baseline = await previousProfile(input.modelName, input.runId);
     const profiler = new DriftProfiler(baseline.profiles);
     const stats = new FeatureStats();
+    const sequence = new SequenceSummary();
     const cleanRefs: ArtifactRef[] = [];
     const quarantineRefs: ArtifactRef[] = [];
     let rowsIn = 0;
@@ -88,8 +91,10 @@ export function createCleanActivities(deps: ActivityDeps) {
         } else keep.push(i);
       }
       const clean = keep.length === n ? frame : takeRows(frame, keep);
-      stats.add(clean);
-      profiler.add(clean);
+      // Only event mode's columns are ours: a table-mode query may call a column anything.
+      const profiled = input.mode === 'events' ? sequence.add(clean) : clean;
+      stats.add(profiled);
+      profiler.add(profiled);
       if (clean.ids.length) cleanRefs.push(await store.putFrame(keys.clean(input.runId, cleanRefs.length), clean));
       if (drop.length) quarantineRefs.push(await store.putFrame(keys.quarantine(input.runId, quarantineRefs.length), takeRows(frame, drop)));
     }
@@ -102,7 +107,7 @@ export function createCleanActivities(deps: ActivityDeps) {
       rows_in: rowsIn,
       rows_out: clean.rows,
       quarantined: JSON.stringify(quarantined),
-      features: JSON.stringify(stats.finish(psi, profiles)),
+      features: JSON.stringify({ ...stats.finish(psi, profiles), ...sequence.finish() }),
       quarantine_uri: quarantineRefs.length ? store.uri(quarantineRefs[0].key) : null,
     });
 
@@ -123,5 +128,50 @@ export function createCleanActivities(deps: ActivityDeps) {
     });
     if (problems.length) throw new PipelineError(ErrorType.DataQuality, `data quality limits exceeded: ${problems.join('; ')}`);
     return { clean, rowsIn, rowsOut: clean.rows, quarantined, repaired: stats.repaired, drift: psi, driftBaselineRunId: baseline.runId };
+  }
+}
+
+/**
+ * Event mode's last-N-events columns (db/sequences.ts) are kept in the clean data but left out of the per-feature
+ * statistics, repairs and drift profiles: NULL padding is normal there, and 4N positional columns would add 4N noisy
+ * PSI rows to every drift check. The ledger gets one `sequence` entry instead: length, columns, missing rate.
+ */
+class SequenceSummary {
+  private readonly columns = new Set<string>();
+  private length = 0;
+  private cells = 0;
+  private missing = 0;
+
+  /** The frame without its sequence columns (the same arrays otherwise), after counting their missing cells. */
+  add(frame: Frame): Frame {
+    const numeric: Frame['numeric'] = {};
+    const categorical: Frame['categorical'] = {};
+    for (const [name, col] of Object.entries(frame.numeric)) {
+      if (!this.note(name)) numeric[name] = col;
+      else for (const v of col) this.count(Number.isNaN(v));
+    }
+    for (const [name, col] of Object.entries(frame.categorical)) {
+      if (!this.note(name)) categorical[name] = col;
+      else for (const v of col) this.count(v === null);
+    }
+    return { ...frame, numeric, categorical };
+  }
+
+  finish(): Record<string, unknown> {
+    if (!this.columns.size) return {};
+    return { sequence: { kind: 'sequence', length: this.length, columns: this.columns.size, missingRate: this.cells ? this.missing / this.cells : 0 } };
+  }
+
+  private note(name: string): boolean {
+    const s = sequenceColumnOf(name);
+    if (!s) return false;
+    this.columns.add(name);
+    this.length = Math.max(this.length, s.position);
+    return true;
+  }
+
+  private count(missing: boolean) {
+    this.cells++;
+    if (missing) this.missing++;
   }
 }

@@ -1,4 +1,5 @@
 import { cutoffProbeQuery, EVENT_FEATURES, EVENT_INVALID_REASONS, eventCountQuery, eventFeatureQuery, eventQuarantineQuery } from '../db/features.js';
+import { sequenceFeatureSpecs } from '../db/sequences.js';
 import { copyTextShards, copyToShards, describeColumns, describeRows, inlineParams, planTableSource, sourceFor, withSource } from '../db/source.js';
 import type { FeatureSpec } from '../ml/types.js';
 import type { PipelineConfig } from '../pipeline/config.js';
@@ -66,7 +67,10 @@ export function createIngestActivities(deps: ActivityDeps) {
       );
     }
 
-    const features = eventFeatureQuery({ cutoff, horizonDays, now: windowEnd, openedAt });
+    // absent in configs written before the key existed (and in their recorded histories): off
+    const sequenceLength = source.sequenceLength ?? 0;
+    const features = eventFeatureQuery({ cutoff, horizonDays, now: windowEnd, openedAt, sequenceLength });
+    const specs = [...EVENT_FEATURES, ...sequenceFeatureSpecs(sequenceLength)];
     // Point in time: the quality ledger counts the events of this run's window (before its as-of time, the end of
     // the label window), so a night backfilled after later nights counts exactly what it counted when it ran.
     const quarantine = eventQuarantineQuery({ now: windowEnd, openedAt, until: windowEnd });
@@ -78,7 +82,7 @@ export function createIngestActivities(deps: ActivityDeps) {
         copyToShards({
           client,
           select: inlineParams(features.sql, features.params),
-          specs: EVENT_FEATURES,
+          specs,
           store,
           keyOf: (i) => keys.raw(runId, i),
         }),
@@ -115,7 +119,7 @@ export function createIngestActivities(deps: ActivityDeps) {
       raw: copied.dataset,
       rows: copied.dataset.rows,
       positives: copied.positives,
-      features: EVENT_FEATURES.map((f) => ({ name: f.name, kind: f.kind })),
+      features: specs.map((f) => (f.sequence ? { name: f.name, kind: f.kind, sequence: { ...f.sequence } } : { name: f.name, kind: f.kind })),
       cutoff: cutoff.toISOString(),
       horizonDays,
       events: { total, valid, quarantined: reasons },

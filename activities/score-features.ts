@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { EVENT_FEATURES, eventScoringQuery } from '../db/features.js';
+import { sequenceFeatureSpecs } from '../db/sequences.js';
 import { copyToShards, ident, planTableSource, sourceFor, withSource } from '../db/source.js';
 import { assertBuiltStatement, checkedSourceQuery } from '../db/source-query.js';
 import type { Preprocessor } from '../ml/preprocess.js';
@@ -26,12 +27,17 @@ export function createScoreFeatureActivities(deps: ActivityDeps) {
   async function buildEvents(input: BuildScoringFeaturesInput, config: PipelineConfig): Promise<DatasetRef> {
     const source = config.source.kind === 'events' ? config.source : null;
     const cutoff = new Date(input.asOf!);
+    // The sequence length the model was trained with: its training run's stored config, the same value that run's
+    // ingest read (a resume reuses an ingest only when the source section is unchanged, pipeline/resume.ts).
+    // Absent in runs from before the key existed: 0, no sequence columns, the query exactly as it always was.
+    const sequenceLength = source?.sequenceLength ?? 0;
     const q = eventScoringQuery({
       cutoff,
       activeDays: input.activeDays!,
       now: new Date(),
       openedAt: source?.openedAt ? new Date(source.openedAt) : null,
       inline: true,
+      sequenceLength,
     });
     // shop.* is read as the least-privilege source role, never as the main (possibly superuser) connection
     return withSource(
@@ -40,7 +46,7 @@ export function createScoreFeatureActivities(deps: ActivityDeps) {
         const copied = await copyToShards({
           client,
           select: q.sql,
-          specs: EVENT_FEATURES,
+          specs: [...EVENT_FEATURES, ...sequenceFeatureSpecs(sequenceLength)],
           store,
           keyOf: (i) => scoringKeys.features(input.temporalRunId, i),
         });

@@ -4,11 +4,15 @@
  * change both together.
  */
 
+import { checkSequenceLength, sequenceAggregatesSql, sequenceColumnsSql } from './sequences.js';
+
 export const VALID_EVENT_TYPES = ['view', 'cart', 'remove_from_cart', 'purchase', 'review'] as const;
 
 export interface FeatureSpec {
   name: string;
   kind: 'numeric' | 'categorical';
+  /** a column of the last-N-events sequence (db/sequences.ts): its position (1 = most recent) and field */
+  sequence?: { position: number; field: string };
 }
 
 /** Feature columns returned by eventFeatureQuery, in order (after user_id and label). */
@@ -59,7 +63,15 @@ export interface EventValidityInput {
   openedAt?: Date | null;
 }
 
-export interface EventFeatureQueryInput extends EventValidityInput, QueryOptions {
+export interface SequenceInput {
+  /**
+   * Also return each user's last N valid events before the cutoff as the columns of sequenceFeatureSpecs(N),
+   * after EVENT_FEATURES. 0 or absent: off, and the SQL is exactly what it was without the option.
+   */
+  sequenceLength?: number;
+}
+
+export interface EventFeatureQueryInput extends EventValidityInput, QueryOptions, SequenceInput {
   cutoff: Date;
   horizonDays: number;
 }
@@ -161,14 +173,14 @@ const topShare = (col: string) => `(SELECT max(n) FROM (SELECT count(*) AS n FRO
  * later). Validity is that of eventQualityQuery: rows with any reason are dropped, duplicates kept once.
  */
 export function eventFeatureQuery({
-  cutoff, horizonDays, now = new Date(), openedAt = null, inline,
+  cutoff, horizonDays, now = new Date(), openedAt = null, inline, sequenceLength = 0,
 }: EventFeatureQueryInput): SqlQuery {
   if (!(horizonDays > 0)) throw new Error(`eventFeatureQuery: horizonDays must be > 0, got ${horizonDays}`);
   const labelEnd = new Date(cutoff.getTime() + horizonDays * DAY_MS);
-  return build(userFeatureSql('train'), [iso(cutoff), iso(labelEnd), iso(now), openedAt ? iso(openedAt) : null], inline);
+  return build(userFeatureSql('train', checkSequenceLength(sequenceLength, 'sequenceLength')), [iso(cutoff), iso(labelEnd), iso(now), openedAt ? iso(openedAt) : null], inline);
 }
 
-export interface EventScoringQueryInput extends EventValidityInput, QueryOptions {
+export interface EventScoringQueryInput extends EventValidityInput, QueryOptions, SequenceInput {
   /** the point in time scored: features from valid events strictly before it, nothing at or after it read */
   cutoff: Date;
   /** a user is active with at least one valid event in [cutoff - activeDays, cutoff) */
@@ -182,22 +194,26 @@ export interface EventScoringQueryInput extends EventValidityInput, QueryOptions
  * read.
  */
 export function eventScoringQuery({
-  cutoff, activeDays, now = new Date(), openedAt = null, inline,
+  cutoff, activeDays, now = new Date(), openedAt = null, inline, sequenceLength = 0,
 }: EventScoringQueryInput): SqlQuery {
   if (!(Number.isInteger(activeDays) && activeDays > 0)) {
     throw new Error(`eventScoringQuery: activeDays must be a positive integer, got ${activeDays}`);
   }
   // In hours like the feature windows (a JS Date difference is exact; `interval 'N days'` would follow DST).
   const activeFrom = new Date(cutoff.getTime() - activeDays * DAY_MS);
-  return build(userFeatureSql('score'), [iso(cutoff), iso(activeFrom), iso(now), openedAt ? iso(openedAt) : null], inline);
+  return build(userFeatureSql('score', checkSequenceLength(sequenceLength, 'sequenceLength')), [iso(cutoff), iso(activeFrom), iso(now), openedAt ? iso(openedAt) : null], inline);
 }
 
 /**
  * The per-user feature SQL. Parameters: $1 cutoff, $2 label end ('train') or start of the activity window
  * ('score'), $3 run time, $4 opening time. The 'train' text is exactly what eventFeatureQuery always returned.
+ * With sequenceLength > 0 the same aggregate pass also collects the user's last events before the cutoff (never
+ * the label window's) and the SELECT appends their columns; with 0 the text is unchanged.
  */
-function userFeatureSql(mode: 'train' | 'score'): string {
+function userFeatureSql(mode: 'train' | 'score', sequenceLength: number): string {
   const train = mode === 'train';
+  const seqAgg = sequenceLength ? `,\n    ${sequenceAggregatesSql(sequenceLength, pre)}` : '';
+  const seqCols = sequenceLength ? `,\n  ${sequenceColumnsSql(sequenceLength)}` : '';
   return `
 WITH valid AS (
   -- one row per (user_id, event_id): an exported event id names one event of one user, and ordering by user
@@ -239,7 +255,7 @@ agg AS (
       array_agg(v.occurred_at) FILTER (WHERE ${in30} AND v.session_id IS NOT NULL)) AS x(sid, t) GROUP BY sid) AS s
     ) AS session_seconds_30d,
     avg(v.price) FILTER (WHERE ${views30}) AS mean_view_price_30d,
-    ${count('review', 90)} AS reviews_90d
+    ${count('review', 90)} AS reviews_90d${seqAgg}
   FROM valid v
   GROUP BY v.user_id
 )
@@ -261,7 +277,7 @@ SELECT u.user_id::text AS user_id,
   a.mean_view_price_30d::float8 AS mean_view_price_30d,
   coalesce(a.reviews_90d, 0)::float8 AS reviews_90d,
   (extract(epoch FROM $1::timestamptz - u.signup_at) / 86400)::float8 AS tenure_days,
-  u.gender, u.age_band, u.region
+  u.gender, u.age_band, u.region${seqCols}
 FROM shop.users u
 ${train ? 'LEFT JOIN agg a ON a.user_id = u.user_id' : 'JOIN agg a ON a.user_id = u.user_id'}
 WHERE u.signup_at < $1::timestamptz${train ? '' : '\n  AND a.last_valid_at >= $2::timestamptz'}

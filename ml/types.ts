@@ -5,6 +5,8 @@ export type FeatureKind = 'numeric' | 'categorical';
 export interface FeatureSpec {
   name: string;
   kind: FeatureKind;
+  /** a column of an event-mode run's last-N-events sequence (db/sequences.ts): position 1 is the most recent */
+  sequence?: { position: number; field: string };
 }
 
 /** Columnar data for one split. Numeric NaN (or ±Infinity) means missing; categorical null means missing. */

@@ -6,6 +6,7 @@ import { SCORING_DEFAULTS } from './defaults.js';
 import { ID_RULES, NAME_PATTERN } from './ids.js';
 import { ErrorType, PipelineError } from './errors.js';
 import { sourceQueryProblem } from '../db/source-query.js';
+import { MAX_SEQUENCE_LENGTH } from '../db/sequences.js';
 
 const identifier = z.string().regex(NAME_PATTERN, `must be ${ID_RULES.modelName.rule} (pattern ${NAME_PATTERN.source}), e.g. ${ID_RULES.modelName.example}`);
 const range = (min: number, max: number) =>
@@ -68,6 +69,13 @@ export const pipelineConfigSchema = z.strictObject({
         horizonDays: z.number().int().min(1).max(365).default(14),
         /** Events before this instant are invalid (default: the earliest signup in shop.users). */
         openedAt: z.iso.datetime({ offset: true }).optional(),
+        /**
+         * Also carry each user's last N valid events before the cutoff as columns seq_<i>_{event_type, category,
+         * price, hours_since_prev} (i = 1 the most recent; NULL-padded), for sequence models; scoring then builds
+         * the same columns. 0 to MAX_SEQUENCE_LENGTH; absent or 0: off. Absent stays absent (no default written),
+         * so every earlier config keeps its hash and a resume of an earlier run still matches its source section.
+         */
+        sequenceLength: z.number().int().min(0).max(MAX_SEQUENCE_LENGTH).optional(),
       }),
       z.strictObject({
         kind: z.literal('table'),

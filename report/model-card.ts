@@ -11,6 +11,7 @@ import type { ReliabilityPoint } from '../ml/calibration.js';
 import type { BootstrapOptions, DecileRow, EvaluationMetrics, EvaluationReport, SegmentMetrics } from '../ml/evaluation.js';
 import type { GateCheck } from '../ml/gate.js';
 import type { FeatureImportance } from '../ml/importance.js';
+import { sequenceColumnOf } from '../db/sequences.js';
 
 export const MODEL_CARD_SCHEMA = 'propensity.model-card/v1';
 export const MODEL_CARD_FILES = { html: 'model-card.html', json: 'model-card.json' } as const;
@@ -446,6 +447,20 @@ function gateTable(card: ModelCard): string {
   return table('gate', ['kind', 'check', 'value', 'verdict', 'detail'], [...checks, ...comparisons]) + reasons;
 }
 
+/**
+ * The lineage's feature names; an event-mode run's last-N-events columns (db/sequences.ts) are summed up in one
+ * line instead of 4N names (the JSON keeps every name).
+ */
+function featureList(names: string[], events: boolean): string {
+  const sequence = events ? names.filter((n) => sequenceColumnOf(n)) : [];
+  const plain = sequence.length ? names.filter((n) => !sequenceColumnOf(n)) : names;
+  const length = Math.max(0, ...sequence.map((n) => sequenceColumnOf(n)!.position));
+  const summary = `${plain.length} features` + (sequence.length ? ` + the last ${length} events (${sequence.length} sequence columns)` : '');
+  const list = plain.map((f) => `<code>${e(f)}</code>`).join(', ');
+  const seq = sequence.length ? `<p>sequence: <code>seq_1_…</code> to <code>${e(`seq_${length}_…`)}</code>, most recent first</p>` : '';
+  return `<details><summary>${e(summary)}</summary><p>${list}</p>${seq}</details>`;
+}
+
 function lineageTable(card: ModelCard): string {
   const l = card.lineage;
   const params = l.params
@@ -453,9 +468,7 @@ function lineageTable(card: ModelCard): string {
         .map(([k, v]) => `<li><code>${e(k)}</code>: <code>${e(typeof v === 'string' ? v : JSON.stringify(v))}</code></li>`)
         .join('')}</ul>`
     : DASH;
-  const features = l.features?.length
-    ? `<details><summary>${l.features.length} features</summary><p>${l.features.map((f) => `<code>${e(f)}</code>`).join(', ')}</p></details>`
-    : DASH;
+  const features = l.features?.length ? featureList(l.features, l.source === 'events') : DASH;
   const kv = (k: string, v: string) => `<tr><th scope="row">${e(k)}</th><td>${v}</td></tr>`;
   const code = (v: string | number | null | undefined) => (v === null || v === undefined || v === '' ? DASH : `<code>${e(v)}</code>`);
   return (

@@ -46,7 +46,7 @@ describe('config files', () => {
   it('lists the allowed keys where an unknown key sits, for the source kind given', () => {
     const msg = (input: unknown) => failure(() => parsePipelineConfig(input)).message;
     expect(msg({ trainig: {} })).toMatch(/unknown key "trainig".*allowed at the top level: .*search, source, split, training/);
-    expect(msg({ source: { kind: 'events', cutof: 'x' } })).toMatch(/allowed in source: cutoff, horizonDays, kind, openedAt\)/);
+    expect(msg({ source: { kind: 'events', cutof: 'x' } })).toMatch(/allowed in source: cutoff, horizonDays, kind, openedAt, sequenceLength\)/);
     expect(msg({ source: { kind: 'table', query: 'select 1', entityKey: 'a', label: 'b', extra: 1 } })).toMatch(
       /allowed in source: entityKey, features, kind, label, query\)/,
     );

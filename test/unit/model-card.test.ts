@@ -134,6 +134,19 @@ describe('model card', () => {
     expect(imp).toContain('Not computed');
   });
 
+  it("sums up an event-mode run's sequence columns in one line of the feature list; the JSON keeps every name", async () => {
+    const seq = Array.from({ length: 8 }, (_, i) => ['event_type', 'category', 'price', 'hours_since_prev'].map((f) => `seq_${i + 1}_${f}`)).flat();
+    const features = [...input.lineage.features!, ...seq];
+    const { html, json } = await renderModelCard({ ...input, lineage: { ...input.lineage, features } });
+    expect(html).toContain(`<summary>${input.lineage.features!.length} features + the last 8 events (32 sequence columns)</summary>`);
+    expect(html).not.toContain('<code>seq_3_price</code>');
+    expect(json.lineage.features).toEqual(features);
+    // a table-mode query's own columns are listed as they are, whatever their names
+    const table = await renderModelCard({ ...input, lineage: { ...input.lineage, source: 'table', features } });
+    expect(table.html).toContain(`<summary>${features.length} features</summary>`);
+    expect(table.html).toContain('<code>seq_3_price</code>');
+  });
+
   it('rejects bad input with a typed error naming the field', () => {
     const bad = (patch: Partial<ModelCardInput>) => () => buildModelCard({ ...input, ...patch } as ModelCardInput);
     expect(bad({ version: 0 })).toThrow(ModelCardError);
