@@ -1,3 +1,4 @@
+import type { BuildEnsembleOutput } from './ensemble.js';
 import type { Info } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
@@ -37,6 +38,10 @@ export const STEPS: Record<string, StepSpec> = {
   trainTrial: spec<TrainTrialInput, TrainTrialOutput>(
     (i) => (i.step === 'final' ? { step: 'final' } : { step: 'trial', trialId: i.trialId, rung: i.rung ?? 0 }),
     (r) => ({ status: r.status, valAuc: r.valAuc, epochs: r.epochs, resumedFromEpoch: r.resumedFromEpoch, backend: r.backend }),
+  ),
+  buildEnsemble: spec<unknown, BuildEnsembleOutput>(
+    () => ({ step: 'ensemble' }),
+    (r) => ({ members: r.members, val: r.val, single: r.single, skipped: r.skipped, seconds: r.seconds }),
   ),
   evaluateModel: spec<unknown, EvaluateOutput>(() => ({ step: 'evaluate' }), (r) => ({ metrics: r.metrics, blessed: r.blessed, reasons: r.reasons })),
   registerModel: spec<unknown, RegisterOutput>(() => ({ step: 'register' }), (r) => r),

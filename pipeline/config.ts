@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { validateSearchSpace } from '../ml/search.js';
-import { DEFAULT_SEARCH_SPACE } from '../ml/types.js';
+import { DEFAULT_SEARCH_SPACE, MAX_PLE_BINS, NUMERIC_ENCODINGS, type NumericEncoding } from '../ml/types.js';
 import { SCORING_DEFAULTS } from './defaults.js';
 import { ID_RULES, NAME_PATTERN } from './ids.js';
 import { ErrorType, PipelineError } from './errors.js';
@@ -56,6 +56,10 @@ export const searchSpaceSchema = z.strictObject({
   classWeight: z.array(z.enum(['balanced', 'none'])).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.classWeight]),
   /** embedding sizes for categorical features to sample from (0 = one-hot); absent = one-hot only */
   embeddingDim: z.array(z.number().int().min(0).max(256)).min(1, 'needs at least one choice').optional(),
+  /** numeric encodings to sample from: standard, quantile, robust, ple (piecewise-linear bins from train quantiles) */
+  numericEncoding: z.array(z.enum(NUMERIC_ENCODINGS as [NumericEncoding, ...NumericEncoding[]])).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.numericEncoding!]),
+  /** bins per numeric feature for ple trials */
+  pleBins: z.array(z.number().int().min(2).max(MAX_PLE_BINS)).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.pleBins!]),
 });
 
 export const pipelineConfigSchema = z.strictObject({

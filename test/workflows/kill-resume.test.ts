@@ -141,7 +141,7 @@ describe('a train worker killed mid-trial', () => {
           space: { hiddenLayers: [2, 2], units: [128], batchSize: [16] },
         },
         // a silent trial is retried after 5 s (the activity's heartbeat timeout)
-        training: { finalEpochs: 6, backend: 'wasm', heartbeatTimeoutSeconds: 5 },
+        training: { finalEpochs: 6, backend: 'wasm', heartbeatTimeoutSeconds: 5, final: 'retrain' },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
         evaluation: { bootstrapSamples: 20, importanceRepeats: 1 },
       };

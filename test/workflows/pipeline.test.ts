@@ -67,7 +67,8 @@ const smallConfig = (over: Record<string, unknown> = {}) => ({
   modelName: 'e2e',
   source: { kind: 'events', cutoff, horizonDays: 14 },
   search: { trials: 3, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 3, minEpochs: 2 } },
-  training: { finalEpochs: 8, backend: 'wasm' },
+  // the retrain path (training.final 'reuse' and ensembles have their own test: model-families.test.ts)
+  training: { finalEpochs: 8, backend: 'wasm', final: 'retrain' },
   // a tiny budget: the baseline comparison has its own test below
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.6 }], versusBaseline: { enabled: false } },
   ...over,
@@ -232,7 +233,9 @@ describe('trainPipeline end to end', () => {
           modelName: 'bank',
           source: bankSource,
           // categorical features through learned embeddings (4 dimensions each) instead of one-hot
-          search: { trials: 3, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 3, minEpochs: 2 }, space: { embeddingDim: [4] } },
+          search: { trials: 3, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 3, minEpochs: 2 }, space: { embeddingDim: [4], numericEncoding: ['standard'] } },
+          // one network, so the served topology is the embedding MLP itself
+          training: { finalEpochs: 8, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 1 } },
         }),
       ),
     );

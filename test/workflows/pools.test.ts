@@ -23,7 +23,7 @@ const config = (training: Record<string, unknown>) => ({
   modelName: `pool_${randomUUID().slice(0, 8)}`,
   source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
   search: { trials: 2, parallelism: 2, epochs: 2, patience: 2, halving: { eta: 3, minEpochs: 1 } },
-  training: { finalEpochs: 2, backend: 'wasm', ...training },
+  training: { finalEpochs: 2, backend: 'wasm', final: 'retrain', ...training },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
   evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
 });

@@ -47,7 +47,8 @@ const config = (over: Record<string, unknown> = {}) => ({
   source: { kind: 'events', cutoff, horizonDays: 14 },
   // no baseline shortcut: the failed run trains a final model, so the resume reuses the final training too
   search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-  training: { finalEpochs: 3, backend: 'wasm' },
+  // retrained final model, one network: the final step is a training this resume can reuse
+  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 1 } },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
   ...over,

@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fetchServerHistory, replayHistories } from '../../audit/history.js';
+import { initBackend } from '../../ml/backend.js';
+import { rocAuc } from '../../ml/metrics.js';
+import { predict } from '../../ml/model.js';
+import { transform, type Preprocessor } from '../../ml/preprocess.js';
+import { readRegistered } from '../../store/models.js';
+import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
+import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
+
+// Model families (issue 14) through the real pipeline: a run whose final model is an ensemble of its search's
+// networks (piecewise-linear encoded numerics, weights reused from the trials, no final training), registered as one
+// version with its members as lineage, scored for every active user after promotion, its history replaying.
+let h: PipelineHarness;
+
+beforeAll(async () => {
+  h = await pipelineHarness('families', { users: 2500, days: 40, seed: 31, horizonDays: 14 });
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+const run = (config: unknown) =>
+  h.client.workflow.execute(trainPipeline, {
+    taskQueue: h.queues.cpu,
+    workflowId: `train-families-${randomUUID()}`,
+    args: [{ config, taskQueues: h.queues, trigger: 'test' }],
+  });
+
+async function scoresOf(workflowId: string) {
+  const { rows } = await h.db.pool.query<{ user_id: string; probability: number; model_version: number }>(
+    'select user_id::text as user_id, probability, model_version from ml.scores where score_run_id = $1 order by user_id',
+    [`${workflowId}/score`],
+  );
+  return rows;
+}
+
+async function replays(out: TrainPipelineOutput) {
+  const items = await Promise.all([out.workflowId, `${out.workflowId}/search`, `${out.workflowId}/score`].map((workflowId) => fetchServerHistory(h.client, { workflowId })));
+  const outcomes = await replayHistories(items, { workflowBundle: h.bundle });
+  return outcomes.map((o) => ({ workflowType: o.workflowType, ok: o.ok, error: o.error?.message }));
+}
+
+describe('model families through trainPipeline', () => {
+  it('registers an ensemble of PLE networks as one version listing its members, scores every active user with it, and replays', async () => {
+    const modelName = `ens_${randomUUID().slice(0, 8)}`;
+    const out = await h.withWorkers(() =>
+      run({
+        modelName,
+        source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
+        // every trial trains its full budget (eta 1): four candidate networks, all reading the same PLE matrix
+        search: { trials: 4, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 1, minEpochs: 4 }, baselineCompetes: false, space: { numericEncoding: ['ple'], pleBins: [8] } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0 } },
+        gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
+        evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
+        scoring: { afterPromotion: true, activeDays: 14 },
+      }),
+    );
+    expect(out.status).toBe('registered');
+    expect(out.family).toBe('ensemble');
+    const members = out.model!.members!;
+    expect(members.length).toBeGreaterThanOrEqual(2);
+    expect(members[0]).toBe(out.best.trialId); // the greedy selection starts from the search's best network
+
+    // no final training: the members' weights are the trials' own
+    const steps = await h.db.db.selectFrom('ml.run_steps').select(['step', 'status', 'detail']).where('run_id', '=', out.runId).execute();
+    expect(steps.filter((s) => s.step === 'final')).toEqual([]);
+    const ensembleStep = steps.find((s) => s.step === 'ensemble')!;
+    expect(ensembleStep.status).toBe('succeeded');
+    expect((ensembleStep.detail as { members: string[] }).members).toEqual(members);
+
+    // one registered version: its family and members in ml.model_versions, the card and metadata.json
+    const version = await h.db.db.selectFrom('ml.model_versions').select(['family', 'members', 'params']).where('model_name', '=', modelName).executeTakeFirstOrThrow();
+    expect(version).toMatchObject({ family: 'ensemble', members });
+    const metadata = JSON.parse(new TextDecoder().decode(await h.store.getKey(`models/${modelName}/v1/metadata.json`)));
+    expect(metadata.lineage).toMatchObject({ family: 'ensemble', members });
+    const card = JSON.parse(new TextDecoder().decode(await h.store.getKey(`models/${modelName}/v1/model-card.json`)));
+    expect(card.lineage).toMatchObject({ family: 'ensemble', members });
+
+    // one model.json averaging the members, and the registered preprocessing is the PLE encoding they read
+    const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
+    expect(JSON.stringify(artifacts.modelJson.modelTopology)).toContain('"name":"ensemble_mean"');
+    expect(pre.encoding).toEqual({ numeric: 'ple', bins: 8 });
+    expect(pre.featureNames.some((f) => f.endsWith('__ple1'))).toBe(true);
+
+    // its test AUC is what the registered files give on the test split, and the baseline was judged on its own matrix
+    await initBackend('wasm');
+    const test = await h.store.getFrame(out.artifacts.test);
+    const m = transform(pre as Preprocessor, test);
+    expect(rocAuc(test.label, await predict(artifacts, m.x, m.rows, m.cols))).toBeCloseTo(out.metrics.testAuc, 10);
+    const evaluation = await h.db.db.selectFrom('ml.evaluations').select('comparisons').where('run_id', '=', out.runId).executeTakeFirstOrThrow();
+    expect((evaluation.comparisons as { check: string; status?: string }[]).find((c) => c.check === 'beats_baseline')).toBeDefined();
+
+    // scored after promotion: every active user, with this version
+    expect(out.scoring).toMatchObject({ status: 'succeeded' });
+    const scores = await scoresOf(out.workflowId);
+    expect(scores.length).toBe((out.scoring as { rows: number }).rows);
+    expect(scores.length).toBeGreaterThan(100);
+    expect(new Set(scores.map((s) => s.model_version))).toEqual(new Set([1]));
+
+    // the pipeline, its search and its scoring child replay against the current workflow code
+    expect(await replays(out)).toEqual([
+      { workflowType: 'trainPipeline', ok: true, error: undefined },
+      { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
+      { workflowType: 'scoreUsers', ok: true, error: undefined },
+    ]);
+  });
+});
