@@ -122,7 +122,6 @@ export async function buildEnsembleModel(members: ModelArtifacts[]): Promise<Mod
     const input = tf.input({ shape: [cols!], name: 'features' });
     const outputs = loaded.map((m, k) => {
       const rebuilt = new Map<string, tf.SymbolicTensor>();
-      let h: tf.SymbolicTensor = input;
       for (const layer of m.layers) {
         if (layer.getClassName() === 'InputLayer') {
           rebuilt.set(layer.name, input);
@@ -137,9 +136,8 @@ export async function buildEnsembleModel(members: ModelArtifacts[]): Promise<Mod
         if (from.length === 0 || from.some((t) => t === undefined)) {
           throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1}: layer ${layer.name} reads a layer that is not before it`);
         }
-        h = clone.apply(from.length === 1 ? from[0]! : (from as tf.SymbolicTensor[])) as tf.SymbolicTensor;
+        rebuilt.set(layer.name, clone.apply(from.length === 1 ? from[0]! : (from as tf.SymbolicTensor[])) as tf.SymbolicTensor);
         clone.setWeights(layer.getWeights());
-        rebuilt.set(layer.name, h);
       }
       const out = rebuilt.get(m.outputs[0].sourceLayer.name);
       if (!out) throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1}: its output layer ${m.outputs[0].sourceLayer.name} was not rebuilt`);
