@@ -5,7 +5,7 @@ import { evaluateBinary, type EvaluationMetrics, type EvaluationReport } from '.
 import { evaluateGate, type GateCheck } from '../ml/gate.js';
 import { permutationImportance } from '../ml/importance.js';
 import { predict } from '../ml/model.js';
-import { transform, type Preprocessor } from '../ml/preprocess.js';
+import { stepColumns, transform, type Preprocessor } from '../ml/preprocess.js';
 import { selectionRule, type SelectionMetric } from '../ml/search.js';
 import type { Frame } from '../ml/types.js';
 import type { PipelineConfig } from '../pipeline/config.js';
@@ -226,7 +226,7 @@ export function createEvaluateActivities(deps: ActivityDeps) {
           : [];
       const reportBody = { runId: input.runId, modelName: input.modelName, split: 'test', blessed, reasons, checks: gate.checks, comparisons, ...report, featureImportance: importance };
       const reportRef = await store.putJson(keys.evalReport(input.runId), reportBody);
-      const context = await cardContext(input.runId, pre.steps.map((s) => s.name), { rows: m.rows, positiveRate: m.positiveRate }, input.shipped);
+      const context = await cardContext(input.runId, pre.steps.flatMap((s) => stepColumns(s).map((c) => c.name)), { rows: m.rows, positiveRate: m.positiveRate }, input.shipped);
       const rendered = await renderModelCard({
         modelName: input.modelName,
         version: null,

@@ -3,7 +3,7 @@ import { EVENT_FEATURES, eventScoringQuery } from '../db/features.js';
 import { sequenceFeatureSpecs } from '../db/sequences.js';
 import { copyToShards, ident, planTableSource, sourceFor, withSource } from '../db/source.js';
 import { assertBuiltStatement, checkedSourceQuery } from '../db/source-query.js';
-import type { Preprocessor } from '../ml/preprocess.js';
+import { stepColumns, type Preprocessor } from '../ml/preprocess.js';
 import type { FeatureSpec } from '../ml/types.js';
 import type { PipelineConfig } from '../pipeline/config.js';
 import { keys, type DatasetRef } from '../store/artifacts.js';
@@ -61,7 +61,7 @@ export function createScoreFeatureActivities(deps: ActivityDeps) {
     const source = config.source;
     const pre = JSON.parse(new TextDecoder().decode(await store.getKey(keys.modelFile(input.model.modelName, input.model.version, 'preprocessing.json')))) as Preprocessor;
     // exactly the columns the model was trained on, with their kinds
-    const features = Object.fromEntries(pre.steps.map((s) => [s.name, s.kind])) as Record<string, FeatureSpec['kind']>;
+    const features = Object.fromEntries(pre.steps.flatMap((s) => stepColumns(s).map((c) => [c.name, c.kind]))) as Record<string, FeatureSpec['kind']>;
     // One snapshot for the key check and the export, as the least-privilege source role (like ingest).
     return withSource(
       sourceFor(deps),

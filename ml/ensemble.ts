@@ -102,8 +102,10 @@ type LayerFactory = [new (cfg: unknown) => tf.layers.Layer, (cls: unknown, cfg: 
 /**
  * One model averaging the members' probabilities: each member's layers are rebuilt under a `m<k>_` prefix on a
  * shared input (so weight names stay unique in one weights.bin) and an Average layer joins their outputs. Built
- * from stock layers only, so any tfjs loader (and our predict) reads it. Members are sequential networks over the
- * same input columns, as buildMlp makes them. One member: returned as it is.
+ * from stock layers only, so any tfjs loader (and our predict) reads it. Members are single-input, single-output
+ * networks over the same input columns, sequential (the MLP) or functional (the sequence model), so one ensemble
+ * may mix the families: each layer is rebuilt in order and applied to the rebuilt outputs of its inbound layers,
+ * the member's input standing for the shared one. One member: returned as it is.
  */
 export async function buildEnsembleModel(members: ModelArtifacts[]): Promise<ModelArtifacts> {
   if (members.length === 0) throw new MlError(ML_ERROR.InvalidConfig, 'an ensemble needs at least one member');
@@ -119,16 +121,27 @@ export async function buildEnsembleModel(members: ModelArtifacts[]): Promise<Mod
     const classes = tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, LayerFactory>;
     const input = tf.input({ shape: [cols!], name: 'features' });
     const outputs = loaded.map((m, k) => {
-      let h: tf.SymbolicTensor = input;
+      const rebuilt = new Map<string, tf.SymbolicTensor>();
       for (const layer of m.layers) {
+        if (layer.getClassName() === 'InputLayer') {
+          rebuilt.set(layer.name, input);
+          continue;
+        }
         const factory = classes[layer.getClassName()];
         if (!factory) throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1} has a layer of unknown class ${layer.getClassName()}`);
         const { batchInputShape: _b, inputShape: _i, ...config } = layer.getConfig() as Record<string, unknown>;
         const clone = factory[1](factory[0], { ...config, name: `m${k + 1}_${layer.name}` });
-        h = clone.apply(h) as tf.SymbolicTensor;
+        // a sequential member's first layer reads its (unlisted) input layer: the shared input
+        const from = layer.inboundNodes[0].inboundLayers.map((l) => rebuilt.get(l.name) ?? (l.getClassName() === 'InputLayer' ? input : undefined));
+        if (from.length === 0 || from.some((t) => t === undefined)) {
+          throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1}: layer ${layer.name} reads a layer that is not before it`);
+        }
+        rebuilt.set(layer.name, clone.apply(from.length === 1 ? from[0]! : (from as tf.SymbolicTensor[])) as tf.SymbolicTensor);
         clone.setWeights(layer.getWeights());
       }
-      return h;
+      const out = rebuilt.get(m.outputs[0].sourceLayer.name);
+      if (!out) throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1}: its output layer ${m.outputs[0].sourceLayer.name} was not rebuilt`);
+      return out;
     });
     const mean = tf.layers.average({ name: 'ensemble_mean' }).apply(outputs) as tf.SymbolicTensor;
     const ensemble = tf.model({ inputs: input, outputs: mean, name: 'propensity_ensemble' });

@@ -1,4 +1,7 @@
-/** Permutation feature importance, per original feature (a one-hot group or value + missing flag moves together). */
+/**
+ * Permutation feature importance, per original feature (a one-hot group or value + missing flag moves together; the
+ * whole last-events sequence block is one feature).
+ */
 import type * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
 import { rocAuc } from './metrics.js';
@@ -9,7 +12,8 @@ import type { FeatureKind, ModelArtifacts } from './types.js';
 
 export interface FeatureImportance {
   feature: string;
-  kind: FeatureKind;
+  /** 'sequence': the last-N-events step as a whole */
+  kind: FeatureKind | 'sequence';
   /** mean drop in ROC AUC when the feature's columns are shuffled across rows (higher = more important) */
   aucDrop: number;
 }
@@ -36,6 +40,7 @@ export async function permutationImportance(
     let start = 0;
     for (const [fi, step] of pre.steps.entries()) {
       const width = stepWidth(step, pre.encoding);
+      if (width === 0) continue; // a sequence step the model does not read
       let drop = 0;
       for (let r = 0; r < repeats; r++) {
         const order = shuffleInPlace(Int32Array.from({ length: m.rows }, (_, i) => i), createRng(deriveSeed(seed, fi, r)));

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
 import { prAuc, rocAuc, logLoss, brier } from './metrics.js';
 import { createRng, deriveSeed, shuffleInPlace } from './random.js';
-import { stepWidth, type Preprocessor } from './preprocess.js';
+import { sequenceBlockWidth, stepWidth, type Preprocessor } from './preprocess.js';
 import { validateMlpParams } from './search.js';
 import type { MlpParams, ModelArtifacts } from './types.js';
 
@@ -87,6 +87,11 @@ const PREDICT_BATCH = 8192;
 /** Where each categorical feature's one-hot block sits in the input columns (the rest are numeric columns). */
 export interface InputLayout {
   blocks: { start: number; width: number }[];
+  /**
+   * The last-events block (a preprocessor's sequence step under encoding.sequence): `length` positions of `width`
+   * columns from column `start` to the end, position 1 (the most recent event) first. What a sequence model's GRU reads.
+   */
+  sequence?: { start: number; length: number; width: number };
 }
 
 /**
@@ -115,21 +120,28 @@ export function embeddingStructure(inputDim: number, embeddingDim: number, layou
 /** The layout of a preprocessor's output: one block per categorical step (vocabulary + other + missing). */
 export function layoutOf(pre: Pick<Preprocessor, 'steps' | 'encoding'>): InputLayout {
   const blocks: InputLayout['blocks'] = [];
+  let sequence: InputLayout['sequence'];
   let start = 0;
   for (const step of pre.steps) {
     const width = stepWidth(step, pre.encoding);
     if (step.kind === 'categorical') blocks.push({ start, width });
+    if (step.kind === 'sequence' && width > 0) sequence = { start, length: step.length, width: sequenceBlockWidth(step) };
     start += width;
   }
-  return { blocks };
+  return sequence ? { blocks, sequence } : { blocks };
 }
 
-export function buildMlp(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): tf.Sequential {
+/**
+ * The network of a parameter set: the sequence model (buildSequenceModel) when params.sequenceUnits > 0, else a
+ * sequential MLP (logistic regression for `hiddenUnits: []`). One input of all the matrix columns either way.
+ */
+export function buildMlp(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): tf.LayersModel {
   if (!Number.isInteger(inputDim) || inputDim <= 0) {
     throw new MlError(ML_ERROR.InvalidData, `model input needs at least one feature column, got ${inputDim}`);
   }
   const problems = validateMlpParams(params);
   if (problems.length > 0) throw new MlError(ML_ERROR.InvalidConfig, `invalid model parameters: ${problems.join('; ')}`, { problems });
+  if ((params.sequenceUnits ?? 0) > 0) return buildSequenceModel(inputDim, params, seed, layout);
   // Explicit names: auto-generated ones ('dense_Dense7') depend on how many models this process built before,
   // which would make the saved model.json (and its sha256) differ between a run and its retry.
   const model = tf.sequential({ name: 'propensity_mlp' });
@@ -169,6 +181,91 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number, layo
     }),
   );
   return model;
+}
+
+/**
+ * The sequence family: one input of all the columns, cut (stock Reshape and Cropping2D layers, tfjs having no Cropping1D, so any tfjs loader
+ * reads it) into the aggregate columns and the last-events block, reshaped to [positions, width]. A GRU reads the
+ * positions oldest to newest (goBackwards: the columns run newest first), so the most recent event is read last;
+ * its final state joins the aggregate columns, then come the MLP's hidden ReLU layers and sigmoid output. Seeded
+ * initializers and explicit names throughout (model.json is identical between a run and its retry). No Dropout
+ * layers: tfjs' unseeded ones draw from Math.random; trainMlp applies its own seeded dropout after each hidden layer.
+ */
+export function buildSequenceModel(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): tf.LayersModel {
+  const seq = layout?.sequence;
+  if (!seq) {
+    throw new MlError(
+      ML_ERROR.InvalidConfig,
+      `sequenceUnits ${params.sequenceUnits} needs the last-events columns: train on a run with source.sequenceLength > 0, transformed with encoding.sequence (encodingOf(params))`,
+    );
+  }
+  const { start, length, width } = seq;
+  if (!(Number.isInteger(start) && start >= 0 && length >= 1 && width >= 1 && start + length * width === inputDim)) {
+    throw new MlError(ML_ERROR.InvalidData, `the sequence block (${length} positions of ${width} columns from column ${start}) must end the ${inputDim} input columns`);
+  }
+  const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
+  const input = tf.input({ shape: [inputDim], name: 'features' });
+  const column = tf.layers.reshape({ name: 'columns', targetShape: [inputDim, 1, 1] }).apply(input) as tf.SymbolicTensor;
+  const cut = tf.layers.cropping2D({ name: 'events_cut', cropping: [[start, 0], [0, 0]] }).apply(column) as tf.SymbolicTensor;
+  const events = tf.layers.reshape({ name: 'events', targetShape: [length, width] }).apply(cut) as tf.SymbolicTensor;
+  const state = tf.layers
+    .gru({
+      name: 'gru',
+      units: params.sequenceUnits!,
+      goBackwards: true,
+      recurrentActivation: 'sigmoid',
+      kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 6, 0) }),
+      recurrentInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 6, 1) }),
+      kernelRegularizer,
+    })
+    .apply(events) as tf.SymbolicTensor;
+  let h = state;
+  if (start > 0) {
+    const aggCut = tf.layers.cropping2D({ name: 'aggregates_cut', cropping: [[0, length * width], [0, 0]] }).apply(column) as tf.SymbolicTensor;
+    const aggregates = tf.layers.reshape({ name: 'aggregates', targetShape: [start] }).apply(aggCut) as tf.SymbolicTensor;
+    h = tf.layers.concatenate({ name: 'joined' }).apply([aggregates, state]) as tf.SymbolicTensor;
+  }
+  params.hiddenUnits.forEach((units, i) => {
+    h = tf.layers
+      .dense({ name: `hidden_${i + 1}`, units, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }), kernelRegularizer })
+      .apply(h) as tf.SymbolicTensor;
+  });
+  const output = tf.layers
+    .dense({ name: 'output', units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }), kernelRegularizer })
+    .apply(h) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: output, name: 'propensity_sequence' });
+}
+
+/**
+ * The training forward pass of any single-input graph, returning the output layer's logits: each layer applied to
+ * the tensors of its inbound layers in order, the output layer ('output', a dense sigmoid) left linear, seeded
+ * dropout after each hidden layer (per (epoch, batch, layer), as in the sequential path).
+ */
+function graphLogits(model: tf.LayersModel, x: tf.Tensor, dropout: (h: tf.Tensor, layerIndex: number) => tf.Tensor): tf.Tensor {
+  const out = new Map<string, tf.Tensor>();
+  for (const [li, l] of model.layers.entries()) {
+    if (l.getClassName() === 'InputLayer') {
+      out.set(l.name, x);
+      continue;
+    }
+    const ins = l.inboundNodes[0].inboundLayers.map((from) => {
+      const t = out.get(from.name);
+      if (!t) throw new Error(`layer ${l.name} reads ${from.name}, which comes later in model.layers`);
+      return t;
+    });
+    let h: tf.Tensor;
+    if (l.name === 'output') {
+      const [kernel, bias] = l.trainableWeights.map((w) => w.read());
+      h = tf.fused.matMul({ a: ins[0], b: kernel, bias });
+    } else {
+      h = l.apply(ins.length === 1 ? ins[0] : ins, { training: true }) as tf.Tensor;
+      if (l.name.startsWith('hidden_')) h = dropout(h, li);
+    }
+    out.set(l.name, h);
+  }
+  const logits = out.get('output');
+  if (!logits) throw new Error(`model ${model.name} has no layer named 'output'`);
+  return logits;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -358,6 +455,8 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     const xTrain = keep(tf.tensor2d(train.x, [train.rows, train.cols]));
     const yTrain = keep(tf.tensor1d(Float32Array.from(train.y)));
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    // a sequential MLP takes the fast path below; any other graph (the sequence model) the generic graphLogits
+    const sequential = model instanceof tf.Sequential;
     // The training forward pass uses the layers' variables directly: fewer ops per step than layer.apply.
     const layers = model.layers.map((l) => {
       const [kernel, bias] = l.trainableWeights.map((w) => w.read());
@@ -392,7 +491,9 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
           const yb = tf.gather(yTrain, idx);
           return optimizer.minimize(() => {
             let h: tf.Tensor = xb;
-            for (const [li, l] of layers.entries()) {
+            if (!sequential) {
+              h = graphLogits(model, xb, (t, li) => (params.dropout > 0 ? tf.dropout(t, params.dropout, undefined, deriveSeed(seed, 4, epoch, b, li)) : t));
+            } else for (const [li, l] of layers.entries()) {
               // tfjs Dropout with a fixed seed draws the same mask every step, and without one uses Math.random;
               // a per-(epoch, batch, layer) seed is both varied and reproducible across retries.
               if (l.dropout) h = tf.dropout(h, params.dropout, undefined, deriveSeed(seed, 4, epoch, b, li));

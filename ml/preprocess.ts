@@ -41,6 +41,11 @@ export interface Encoding {
   numeric: NumericEncoding;
   /** ple only: bins per numeric feature (edges are train quantiles i/bins) */
   bins?: number;
+  /**
+   * The sequence step (last-N-events) produces its columns, after all the others: what a sequence model reads.
+   * Absent: it produces none, so every other model's matrix is exactly what it was before sequences existed.
+   */
+  sequence?: boolean;
 }
 
 /** Train quantiles are kept at levels i / QUANTILE_LEVELS, i = 0..QUANTILE_LEVELS: any bin count up to it is exact. */
@@ -75,11 +80,57 @@ export interface CategoricalStep {
   vocabulary: string[];
 }
 
+/** One field of every event in a sequence step: its per-position columns and the stats pooled over positions. */
+export interface SequenceNumericField {
+  kind: 'numeric';
+  field: string;
+  /** the frame column of each position, position 1 (the most recent event) first */
+  columns: string[];
+  /** as NumericStep, fitted on the values of real events at every position (padding excluded) */
+  median: number;
+  clipLo: number;
+  clipHi: number;
+  skew: number;
+  log1p: boolean;
+  mean: number;
+  std: number;
+}
+
+export interface SequenceCategoricalField {
+  kind: 'categorical';
+  field: string;
+  columns: string[];
+  /** one vocabulary shared by every position, counted over the real events at all positions */
+  vocabulary: string[];
+}
+
+export type SequenceField = SequenceNumericField | SequenceCategoricalField;
+
+/**
+ * All the feature specs with `sequence` (an event-mode run's last N events, db/sequences.ts) as one step. With
+ * encoding.sequence it produces `length` blocks, position 1 (the most recent) first, of `sequenceBlockWidth`
+ * columns each: a present flag (1 a real event, 0 padding), then each field in order: a one-hot block (vocabulary
+ * + other + missing) for a categorical field, a standardized value for a numeric one; all 0 for padding. Without
+ * encoding.sequence it produces no columns.
+ */
+export interface SequenceStep {
+  kind: 'sequence';
+  name: string;
+  length: number;
+  fields: SequenceField[];
+}
+
+/** The name of the sequence step (and of its one feature in importance and the model card). */
+export const SEQUENCE_STEP = 'last_events';
+
+export type Step = NumericStep | CategoricalStep | SequenceStep;
+
 export interface Preprocessor {
   version: 1;
   trainRows: number;
   options: PreprocessOptions;
-  steps: (NumericStep | CategoricalStep)[];
+  /** a sequence step, if any, is the last one */
+  steps: Step[];
   /** the matrix columns transform produces, in order (they depend on the encoding) */
   featureNames: string[];
   /** how numeric features are encoded; absent: standard */
@@ -188,7 +239,7 @@ function fitNumeric(name: string, col: Float64Array, opts: PreprocessOptions): N
 }
 
 /** Imputed, clipped, optionally logged value, before standardization. */
-function numericValue(s: NumericStep, raw: number): number {
+function numericValue(s: Pick<NumericStep, 'median' | 'clipLo' | 'clipHi' | 'log1p'>, raw: number): number {
   const v = Number.isFinite(raw) ? Math.min(Math.max(raw, s.clipLo), s.clipHi) : s.median;
   return s.log1p ? Math.log1p(v) : v;
 }
@@ -204,15 +255,37 @@ function fitCategorical(name: string, col: (string | null)[], opts: PreprocessOp
   return { kind: 'categorical', name, vocabulary };
 }
 
-function stepFeatureNames(s: NumericStep | CategoricalStep, encoding?: Encoding): string[] {
+/** The frame columns a step reads: its own name, or a sequence step's columns position-major (as the specs list them). */
+export const stepColumns = (s: Step): { name: string; kind: 'numeric' | 'categorical' }[] =>
+  s.kind === 'sequence'
+    ? Array.from({ length: s.length }, (_, p) => s.fields.map((f) => ({ name: f.columns[p], kind: f.kind }))).flat()
+    : [{ name: s.name, kind: s.kind }];
+
+/** Columns of one position of a sequence step: the present flag and each field's columns. */
+export const sequenceBlockWidth = (s: SequenceStep): number =>
+  1 + s.fields.reduce((n, f) => n + (f.kind === 'categorical' ? f.vocabulary.length + 2 : 1), 0);
+
+function stepFeatureNames(s: Step, encoding?: Encoding): string[] {
+  if (s.kind === 'sequence') {
+    if (!encoding?.sequence) return [];
+    return Array.from({ length: s.length }, (_, i) => [
+      `${s.name}_${i + 1}__present`,
+      ...s.fields.flatMap((f) => (f.kind === 'categorical' ? [...f.vocabulary, OTHER, MISSING].map((v) => `${f.columns[i]}=${v}`) : [f.columns[i]])),
+    ]).flat();
+  }
   if (s.kind === 'categorical') return [...s.vocabulary, OTHER, MISSING].map((v) => `${s.name}=${v}`);
   const value = encoding?.numeric === 'ple' ? Array.from({ length: pleEdges(s, encoding).length - 1 || 1 }, (_, t) => `${s.name}__ple${t + 1}`) : [s.name];
   return s.missingIndicator ? [...value, `${s.name}__missing`] : value;
 }
 
-/** How many matrix columns a step produces: a numeric value or its PLE bins (+ its missing flag), or a one-hot block. */
-export const stepWidth = (step: NumericStep | CategoricalStep, encoding?: Encoding): number =>
-  step.kind === 'numeric'
+/**
+ * How many matrix columns a step produces: a numeric value or its PLE bins (+ its missing flag), a one-hot block, or
+ * a sequence step's blocks (none without encoding.sequence).
+ */
+export const stepWidth = (step: Step, encoding?: Encoding): number =>
+  step.kind === 'sequence'
+    ? (encoding?.sequence ? step.length * sequenceBlockWidth(step) : 0)
+    : step.kind === 'numeric'
     ? (encoding?.numeric === 'ple' ? pleEdges(step, encoding).length - 1 || 1 : 1) + (step.missingIndicator ? 1 : 0)
     : step.vocabulary.length + 2;
 
@@ -245,6 +318,7 @@ export function validateEncoding(e: Encoding): string[] {
   if (e?.bins !== undefined && !(Number.isInteger(e.bins) && e.bins >= 2 && e.bins <= MAX_PLE_BINS)) {
     problems.push(`pleBins: expected an integer in [2, ${MAX_PLE_BINS}], got ${JSON.stringify(e.bins)}`);
   }
+  if (e?.sequence !== undefined && typeof e.sequence !== 'boolean') problems.push(`sequence: expected a boolean, got ${JSON.stringify(e.sequence)}`);
   return problems;
 }
 
@@ -253,7 +327,13 @@ export function validateEncoding(e: Encoding): string[] {
  * the registered model's preprocessing.json says, so evaluation and scoring encode exactly as training did.
  */
 export function withEncoding(pre: Preprocessor, encoding: Encoding | undefined): Preprocessor {
-  const enc = encoding && encoding.numeric !== 'standard' ? { numeric: encoding.numeric, ...(encoding.numeric === 'ple' ? { bins: encoding.bins ?? 16 } : {}) } : undefined;
+  const numeric = encoding && encoding.numeric !== 'standard' ? { numeric: encoding.numeric, ...(encoding.numeric === 'ple' ? { bins: encoding.bins ?? 16 } : {}) } : undefined;
+  // the standard encoding without sequence columns is no encoding at all: such a preprocessor is byte-identical to one
+  // written before encodings existed
+  const enc: Encoding | undefined =
+    encoding?.sequence !== undefined && encoding.sequence !== false
+      ? { ...(numeric ?? { numeric: encoding.numeric ?? 'standard' }), sequence: encoding.sequence }
+      : numeric;
   if (enc) {
     const problems = validateEncoding(enc);
     if (problems.length) throw new MlError(ML_ERROR.InvalidConfig, `invalid encoding: ${problems.join('; ')}`, { problems });
@@ -341,12 +421,107 @@ export function fitPreprocessor(train: Frame, specs: FeatureSpec[], options: Par
   }
   const rows = frameRows(train, 'train split');
   if (rows === 0) throw new MlError(ML_ERROR.EmptyDataset, 'train split has no rows; nothing to fit the preprocessor on');
-  const steps = specs.map((s) =>
+  const steps: Step[] = specs.filter((s) => !s.sequence).map((s) =>
     s.kind === 'numeric'
       ? fitNumeric(s.name, columnOf(train.numeric, s, 'train split'), opts)
       : fitCategorical(s.name, columnOf(train.categorical, s, 'train split'), opts),
   );
+  const sequence = specs.filter((s) => s.sequence);
+  if (sequence.length > 0) steps.push(fitSequence(train, sequence, opts));
   return { version: 1, trainRows: rows, options: opts, steps, featureNames: steps.flatMap((s) => stepFeatureNames(s)) };
+}
+
+/** Groups the sequence specs by field, checking every position 1..N has every field once, with one kind per field. */
+function sequenceLayout(specs: FeatureSpec[]): { length: number; fields: { field: string; kind: FeatureSpec['kind']; specs: FeatureSpec[] }[] } {
+  const bad = (why: string) => new MlError(ML_ERROR.InvalidConfig, `sequence features: ${why}`);
+  const length = Math.max(...specs.map((s) => s.sequence!.position));
+  const fields: { field: string; kind: FeatureSpec['kind']; specs: FeatureSpec[] }[] = [];
+  for (const s of specs) {
+    const { position, field } = s.sequence!;
+    if (!Number.isInteger(position) || position < 1) throw bad(`'${s.name}' has position ${position}; positions start at 1`);
+    let f = fields.find((x) => x.field === field);
+    if (!f) fields.push((f = { field, kind: s.kind, specs: new Array<FeatureSpec>(length) }));
+    if (f.kind !== s.kind) throw bad(`field '${field}' is ${f.kind} at one position and ${s.kind} at another ('${s.name}')`);
+    if (f.specs[position - 1]) throw bad(`position ${position} of field '${field}' is declared twice ('${f.specs[position - 1].name}', '${s.name}')`);
+    f.specs[position - 1] = s;
+  }
+  for (const f of fields) {
+    const gap = Array.from({ length }, (_, i) => i).find((i) => !f.specs[i]);
+    if (gap !== undefined) throw bad(`field '${f.field}' has no column for position ${gap + 1} of ${length}`);
+  }
+  return { length, fields };
+}
+
+/** Per row and position: whether any field of that event is present (a real event), row-major rows × length. */
+function presence(frame: Frame, s: Pick<SequenceStep, 'length'> & { fields: { kind: FeatureSpec['kind']; columns: string[] }[] }, rows: number): Uint8Array {
+  const present = new Uint8Array(rows * s.length);
+  for (const f of s.fields) {
+    for (let p = 0; p < s.length; p++) {
+      const spec: FeatureSpec = { name: f.columns[p], kind: f.kind };
+      if (f.kind === 'numeric') {
+        const col = columnOf(frame.numeric, spec, 'frame');
+        for (let r = 0; r < rows; r++) if (Number.isFinite(col[r])) present[r * s.length + p] = 1;
+      } else {
+        const col = columnOf(frame.categorical, spec, 'frame');
+        for (let r = 0; r < rows; r++) if (col[r] !== null && col[r] !== undefined) present[r * s.length + p] = 1;
+      }
+    }
+  }
+  return present;
+}
+
+/** The sequence step: one vocabulary or one set of numeric stats per field, pooled over the real events at all positions. */
+function fitSequence(train: Frame, specs: FeatureSpec[], opts: PreprocessOptions): SequenceStep {
+  const { length, fields } = sequenceLayout(specs);
+  const rows = train.ids.length;
+  const shape = { length, fields: fields.map((f) => ({ kind: f.kind, columns: f.specs.map((s) => s.name) })) };
+  const present = presence(train, shape, rows);
+  let real = 0;
+  for (const v of present) real += v;
+  const fitted = fields.map((f): SequenceField => {
+    const columns = f.specs.map((s) => s.name);
+    if (f.kind === 'numeric') {
+      const pooled = new Float64Array(real);
+      let k = 0;
+      const cols = f.specs.map((s) => columnOf(train.numeric, s, 'train split'));
+      for (let r = 0; r < rows; r++) for (let p = 0; p < length; p++) if (present[r * length + p]) pooled[k++] = cols[p][r];
+      const { median, clipLo, clipHi, skew, log1p, mean, std } = fitNumeric(f.field, pooled, opts);
+      return { kind: 'numeric', field: f.field, columns, median, clipLo, clipHi, skew, log1p, mean, std };
+    }
+    const pooled: (string | null)[] = [];
+    const cols = f.specs.map((s) => columnOf(train.categorical, s, 'train split'));
+    for (let r = 0; r < rows; r++) for (let p = 0; p < length; p++) if (present[r * length + p]) pooled.push(cols[p][r]);
+    return { kind: 'categorical', field: f.field, columns, vocabulary: fitCategorical(f.field, pooled, opts).vocabulary };
+  });
+  return { kind: 'sequence', name: SEQUENCE_STEP, length, fields: fitted };
+}
+
+/** Writes a sequence step's blocks (stepWidth columns) of every row into x from column c. */
+function encodeSequence(s: SequenceStep, frame: Frame, rows: number, x: Float32Array, cols: number, c: number): void {
+  const present = presence(frame, s, rows);
+  const width = sequenceBlockWidth(s);
+  let offset = 1;
+  for (const f of s.fields) {
+    for (let p = 0; p < s.length; p++) {
+      const spec: FeatureSpec = { name: f.columns[p], kind: f.kind };
+      const at = c + p * width + offset;
+      if (f.kind === 'numeric') {
+        const col = columnOf(frame.numeric, spec, 'frame');
+        for (let r = 0; r < rows; r++) if (present[r * s.length + p]) x[r * cols + at] = (numericValue(f, col[r]) - f.mean) / f.std;
+      } else {
+        const col = columnOf(frame.categorical, spec, 'frame');
+        const slot = new Map(f.vocabulary.map((v, i) => [v, i]));
+        const other = f.vocabulary.length;
+        for (let r = 0; r < rows; r++) {
+          if (!present[r * s.length + p]) continue;
+          const v = col[r];
+          x[r * cols + at + (v === null || v === undefined ? other + 1 : slot.get(v) ?? other)] = 1;
+        }
+      }
+    }
+    offset += f.kind === 'categorical' ? f.vocabulary.length + 2 : 1;
+  }
+  for (let r = 0; r < rows; r++) for (let p = 0; p < s.length; p++) if (present[r * s.length + p]) x[r * cols + c + p * width] = 1;
 }
 
 /** Apply a fitted preprocessor to any split or scoring frame (row-major float32 matrix). */
@@ -360,7 +535,10 @@ export function transform(pre: Preprocessor, frame: Frame): Matrix {
   const x = new Float32Array(rows * cols);
   let c = 0;
   for (const s of pre.steps) {
-    if (s.kind === 'numeric') {
+    if (s.kind === 'sequence') {
+      if (enc?.sequence) encodeSequence(s, frame, rows, x, cols, c);
+      c += stepWidth(s, enc);
+    } else if (s.kind === 'numeric') {
       const col = columnOf(frame.numeric, s, 'frame');
       if (enc && enc.numeric !== 'standard') quantilesOf(s, enc);
       const edges = enc?.numeric === 'ple' ? pleEdges(s, enc) : null;

@@ -4,11 +4,11 @@
  */
 import { MlError, ML_ERROR } from './errors.js';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from './random.js';
-import { MAX_PLE_BINS, NUMERIC_ENCODINGS, type ClassWeight, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
+import { MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type ClassWeight, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
 
 const SPACE_KEYS: (keyof SearchSpace)[] = [
   'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience', 'embeddingDim',
-  'numericEncoding', 'pleBins',
+  'numericEncoding', 'pleBins', 'sequenceUnits',
 ];
 const CLASS_WEIGHTS: ClassWeight[] = ['balanced', 'none'];
 const MAX_LAYERS = 8;
@@ -64,6 +64,10 @@ export function validateSearchSpace(space: SearchSpace): string[] {
   if (bins !== undefined && (!Array.isArray(bins) || bins.length === 0 || !bins.every((b) => isPleBins(b)))) {
     problems.push(`pleBins: expected a non-empty list of integers in [2, ${MAX_PLE_BINS}], got ${show(bins)}`);
   }
+  const seq = space.sequenceUnits;
+  if (seq !== undefined && (!Array.isArray(seq) || seq.length === 0 || !seq.every((u) => Number.isInteger(u) && u >= 0 && u <= MAX_SEQUENCE_UNITS))) {
+    problems.push(`sequenceUnits: expected a non-empty list of integers in [0, ${MAX_SEQUENCE_UNITS}] (0 = no sequence model), got ${show(seq)}`);
+  }
   return problems;
 }
 
@@ -107,10 +111,14 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
   const embRng = createRng(deriveSeed(seed, 0xe3b));
   // likewise for numeric encodings: a space without them samples exactly what it sampled before they existed
   const encRng = createRng(deriveSeed(seed, 0xe4c));
+  // and for GRU sizes
+  const seqRng = createRng(deriveSeed(seed, 0xe5d));
   const trials: MlpParams[] = [];
   for (let i = 0; i < count; i++) {
     const layers = space.hiddenLayers[0] + rng.int(space.hiddenLayers[1] - space.hiddenLayers[0] + 1);
     const hiddenUnits = Array.from({ length: layers }, () => pick(space.units)).sort((a, b) => b - a);
+    const sequenceUnits = space.sequenceUnits ? space.sequenceUnits[seqRng.int(space.sequenceUnits.length)] : 0;
+    const embeddingDim = space.embeddingDim ? space.embeddingDim[embRng.int(space.embeddingDim.length)] : undefined;
     trials.push({
       hiddenUnits,
       dropout: layers === 0 ? 0 : round(lerp(space.dropout, uDrop[i])),
@@ -120,8 +128,10 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       epochs: space.epochs,
       classWeight: pick(space.classWeight),
       patience: space.patience,
-      ...(space.embeddingDim ? { embeddingDim: space.embeddingDim[embRng.int(space.embeddingDim.length)] } : {}),
+      // sequence models take the aggregate columns one-hot (see validateMlpParams): the drawn size is dropped
+      ...(embeddingDim !== undefined && sequenceUnits === 0 ? { embeddingDim } : {}),
       ...(space.numericEncoding ? encodingParams(space.numericEncoding[encRng.int(space.numericEncoding.length)], space.pleBins, encRng) : {}),
+      ...(sequenceUnits > 0 ? { sequenceUnits } : {}),
     });
   }
   return trials;
@@ -133,9 +143,16 @@ function encodingParams(numericEncoding: NumericEncoding, pleBins: number[] | un
   return numericEncoding === 'ple' ? { numericEncoding, pleBins: drawn } : { numericEncoding };
 }
 
-/** The encoding a trial trains on, as ml/preprocess.ts withEncoding takes it. */
-export const encodingOf = (p: Pick<MlpParams, 'numericEncoding' | 'pleBins'>): { numeric: NumericEncoding; bins?: number } =>
-  p.numericEncoding === 'ple' ? { numeric: 'ple', bins: p.pleBins ?? DEFAULT_PLE_BINS } : { numeric: p.numericEncoding ?? 'standard' };
+/**
+ * The encoding a trial trains on, as ml/preprocess.ts withEncoding takes it: its numeric encoding, and for the
+ * sequence family `sequence: true` (the last-events columns, which no other model reads).
+ */
+export const encodingOf = (
+  p: Pick<MlpParams, 'numericEncoding' | 'pleBins' | 'sequenceUnits'>,
+): { numeric: NumericEncoding; bins?: number; sequence?: true } => ({
+  ...(p.numericEncoding === 'ple' ? { numeric: 'ple' as const, bins: p.pleBins ?? DEFAULT_PLE_BINS } : { numeric: p.numericEncoding ?? 'standard' }),
+  ...((p.sequenceUnits ?? 0) > 0 ? { sequence: true as const } : {}),
+});
 
 /** The logistic-regression baseline (no hidden layers) trained with the same budget as the search. */
 export function baselineParams(space: SearchSpace): MlpParams {
@@ -174,6 +191,11 @@ export function validateMlpParams(p: MlpParams): string[] {
     problems.push(`numericEncoding: expected ${NUMERIC_ENCODINGS.map((e) => `'${e}'`).join(' | ')}, got ${show(p.numericEncoding)}`);
   }
   if (p.pleBins !== undefined && !isPleBins(p.pleBins)) problems.push(`pleBins: expected an integer in [2, ${MAX_PLE_BINS}], got ${show(p.pleBins)}`);
+  if (p.sequenceUnits !== undefined && !(Number.isInteger(p.sequenceUnits) && p.sequenceUnits >= 0 && p.sequenceUnits <= MAX_SEQUENCE_UNITS)) {
+    problems.push(`sequenceUnits: expected an integer in [0, ${MAX_SEQUENCE_UNITS}], got ${show(p.sequenceUnits)}`);
+  } else if ((p.sequenceUnits ?? 0) > 0 && (p.embeddingDim ?? 0) > 0) {
+    problems.push(`sequenceUnits: a sequence model takes the aggregate columns one-hot; embeddingDim must be 0 or absent, got ${show(p.embeddingDim)}`);
+  }
   return problems;
 }
 
@@ -193,5 +215,6 @@ export const selectionRule = (metric: SelectionMetric): string => `trials ranked
 export const formatSelection = (metric: SelectionMetric, value: number | null): string =>
   `${{ valAuc: 'val ROC-AUC', valLogLoss: 'val log loss', valPrAuc: 'val PR-AUC' }[metric]} ${value === null ? '-' : value.toFixed(4)}`;
 
-/** The model family of a parameter set: no hidden layer is the logistic regression. */
-export const familyOf = (params: { hiddenUnits: number[] }): 'logistic' | 'mlp' => (params.hiddenUnits.length === 0 ? 'logistic' : 'mlp');
+/** The model family of a parameter set: a GRU over the last events is 'sequence', else no hidden layer is the logistic regression. */
+export const familyOf = (params: { hiddenUnits: number[]; sequenceUnits?: number }): 'logistic' | 'mlp' | 'sequence' =>
+  (params.sequenceUnits ?? 0) > 0 ? 'sequence' : params.hiddenUnits.length === 0 ? 'logistic' : 'mlp';

@@ -25,6 +25,8 @@ export type NumericEncoding = 'standard' | 'quantile' | 'robust' | 'ple';
 export const NUMERIC_ENCODINGS: readonly NumericEncoding[] = Object.freeze(['standard', 'quantile', 'robust', 'ple']);
 /** PLE bins are train quantiles at levels i / bins, kept at a resolution of 1/128: at most 128 bins */
 export const MAX_PLE_BINS = 128;
+/** the most GRU units a sequence trial may ask for */
+export const MAX_SEQUENCE_UNITS = 256;
 
 export interface MlpParams {
   /** [] is logistic regression (the baseline) */
@@ -46,6 +48,12 @@ export interface MlpParams {
   numericEncoding?: NumericEncoding;
   /** numericEncoding 'ple': bins per numeric feature */
   pleBins?: number;
+  /**
+   * The sequence family: a GRU of this many units reads the last-N-events block (the preprocessor's sequence step)
+   * oldest to newest, and its final state joins the aggregate columns before the hidden layers. 0 or absent: none
+   * (the sequence columns are not even produced). Not combined with embeddingDim.
+   */
+  sequenceUnits?: number;
 }
 
 /** Ranges for random search. [lo, hi] pairs are inclusive; log ranges are sampled log-uniformly. */
@@ -67,6 +75,8 @@ export interface SearchSpace {
   numericEncoding?: NumericEncoding[];
   /** PLE bin counts to sample from (trials with numericEncoding 'ple') */
   pleBins?: number[];
+  /** GRU sizes to sample from (0 = no sequence tower: an MLP or logistic trial); absent: no sequence models */
+  sequenceUnits?: number[];
 }
 
 /** The one default search space (the pipeline config's defaults are these). Deep-frozen: copy it before editing. */
