@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { validateSearchSpace } from '../ml/search.js';
-import { DEFAULT_SEARCH_SPACE, MAX_PLE_BINS, NUMERIC_ENCODINGS, type NumericEncoding } from '../ml/types.js';
+import { DEFAULT_SEARCH_SPACE, MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type NumericEncoding } from '../ml/types.js';
 import { SCORING_DEFAULTS } from './defaults.js';
 import { ID_RULES, NAME_PATTERN } from './ids.js';
 import { ErrorType, PipelineError } from './errors.js';
@@ -58,6 +58,11 @@ export const searchSpaceSchema = z.strictObject({
   embeddingDim: z.array(z.number().int().min(0).max(256)).min(1, 'needs at least one choice').optional(),
   /** numeric encodings to sample from: standard, quantile, robust, ple (piecewise-linear bins from train quantiles) */
   numericEncoding: z.array(z.enum(NUMERIC_ENCODINGS as [NumericEncoding, ...NumericEncoding[]])).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.numericEncoding!]),
+  /**
+   * GRU units of the sequence family over the last source.sequenceLength events (0 = a trial without the sequence
+   * tower); absent: no sequence trials. Needs an events source with sequenceLength > 0
+   */
+  sequenceUnits: z.array(z.number().int().min(0).max(MAX_SEQUENCE_UNITS)).min(1, 'needs at least one choice').optional(),
   /** bins per numeric feature for ple trials */
   pleBins: z.array(z.number().int().min(2).max(MAX_PLE_BINS)).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.pleBins!]),
 });
@@ -241,6 +246,12 @@ export function parsePipelineConfig(input: unknown): PipelineConfig {
     // where a throw would fail the workflow task instead of the run.
     const { space, epochs, patience } = result.data.search;
     const problems = validateSearchSpace({ ...space, epochs, patience }).map((p) => `search.space.${p}`);
+    const source = result.data.source;
+    if (space.sequenceUnits?.some((u) => u > 0) && !(source.kind === 'events' && (source.sequenceLength ?? 0) > 0)) {
+      problems.push(
+        `search.space.sequenceUnits: sequence trials read each user's last events, which ${source.kind === 'events' ? 'source.sequenceLength (0 or absent) does not ask for: set it to e.g. 16' : "a table source does not have: use an events source with source.sequenceLength, or remove search.space.sequenceUnits"}`,
+      );
+    }
     if (problems.length) throw new PipelineError(ErrorType.InvalidConfig, `invalid pipeline config: ${problems.join('; ')}`, { problems });
     return result.data;
   }

@@ -107,4 +107,47 @@ describe('model families through trainPipeline', () => {
       { workflowType: 'scoreUsers', ok: true, error: undefined },
     ]);
   });
+
+  it('registers a GRU sequence model over the last events, scores every active user with it, and replays', async () => {
+    const modelName = `seq_${randomUUID().slice(0, 8)}`;
+    const out = await h.withWorkers(() =>
+      run({
+        modelName,
+        source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14, sequenceLength: 8 },
+        search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, space: { numericEncoding: ['standard'], sequenceUnits: [8] } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 2 } },
+        gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
+        evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
+        scoring: { afterPromotion: true, activeDays: 14 },
+      }),
+    );
+    expect(out.status).toBe('registered');
+    expect(['sequence', 'ensemble']).toContain(out.family);
+    const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'family']).where('run_id', '=', out.runId).orderBy('trial_id').execute();
+    expect(trials).toEqual([
+      { trial_id: 'baseline', family: 'logistic' },
+      { trial_id: 't001', family: 'sequence' },
+      { trial_id: 't002', family: 'sequence' },
+    ]);
+    const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
+    expect(JSON.stringify(artifacts.modelJson.modelTopology)).toMatch(/"class_name":"GRU"/);
+    expect(pre.encoding).toMatchObject({ sequence: true });
+    const test = await h.store.getFrame(out.artifacts.test);
+    const m = transform(pre as Preprocessor, test);
+    await initBackend('wasm');
+    expect(rocAuc(test.label, await predict(artifacts, m.x, m.rows, m.cols))).toBeCloseTo(out.metrics.testAuc, 10);
+    // the whole last-events block is one feature of the permutation importance
+    const importance = await h.db.db.selectFrom('ml.feature_importance').select(['feature', 'kind']).where('run_id', '=', out.runId).execute();
+    expect(importance).toContainEqual({ feature: 'last_events', kind: 'sequence' });
+
+    expect(out.scoring).toMatchObject({ status: 'succeeded' });
+    const scores = await scoresOf(out.workflowId);
+    expect(scores.length).toBe((out.scoring as { rows: number }).rows);
+    expect(scores.length).toBeGreaterThan(100);
+    expect(await replays(out)).toEqual([
+      { workflowType: 'trainPipeline', ok: true, error: undefined },
+      { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
+      { workflowType: 'scoreUsers', ok: true, error: undefined },
+    ]);
+  });
 });
