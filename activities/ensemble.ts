@@ -1,16 +1,16 @@
 import { initBackend } from '../ml/backend.js';
 import { buildEnsembleModel, selectEnsemble, type EnsembleStep } from '../ml/ensemble.js';
 import { predict } from '../ml/model.js';
-import { transform, type Preprocessor } from '../ml/preprocess.js';
+import { blockSlices, transform, withBlocks, type Preprocessor } from '../ml/preprocess.js';
 import type { SelectionMetric } from '../ml/search.js';
-import type { ArtifactRef } from '../store/artifacts.js';
+import { keys, type ArtifactRef } from '../store/artifacts.js';
 import { readModel, writeModel, type ModelRef } from '../store/models.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface EnsembleMember {
   trialId: string;
   model: ModelRef;
-  /** the preprocessing the member reads; members of one ensemble share it */
+  /** the preprocessing the member reads (members reading different ones are joined side by side) */
   preprocessing: ArtifactRef;
 }
 
@@ -36,8 +36,8 @@ export interface BuildEnsembleOutput {
   /** the single best candidate's validation metrics, for the record */
   single: { trialId: string; auc: number; prAuc: number; logLoss: number };
   steps: EnsembleStep[];
-  /** candidates left out because they read another preprocessing (numeric encoding) than the first */
-  skipped: number;
+  /** distinct preprocessings (numeric encodings) among the candidates */
+  encodings: number;
   seconds: number;
 }
 
@@ -53,32 +53,53 @@ export function createEnsembleActivities(deps: ActivityDeps) {
       await initBackend('auto');
       const first = input.candidates[0];
       if (!first) throw new Error('buildEnsemble: no completed candidates');
-      // members share one input matrix: candidates that read another encoding sit this ensemble out
-      const usable = input.candidates.filter((c) => c.preprocessing.sha256 === first.preprocessing.sha256);
-      const [val, pre] = await Promise.all([store.getFrame(input.val), store.getJson<Preprocessor>(first.preprocessing)]);
-      const m = transform(pre, val);
-      const artifacts = await Promise.all(usable.map((c) => readModel(store, c.model)));
+      // each distinct preprocessing (numeric encoding) once: its validation matrix serves every candidate reading it
+      const refs = [...new Map(input.candidates.map((c) => [c.preprocessing.sha256, c.preprocessing])).values()];
+      const val = await store.getFrame(input.val);
+      const pres = new Map<string, Preprocessor>();
+      const matrices = new Map<string, ReturnType<typeof transform>>();
+      for (const ref of refs) {
+        const pre = await store.getJson<Preprocessor>(ref);
+        pres.set(ref.sha256, pre);
+        matrices.set(ref.sha256, transform(pre, val));
+      }
+      const artifacts = await Promise.all(input.candidates.map((c) => readModel(store, c.model)));
       const preds: Float32Array[] = [];
-      for (const a of artifacts) preds.push(await predict(a, m.x, m.rows, m.cols));
+      for (const [i, c] of input.candidates.entries()) {
+        const m = matrices.get(c.preprocessing.sha256)!;
+        preds.push(await predict(artifacts[i], m.x, m.rows, m.cols));
+      }
       const selection = selectEnsemble(
         val.label,
-        usable.map((c, i) => ({ id: c.trialId, val: preds[i] })),
+        input.candidates.map((c, i) => ({ id: c.trialId, val: preds[i] })),
         { maxMembers: input.maxMembers, minGain: input.minGain, metric: input.metric },
       );
       const single = selectEnsemble(val.label, [{ id: first.trialId, val: preds[0] }], { maxMembers: 1, metric: input.metric });
+      const chosen = selection.members.map((id) => input.candidates.findIndex((c) => c.trialId === id));
       let model: ModelRef | undefined;
-      if (selection.members.length > 1) {
-        const chosen = selection.members.map((id) => artifacts[usable.findIndex((c) => c.trialId === id)]);
-        model = await writeModel(store, (file) => `runs/${input.runId}/final/model/${file}`, await buildEnsembleModel(chosen));
+      let preprocessing = first.preprocessing;
+      if (chosen.length > 1) {
+        // members reading different encodings: the ensemble reads their blocks side by side, each member its own
+        const used = [...new Set(chosen.map((i) => input.candidates[i].preprocessing.sha256))];
+        let slices: { start: number; width: number }[] | undefined;
+        if (used.length > 1) {
+          const merged = withBlocks(pres.get(used[0])!, used.map((sha) => pres.get(sha)!.encoding));
+          const blocks = blockSlices(merged);
+          slices = chosen.map((i) => blocks[used.indexOf(input.candidates[i].preprocessing.sha256)]);
+          preprocessing = await store.putJson(keys.modelPreprocessing(input.runId, 'final'), merged);
+        } else {
+          preprocessing = input.candidates[chosen[0]].preprocessing;
+        }
+        model = await writeModel(store, (file) => `runs/${input.runId}/final/model/${file}`, await buildEnsembleModel(chosen.map((i) => artifacts[i]), slices));
       }
       return {
         members: selection.members,
         ...(model && { model }),
-        preprocessing: first.preprocessing,
+        preprocessing,
         val: selection.val,
         single: { trialId: first.trialId, ...single.val },
         steps: selection.steps,
-        skipped: input.candidates.length - usable.length,
+        encodings: refs.length,
         seconds: (Date.now() - started) / 1000,
       };
     },

@@ -339,7 +339,7 @@ async function familyScores(
     const modelKey = keyOf(r.model_uri!);
     const dirKey = modelKey.replace(/model\.json$/, '');
     const p = r.params as MlpParams;
-    const trialPre = encodingOf(p).numeric === 'standard' && !encodingOf(p).sequence ? splitPre : await bench.store.getJson<Preprocessor>({ key: keys.modelPreprocessing(out.runId, r.trial_id) } as never);
+    const trialPre = encodingOf(p).numeric === 'standard' && !encodingOf(p).sequence ? splitPre : (JSON.parse(new TextDecoder().decode(await bench.store.getKey(keys.modelPreprocessing(out.runId, r.trial_id)))) as Preprocessor);
     const t = await testFor({ modelJson: { key: modelKey }, weights: { key: `${dirKey}weights.bin` } }, trialPre);
     scores.push({ family, trialId: r.trial_id, valAuc: r.val_auc, testAuc: rocAuc(y, t), versusLightgbm: versus(t) });
   }

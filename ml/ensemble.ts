@@ -107,20 +107,39 @@ type LayerFactory = [new (cfg: unknown) => tf.layers.Layer, (cls: unknown, cfg: 
  * may mix the families: each layer is rebuilt in order and applied to the rebuilt outputs of its inbound layers,
  * the member's input standing for the shared one. One member: returned as it is.
  */
-export async function buildEnsembleModel(members: ModelArtifacts[]): Promise<ModelArtifacts> {
+export async function buildEnsembleModel(
+  members: ModelArtifacts[],
+  /**
+   * members that read different preprocessings (numeric encodings): the ensemble reads their matrices side by side
+   * (ml/preprocess.ts withBlocks) and member k its own `slices[k]` of those columns; absent: all read every column
+   */
+  slices?: { start: number; width: number }[],
+): Promise<ModelArtifacts> {
   if (members.length === 0) throw new MlError(ML_ERROR.InvalidConfig, 'an ensemble needs at least one member');
-  if (members.length === 1) return members[0];
+  if (members.length === 1 && !slices) return members[0];
+  if (slices && slices.length !== members.length) throw new MlError(ML_ERROR.InvalidConfig, `${members.length} members but ${slices.length} input slices`);
   const loaded = await Promise.all(members.map((m) => loadModel(m)));
   try {
-    const cols = loaded[0].inputs[0].shape[1];
+    const widthOf = (k: number) => loaded[k].inputs[0].shape[1];
+    const cols = slices ? Math.max(...slices.map((sl) => sl.start + sl.width)) : widthOf(0)!;
     for (const [k, m] of loaded.entries()) {
-      if (m.inputs.length !== 1 || m.outputs.length !== 1 || m.inputs[0].shape[1] !== cols) {
-        throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1} takes ${m.inputs.map((i) => i.shape[1]).join(', ')} input columns, expected one input of ${cols}: members must share one preprocessing`);
+      const expected = slices ? slices[k].width : cols;
+      if (m.inputs.length !== 1 || m.outputs.length !== 1 || widthOf(k) !== expected) {
+        throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1} takes ${m.inputs.map((i) => i.shape[1]).join(', ')} input columns, expected one input of ${expected}: ${slices ? 'its slice has another width' : 'members must share one preprocessing'}`);
       }
     }
     const classes = tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, LayerFactory>;
-    const input = tf.input({ shape: [cols!], name: 'features' });
+    const shared = tf.input({ shape: [cols], name: 'features' });
+    // a member's slice of the shared columns, cut with stock layers (tfjs has no Cropping1D): [D] → [D,1,1] → crop → [d]
+    const columns = slices ? (tf.layers.reshape({ name: 'ensemble_columns', targetShape: [cols, 1, 1] }).apply(shared) as tf.SymbolicTensor) : null;
+    const inputOf = (k: number): tf.SymbolicTensor => {
+      if (!slices) return shared;
+      const { start, width } = slices[k];
+      const cut = tf.layers.cropping2D({ name: `m${k + 1}_slice`, cropping: [[start, cols - start - width], [0, 0]] }).apply(columns!) as tf.SymbolicTensor;
+      return tf.layers.reshape({ name: `m${k + 1}_input`, targetShape: [width] }).apply(cut) as tf.SymbolicTensor;
+    };
     const outputs = loaded.map((m, k) => {
+      const input = inputOf(k);
       const rebuilt = new Map<string, tf.SymbolicTensor>();
       for (const layer of m.layers) {
         if (layer.getClassName() === 'InputLayer') {
@@ -143,8 +162,8 @@ export async function buildEnsembleModel(members: ModelArtifacts[]): Promise<Mod
       if (!out) throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1}: its output layer ${m.outputs[0].sourceLayer.name} was not rebuilt`);
       return out;
     });
-    const mean = tf.layers.average({ name: 'ensemble_mean' }).apply(outputs) as tf.SymbolicTensor;
-    const ensemble = tf.model({ inputs: input, outputs: mean, name: 'propensity_ensemble' });
+    const mean = outputs.length === 1 ? outputs[0] : (tf.layers.average({ name: 'ensemble_mean' }).apply(outputs) as tf.SymbolicTensor);
+    const ensemble = tf.model({ inputs: shared, outputs: mean, name: 'propensity_ensemble' });
     try {
       return await serializeModel(ensemble);
     } finally {

@@ -6,7 +6,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
 import { rocAuc } from './metrics.js';
 import { loadModel, predict } from './model.js';
-import { stepWidth, type Matrix, type Preprocessor } from './preprocess.js';
+import { stepColumnRanges, type Matrix, type Preprocessor } from './preprocess.js';
 import { createRng, deriveSeed, shuffleInPlace } from './random.js';
 import type { FeatureKind, ModelArtifacts } from './types.js';
 
@@ -37,21 +37,22 @@ export async function permutationImportance(
   try {
     const baselineAuc = rocAuc(y, await predict(model, m.x, m.rows, m.cols));
     const features: FeatureImportance[] = [];
-    let start = 0;
+    // a feature's columns move together, in every block of an ensemble that reads several encodings
+    const ranges = stepColumnRanges(pre);
     for (const [fi, step] of pre.steps.entries()) {
-      const width = stepWidth(step, pre.encoding);
-      if (width === 0) continue; // a sequence step the model does not read
+      if (ranges[fi].length === 0) continue; // a sequence step the model does not read
       let drop = 0;
       for (let r = 0; r < repeats; r++) {
         const order = shuffleInPlace(Int32Array.from({ length: m.rows }, (_, i) => i), createRng(deriveSeed(seed, fi, r)));
         const x = m.x.slice();
         for (let row = 0; row < m.rows; row++) {
-          for (let c = start; c < start + width; c++) x[row * m.cols + c] = m.x[order[row] * m.cols + c];
+          for (const { start, width } of ranges[fi]) {
+            for (let c = start; c < start + width; c++) x[row * m.cols + c] = m.x[order[row] * m.cols + c];
+          }
         }
         drop += baselineAuc - rocAuc(y, await predict(model, x, m.rows, m.cols));
       }
       features.push({ feature: step.name, kind: step.kind, aucDrop: drop / repeats });
-      start += width;
     }
     return { baselineAuc, features: features.sort((a, b) => b.aucDrop - a.aucDrop) };
   } finally {

@@ -135,6 +135,11 @@ export interface Preprocessor {
   featureNames: string[];
   /** how numeric features are encoded; absent: standard */
   encoding?: Encoding;
+  /**
+   * an ensemble whose members read different encodings: the matrix is each block's encoding of every step, side by
+   * side (block 1's columns first), and `encoding` is absent
+   */
+  blocks?: Encoding[];
 }
 
 export interface Matrix {
@@ -342,6 +347,48 @@ export function withEncoding(pre: Preprocessor, encoding: Encoding | undefined):
   return { ...rest, ...(enc ? { encoding: enc } : {}), featureNames: pre.steps.flatMap((s) => stepFeatureNames(s, enc)) };
 }
 
+/**
+ * The preprocessor of an ensemble whose members read different encodings: one block of columns per encoding, in
+ * this order (feature names prefixed `b<k>:`). One encoding: withEncoding.
+ */
+export function withBlocks(pre: Preprocessor, encodings: (Encoding | undefined)[]): Preprocessor {
+  if (encodings.length === 1) return withEncoding(pre, encodings[0]);
+  const { encoding: _e, blocks: _b, ...rest } = pre;
+  const parts = encodings.map((e) => withEncoding(rest, e));
+  return {
+    ...rest,
+    blocks: parts.map((p) => p.encoding ?? { numeric: 'standard' }),
+    featureNames: parts.flatMap((p, k) => p.featureNames.map((f) => `b${k + 1}:${f}`)),
+  };
+}
+
+/** Where each block of a (block) preprocessor starts and how wide it is, in matrix columns. */
+export function blockSlices(pre: Preprocessor): { start: number; width: number }[] {
+  const encodings = pre.blocks ?? [pre.encoding];
+  let start = 0;
+  return encodings.map((e) => {
+    const width = pre.steps.reduce((n, s) => n + stepWidth(s, e), 0);
+    const slice = { start, width };
+    start += width;
+    return slice;
+  });
+}
+
+/** Each step's columns in the matrix (one range per block), e.g. what permutation importance shuffles together. */
+export function stepColumnRanges(pre: Preprocessor): { start: number; width: number }[][] {
+  const out: { start: number; width: number }[][] = pre.steps.map(() => []);
+  for (const [k, block] of blockSlices(pre).entries()) {
+    const e = pre.blocks ? pre.blocks[k] : pre.encoding;
+    let c = block.start;
+    pre.steps.forEach((s, i) => {
+      const width = stepWidth(s, e);
+      if (width > 0) out[i].push({ start: c, width });
+      c += width;
+    });
+  }
+  return out;
+}
+
 function lowerBound(a: number[], v: number): number {
   let lo = 0;
   let hi = a.length;
@@ -527,6 +574,7 @@ function encodeSequence(s: SequenceStep, frame: Frame, rows: number, x: Float32A
 /** Apply a fitted preprocessor to any split or scoring frame (row-major float32 matrix). */
 export function transform(pre: Preprocessor, frame: Frame): Matrix {
   if (pre?.version !== 1) throw new MlError(ML_ERROR.InvalidConfig, `unsupported preprocessor version ${pre?.version}`);
+  if (pre.blocks) return transformBlocks(pre, frame);
   const rows = frameRows(frame);
   const cols = pre.featureNames.length;
   const enc = pre.encoding;
@@ -557,6 +605,22 @@ export function transform(pre: Preprocessor, frame: Frame): Matrix {
       }
       c += s.vocabulary.length + 2;
     }
+  }
+  return { x, rows, cols, featureNames: [...pre.featureNames] };
+}
+
+/** A block preprocessor's matrix: each block's own transform, side by side. */
+function transformBlocks(pre: Preprocessor, frame: Frame): Matrix {
+  const { blocks, ...one } = pre;
+  const parts = blocks!.map((e) => transform(withEncoding(one, e), frame));
+  const rows = frameRows(frame);
+  const cols = parts.reduce((n, p) => n + p.cols, 0);
+  if (cols !== pre.featureNames.length) throw new MlError(ML_ERROR.InvalidData, `preprocessor lists ${pre.featureNames.length} feature names but its blocks produce ${cols} columns`);
+  const x = new Float32Array(rows * cols);
+  let offset = 0;
+  for (const p of parts) {
+    for (let r = 0; r < rows; r++) x.set(p.x.subarray(r * p.cols, (r + 1) * p.cols), r * cols + offset);
+    offset += p.cols;
   }
   return { x, rows, cols, featureNames: [...pre.featureNames] };
 }

@@ -76,7 +76,7 @@ describe('numeric encodings', () => {
   });
 
   it('is sampled from its own stream: adding encodings to a space changes no other sampled value', () => {
-    const space = { ...DEFAULT_SEARCH_SPACE };
+    const { numericEncoding: _e, pleBins: _b, ...space } = DEFAULT_SEARCH_SPACE;
     const plain = sampleTrials(space, 12, 3);
     const withEnc = sampleTrials({ ...space, numericEncoding: ['standard', 'ple'], pleBins: [8, 16] }, 12, 3);
     expect(withEnc.map(({ numericEncoding: _e, pleBins: _b, ...rest }) => rest)).toEqual(plain);

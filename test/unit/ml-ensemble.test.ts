@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { averagePredictions, buildEnsembleModel, selectEnsemble } from '../../ml/ensemble.js';
 import { buildMlp, loadModel, predict, serializeModel } from '../../ml/model.js';
 import { rocAuc } from '../../ml/metrics.js';
+import { blockSlices, fitPreprocessor, stepColumnRanges, transform, withBlocks, withEncoding } from '../../ml/preprocess.js';
 import { createRng } from '../../ml/random.js';
 import type { MlpParams } from '../../ml/types.js';
 
@@ -67,6 +68,37 @@ describe('buildEnsembleModel', () => {
       expect(again[i]).toBe(got[i]);
     }
     expect(await buildEnsembleModel([members[0]])).toBe(members[0]);
+  });
+
+  it('joins members that read different encodings: one block of columns each, the ensemble the mean of each on its own matrix', async () => {
+    const n = 60;
+    const frame = {
+      ids: Array.from({ length: n }, (_, i) => `u${i}`),
+      label: Uint8Array.from({ length: n }, (_, i) => i % 2),
+      numeric: { a: Float64Array.from({ length: n }, (_, i) => i * 1.5), b: Float64Array.from({ length: n }, (_, i) => (i % 7 === 0 ? NaN : Math.sqrt(i))) },
+      categorical: { c: Array.from({ length: n }, (_, i) => (i % 3 ? 'x' : 'y')) },
+    };
+    const pre = fitPreprocessor(frame, [{ name: 'a', kind: 'numeric' }, { name: 'b', kind: 'numeric' }, { name: 'c', kind: 'categorical' }], { minCategoryCount: 1 });
+    const encodings = [undefined, { numeric: 'ple' as const, bins: 4 }];
+    const parts = encodings.map((e) => withEncoding(pre, e));
+    const merged = withBlocks(pre, encodings);
+    const m = transform(merged, frame);
+    const own = parts.map((p) => transform(p, frame));
+    expect(m.cols).toBe(own[0].cols + own[1].cols);
+    expect(merged.featureNames[0]).toBe('b1:a');
+    expect(merged.featureNames[own[0].cols]).toBe('b2:a__ple1');
+    for (let r = 0; r < n; r++) expect(Array.from(m.x.subarray(r * m.cols, (r + 1) * m.cols))).toEqual([...own[0].x.subarray(r * own[0].cols, (r + 1) * own[0].cols), ...own[1].x.subarray(r * own[1].cols, (r + 1) * own[1].cols)]);
+    const slices = blockSlices(merged);
+    expect(slices).toEqual([{ start: 0, width: own[0].cols }, { start: own[0].cols, width: own[1].cols }]);
+    // feature a's columns in both blocks move together under permutation importance
+    expect(stepColumnRanges(merged)[0]).toEqual([{ start: 0, width: 1 }, { start: own[0].cols, width: own[1].featureNames.filter((f) => f.startsWith('a__')).length }]);
+
+    const members = [await serializeModel(buildMlp(own[0].cols, base, 4)), await serializeModel(buildMlp(own[1].cols, base, 5))];
+    const ensemble = await buildEnsembleModel(members, [slices[0], slices[1]]);
+    const expected = averagePredictions(await Promise.all(members.map((mm, k) => predict(mm, own[k].x, n, own[k].cols))));
+    const got = await predict(ensemble, m.x, n, m.cols);
+    for (let i = 0; i < n; i++) expect(got[i]).toBeCloseTo(expected[i], 6);
+    await expect(buildEnsembleModel(members, [slices[1], slices[0]])).rejects.toThrow(/its slice has another width/);
   });
 
   it('refuses members that read different columns', async () => {
