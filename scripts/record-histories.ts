@@ -60,7 +60,8 @@ const resumeConfig = {
   modelName: 'replay_resume',
   source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },
   search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-  training: { finalEpochs: 3, backend: 'wasm' },
+  // a final training the resume reuses
+  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 1 } },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
 };
@@ -109,9 +110,11 @@ const train = await Worker.create({ ...workerOptions, taskQueue: queues.train, a
 const workflowId = `record-${tag}-${randomUUID().slice(0, 8)}`;
 const config = {
   modelName: 'replay',
-  source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },
-  search: { trials: 3, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 } },
-  training: { finalEpochs: 4, backend: 'wasm' },
+  // every model family: MLP trials (standard and PLE encodings) and GRU trials over the last 6 events, the best
+  // trial's weights reused and an ensemble chosen on validation (v4)
+  source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14, sequenceLength: 6 },
+  search: { trials: 4, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false, space: { sequenceUnits: [0, 8] } },
+  training: { finalEpochs: 4, backend: 'wasm', ensemble: { maxMembers: 3, minGain: 0 } },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 20, importanceRepeats: 1 },
 };
