@@ -415,6 +415,7 @@ const STAGE_OF: Record<string, string> = {
   ingestSource: 'ingest',
   cleanData: 'clean',
   splitData: 'split',
+  buildEnsemble: 'ensemble',
   evaluateModel: 'evaluate',
   registerModel: 'register',
   markAwaitingApproval: 'register',
@@ -436,7 +437,7 @@ async function pipelineTiming(client: Client, workflowId: string, searchWorkflow
   spansByStage.set('search', [...(spansByStage.get('search') ?? []), ...searchSpans]);
   const endOf = (stage: string) =>
     Math.max(...(spansByStage.get(stage) ?? []).map((s) => s.closed), ...(stage === 'search' && parent.child ? [parent.child.closed] : []));
-  const order = ['validate', 'ingest', 'clean', 'split', 'search', 'final', 'evaluate', 'register', 'finish'].filter((s) => spansByStage.has(s));
+  const order = ['validate', 'ingest', 'clean', 'split', 'search', 'final', 'ensemble', 'evaluate', 'register', 'finish'].filter((s) => spansByStage.has(s));
   const stages: StageTiming[] = [];
   let searchSlot = { utilisation: NaN, idleMs: NaN };
   let prev = parent.start;

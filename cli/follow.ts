@@ -84,6 +84,8 @@ export async function followPipeline(
       if (line && line !== lastSearch) log(`${elapsed()}  … ${(lastSearch = line)}`);
     } else if (p.stage === 'final') {
       const f = (await opts.finalProgress?.().catch(() => null)) ?? finalFromHeartbeats(d, opts.finalEpochs ?? null);
+      // no final training under way (training.final 'reuse', or the ensemble step): nothing to report
+      if (!f) continue;
       const line = finalLine(f, opts.finalEpochs ?? null);
       // at most one line per 10 s (a final training has tens of epochs), but always its first and its last epoch
       const last = !!f && f.epochs !== null && f.epoch >= f.epochs;
