@@ -130,10 +130,15 @@ export async function buildEnsembleModel(
     }
     const classes = tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, LayerFactory>;
     const shared = tf.input({ shape: [cols], name: 'features' });
-    // a member's slice of the shared columns, cut with stock layers (tfjs has no Cropping1D): [D] → [D,1,1] → crop → [d]
-    const columns = slices ? (tf.layers.reshape({ name: 'ensemble_columns', targetShape: [cols, 1, 1] }).apply(shared) as tf.SymbolicTensor) : null;
+    // Every layer that reads a member's input, for each member. Where they are all Dense (an MLP's first layer), the
+    // member reads the shared columns directly: its kernel gets zero rows outside its slice, which costs a wider
+    // matmul but no slicing op (the crop below made a prediction ~10× slower on the wasm backend).
+    const readers = loaded.map((m) => m.layers.filter((l) => l.getClassName() !== 'InputLayer' && l.inboundNodes[0].inboundLayers.some((i) => i.getClassName() === 'InputLayer')));
+    const padded = loaded.map((_, k) => !!slices && readers[k].length > 0 && readers[k].every((l) => l.getClassName() === 'Dense'));
+    // otherwise a member's slice of the shared columns is cut with stock layers (tfjs has no Cropping1D): [D] → [D,1,1] → crop → [d]
+    const columns = slices && padded.some((p) => !p) ? (tf.layers.reshape({ name: 'ensemble_columns', targetShape: [cols, 1, 1] }).apply(shared) as tf.SymbolicTensor) : null;
     const inputOf = (k: number): tf.SymbolicTensor => {
-      if (!slices) return shared;
+      if (!slices || padded[k]) return shared;
       const { start, width } = slices[k];
       const cut = tf.layers.cropping2D({ name: `m${k + 1}_slice`, cropping: [[start, cols - start - width], [0, 0]] }).apply(columns!) as tf.SymbolicTensor;
       return tf.layers.reshape({ name: `m${k + 1}_input`, targetShape: [width] }).apply(cut) as tf.SymbolicTensor;
@@ -156,7 +161,16 @@ export async function buildEnsembleModel(
           throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1}: layer ${layer.name} reads a layer that is not before it`);
         }
         rebuilt.set(layer.name, clone.apply(from.length === 1 ? from[0]! : (from as tf.SymbolicTensor[])) as tf.SymbolicTensor);
-        clone.setWeights(layer.getWeights());
+        if (padded[k] && readers[k].includes(layer)) {
+          const [kernel, ...rest] = layer.getWeights();
+          const { start, width } = slices![k];
+          tf.tidy(() => {
+            const units = kernel.shape[1]!;
+            clone.setWeights([tf.concat([tf.zeros([start, units]), kernel, tf.zeros([cols - start - width, units])], 0), ...rest]);
+          });
+        } else {
+          clone.setWeights(layer.getWeights());
+        }
       }
       const out = rebuilt.get(m.outputs[0].sourceLayer.name);
       if (!out) throw new MlError(ML_ERROR.InvalidData, `ensemble member ${k + 1}: its output layer ${m.outputs[0].sourceLayer.name} was not rebuilt`);
