@@ -10,6 +10,7 @@
  *   ECE = Σ_b (n_b / N) · |meanPredicted_b − observedRate_b|
  * i.e. `sum(bin_total * |prob_true - prob_pred|) / N` over calibration_curve's non-empty bins.
  */
+import { lowerBound } from './sorted.js';
 import { MlError, ML_ERROR } from './errors.js';
 
 export const DEFAULT_CALIBRATION_BINS = 10;
@@ -54,16 +55,7 @@ function checkProbs(labels: ArrayLike<number>, probs: ArrayLike<number>, what: s
 }
 
 /** Bin index of p given the inner edges (sklearn searchsorted side='left': the number of inner edges < p). */
-function binOf(p: number, inner: readonly number[]): number {
-  let lo = 0;
-  let hi = inner.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (inner[mid] < p) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
+const binOf = (p: number, inner: readonly number[]): number => lowerBound(inner, p);
 
 /** Reliability-curve points (non-empty bins only, in increasing probability), for a calibration plot. */
 export function reliabilityCurve(

@@ -1,3 +1,4 @@
+import { lowerBound } from './sorted.js';
 import { createRng } from './random.js';
 import type { Frame } from './types.js';
 
@@ -22,16 +23,7 @@ export function psi(expected: number[], actual: number[]): number {
 }
 
 /** Index of the bin (-inf, e0], (e0, e1], …, (e_last, inf) that holds v. */
-function bin(edges: number[], v: number): number {
-  let lo = 0;
-  let hi = edges.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (v <= edges[mid]) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
-}
+const bin = (edges: number[], v: number): number => lowerBound(edges, v);
 
 interface NumericAcc {
   kind: 'numeric';

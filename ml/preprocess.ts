@@ -3,6 +3,7 @@
  * apply exactly the same transform.
  */
 import { MlError, ML_ERROR } from './errors.js';
+import { lowerBound, upperBound } from './sorted.js';
 import { MAX_PLE_BINS, NUMERIC_ENCODINGS, type FeatureSpec, type Frame, type NumericEncoding } from './types.js';
 
 export const OTHER = '__other__';
@@ -387,28 +388,6 @@ export function stepColumnRanges(pre: Preprocessor): { start: number; width: num
     });
   }
   return out;
-}
-
-function lowerBound(a: number[], v: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (a[mid] < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function upperBound(a: number[], v: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (a[mid] <= v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Writes step s's encoding of `v` (imputed, clipped, logged) into x from offset `at` (stepWidth columns less the flag). */
