@@ -138,7 +138,8 @@ describe('a train worker killed mid-trial', () => {
           halving: { eta: 2, minEpochs: RUNG0 },
           // the final training must run (this test reads its step), whatever the baseline scores
           baselineCompetes: false,
-          space: { hiddenLayers: [2, 2], units: [128], batchSize: [16] },
+          // standard encoding: epochs well inside the 5 s heartbeat timeout (PLE's wider input doubles them)
+          space: { hiddenLayers: [2, 2], units: [128], batchSize: [16], numericEncoding: ['standard'] },
         },
         // a silent trial is retried after 5 s (the activity's heartbeat timeout)
         training: { finalEpochs: 6, backend: 'wasm', heartbeatTimeoutSeconds: 5, final: 'retrain' },

@@ -94,7 +94,9 @@ const config = (modelName: string) => ({
     patience: EPOCHS,
     halving: { eta: 2, minEpochs: RUNG0 },
     baselineCompetes: false,
-    space: { hiddenLayers: [2, 2], units: [128], batchSize: [16] },
+    // standard encoding: epochs short enough for the 5 s heartbeat timeout on a loaded 2-core machine (PLE's wider
+    // input made one attempt miss it)
+    space: { hiddenLayers: [2, 2], units: [128], batchSize: [16], numericEncoding: ['standard'] },
   },
   training: { finalEpochs: 4, backend: 'wasm', heartbeatTimeoutSeconds: 5 },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
