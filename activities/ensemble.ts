@@ -1,5 +1,5 @@
 import { initBackend } from '../ml/backend.js';
-import { buildEnsembleModel, selectEnsemble, type EnsembleStep } from '../ml/ensemble.js';
+import { buildEnsembleModel, selectEnsemble, validationMetrics, type EnsembleStep } from '../ml/ensemble.js';
 import { predict } from '../ml/model.js';
 import { blockSlices, transform, withBlocks, type Preprocessor } from '../ml/preprocess.js';
 import type { SelectionMetric } from '../ml/search.js';
@@ -74,7 +74,6 @@ export function createEnsembleActivities(deps: ActivityDeps) {
         input.candidates.map((c, i) => ({ id: c.trialId, val: preds[i] })),
         { maxMembers: input.maxMembers, minGain: input.minGain, metric: input.metric },
       );
-      const single = selectEnsemble(val.label, [{ id: first.trialId, val: preds[0] }], { maxMembers: 1, metric: input.metric });
       const chosen = selection.members.map((id) => input.candidates.findIndex((c) => c.trialId === id));
       let model: ModelRef | undefined;
       let preprocessing = first.preprocessing;
@@ -97,7 +96,7 @@ export function createEnsembleActivities(deps: ActivityDeps) {
         ...(model && { model }),
         preprocessing,
         val: selection.val,
-        single: { trialId: first.trialId, ...single.val },
+        single: { trialId: first.trialId, ...validationMetrics(val.label, preds[0]) },
         steps: selection.steps,
         encodings: refs.length,
         seconds: (Date.now() - started) / 1000,

@@ -38,6 +38,9 @@ const METRIC: Record<EnsembleMetric, { value: (y: ArrayLike<number>, p: Float32A
   valLogLoss: { value: logLoss, higherIsBetter: false },
 };
 
+/** The validation metrics an ensemble step records for a prediction (ROC-AUC, PR-AUC, log loss). */
+export const validationMetrics = (y: ArrayLike<number>, p: Float32Array): EnsembleSelection['val'] => ({ auc: rocAuc(y, p), prAuc: prAuc(y, p), logLoss: logLoss(y, p) });
+
 /** The mean of some candidates' predictions. */
 export function averagePredictions(preds: Float32Array[]): Float32Array {
   if (preds.length === 0) throw new MlError(ML_ERROR.InvalidConfig, 'an ensemble needs at least one member');
@@ -94,7 +97,7 @@ export function selectEnsemble(
     steps.push({ members: chosen.map((i) => candidates[i].id), value: current });
   }
   const p = averagePredictions(chosen.map((i) => candidates[i].val));
-  return { members: chosen.map((i) => candidates[i].id), val: { auc: rocAuc(y, p), prAuc: prAuc(y, p), logLoss: logLoss(y, p) }, steps };
+  return { members: chosen.map((i) => candidates[i].id), val: validationMetrics(y, p), steps };
 }
 
 type LayerFactory = [new (cfg: unknown) => tf.layers.Layer, (cls: unknown, cfg: unknown) => tf.layers.Layer];

@@ -82,19 +82,13 @@ export interface CategoricalStep {
 }
 
 /** One field of every event in a sequence step: its per-position columns and the stats pooled over positions. */
-export interface SequenceNumericField {
+export interface SequenceNumericField
+  // as NumericStep, fitted on the values of real events at every position (padding excluded)
+  extends Pick<NumericStep, 'median' | 'clipLo' | 'clipHi' | 'skew' | 'log1p' | 'mean' | 'std'> {
   kind: 'numeric';
   field: string;
   /** the frame column of each position, position 1 (the most recent event) first */
   columns: string[];
-  /** as NumericStep, fitted on the values of real events at every position (padding excluded) */
-  median: number;
-  clipLo: number;
-  clipHi: number;
-  skew: number;
-  log1p: boolean;
-  mean: number;
-  std: number;
 }
 
 export interface SequenceCategoricalField {

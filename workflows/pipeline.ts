@@ -416,7 +416,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       test: split.test,
       val: split.val,
       preprocessing: shipped.preprocessing,
-      ...(baseline.preprocessing && baseline.preprocessing.sha256 !== shipped.preprocessing.sha256 && { baselinePreprocessing: baseline.preprocessing }),
+      ...(baseline.preprocessing && { baselinePreprocessing: baseline.preprocessing }),
       ...(families && { shipped: { trialId: shipped.trialId, family, ...(members && { members }) } }),
       gate: config.gate,
       evaluation: config.evaluation,
