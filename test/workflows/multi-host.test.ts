@@ -108,7 +108,12 @@ async function weightsSha(out: TrainPipelineOutput): Promise<string> {
   return createHash('sha256').update(await store.getKey(key)).digest('hex');
 }
 
-/** The search's running trial whose last heartbeat the server holds is at epoch ≥ 2, with the attempt number. */
+/**
+ * The epoch of the trial's last heartbeat the server holds for its first attempt, or null. A heartbeat names its trial
+ * only through its checkpoint's key (runs/<run>/trials/<trial>/checkpoints/…): matching on anything looser reads the
+ * other host's trial, and the kill then lands on a trial that is epochs behind the epoch the test expects it to resume
+ * from.
+ */
 async function heartbeatOf(searchWorkflowId: string, trialId: string): Promise<number | null> {
   const res = await client.workflowService
     .describeWorkflowExecution({ namespace: client.options.namespace, execution: { workflowId: searchWorkflowId } })
@@ -116,8 +121,8 @@ async function heartbeatOf(searchWorkflowId: string, trialId: string): Promise<n
   for (const a of res?.pendingActivities ?? []) {
     const payload = a.heartbeatDetails?.payloads?.[0];
     if (!payload || (a.attempt ?? 1) !== 1) continue;
-    const d = defaultPayloadConverter.fromPayload<{ epoch?: number; trialId?: string }>(payload as Payload);
-    if (typeof d?.epoch === 'number' && (!d.trialId || d.trialId === trialId)) return d.epoch;
+    const d = defaultPayloadConverter.fromPayload<{ epoch?: number; checkpoint?: { modelJson?: { key?: string } } }>(payload as Payload);
+    if (typeof d?.epoch === 'number' && d.checkpoint?.modelJson?.key?.includes(`/trials/${trialId}/checkpoints/`)) return d.epoch;
   }
   return null;
 }
