@@ -10,6 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import type { PipelineConfigInput } from '../pipeline/config.js';
 import { oracleAucOnTest } from '../cli/demo.js';
 import { followPipeline } from '../cli/follow.js';
@@ -17,6 +18,7 @@ import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '.
 import { stackStatus } from '../infra/index.js';
 import { connectTemporal } from '../workers/deps.js';
 import { trainPipeline, type TrainPipelineOutput } from '../workflows/pipeline.js';
+import { isReplicaId } from '../workflows/inputs.js';
 import {
   appendResult,
   deletePrefix,
@@ -138,6 +140,9 @@ export interface E2eResult {
     searchSecondsPerEpoch: number | null;
     finalEpochs: number | null;
     finalSecondsPerEpoch: number | null;
+    /** the ensemble's seed replicas of the best trial: their epochs summed, and the median s/epoch */
+    replicaEpochs: number | null;
+    replicaSecondsPerEpoch: number | null;
     baselineEpochs: number | null;
     baselineSecondsPerEpoch: number | null;
     backend: string;
@@ -336,6 +341,8 @@ export function workerExit(processes: WorkerProcess[]): Promise<never> {
 
 interface Span {
   type: string;
+  /** a trainTrial's trial id, from its input ('baseline', 'final', a search trial or an ensemble replica) */
+  trialId?: string;
   scheduled: number;
   started: number;
   closed: number;
@@ -358,7 +365,7 @@ const ms = (t: Timestamp) => (t ? Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0)
 export async function historyTiming(client: Client, workflowId: string): Promise<HistoryTiming> {
   const history = await client.workflow.getHandle(workflowId).fetchHistory();
   const events = history.events ?? [];
-  const scheduled = new Map<string, { type: string; at: number }>();
+  const scheduled = new Map<string, { type: string; trialId?: string; at: number }>();
   const started = new Map<string, number>();
   const spans: Span[] = [];
   const wfTasks = new Map<string, number>();
@@ -369,7 +376,8 @@ export async function historyTiming(client: Client, workflowId: string): Promise
   for (const e of events) {
     const at = ms(e.eventTime as Timestamp);
     const id = String(e.eventId);
-    if (e.activityTaskScheduledEventAttributes) scheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+    const sched = e.activityTaskScheduledEventAttributes;
+    if (sched) scheduled.set(id, { type: sched.activityType?.name ?? '?', trialId: trialIdOf(sched.input?.payloads?.[0]), at });
     else if (e.activityTaskStartedEventAttributes) started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), at);
     else {
       const closed =
@@ -377,7 +385,7 @@ export async function historyTiming(client: Client, workflowId: string): Promise
       if (closed) {
         const key = String(closed.scheduledEventId);
         const s = scheduled.get(key);
-        if (s) spans.push({ type: s.type, scheduled: s.at, started: started.get(key) ?? s.at, closed: at });
+        if (s) spans.push({ type: s.type, ...(s.trialId && { trialId: s.trialId }), scheduled: s.at, started: started.get(key) ?? s.at, closed: at });
       }
     }
     if (e.workflowTaskScheduledEventAttributes) wfTasks.set(id, at);
@@ -393,6 +401,17 @@ export async function historyTiming(client: Client, workflowId: string): Promise
     if (e.childWorkflowExecutionCompletedEventAttributes || e.childWorkflowExecutionFailedEventAttributes) child = { initiated: childInitiated, closed: at };
   }
   return { start: ms(events[0]?.eventTime as Timestamp), end: ms(events.at(-1)?.eventTime as Timestamp), spans, workflowTasks, workflowTaskMs, child };
+}
+
+/** The trialId of an activity input (a trainTrial's), or undefined. */
+function trialIdOf(payload: unknown): string | undefined {
+  if (!payload) return undefined;
+  try {
+    const input = defaultPayloadConverter.fromPayload<{ trialId?: unknown }>(payload as Payload);
+    return typeof input?.trialId === 'string' ? input.trialId : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Length of the union of intervals. */
@@ -427,9 +446,10 @@ const STAGE_OF: Record<string, string> = {
 async function pipelineTiming(client: Client, workflowId: string, searchWorkflowId: string, slots: number) {
   const parent = await historyTiming(client, workflowId);
   const search = await historyTiming(client, searchWorkflowId);
-  // The parent's first trainTrial is the baseline (it trains alongside the search), the second the final model.
-  let trainTrials = 0;
-  const stageOf = (s: Span) => (s.type === 'trainTrial' ? (trainTrials++ === 0 ? 'search' : 'final') : (STAGE_OF[s.type] ?? s.type));
+  // The parent's trainTrials: the baseline (it trains alongside the search), the final model ('final'), and the
+  // ensemble's seed replicas of the best trial.
+  const stageOf = (s: Span) =>
+    s.type === 'trainTrial' ? (s.trialId === 'baseline' ? 'search' : s.trialId === 'final' ? 'final' : 'ensemble') : (STAGE_OF[s.type] ?? s.type);
   const parentSpans = [...parent.spans].sort((a, b) => a.scheduled - b.scheduled).map((s) => ({ ...s, stage: stageOf(s) }));
   const spansByStage = new Map<string, (Span & { stage: string })[]>();
   for (const s of parentSpans) spansByStage.set(s.stage, [...(spansByStage.get(s.stage) ?? []), s]);
@@ -499,7 +519,8 @@ async function trainingFigures(bench: BenchServices, out: TrainPipelineOutput): 
     .execute();
   const perEpoch = (curve: unknown) => ((curve ?? []) as { seconds?: number }[]).map((p) => p.seconds ?? NaN).filter(Number.isFinite);
   const median = (xs: number[]) => (xs.length ? round([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)], 3) : null);
-  const trials = rows.filter((r) => r.trial_id !== 'final' && r.trial_id !== 'baseline');
+  const replicas = rows.filter((r) => isReplicaId(r.trial_id));
+  const trials = rows.filter((r) => r.trial_id !== 'final' && r.trial_id !== 'baseline' && !replicas.includes(r));
   const one = (id: string) => rows.find((r) => r.trial_id === id);
   const rungCounts = new Map<number, number>();
   for (const r of trials) for (let k = 0; k <= (r.rung ?? 0); k++) rungCounts.set(k, (rungCounts.get(k) ?? 0) + 1);
@@ -511,6 +532,8 @@ async function trainingFigures(bench: BenchServices, out: TrainPipelineOutput): 
     searchSecondsPerEpoch: median(trials.flatMap((r) => perEpoch(r.curve))),
     finalEpochs: one('final')?.epochs_run ?? null,
     finalSecondsPerEpoch: median(perEpoch(one('final')?.curve)),
+    replicaEpochs: replicas.length ? replicas.reduce((a, r) => a + (r.epochs_run ?? 0), 0) : null,
+    replicaSecondsPerEpoch: median(replicas.flatMap((r) => perEpoch(r.curve))),
     baselineEpochs: one('baseline')?.epochs_run ?? null,
     baselineSecondsPerEpoch: median(perEpoch(one('baseline')?.curve)),
     backend: out.backend,
@@ -653,6 +676,7 @@ export function printE2e(r: E2eResult, log: Log): void {
       [`search: ${o.searchSlots} train slots busy`, `${fmt(100 * o.searchSlotUtilisation, 1)} % (${fmt(o.searchIdleSlotSeconds, 1)} slot-s idle)`],
       ['search epochs (median s/epoch)', `${r.training.searchEpochs} (${r.training.searchSecondsPerEpoch ?? '–'}) over rungs ${r.training.rungs}`],
       ['final epochs (s/epoch)', `${r.training.finalEpochs ?? '–'} (${r.training.finalSecondsPerEpoch ?? '–'})`],
+      ['ensemble replica epochs (s/epoch)', `${r.training.replicaEpochs ?? '–'} (${r.training.replicaSecondsPerEpoch ?? '–'})`],
       ['baseline epochs (s/epoch)', `${r.training.baselineEpochs ?? '–'} (${r.training.baselineSecondsPerEpoch ?? '–'})`],
     ]),
   );

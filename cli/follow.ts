@@ -82,6 +82,9 @@ export async function followPipeline(
       );
       const line = s ? searchLine(s) : '';
       if (line && line !== lastSearch) log(`${elapsed()}  … ${(lastSearch = line)}`);
+    } else if (p.stage === 'final' && p.replicas?.length) {
+      const line = `ensemble: training ${p.replicas.length} seed replica${p.replicas.length > 1 ? 's' : ''} of the best trial (${p.replicas.join(', ')})`;
+      if (line !== lastFinal.line) log(`${elapsed()}  … ${(lastFinal = { line, at: Date.now() }).line}`);
     } else if (p.stage === 'final') {
       const f = (await opts.finalProgress?.().catch(() => null)) ?? finalFromHeartbeats(d, opts.finalEpochs ?? null);
       // no final training under way (training.final 'reuse', or the ensemble step): nothing to report

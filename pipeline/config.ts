@@ -158,11 +158,17 @@ export const pipelineConfigSchema = z.strictObject({
        */
       final: z.enum(['retrain', 'reuse']).default('reuse'),
       /**
-       * averaging several of the search's networks: members are added greedily while one raises the validation
-       * metric (search.metric) by more than minGain; maxMembers 1 turns ensembles off
+       * averaging several networks: members are added greedily while one raises the validation metric
+       * (search.metric) by more than minGain; maxMembers 1 turns ensembles off. The candidates are the search's
+       * trials and `seeds - 1` replicas of the best trial: its parameters trained again with other seeds, in
+       * parallel on the train pool (seeds 1: none)
        */
       ensemble: z
-        .strictObject({ maxMembers: z.number().int().min(1).max(32).default(5), minGain: z.number().min(0).max(1).default(0.0001) })
+        .strictObject({
+          maxMembers: z.number().int().min(1).max(32).default(5),
+          minGain: z.number().min(0).max(1).default(0.0001),
+          seeds: z.number().int().min(1).max(16).default(3),
+        })
         .prefault({}),
       finalEpochs: z.number().int().min(1).max(1000).default(60),
       /** early-stopping patience of the final training and the baseline */

@@ -57,6 +57,13 @@ export const searchSpace = (config: PipelineConfig) => ({
   patience: config.search.patience,
 });
 
+/** The trial id of the best trial's replica trained with the n-th seed of the ensemble (n ≥ 2): `t010-s2`. */
+export const replicaId = (bestTrialId: string, n: number): string => `${bestTrialId}-s${n}`;
+export const isReplicaId = (trialId: string): boolean => /-s\d+$/.test(trialId);
+
+/** The random stream (deriveSeed part) of the replicas' seeds, apart from the search's trial seeds. */
+export const REPLICA_STREAM = 7;
+
 /** The completed trials a run's ensemble may draw from, best first by the search's rule (ties: trial id). */
 export function ensembleCandidates(
   trials: TrainTrialOutput[],

@@ -25,8 +25,9 @@ import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
-import { cleanInput, ensembleCandidates, gpuRequirement, searchInput, searchSpace } from './inputs.js';
-import { better, hyperparameterSearch, rungBudgets, type HyperparameterSearchOutput } from './search.js';
+import { cleanInput, ensembleCandidates, gpuRequirement, REPLICA_STREAM, replicaId, searchInput, searchSpace } from './inputs.js';
+import { better, failedTrial, hyperparameterSearch, rungBudgets, type HyperparameterSearchOutput } from './search.js';
+import { deriveSeed } from '../ml/random.js';
 import type { ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { BuildEnsembleOutput } from '../activities/ensemble.js';
 import { scoreAfterPromotion, scoreUsers, type ScoreUsersOutput } from './score.js';
@@ -133,6 +134,8 @@ export interface PipelineProgress {
   stage: PipelineStage | 'done' | 'failed';
   completed: { stage: PipelineStage; detail: string }[];
   searchWorkflowId: string | null;
+  /** the ensemble's seed replicas of the best trial while they train (stage 'final'); absent otherwise */
+  replicas?: string[];
 }
 
 export const progressQuery = defineQuery<PipelineProgress>('progress');
@@ -367,10 +370,39 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       throw ApplicationFailure.nonRetryable(`final training failed: ${final.error}`, 'NonFiniteLoss');
     }
     let ensemble: BuildEnsembleOutput | null = null;
+    let replicas: TrainTrialOutput[] = [];
     if (families && !baselineWins && config.training.ensemble.maxMembers > 1) {
+      // Deep ensemble (histories from before it replay unchanged): the best trial's parameters trained again with
+      // other seeds, in parallel on the train pool; the replicas join the candidates. One that fails for good is left
+      // out, not the run.
+      const seeds = config.training.ensemble.seeds;
+      if (seeds > 1 && patched('ensemble-seeds')) {
+        const best = search.best;
+        progress.replicas = Array.from({ length: seeds - 1 }, (_, i) => replicaId(best.trialId, i + 2));
+        replicas = await Promise.all(
+          Array.from({ length: seeds - 1 }, (_, i) => {
+            const replica = {
+              runId,
+              trialId: replicaId(best.trialId, i + 2),
+              params: best.params,
+              seed: deriveSeed(best.seed, REPLICA_STREAM, i + 2),
+              ...data,
+              backend: config.training.backend,
+              ...gpuRequirement(config),
+            };
+            return train.trainTrial
+              .executeWithOptions({ summary: `ensemble replica ${replica.trialId}: ${best.trialId}'s parameters, seed ${i + 2} of ${seeds}` }, [replica])
+              .catch((err: unknown) => {
+                if (isCancellation(err)) throw err;
+                return failedTrial(replica, err);
+              });
+          }),
+        );
+        delete progress.replicas;
+      }
       const candidates = [
         ...(reuse ? [] : [{ trialId: 'final', model: final.model, preprocessing: final.preprocessing ?? split.preprocessing }]),
-        ...ensembleCandidates(search.trials, split.preprocessing, better(metric)),
+        ...ensembleCandidates([...search.trials, ...replicas], split.preprocessing, better(metric)),
       ];
       ensemble = await cpu.buildEnsemble.executeWithOptions({ summary: `ensemble: up to ${config.training.ensemble.maxMembers} of ${candidates.length} networks, chosen on validation` }, [{
         runId,
@@ -394,6 +426,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         ? `logistic baseline chosen: ${formatSelection(metric, baseline[metric])} is at least the best trial's ${formatSelection(metric, search.best[metric])}; no final training`
         : (reuse ? `${final.trialId}'s weights reused (${final.epochs} epochs), val AUC ${final.valAuc?.toFixed(4)}` : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`) +
             (reused.final ? reusedNote : '') +
+            (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas trained` : '') +
             (members
               ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}`
               : ensemble

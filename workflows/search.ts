@@ -61,7 +61,8 @@ const trainActivities = (taskQueue: string, heartbeatTimeoutSeconds = 120) =>
   // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
   proxyActivities<Activities>(activityOptions('train', taskQueue, heartbeatTimeoutSeconds));
 
-function failedTrial(t: { trialId: string; params: TrainTrialOutput['params']; seed: number; backend: BackendChoice }, err: unknown): TrainTrialOutput {
+/** A trial whose activity failed for good (attempts spent), as a result: it ranks last and ships nothing. */
+export function failedTrial(t: { trialId: string; params: TrainTrialOutput['params']; seed: number; backend: BackendChoice }, err: unknown): TrainTrialOutput {
   const cause = (err as { cause?: { type?: string; message?: string } }).cause;
   return {
     trialId: t.trialId, status: 'failed', error: `${cause?.type ?? 'Error'}: ${cause?.message ?? (err as Error).message}`,

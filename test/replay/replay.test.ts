@@ -83,6 +83,24 @@ describe('committed workflow histories', () => {
     expect(upserting.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('cover every patch the workflows take: each patched() branch was recorded by a real run', () => {
+    const used = new Set(
+      readdirSync(path.join(root, 'workflows'))
+        .filter((f) => f.endsWith('.ts'))
+        .flatMap((f) => [...readFileSync(path.join(root, 'workflows', f), 'utf8').matchAll(/patched\('([^']+)'\)/g)].map((m) => m[1])),
+    );
+    const recorded = new Set(
+      items.flatMap((i) =>
+        i.history.events!.flatMap((e) => {
+          const data = e.markerRecordedEventAttributes?.details?.['patch-data']?.payloads?.[0];
+          return data ? [(defaultPayloadConverter.fromPayload(data as never) as { id: string }).id] : [];
+        }),
+      ),
+    );
+    expect(used.size).toBeGreaterThanOrEqual(5);
+    expect([...used].filter((id) => !recorded.has(id))).toEqual([]);
+  });
+
   it('every one replays against the current workflow code', async () => {
     const results = await replayHistories(items, { workflowsPath: WORKFLOWS_PATH });
     expect(results).toHaveLength(committed.length);

@@ -125,6 +125,20 @@ describe('followPipeline', () => {
     await followPipeline(client, handle, (l) => lines.push(l), { sleep: noWait, finalEpochs: 40 });
     expect(lines.map((l) => l.replace(/^\s*\d+s\s+/, ''))).toEqual(['… final training: epoch 12/40, val loss 0.2311, val ROC-AUC 0.8512']);
   });
+
+  it('names the ensemble\'s seed replicas while they train, not as a final training', async () => {
+    const lines: string[] = [];
+    const beat = defaultPayloadConverter.toPayload({ epoch: 3, checkpoint: {}, curve: [{ epoch: 3, loss: 0.3, valLoss: 0.2, valAuc: 0.8 }] });
+    const pending = [{ activityType: { name: 'trainTrial' }, heartbeatDetails: { payloads: [beat] } }];
+    const { handle } = fakeHandle([desc('RUNNING', pending), desc('RUNNING', pending), desc('COMPLETED')], () => ({
+      stage: 'final',
+      completed: [],
+      searchWorkflowId: null,
+      replicas: ['t010-s2', 't010-s3'],
+    }));
+    await followPipeline(client, handle, (l) => lines.push(l), { sleep: noWait, finalEpochs: 40 });
+    expect(lines.map((l) => l.replace(/^\s*\d+s\s+/, ''))).toEqual(['… ensemble: training 2 seed replicas of the best trial (t010-s2, t010-s3)']);
+  });
 });
 
 describe('final training progress', () => {

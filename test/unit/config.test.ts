@@ -25,10 +25,12 @@ describe('pipeline config', () => {
   it('model families: encodings, the final model and ensembles default as documented; sequence trials need sequence columns', () => {
     const c = parsePipelineConfig({});
     expect(c.search.space).toMatchObject({ numericEncoding: ['standard', 'ple'], pleBins: [8, 16] });
-    expect(c.training).toMatchObject({ final: 'reuse', ensemble: { maxMembers: 5, minGain: 0.0001 } });
+    expect(c.training).toMatchObject({ final: 'reuse', ensemble: { maxMembers: 5, minGain: 0.0001, seeds: 3 } });
     expect(problem({ search: { space: { numericEncoding: ['log'] } } })).toMatch(/search\.space\.numericEncoding\.0/);
     expect(problem({ search: { space: { pleBins: [1] } } })).toMatch(/search\.space\.pleBins\.0/);
     expect(problem({ training: { final: 'refit' } })).toMatch(/training\.final/);
+    expect(problem({ training: { ensemble: { seeds: 0 } } })).toMatch(/training\.ensemble\.seeds/);
+    expect(problem({ training: { ensemble: { seeds: 2.5 } } })).toMatch(/training\.ensemble\.seeds/);
     expect(problem({ search: { space: { sequenceUnits: [0, 16] } } })).toMatch(/search\.space\.sequenceUnits: .*source\.sequenceLength \(0 or absent\) does not ask for/);
     expect(parsePipelineConfig({ source: { kind: 'events', sequenceLength: 8 }, search: { space: { sequenceUnits: [0, 16] } } }).search.space.sequenceUnits).toEqual([0, 16]);
     // 0 alone means no sequence tower: nothing to refuse

@@ -52,7 +52,7 @@ describe('model families through trainPipeline', () => {
         source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
         // every trial trains its full budget (eta 1): four candidate networks, all reading the same PLE matrix
         search: { trials: 4, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 1, minEpochs: 4 }, baselineCompetes: false, space: { numericEncoding: ['ple'], pleBins: [8] } },
-        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0 } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
         evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
         scoring: { afterPromotion: true, activeDays: 14 },
@@ -62,7 +62,21 @@ describe('model families through trainPipeline', () => {
     expect(out.family).toBe('ensemble');
     const members = out.model!.members!;
     expect(members.length).toBeGreaterThanOrEqual(2);
-    expect(members[0]).toBe(out.best.trialId); // the greedy selection starts from the search's best network
+
+    // two seed replicas of the best trial: its parameters, other seeds, trained to the same budget
+    const trials = await h.db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', out.runId).execute();
+    const bestRow = trials.find((t) => t.trial_id === out.best.trialId)!;
+    const replicas = trials.filter((t) => t.trial_id.startsWith(`${out.best.trialId}-s`)).sort((a, b) => (a.trial_id < b.trial_id ? -1 : 1));
+    expect(replicas.map((r) => [r.trial_id, r.status])).toEqual([
+      [`${out.best.trialId}-s2`, 'completed'],
+      [`${out.best.trialId}-s3`, 'completed'],
+    ]);
+    for (const r of replicas) expect(r.params).toEqual(bestRow.params);
+    expect(new Set([bestRow, ...replicas].map((r) => String(r.seed))).size).toBe(3);
+    // the greedy selection starts from the best network on validation, search trial or replica
+    const networks = trials.filter((t) => t.trial_id !== 'baseline' && t.status === 'completed');
+    const top = Math.max(...networks.map((t) => t.val_auc!));
+    expect(networks.filter((t) => t.val_auc === top).map((t) => t.trial_id)).toContain(members[0]);
 
     // no final training: the members' weights are the trials' own
     const steps = await h.db.db.selectFrom('ml.run_steps').select(['step', 'status', 'detail']).where('run_id', '=', out.runId).execute();
@@ -115,7 +129,7 @@ describe('model families through trainPipeline', () => {
         modelName,
         source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14, sequenceLength: 8 },
         search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, space: { numericEncoding: ['standard'], sequenceUnits: [8] } },
-        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 2 } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 2, seeds: 2 } },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
         evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
         scoring: { afterPromotion: true, activeDays: 14 },
@@ -123,12 +137,15 @@ describe('model families through trainPipeline', () => {
     );
     expect(out.status).toBe('registered');
     expect(['sequence', 'ensemble']).toContain(out.family);
-    const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'family']).where('run_id', '=', out.runId).orderBy('trial_id').execute();
-    expect(trials).toEqual([
-      { trial_id: 'baseline', family: 'logistic' },
-      { trial_id: 't001', family: 'sequence' },
-      { trial_id: 't002', family: 'sequence' },
-    ]);
+    const byId = (a: { trial_id: string }, b: { trial_id: string }) => (a.trial_id < b.trial_id ? -1 : 1);
+    const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'family', 'status']).where('run_id', '=', out.runId).execute();
+    // a GRU replica trains like any trial (checkpoints, resume) with its own seed
+    expect(trials.sort(byId)).toEqual([
+      { trial_id: 'baseline', family: 'logistic', status: 'completed' },
+      { trial_id: 't001', family: 'sequence', status: 'completed' },
+      { trial_id: 't002', family: 'sequence', status: 'completed' },
+      { trial_id: `${out.best.trialId}-s2`, family: 'sequence', status: 'completed' },
+    ].sort(byId));
     const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
     expect(JSON.stringify(artifacts.modelJson.modelTopology)).toMatch(/"class_name":"GRU"/);
     expect(pre.encoding).toMatchObject({ sequence: true });
