@@ -45,13 +45,14 @@ describe('worker pools', () => {
     const out = await h.withWorkers(() => handle.result(), { pool: 'gpu', host: 'rehearsal-gpu-host' });
     expect(out.status).toBe('registered');
     const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'pool', 'host', 'backend']).where('run_id', '=', out.runId).execute();
-    expect(trials.map((t) => t.trial_id).sort()).toEqual(['baseline', 'final', 't001', 't002']);
+    // the ensemble's seed replicas of the best trial train on the run's pool too
+    expect(trials.map((t) => t.trial_id).sort()).toEqual(['baseline', 'final', 't001', 't002', `${out.best.trialId}-s2`, `${out.best.trialId}-s3`].sort());
     for (const t of trials) expect({ pool: t.pool, host: t.host, backend: t.backend }).toEqual({ pool: 'gpu', host: 'rehearsal-gpu-host', backend: 'wasm' });
     // run show says which pool and host trained each trial
     const show = await runCli(['run', 'show', out.workflowId], { databaseUrl: h.dbUrl });
     expect(show.code, show.stderr).toBe(0);
-    const rows = show.stdout.split('\n').filter((l) => /\bt00[12]\b/.test(l) && l.includes('rehearsal-gpu-host'));
-    expect(rows.length).toBe(2);
+    const rows = show.stdout.split('\n').filter((l) => /\bt00[12](-s[23])?\b/.test(l) && l.includes('rehearsal-gpu-host'));
+    expect(rows.length).toBe(4);
     for (const row of rows) expect(row).toMatch(/\bgpu\b/);
   });
 
