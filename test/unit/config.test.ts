@@ -25,7 +25,7 @@ describe('pipeline config', () => {
   it('model families: encodings, the final model and ensembles default as documented; sequence trials need sequence columns', () => {
     const c = parsePipelineConfig({});
     expect(c.search.space).toMatchObject({ numericEncoding: ['standard', 'ple'], pleBins: [8, 16] });
-    expect(c.training).toMatchObject({ final: 'reuse', ensemble: { maxMembers: 5, minGain: 0.0001, seeds: 3 } });
+    expect(c.training).toMatchObject({ final: 'reuse', ensemble: { maxMembers: 5, minGain: 0.0001, seeds: 1 } });
     expect(problem({ search: { space: { numericEncoding: ['log'] } } })).toMatch(/search\.space\.numericEncoding\.0/);
     expect(problem({ search: { space: { pleBins: [1] } } })).toMatch(/search\.space\.pleBins\.0/);
     expect(problem({ training: { final: 'refit' } })).toMatch(/training\.final/);

@@ -41,11 +41,11 @@ describe('worker pools', () => {
   });
 
   it('training.pool gpu with allowCpuFallback trains on the gpu pool\'s worker and records pool and host on every trial', async () => {
-    const handle = await start(config({ pool: 'gpu', allowCpuFallback: true }));
+    // with two seed replicas of the best trial (training.ensemble.seeds 3), which must train on the run's pool too
+    const handle = await start(config({ pool: 'gpu', allowCpuFallback: true, ensemble: { seeds: 3 } }));
     const out = await h.withWorkers(() => handle.result(), { pool: 'gpu', host: 'rehearsal-gpu-host' });
     expect(out.status).toBe('registered');
     const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'pool', 'host', 'backend']).where('run_id', '=', out.runId).execute();
-    // the ensemble's seed replicas of the best trial train on the run's pool too
     expect(trials.map((t) => t.trial_id).sort()).toEqual(['baseline', 'final', 't001', 't002', `${out.best.trialId}-s2`, `${out.best.trialId}-s3`].sort());
     for (const t of trials) expect({ pool: t.pool, host: t.host, backend: t.backend }).toEqual({ pool: 'gpu', host: 'rehearsal-gpu-host', backend: 'wasm' });
     // run show says which pool and host trained each trial
