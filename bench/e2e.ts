@@ -520,7 +520,7 @@ async function trainingFigures(bench: BenchServices, out: TrainPipelineOutput): 
   const perEpoch = (curve: unknown) => ((curve ?? []) as { seconds?: number }[]).map((p) => p.seconds ?? NaN).filter(Number.isFinite);
   const median = (xs: number[]) => (xs.length ? round([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)], 3) : null);
   const replicas = rows.filter((r) => isReplicaId(r.trial_id));
-  const trials = rows.filter((r) => r.trial_id !== 'final' && r.trial_id !== 'baseline' && !replicas.includes(r));
+  const trials = rows.filter((r) => r.trial_id !== 'final' && r.trial_id !== 'baseline' && !isReplicaId(r.trial_id));
   const one = (id: string) => rows.find((r) => r.trial_id === id);
   const rungCounts = new Map<number, number>();
   for (const r of trials) for (let k = 0; k <= (r.rung ?? 0); k++) rungCounts.set(k, (rungCounts.get(k) ?? 0) + 1);

@@ -26,7 +26,7 @@ import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
 import { cleanInput, ensembleCandidates, gpuRequirement, REPLICA_STREAM, replicaId, searchInput, searchSpace } from './inputs.js';
-import { better, failedTrial, hyperparameterSearch, rungBudgets, type HyperparameterSearchOutput } from './search.js';
+import { better, hyperparameterSearch, rungBudgets, trainOrFail, type HyperparameterSearchOutput } from './search.js';
 import { deriveSeed } from '../ml/random.js';
 import type { ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { BuildEnsembleOutput } from '../activities/ensemble.js';
@@ -378,25 +378,20 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       const seeds = config.training.ensemble.seeds;
       if (seeds > 1 && patched('ensemble-seeds')) {
         const best = search.best;
-        progress.replicas = Array.from({ length: seeds - 1 }, (_, i) => replicaId(best.trialId, i + 2));
+        const ids = Array.from({ length: seeds - 1 }, (_, i) => replicaId(best.trialId, i + 2));
+        progress.replicas = ids;
         replicas = await Promise.all(
-          Array.from({ length: seeds - 1 }, (_, i) => {
-            const replica = {
+          ids.map((trialId, i) =>
+            trainOrFail(train.trainTrial, `ensemble replica ${trialId}: ${best.trialId}'s parameters, seed ${i + 2} of ${seeds}`, {
               runId,
-              trialId: replicaId(best.trialId, i + 2),
+              trialId,
               params: best.params,
               seed: deriveSeed(best.seed, REPLICA_STREAM, i + 2),
               ...data,
               backend: config.training.backend,
               ...gpuRequirement(config),
-            };
-            return train.trainTrial
-              .executeWithOptions({ summary: `ensemble replica ${replica.trialId}: ${best.trialId}'s parameters, seed ${i + 2} of ${seeds}` }, [replica])
-              .catch((err: unknown) => {
-                if (isCancellation(err)) throw err;
-                return failedTrial(replica, err);
-              });
-          }),
+            }),
+          ),
         );
         delete progress.replicas;
       }

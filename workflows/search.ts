@@ -1,6 +1,6 @@
 import { ApplicationFailure, defineQuery, isCancellation, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { BackendChoice, ModelRef, TrainTrialOutput } from '../activities/train.js';
+import type { BackendChoice, ModelRef, TrainTrialInput, TrainTrialOutput } from '../activities/train.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { deriveSeed } from '../ml/random.js';
 import { sampleTrials, type SelectionMetric } from '../ml/search.js';
@@ -61,14 +61,29 @@ const trainActivities = (taskQueue: string, heartbeatTimeoutSeconds = 120) =>
   // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
   proxyActivities<Activities>(activityOptions('train', taskQueue, heartbeatTimeoutSeconds));
 
-/** A trial whose activity failed for good (attempts spent), as a result: it ranks last and ships nothing. */
-export function failedTrial(t: { trialId: string; params: TrainTrialOutput['params']; seed: number; backend: BackendChoice }, err: unknown): TrainTrialOutput {
+function failedTrial(t: { trialId: string; params: TrainTrialOutput['params']; seed: number; backend: BackendChoice }, err: unknown): TrainTrialOutput {
   const cause = (err as { cause?: { type?: string; message?: string } }).cause;
   return {
     trialId: t.trialId, status: 'failed', error: `${cause?.type ?? 'Error'}: ${cause?.message ?? (err as Error).message}`,
     params: t.params, seed: t.seed, valAuc: null, valPrAuc: null, valLogLoss: null, bestEpoch: null,
     epochs: 0, resumedFromEpoch: 0, seconds: 0, backend: t.backend,
   };
+}
+
+/**
+ * Trains one trial; an activity that failed for good (its attempts spent) is a failed trial, not a failed caller:
+ * it ranks last and ships nothing. A cancellation still ends the caller. The search's trials and the pipeline's
+ * ensemble replicas both train this way.
+ */
+export function trainOrFail(
+  trainTrial: ReturnType<typeof trainActivities>['trainTrial'],
+  summary: string,
+  trial: TrainTrialInput,
+): Promise<TrainTrialOutput> {
+  return trainTrial.executeWithOptions({ summary }, [trial]).catch((err: unknown) => {
+    if (isCancellation(err)) throw err;
+    return failedTrial(trial, err);
+  });
 }
 
 /** Epoch budgets of the rungs: minEpochs, minEpochs·eta, … capped by (and ending at) maxEpochs. */
@@ -138,10 +153,7 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
         // the other lanes go on, and the search fails only when every trial did.
         // the Web UI's timeline names each bar (not recorded as a command, so old histories replay unchanged)
         const summary = `trial ${id}, rung ${k + 1}/${budgets.length}, ${budgets[k]} epochs` + (resumeFrom ? ` (from epoch ${resumeFrom.epoch})` : '');
-        const result = await trainTrial.executeWithOptions({ summary }, [trial]).catch((err: unknown) => {
-          if (isCancellation(err)) throw err;
-          return failedTrial(trial, err);
-        });
+        const result = await trainOrFail(trainTrial, summary, trial);
         progress.running = progress.running.filter((t) => t !== id);
         latest[i] = result;
         if (k === 0) progress.done++;
