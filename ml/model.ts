@@ -3,8 +3,9 @@ import * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
 import { prAuc, rocAuc, logLoss, brier } from './metrics.js';
 import { createRng, deriveSeed, shuffleInPlace } from './random.js';
+import { PERIODIC_FREQUENCIES, PERIODIC_UNITS, PeriodicEmbedding } from './periodic.js';
 import { sequenceBlockWidth, stepWidth, type Preprocessor } from './preprocess.js';
-import { validateMlpParams } from './search.js';
+import { DEFAULT_PERIODIC_SIGMA, validateMlpParams } from './search.js';
 import type { MlpParams, ModelArtifacts } from './types.js';
 
 export type { ModelArtifacts } from './types.js';
@@ -92,6 +93,8 @@ export interface InputLayout {
    * columns from column `start` to the end, position 1 (the most recent event) first. What a sequence model's GRU reads.
    */
   sequence?: { start: number; length: number; width: number };
+  /** the numeric steps' 0/1 missing flags (`<name>__missing`): what a periodic embedding passes through, not embeds */
+  flags?: number[];
 }
 
 /**
@@ -120,15 +123,17 @@ export function embeddingStructure(inputDim: number, embeddingDim: number, layou
 /** The layout of a preprocessor's output: one block per categorical step (vocabulary + other + missing). */
 export function layoutOf(pre: Pick<Preprocessor, 'steps' | 'encoding'>): InputLayout {
   const blocks: InputLayout['blocks'] = [];
+  const flags: number[] = [];
   let sequence: InputLayout['sequence'];
   let start = 0;
   for (const step of pre.steps) {
     const width = stepWidth(step, pre.encoding);
     if (step.kind === 'categorical') blocks.push({ start, width });
+    if (step.kind === 'numeric' && step.missingIndicator) flags.push(start + width - 1);
     if (step.kind === 'sequence' && width > 0) sequence = { start, length: step.length, width: sequenceBlockWidth(step) };
     start += width;
   }
-  return sequence ? { blocks, sequence } : { blocks };
+  return { blocks, ...(sequence ? { sequence } : {}), ...(flags.length ? { flags } : {}) };
 }
 
 /**
@@ -147,6 +152,8 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number, layo
   const model = tf.sequential({ name: 'propensity_mlp' });
   const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
   const embed = params.embeddingDim && layout?.blocks.length ? embeddingStructure(inputDim, params.embeddingDim, layout) : null;
+  const periodic = params.numericEncoding === 'periodic';
+  if (periodic) model.add(periodicLayer(inputDim, params, seed, layout));
   if (embed) {
     // A linear layer whose kernel is block-structured: saved and served as a plain dense layer.
     const layer = tf.layers.dense({ name: 'embed', units: embed.outDim, useBias: false, inputShape: [inputDim], kernelInitializer: 'zeros' });
@@ -162,7 +169,7 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number, layo
         name: `hidden_${i + 1}`,
         units,
         activation: 'relu',
-        ...(i === 0 && !embed ? { inputShape: [inputDim] } : {}),
+        ...(i === 0 && !embed && !periodic ? { inputShape: [inputDim] } : {}),
         kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }),
         kernelRegularizer,
       }),
@@ -175,12 +182,36 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number, layo
       name: 'output',
       units: 1,
       activation: 'sigmoid',
-      ...(params.hiddenUnits.length === 0 && !embed ? { inputShape: [inputDim] } : {}),
+      ...(params.hiddenUnits.length === 0 && !embed && !periodic ? { inputShape: [inputDim] } : {}),
       kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }),
       kernelRegularizer,
     }),
   );
   return model;
+}
+
+/** The periodic embedding of the numeric values (every column outside the layout's categorical blocks and missing flags). */
+function periodicLayer(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): PeriodicEmbedding {
+  if (!layout) {
+    throw new MlError(ML_ERROR.InvalidConfig, `numericEncoding 'periodic' needs the input layout (layoutOf(preprocessor)) to tell numeric columns from categorical ones`);
+  }
+  const passed = new Set([...layout.blocks.flatMap((b) => Array.from({ length: b.width }, (_, i) => b.start + i)), ...(layout.flags ?? [])]);
+  const columns = Array.from({ length: inputDim }, (_, c) => c);
+  const numericColumns = columns.filter((c) => !passed.has(c));
+  if (numericColumns.length === 0) {
+    throw new MlError(ML_ERROR.InvalidConfig, `numericEncoding 'periodic' needs at least one numeric feature; this matrix has only categorical columns and missing flags`);
+  }
+  return new PeriodicEmbedding({
+    name: 'periodic',
+    inputShape: [inputDim],
+    numericColumns,
+    otherColumns: columns.filter((c) => passed.has(c)),
+    frequencies: PERIODIC_FREQUENCIES,
+    units: PERIODIC_UNITS,
+    sigma: params.periodicSigma ?? DEFAULT_PERIODIC_SIGMA,
+    seed: deriveSeed(seed, 8),
+    l2: params.l2,
+  });
 }
 
 /**
@@ -460,7 +491,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     // The training forward pass uses the layers' variables directly: fewer ops per step than layer.apply.
     const layers = model.layers.map((l) => {
       const [kernel, bias] = l.trainableWeights.map((w) => w.read());
-      return { dropout: l.getClassName() === 'Dropout', embed: l.name === 'embed', kernel, bias };
+      return { layer: l, dropout: l.getClassName() === 'Dropout', embed: l.name === 'embed', periodic: l instanceof PeriodicEmbedding, kernel, bias };
     });
     // The embedding kernel trains through its mask only: the identity part for numeric columns and the zeros
     // between blocks get no gradient, so (with Adam starting at zero moments) they never move.
@@ -499,6 +530,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
               if (l.dropout) h = tf.dropout(h, params.dropout, undefined, deriveSeed(seed, 4, epoch, b, li));
               // the output layer stays linear here: BCE on logits is exact where sigmoid + clipping saturates
               else if (l.embed) h = tf.matMul(h, tf.add(tf.mul(l.kernel!, embedMask!), embedFixed!));
+              else if (l.periodic) h = l.layer.apply(h) as tf.Tensor;
               else h = tf.fused.matMul({ a: h, b: l.kernel!, bias: l.bias, activation: li === layers.length - 1 ? 'linear' : 'relu' });
             }
             const z = tf.reshape(h, [-1]);

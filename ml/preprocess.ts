@@ -4,7 +4,7 @@
  */
 import { MlError, ML_ERROR } from './errors.js';
 import { lowerBound, upperBound } from './sorted.js';
-import { MAX_PLE_BINS, NUMERIC_ENCODINGS, type FeatureSpec, type Frame, type NumericEncoding } from './types.js';
+import { MATRIX_ENCODINGS, MAX_PLE_BINS, type FeatureSpec, type Frame, type MatrixEncoding } from './types.js';
 
 export const OTHER = '__other__';
 export const MISSING = '__missing__';
@@ -36,10 +36,11 @@ export const DEFAULT_PREPROCESS_OPTIONS: Readonly<PreprocessOptions> = Object.fr
  * - ple: piecewise-linear encoding, one column per bin between train quantiles: 0 below the bin, 1 above it,
  *   linear inside it (`bins` columns at most; fewer where quantiles coincide, as for counts with many zeros).
  */
-export type { NumericEncoding } from './types.js';
+export type { NumericEncoding, MatrixEncoding } from './types.js';
 
+/** What a preprocessor writes into the matrix (a trial's 'periodic' encoding is 'quantile' here: see encodingOf). */
 export interface Encoding {
-  numeric: NumericEncoding;
+  numeric: MatrixEncoding;
   /** ple only: bins per numeric feature (edges are train quantiles i/bins) */
   bins?: number;
   /**
@@ -314,7 +315,7 @@ export function pleEdges(s: NumericStep, encoding: Encoding): number[] {
 /** Problems with an encoding, each naming its key; empty when usable. */
 export function validateEncoding(e: Encoding): string[] {
   const problems: string[] = [];
-  if (!NUMERIC_ENCODINGS.includes(e?.numeric)) problems.push(`numericEncoding: expected one of ${NUMERIC_ENCODINGS.join(', ')}, got ${JSON.stringify(e?.numeric)}`);
+  if (!MATRIX_ENCODINGS.includes(e?.numeric)) problems.push(`numericEncoding: expected one of ${MATRIX_ENCODINGS.join(', ')}, got ${JSON.stringify(e?.numeric)}`);
   if (e?.bins !== undefined && !(Number.isInteger(e.bins) && e.bins >= 2 && e.bins <= MAX_PLE_BINS)) {
     problems.push(`pleBins: expected an integer in [2, ${MAX_PLE_BINS}], got ${JSON.stringify(e.bins)}`);
   }

@@ -4,11 +4,11 @@
  */
 import { MlError, ML_ERROR } from './errors.js';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from './random.js';
-import { MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type ClassWeight, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
+import { MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type ClassWeight, type MatrixEncoding, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
 
 const SPACE_KEYS: (keyof SearchSpace)[] = [
   'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience', 'embeddingDim',
-  'numericEncoding', 'pleBins', 'sequenceUnits',
+  'numericEncoding', 'pleBins', 'periodicSigma', 'sequenceUnits',
 ];
 const CLASS_WEIGHTS: ClassWeight[] = ['balanced', 'none'];
 const MAX_LAYERS = 8;
@@ -64,6 +64,10 @@ export function validateSearchSpace(space: SearchSpace): string[] {
   if (bins !== undefined && (!Array.isArray(bins) || bins.length === 0 || !bins.every((b) => isPleBins(b)))) {
     problems.push(`pleBins: expected a non-empty list of integers in [2, ${MAX_PLE_BINS}], got ${show(bins)}`);
   }
+  const sigma = space.periodicSigma;
+  if (sigma !== undefined && (!isPair(sigma) || !isSigma(sigma[0]) || !isSigma(sigma[1]) || sigma[0] > sigma[1])) {
+    problems.push(`periodicSigma: expected a log range [lo, hi] with 0 < lo <= hi <= ${MAX_PERIODIC_SIGMA}, got ${show(sigma)}`);
+  }
   const seq = space.sequenceUnits;
   if (seq !== undefined && (!Array.isArray(seq) || seq.length === 0 || !seq.every((u) => Number.isInteger(u) && u >= 0 && u <= MAX_SEQUENCE_UNITS))) {
     problems.push(`sequenceUnits: expected a non-empty list of integers in [0, ${MAX_SEQUENCE_UNITS}] (0 = no sequence model), got ${show(seq)}`);
@@ -74,6 +78,11 @@ export function validateSearchSpace(space: SearchSpace): string[] {
 const isPleBins = (b: unknown): b is number => Number.isInteger(b) && (b as number) >= 2 && (b as number) <= MAX_PLE_BINS;
 /** PLE bins when a space lists none */
 export const DEFAULT_PLE_BINS = 16;
+/** The periodic embedding's initial frequency scale when a trial names none, and its range when a space names none */
+export const DEFAULT_PERIODIC_SIGMA = 0.1;
+export const DEFAULT_PERIODIC_SIGMA_RANGE: [number, number] = [0.01, 1];
+const MAX_PERIODIC_SIGMA = 100;
+const isSigma = (v: unknown): v is number => typeof v === 'number' && v > 0 && v <= MAX_PERIODIC_SIGMA;
 
 function assertValid(space: SearchSpace): void {
   const problems = validateSearchSpace(space);
@@ -113,12 +122,21 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
   const encRng = createRng(deriveSeed(seed, 0xe4c));
   // and for GRU sizes
   const seqRng = createRng(deriveSeed(seed, 0xe5d));
+  // and for the periodic embedding's frequency scale (Latin-hypercube strata, like the other continuous settings)
+  const uSigma = strata(count, createRng(deriveSeed(seed, 0xe6f)));
   const trials: MlpParams[] = [];
   for (let i = 0; i < count; i++) {
     const layers = space.hiddenLayers[0] + rng.int(space.hiddenLayers[1] - space.hiddenLayers[0] + 1);
     const hiddenUnits = Array.from({ length: layers }, () => pick(space.units)).sort((a, b) => b - a);
     const sequenceUnits = space.sequenceUnits ? space.sequenceUnits[seqRng.int(space.sequenceUnits.length)] : 0;
     const embeddingDim = space.embeddingDim ? space.embeddingDim[embRng.int(space.embeddingDim.length)] : undefined;
+    const encoding = space.numericEncoding ? encodingParams(space.numericEncoding[encRng.int(space.numericEncoding.length)], space.pleBins, encRng) : {};
+    // the periodic embedding is an MLP's first layer: a sequence trial reads the same quantile-scaled columns plainly
+    if (encoding.numericEncoding === 'periodic') {
+      if (sequenceUnits > 0) encoding.numericEncoding = 'quantile';
+      else encoding.periodicSigma = round(logLerp(space.periodicSigma ?? DEFAULT_PERIODIC_SIGMA_RANGE, uSigma[i]));
+    }
+    const periodic = encoding.numericEncoding === 'periodic';
     trials.push({
       hiddenUnits,
       dropout: layers === 0 ? 0 : round(lerp(space.dropout, uDrop[i])),
@@ -128,29 +146,32 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       epochs: space.epochs,
       classWeight: pick(space.classWeight),
       patience: space.patience,
-      // sequence models take the aggregate columns one-hot (see validateMlpParams): the drawn size is dropped
-      ...(embeddingDim !== undefined && sequenceUnits === 0 ? { embeddingDim } : {}),
-      ...(space.numericEncoding ? encodingParams(space.numericEncoding[encRng.int(space.numericEncoding.length)], space.pleBins, encRng) : {}),
+      // sequence and periodic models take the categorical columns one-hot (see validateMlpParams): the drawn size is dropped
+      ...(embeddingDim !== undefined && sequenceUnits === 0 && !periodic ? { embeddingDim } : {}),
+      ...encoding,
       ...(sequenceUnits > 0 ? { sequenceUnits } : {}),
     });
   }
   return trials;
 }
 
-function encodingParams(numericEncoding: NumericEncoding, pleBins: number[] | undefined, rng: Rng): Pick<MlpParams, 'numericEncoding' | 'pleBins'> {
+function encodingParams(numericEncoding: NumericEncoding, pleBins: number[] | undefined, rng: Rng): Pick<MlpParams, 'numericEncoding' | 'pleBins' | 'periodicSigma'> {
   const bins = pleBins ?? [DEFAULT_PLE_BINS];
   const drawn = bins[rng.int(bins.length)]; // drawn for every trial, so one trial's encoding never shifts another's
   return numericEncoding === 'ple' ? { numericEncoding, pleBins: drawn } : { numericEncoding };
 }
 
 /**
- * The encoding a trial trains on, as ml/preprocess.ts withEncoding takes it: its numeric encoding, and for the
- * sequence family `sequence: true` (the last-events columns, which no other model reads).
+ * The encoding a trial trains on, as ml/preprocess.ts withEncoding takes it: its numeric encoding ('periodic' reads
+ * quantile-scaled columns, its embedding being part of the network), and for the sequence family `sequence: true`
+ * (the last-events columns, which no other model reads).
  */
 export const encodingOf = (
   p: Pick<MlpParams, 'numericEncoding' | 'pleBins' | 'sequenceUnits'>,
-): { numeric: NumericEncoding; bins?: number; sequence?: true } => ({
-  ...(p.numericEncoding === 'ple' ? { numeric: 'ple' as const, bins: p.pleBins ?? DEFAULT_PLE_BINS } : { numeric: p.numericEncoding ?? 'standard' }),
+): { numeric: MatrixEncoding; bins?: number; sequence?: true } => ({
+  ...(p.numericEncoding === 'ple'
+    ? { numeric: 'ple' as const, bins: p.pleBins ?? DEFAULT_PLE_BINS }
+    : { numeric: p.numericEncoding === 'periodic' ? 'quantile' as const : p.numericEncoding ?? 'standard' }),
   ...((p.sequenceUnits ?? 0) > 0 ? { sequence: true as const } : {}),
 });
 
@@ -191,6 +212,15 @@ export function validateMlpParams(p: MlpParams): string[] {
     problems.push(`numericEncoding: expected ${NUMERIC_ENCODINGS.map((e) => `'${e}'`).join(' | ')}, got ${show(p.numericEncoding)}`);
   }
   if (p.pleBins !== undefined && !isPleBins(p.pleBins)) problems.push(`pleBins: expected an integer in [2, ${MAX_PLE_BINS}], got ${show(p.pleBins)}`);
+  if (p.periodicSigma !== undefined && !isSigma(p.periodicSigma)) {
+    problems.push(`periodicSigma: expected a number in (0, ${MAX_PERIODIC_SIGMA}], got ${show(p.periodicSigma)}`);
+  }
+  if (p.numericEncoding === 'periodic' && (p.embeddingDim ?? 0) > 0) {
+    problems.push(`numericEncoding: a periodic embedding takes the categorical columns one-hot; embeddingDim must be 0 or absent, got ${show(p.embeddingDim)}`);
+  }
+  if (p.numericEncoding === 'periodic' && (p.sequenceUnits ?? 0) > 0) {
+    problems.push(`numericEncoding: 'periodic' is an MLP's first layer; a sequence model (sequenceUnits ${show(p.sequenceUnits)}) takes 'quantile' instead`);
+  }
   if (p.sequenceUnits !== undefined && !(Number.isInteger(p.sequenceUnits) && p.sequenceUnits >= 0 && p.sequenceUnits <= MAX_SEQUENCE_UNITS)) {
     problems.push(`sequenceUnits: expected an integer in [0, ${MAX_SEQUENCE_UNITS}], got ${show(p.sequenceUnits)}`);
   } else if ((p.sequenceUnits ?? 0) > 0 && (p.embeddingDim ?? 0) > 0) {

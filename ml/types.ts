@@ -20,9 +20,15 @@ export interface Frame {
 
 export type ClassWeight = 'balanced' | 'none';
 
-/** How numeric features enter the network (see ml/preprocess.ts): standard, quantile, robust, or piecewise-linear. */
-export type NumericEncoding = 'standard' | 'quantile' | 'robust' | 'ple';
-export const NUMERIC_ENCODINGS: readonly NumericEncoding[] = Object.freeze(['standard', 'quantile', 'robust', 'ple']);
+/**
+ * How numeric features enter the network: standard, quantile, robust, or piecewise-linear (ml/preprocess.ts), or
+ * periodic: quantile-scaled, then a learned periodic embedding inside the network (ml/periodic.ts).
+ */
+export type NumericEncoding = 'standard' | 'quantile' | 'robust' | 'ple' | 'periodic';
+export const NUMERIC_ENCODINGS: readonly NumericEncoding[] = Object.freeze(['standard', 'quantile', 'robust', 'ple', 'periodic']);
+/** What the preprocessor writes for each numeric encoding ('periodic' reads quantile-scaled values) */
+export type MatrixEncoding = Exclude<NumericEncoding, 'periodic'>;
+export const MATRIX_ENCODINGS: readonly MatrixEncoding[] = Object.freeze(['standard', 'quantile', 'robust', 'ple']);
 /** PLE bins are train quantiles at levels i / bins, kept at a resolution of 1/128: at most 128 bins */
 export const MAX_PLE_BINS = 128;
 /** the most GRU units a sequence trial may ask for */
@@ -48,6 +54,11 @@ export interface MlpParams {
   numericEncoding?: NumericEncoding;
   /** numericEncoding 'ple': bins per numeric feature */
   pleBins?: number;
+  /**
+   * numericEncoding 'periodic': the standard deviation of the initial frequencies (Gorishniy et al. 2022's σ, the
+   * encoding's one sensitive setting). Absent: DEFAULT_PERIODIC_SIGMA.
+   */
+  periodicSigma?: number;
   /**
    * The sequence family: a GRU of this many units reads the last-N-events block (the preprocessor's sequence step)
    * oldest to newest, and its final state joins the aggregate columns before the hidden layers. 0 or absent: none
@@ -75,6 +86,8 @@ export interface SearchSpace {
   numericEncoding?: NumericEncoding[];
   /** PLE bin counts to sample from (trials with numericEncoding 'ple') */
   pleBins?: number[];
+  /** log range of the periodic embedding's initial frequency scale (trials with numericEncoding 'periodic') */
+  periodicSigma?: [lo: number, hi: number];
   /** GRU sizes to sample from (0 = no sequence tower: an MLP or logistic trial); absent: no sequence models */
   sequenceUnits?: number[];
 }

@@ -56,7 +56,10 @@ export const searchSpaceSchema = z.strictObject({
   classWeight: z.array(z.enum(['balanced', 'none'])).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.classWeight]),
   /** embedding sizes for categorical features to sample from (0 = one-hot); absent = one-hot only */
   embeddingDim: z.array(z.number().int().min(0).max(256)).min(1, 'needs at least one choice').optional(),
-  /** numeric encodings to sample from: standard, quantile, robust, ple (piecewise-linear bins from train quantiles) */
+  /**
+   * numeric encodings to sample from: standard, quantile, robust, ple (piecewise-linear bins from train quantiles),
+   * periodic (quantile-scaled, then learned sin/cos embeddings in the network's first layer)
+   */
   numericEncoding: z.array(z.enum(NUMERIC_ENCODINGS as [NumericEncoding, ...NumericEncoding[]])).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.numericEncoding!]),
   /**
    * GRU units of the sequence family over the last source.sequenceLength events (0 = a trial without the sequence
@@ -65,6 +68,8 @@ export const searchSpaceSchema = z.strictObject({
   sequenceUnits: z.array(z.number().int().min(0).max(MAX_SEQUENCE_UNITS)).min(1, 'needs at least one choice').optional(),
   /** bins per numeric feature for ple trials */
   pleBins: z.array(z.number().int().min(2).max(MAX_PLE_BINS)).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.pleBins!]),
+  /** log range of the initial frequency scale σ for periodic trials; absent: [0.01, 1] */
+  periodicSigma: positiveRange.refine(([, hi]) => hi <= 100, 'σ above 100 makes every feature noise').optional(),
 });
 
 export const pipelineConfigSchema = z.strictObject({

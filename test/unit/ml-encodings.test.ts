@@ -85,7 +85,7 @@ describe('numeric encodings', () => {
     expect(encodingOf({})).toEqual({ numeric: 'standard' });
     expect(encodingOf({ numericEncoding: 'ple' })).toEqual({ numeric: 'ple', bins: 16 });
     expect(validateSearchSpace({ ...space, numericEncoding: ['fancy' as never], pleBins: [0] })).toEqual([
-      "numericEncoding: expected a non-empty list of 'standard' | 'quantile' | 'robust' | 'ple', got [\"fancy\"]",
+      "numericEncoding: expected a non-empty list of 'standard' | 'quantile' | 'robust' | 'ple' | 'periodic', got [\"fancy\"]",
       'pleBins: expected a non-empty list of integers in [2, 128], got [0]',
     ]);
   });

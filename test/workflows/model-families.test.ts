@@ -167,4 +167,47 @@ describe('model families through trainPipeline', () => {
       { workflowType: 'scoreUsers', ok: true, error: undefined },
     ]);
   });
+
+  it('registers an MLP with periodic embeddings (a layer class of our own), scores every active user with it, and replays', async () => {
+    const modelName = `per_${randomUUID().slice(0, 8)}`;
+    const out = await h.withWorkers(() =>
+      run({
+        modelName,
+        source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
+        search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, space: { numericEncoding: ['periodic'], periodicSigma: [0.03, 0.3] } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 1 } },
+        gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
+        evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
+        scoring: { afterPromotion: true, activeDays: 14 },
+      }),
+    );
+    expect(out.status).toBe('registered');
+    expect(out.family).toBe('mlp');
+    const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'params']).where('run_id', '=', out.runId).where('trial_id', 'like', 't%').execute();
+    expect(trials).toHaveLength(2);
+    for (const t of trials) {
+      const p = t.params as { numericEncoding: string; periodicSigma: number };
+      expect(p.numericEncoding).toBe('periodic');
+      expect(p.periodicSigma).toBeGreaterThanOrEqual(0.03);
+      expect(p.periodicSigma).toBeLessThanOrEqual(0.3);
+    }
+    // the registered files: the periodic layer first, over the quantile-encoded matrix
+    const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
+    expect(JSON.stringify(artifacts.modelJson.modelTopology)).toContain('"class_name":"PropensityPeriodic"');
+    expect(pre.encoding).toEqual({ numeric: 'quantile' });
+    const test = await h.store.getFrame(out.artifacts.test);
+    const m = transform(pre as Preprocessor, test);
+    await initBackend('wasm');
+    expect(rocAuc(test.label, await predict(artifacts, m.x, m.rows, m.cols))).toBeCloseTo(out.metrics.testAuc, 10);
+
+    expect(out.scoring).toMatchObject({ status: 'succeeded' });
+    const scores = await scoresOf(out.workflowId);
+    expect(scores.length).toBe((out.scoring as { rows: number }).rows);
+    expect(scores.length).toBeGreaterThan(100);
+    expect(await replays(out)).toEqual([
+      { workflowType: 'trainPipeline', ok: true, error: undefined },
+      { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
+      { workflowType: 'scoreUsers', ok: true, error: undefined },
+    ]);
+  });
 });
