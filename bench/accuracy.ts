@@ -36,6 +36,8 @@ export interface AccuracyBenchOptions {
   config?: string;
   /** search.trials (default 16; table mode: the file's unless given) */
   trials?: number;
+  /** search.space keys that replace the run's (e.g. { numericEncoding: ['ple', 'periodic'] }): an ablation */
+  space?: Record<string, unknown>;
   trainWorkers: number;
   /** threads for LightGBM and Keras */
   threads: number;
@@ -91,6 +93,8 @@ export interface AccuracyResult {
     status: TrainPipelineOutput['status'];
     runId: string;
     trials: number;
+    /** the search.space keys the bench replaced (--space); absent: the pipeline's defaults (or the config file's) */
+    space?: Record<string, unknown>;
     bestParams: unknown;
     finalEpochs: number;
     backend: string;
@@ -154,6 +158,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
       }
       const raw = file.raw as PipelineConfigInput;
       configInput = opts.trials ? { ...raw, search: { ...raw.search, trials: opts.trials } } : raw;
+      if (opts.space) configInput = { ...configInput, search: { ...configInput.search, space: { ...configInput.search?.space, ...opts.space } as never } };
       dataset = { kind: 'table', config: opts.config!, query: source.query };
     } else {
       log(`▸ synthetic shop in database ${BENCH_DATABASE}: ${opts.users} users, ${opts.days} days, seed ${opts.seed}`);
@@ -162,7 +167,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         // one model name per shop shape: the drift limit and the champion comparison then only ever see the same shop
         modelName: `bench-accuracy-${opts.users}u-${opts.days}d-s${opts.seed}`,
         source: { kind: 'events', cutoff: shop.cutoff.toISOString(), horizonDays: opts.horizonDays },
-        search: { trials: opts.trials ?? 16, parallelism: opts.trainWorkers },
+        search: { trials: opts.trials ?? 16, parallelism: opts.trainWorkers, ...(opts.space ? { space: opts.space as never } : {}) },
       };
       dataset = { kind: 'synthetic', users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, cutoff: shop.cutoff.toISOString() };
     }
@@ -266,6 +271,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         status: out.status,
         runId: out.runId,
         trials: out.trials,
+        ...(opts.space ? { space: opts.space } : {}),
         bestParams: out.best.params,
         finalEpochs: config.training.finalEpochs,
         backend: out.backend,
@@ -329,7 +335,9 @@ async function familyScores(
   for (const r of rows) {
     const p = r.params as MlpParams;
     const enc = encodingOf(p);
-    const family = r.trial_id === 'baseline' ? 'logistic' : `${r.trial_id === 'final' ? 'final retrain ' : ''}${familyOf(p)} ${enc.numeric}${enc.bins ?? ''}`;
+    // a periodic trial reads quantile columns; its embedding is in the network, and it is named for it
+    const encoding = p.numericEncoding === 'periodic' ? 'periodic' : `${enc.numeric}${enc.bins ?? ''}`;
+    const family = r.trial_id === 'baseline' ? 'logistic' : `${r.trial_id === 'final' ? 'final retrain ' : ''}${familyOf(p)} ${encoding}`;
     const prev = best.get(family);
     if (!prev || (value(r) ?? -Infinity) > (value(prev) ?? -Infinity)) best.set(family, r);
   }
@@ -368,6 +376,7 @@ export function printAccuracy(r: AccuracyResult, log: Log): void {
       ['data', d.kind === 'synthetic' ? `synthetic shop, ${d.users.toLocaleString('en')} users, ${d.days} days, seed ${d.seed}` : `${d.config}`],
       ['split (train / val / test)', `${r.split.train} / ${r.split.val} / ${r.split.test} rows × ${r.cols} cols, test positives ${(r.positiveRates.test * 100).toFixed(1)} %`],
       row('ours (pipeline)', r.ours, `${r.ours.status}, ${r.ours.trials} trials, ${r.ours.backend}, ${fmt(r.ours.wallSeconds, 0)} s`),
+      ...(r.ours.space ? [['  search.space replaced', JSON.stringify(r.ours.space)] as [string, string]] : []),
       row('LightGBM', r.lightgbm, `${r.lightgbm.configs} configs, ${r.lightgbm.threads} threads, ${fmt(r.lightgbm.wallSeconds, 0)} s; ours ${p(r.delong.lightgbm)}`),
       row('Keras (our best params)', r.keras, `${r.keras.epochs} epochs, ${r.keras.threads} threads, ${fmt(r.keras.wallSeconds, 0)} s; ours ${p(r.delong.keras)}`),
       ...(r.families ?? []).map((f): [string, string] => [

@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { intOption } from '../cli/common.js';
 import { shopOptions } from '../cli/shop-options.js';
+import { searchSpaceSchema } from '../pipeline/config.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
@@ -128,6 +129,21 @@ const list = <T extends string>(name: string, allowed?: readonly T[]) => (v: str
   if (!items.length || bad.length) throw new InvalidArgumentError(`${name}: ${bad.length ? `unknown ${bad.join(', ')} (use ${allowed!.join(', ')})` : 'empty'}`);
   return items as T[];
 };
+/** A JSON object of search.space keys, checked against the pipeline config's schema before anything starts. */
+const jsonObjectOption = (name: string) => (v: string) => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch (e) {
+    throw new InvalidArgumentError(`${name} must be a JSON object, got "${v}" (${(e as Error).message})`);
+  }
+  const checked = searchSpaceSchema.partial().safeParse(parsed);
+  if (!checked.success || parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    const why = checked.success ? 'not an object' : checked.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
+    throw new InvalidArgumentError(`${name}: not a valid set of search.space keys: ${why}`);
+  }
+  return parsed as Record<string, unknown>;
+};
 const ints = (name: string) => (v: string) => list(name)(v).map((x) => intOption(name)(x));
 
 program
@@ -184,6 +200,7 @@ program
   .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), 14)
   .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', intOption('--trials'))
   .option('--train-workers <n>', 'train worker processes (synthetic shop: search.parallelism)', intOption('--train-workers'), 2)
+  .option('--space <json>', 'search.space keys replacing the run\'s, for an ablation, e.g. \'{"numericEncoding":["ple","periodic"]}\'', jsonObjectOption('--space'))
   .option('--threads <n>', 'threads for LightGBM and Keras', intOption('--threads'), 2)
   .option('--bank-rows <n>', 'rows to seed into public_data.bank_marketing when a config reads it and it is missing (or with --reseed)', intOption('--bank-rows'), 45_211)
   .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the pipeline starts', Number, 0.7)
@@ -194,7 +211,7 @@ program
   .action(async (o) => {
     const result = await runAccuracyBench(
       {
-        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, config: o.config, trials: o.trials, trainWorkers: o.trainWorkers,
+        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, config: o.config, trials: o.trials, space: o.space, trainWorkers: o.trainWorkers,
         threads: o.threads, bankRows: o.bankRows, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, keepArtifacts: !!o.keepArtifacts, reseed: !!o.reseed,
       },
       log,
