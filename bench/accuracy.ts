@@ -116,7 +116,7 @@ export interface AccuracyResult {
 }
 
 export interface FamilyScore {
-  /** e.g. 'logistic', 'mlp standard', 'mlp ple16', 'ensemble', 'shipped' */
+  /** e.g. 'logistic', 'mlp standard', 'mlp ple16', 'mlp periodic batch-ensemble 8', 'shipped (ensemble)' */
   family: string;
   trialId: string;
   valAuc: number | null;
@@ -336,7 +336,7 @@ async function familyScores(
     const p = r.params as MlpParams;
     const enc = encodingOf(p);
     // a periodic trial reads quantile columns; its embedding is in the network, and it is named for it
-    const encoding = p.numericEncoding === 'periodic' ? 'periodic' : `${enc.numeric}${enc.bins ?? ''}`;
+    const encoding = (p.numericEncoding === 'periodic' ? 'periodic' : `${enc.numeric}${enc.bins ?? ''}`) + ((p.batchEnsemble ?? 0) > 1 ? ` batch-ensemble ${p.batchEnsemble}` : '');
     const family = r.trial_id === 'baseline' ? 'logistic' : `${r.trial_id === 'final' ? 'final retrain ' : ''}${familyOf(p)} ${encoding}`;
     const prev = best.get(family);
     if (!prev || (value(r) ?? -Infinity) > (value(prev) ?? -Infinity)) best.set(family, r);

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
 import { prAuc, rocAuc, logLoss, brier } from './metrics.js';
 import { createRng, deriveSeed, shuffleInPlace } from './random.js';
+import { BatchEnsembleDense } from './batch-ensemble.js';
 import { PERIODIC_FREQUENCIES, PERIODIC_UNITS, PeriodicEmbedding } from './periodic.js';
 import { sequenceBlockWidth, stepWidth, type Preprocessor } from './preprocess.js';
 import { DEFAULT_PERIODIC_SIGMA, validateMlpParams } from './search.js';
@@ -137,8 +138,9 @@ export function layoutOf(pre: Pick<Preprocessor, 'steps' | 'encoding'>): InputLa
 }
 
 /**
- * The network of a parameter set: the sequence model (buildSequenceModel) when params.sequenceUnits > 0, else a
- * sequential MLP (logistic regression for `hiddenUnits: []`). One input of all the matrix columns either way.
+ * The network of a parameter set: the sequence model (buildSequenceModel) when params.sequenceUnits > 0, a
+ * BatchEnsemble MLP (buildBatchEnsembleModel) when params.batchEnsemble > 1, else a sequential MLP (logistic
+ * regression for `hiddenUnits: []`). One input of all the matrix columns either way.
  */
 export function buildMlp(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): tf.LayersModel {
   if (!Number.isInteger(inputDim) || inputDim <= 0) {
@@ -147,6 +149,7 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number, layo
   const problems = validateMlpParams(params);
   if (problems.length > 0) throw new MlError(ML_ERROR.InvalidConfig, `invalid model parameters: ${problems.join('; ')}`, { problems });
   if ((params.sequenceUnits ?? 0) > 0) return buildSequenceModel(inputDim, params, seed, layout);
+  if ((params.batchEnsemble ?? 0) > 1) return buildBatchEnsembleModel(inputDim, params, seed, layout);
   // Explicit names: auto-generated ones ('dense_Dense7') depend on how many models this process built before,
   // which would make the saved model.json (and its sha256) differ between a run and its retry.
   const model = tf.sequential({ name: 'propensity_mlp' });
@@ -268,8 +271,33 @@ export function buildSequenceModel(inputDim: number, params: MlpParams, seed: nu
 }
 
 /**
+ * The BatchEnsemble MLP (TabM): [the periodic embedding →] a BatchEnsembleDense first hidden layer of k members →
+ * the other hidden layers and the sigmoid output, shared by the members and applied to each → the mean of the k
+ * probabilities (a stock GlobalAveragePooling1D). Training (graphLogits) stops at the output layer's logits,
+ * [batch·k], and takes the mean of the members' losses.
+ */
+export function buildBatchEnsembleModel(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): tf.LayersModel {
+  const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
+  const input = tf.input({ shape: [inputDim], name: 'features' });
+  let h = params.numericEncoding === 'periodic' ? (periodicLayer(inputDim, params, seed, layout).apply(input) as tf.SymbolicTensor) : input;
+  params.hiddenUnits.forEach((units, i) => {
+    const layer =
+      i === 0
+        ? new BatchEnsembleDense({ name: 'hidden_1', units, members: params.batchEnsemble!, seed: deriveSeed(seed, 1, 0), l2: params.l2 })
+        : tf.layers.dense({ name: `hidden_${i + 1}`, units, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }), kernelRegularizer });
+    h = layer.apply(h) as tf.SymbolicTensor;
+  });
+  const output = tf.layers
+    .dense({ name: 'output', units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }), kernelRegularizer })
+    .apply(h) as tf.SymbolicTensor;
+  const mean = tf.layers.globalAveragePooling1d({ name: 'members_mean' }).apply(output) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: mean, name: 'propensity_batch_ensemble' });
+}
+
+/**
  * The training forward pass of any single-input graph, returning the output layer's logits: each layer applied to
- * the tensors of its inbound layers in order, the output layer ('output', a dense sigmoid) left linear, seeded
+ * the tensors of its inbound layers in order, the output layer ('output', a dense sigmoid) left linear and the last
+ * one computed (a BatchEnsemble's members are averaged after it: their logits come back, [batch·k, 1]), seeded
  * dropout after each hidden layer (per (epoch, batch, layer), as in the sequential path).
  */
 function graphLogits(model: tf.LayersModel, x: tf.Tensor, dropout: (h: tf.Tensor, layerIndex: number) => tf.Tensor): tf.Tensor {
@@ -287,16 +315,16 @@ function graphLogits(model: tf.LayersModel, x: tf.Tensor, dropout: (h: tf.Tensor
     let h: tf.Tensor;
     if (l.name === 'output') {
       const [kernel, bias] = l.trainableWeights.map((w) => w.read());
-      h = tf.fused.matMul({ a: ins[0], b: kernel, bias });
+      // a BatchEnsemble's [batch, k, units]: one row per (row, member), row-major
+      const a = ins[0].rank === 3 ? tf.reshape(ins[0], [-1, ins[0].shape[2]!]) : ins[0];
+      return tf.fused.matMul({ a: a as tf.Tensor2D, b: kernel as tf.Tensor2D, bias });
     } else {
       h = l.apply(ins.length === 1 ? ins[0] : ins, { training: true }) as tf.Tensor;
       if (l.name.startsWith('hidden_')) h = dropout(h, li);
     }
     out.set(l.name, h);
   }
-  const logits = out.get('output');
-  if (!logits) throw new Error(`model ${model.name} has no layer named 'output'`);
-  return logits;
+  throw new Error(`model ${model.name} has no layer named 'output'`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -498,6 +526,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     const embedMask = embed ? keep(tf.tensor2d(embed.mask, [train.cols, embed.outDim])) : null;
     const embedFixed = embed ? keep(tf.tensor2d(embed.fixed, [train.cols, embed.outDim])) : null;
     const regularizers = model.layers.flatMap((l) => l.losses);
+    const members = (params.batchEnsemble ?? 0) > 1 ? params.batchEnsemble! : 1;
     let stopReason: TrainMlpOutput['stopReason'] = 'maxEpochs';
     if (state.wait > 0 && state.wait >= params.patience) stopReason = 'earlyStopping';
     let lastYield = performance.now();
@@ -519,7 +548,8 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
           // every batch (readSync of the whole input)
           const idx = tf.tensor1d(order.subarray(start, start + n), 'int32');
           const xb = tf.gather(xTrain, idx);
-          const yb = tf.gather(yTrain, idx);
+          // a BatchEnsemble's k members each see the batch: the label repeated per member, as its logits come
+          const yb = members > 1 ? tf.reshape(tf.tile(tf.expandDims(tf.gather(yTrain, idx), 1), [1, members]), [-1]) : tf.gather(yTrain, idx);
           return optimizer.minimize(() => {
             let h: tf.Tensor = xb;
             if (!sequential) {

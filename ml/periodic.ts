@@ -105,10 +105,14 @@ export class PeriodicEmbedding extends tf.layers.Layer {
   }
 
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {
-    this.numericIndex?.dispose();
-    this.otherIndex?.dispose();
-    this.numericIndex = this.otherIndex = null;
-    return super.dispose();
+    const result = super.dispose();
+    // a layer shared by several models is disposed once per model: the indices go with its last reference
+    if (result.refCountAfterDispose === 0) {
+      this.numericIndex?.dispose();
+      this.otherIndex?.dispose();
+      this.numericIndex = this.otherIndex = null;
+    }
+    return result;
   }
 }
 

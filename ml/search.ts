@@ -4,11 +4,11 @@
  */
 import { MlError, ML_ERROR } from './errors.js';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from './random.js';
-import { MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type ClassWeight, type MatrixEncoding, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
+import { MAX_BATCH_ENSEMBLE, MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type ClassWeight, type MatrixEncoding, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
 
 const SPACE_KEYS: (keyof SearchSpace)[] = [
   'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience', 'embeddingDim',
-  'numericEncoding', 'pleBins', 'periodicSigma', 'sequenceUnits',
+  'numericEncoding', 'pleBins', 'periodicSigma', 'batchEnsemble', 'sequenceUnits',
 ];
 const CLASS_WEIGHTS: ClassWeight[] = ['balanced', 'none'];
 const MAX_LAYERS = 8;
@@ -68,6 +68,10 @@ export function validateSearchSpace(space: SearchSpace): string[] {
   if (sigma !== undefined && (!isPair(sigma) || !isSigma(sigma[0]) || !isSigma(sigma[1]) || sigma[0] > sigma[1])) {
     problems.push(`periodicSigma: expected a log range [lo, hi] with 0 < lo <= hi <= ${MAX_PERIODIC_SIGMA}, got ${show(sigma)}`);
   }
+  const be = space.batchEnsemble;
+  if (be !== undefined && (!Array.isArray(be) || be.length === 0 || !be.every(isMembers))) {
+    problems.push(`batchEnsemble: expected a non-empty list of integers in [0, ${MAX_BATCH_ENSEMBLE}] (0 or 1 = a plain MLP), got ${show(be)}`);
+  }
   const seq = space.sequenceUnits;
   if (seq !== undefined && (!Array.isArray(seq) || seq.length === 0 || !seq.every((u) => Number.isInteger(u) && u >= 0 && u <= MAX_SEQUENCE_UNITS))) {
     problems.push(`sequenceUnits: expected a non-empty list of integers in [0, ${MAX_SEQUENCE_UNITS}] (0 = no sequence model), got ${show(seq)}`);
@@ -82,6 +86,7 @@ export const DEFAULT_PLE_BINS = 16;
 export const DEFAULT_PERIODIC_SIGMA = 0.1;
 export const DEFAULT_PERIODIC_SIGMA_RANGE: [number, number] = [0.01, 1];
 const MAX_PERIODIC_SIGMA = 100;
+const isMembers = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_BATCH_ENSEMBLE;
 const isSigma = (v: unknown): v is number => typeof v === 'number' && v > 0 && v <= MAX_PERIODIC_SIGMA;
 
 function assertValid(space: SearchSpace): void {
@@ -124,6 +129,8 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
   const seqRng = createRng(deriveSeed(seed, 0xe5d));
   // and for the periodic embedding's frequency scale (Latin-hypercube strata, like the other continuous settings)
   const uSigma = strata(count, createRng(deriveSeed(seed, 0xe6f)));
+  // and for BatchEnsemble member counts
+  const beRng = createRng(deriveSeed(seed, 0xe7a));
   const trials: MlpParams[] = [];
   for (let i = 0; i < count; i++) {
     const layers = space.hiddenLayers[0] + rng.int(space.hiddenLayers[1] - space.hiddenLayers[0] + 1);
@@ -137,6 +144,9 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       else encoding.periodicSigma = round(logLerp(space.periodicSigma ?? DEFAULT_PERIODIC_SIGMA_RANGE, uSigma[i]));
     }
     const periodic = encoding.numericEncoding === 'periodic';
+    // BatchEnsemble widens an MLP's first hidden layer: not for logistic or sequence trials
+    const drawnMembers = space.batchEnsemble ? space.batchEnsemble[beRng.int(space.batchEnsemble.length)] : 0;
+    const members = drawnMembers > 1 && layers > 0 && sequenceUnits === 0 ? drawnMembers : 0;
     trials.push({
       hiddenUnits,
       dropout: layers === 0 ? 0 : round(lerp(space.dropout, uDrop[i])),
@@ -147,8 +157,9 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       classWeight: pick(space.classWeight),
       patience: space.patience,
       // sequence and periodic models take the categorical columns one-hot (see validateMlpParams): the drawn size is dropped
-      ...(embeddingDim !== undefined && sequenceUnits === 0 && !periodic ? { embeddingDim } : {}),
+      ...(embeddingDim !== undefined && sequenceUnits === 0 && !periodic && members === 0 ? { embeddingDim } : {}),
       ...encoding,
+      ...(members > 1 ? { batchEnsemble: members } : {}),
       ...(sequenceUnits > 0 ? { sequenceUnits } : {}),
     });
   }
@@ -214,6 +225,13 @@ export function validateMlpParams(p: MlpParams): string[] {
   if (p.pleBins !== undefined && !isPleBins(p.pleBins)) problems.push(`pleBins: expected an integer in [2, ${MAX_PLE_BINS}], got ${show(p.pleBins)}`);
   if (p.periodicSigma !== undefined && !isSigma(p.periodicSigma)) {
     problems.push(`periodicSigma: expected a number in (0, ${MAX_PERIODIC_SIGMA}], got ${show(p.periodicSigma)}`);
+  }
+  if (p.batchEnsemble !== undefined && !isMembers(p.batchEnsemble)) {
+    problems.push(`batchEnsemble: expected an integer in [0, ${MAX_BATCH_ENSEMBLE}], got ${show(p.batchEnsemble)}`);
+  } else if ((p.batchEnsemble ?? 0) > 1) {
+    if (Array.isArray(p.hiddenUnits) && p.hiddenUnits.length === 0) problems.push(`batchEnsemble: the members share an MLP's first hidden layer; hiddenUnits is empty (logistic regression)`);
+    if ((p.embeddingDim ?? 0) > 0) problems.push(`batchEnsemble: takes the categorical columns one-hot; embeddingDim must be 0 or absent, got ${show(p.embeddingDim)}`);
+    if ((p.sequenceUnits ?? 0) > 0) problems.push(`batchEnsemble: an MLP option; a sequence model (sequenceUnits ${show(p.sequenceUnits)}) has none`);
   }
   if (p.numericEncoding === 'periodic' && (p.embeddingDim ?? 0) > 0) {
     problems.push(`numericEncoding: a periodic embedding takes the categorical columns one-hot; embeddingDim must be 0 or absent, got ${show(p.embeddingDim)}`);

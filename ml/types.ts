@@ -31,6 +31,8 @@ export type MatrixEncoding = Exclude<NumericEncoding, 'periodic'>;
 export const MATRIX_ENCODINGS: readonly MatrixEncoding[] = Object.freeze(['standard', 'quantile', 'robust', 'ple']);
 /** PLE bins are train quantiles at levels i / bins, kept at a resolution of 1/128: at most 128 bins */
 export const MAX_PLE_BINS = 128;
+/** the most BatchEnsemble members a trial may ask for */
+export const MAX_BATCH_ENSEMBLE = 64;
 /** the most GRU units a sequence trial may ask for */
 export const MAX_SEQUENCE_UNITS = 256;
 
@@ -60,6 +62,12 @@ export interface MlpParams {
    */
   periodicSigma?: number;
   /**
+   * BatchEnsemble members (TabM): the first hidden layer holds this many members sharing its weights, each with its
+   * own rank-one adapters; the network averages their probabilities (ml/batch-ensemble.ts). 0, 1 or absent: off.
+   * Needs a hidden layer; not combined with embeddingDim or sequenceUnits.
+   */
+  batchEnsemble?: number;
+  /**
    * The sequence family: a GRU of this many units reads the last-N-events block (the preprocessor's sequence step)
    * oldest to newest, and its final state joins the aggregate columns before the hidden layers. 0 or absent: none
    * (the sequence columns are not even produced). Not combined with embeddingDim.
@@ -88,6 +96,8 @@ export interface SearchSpace {
   pleBins?: number[];
   /** log range of the periodic embedding's initial frequency scale (trials with numericEncoding 'periodic') */
   periodicSigma?: [lo: number, hi: number];
+  /** BatchEnsemble member counts to sample from (0 or 1 = a plain MLP); absent: plain MLPs only */
+  batchEnsemble?: number[];
   /** GRU sizes to sample from (0 = no sequence tower: an MLP or logistic trial); absent: no sequence models */
   sequenceUnits?: number[];
 }

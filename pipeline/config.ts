@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { validateSearchSpace } from '../ml/search.js';
-import { DEFAULT_SEARCH_SPACE, MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type NumericEncoding } from '../ml/types.js';
+import { DEFAULT_SEARCH_SPACE, MAX_BATCH_ENSEMBLE, MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type NumericEncoding } from '../ml/types.js';
 import { SCORING_DEFAULTS } from './defaults.js';
 import { ID_RULES, NAME_PATTERN } from './ids.js';
 import { ErrorType, PipelineError } from './errors.js';
@@ -68,6 +68,11 @@ export const searchSpaceSchema = z.strictObject({
   sequenceUnits: z.array(z.number().int().min(0).max(MAX_SEQUENCE_UNITS)).min(1, 'needs at least one choice').optional(),
   /** bins per numeric feature for ple trials */
   pleBins: z.array(z.number().int().min(2).max(MAX_PLE_BINS)).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.pleBins!]),
+  /**
+   * BatchEnsemble member counts to sample from (TabM: k members sharing the first hidden layer's weights, their
+   * probabilities averaged; 0 or 1 = a plain MLP); absent: plain MLPs only
+   */
+  batchEnsemble: z.array(z.number().int().min(0).max(MAX_BATCH_ENSEMBLE)).min(1, 'needs at least one choice').optional(),
   /** log range of the initial frequency scale σ for periodic trials; absent: [0.01, 1] */
   periodicSigma: positiveRange.refine(([, hi]) => hi <= 100, 'σ above 100 makes every feature noise').optional(),
 });

@@ -11,7 +11,8 @@ import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harne
 
 // Model families (issue 14) through the real pipeline: a run whose final model is an ensemble of its search's
 // networks (piecewise-linear encoded numerics, weights reused from the trials, no final training), registered as one
-// version with its members as lineage, scored for every active user after promotion, its history replaying.
+// version with its members as lineage, scored for every active user after promotion, its history replaying; the
+// same for a GRU sequence model and for a BatchEnsemble MLP over periodic embeddings.
 let h: PipelineHarness;
 
 beforeAll(async () => {
@@ -41,6 +42,20 @@ async function replays(out: TrainPipelineOutput) {
   const items = await Promise.all([out.workflowId, `${out.workflowId}/search`, `${out.workflowId}/score`].map((workflowId) => fetchServerHistory(h.client, { workflowId })));
   const outcomes = await replayHistories(items, { workflowBundle: h.bundle });
   return outcomes.map((o) => ({ workflowType: o.workflowType, ok: o.ok, error: o.error?.message }));
+}
+
+/** Scored after promotion (every active user, in ml.scores) and the pipeline, its search and its scoring child replay. */
+async function expectScoredAndReplaying(out: TrainPipelineOutput) {
+  expect(out.scoring).toMatchObject({ status: 'succeeded' });
+  const scores = await scoresOf(out.workflowId);
+  expect(scores.length).toBe((out.scoring as { rows: number }).rows);
+  expect(scores.length).toBeGreaterThan(100);
+  expect(await replays(out)).toEqual([
+    { workflowType: 'trainPipeline', ok: true, error: undefined },
+    { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
+    { workflowType: 'scoreUsers', ok: true, error: undefined },
+  ]);
+  return scores;
 }
 
 describe('model families through trainPipeline', () => {
@@ -107,19 +122,10 @@ describe('model families through trainPipeline', () => {
     const evaluation = await h.db.db.selectFrom('ml.evaluations').select('comparisons').where('run_id', '=', out.runId).executeTakeFirstOrThrow();
     expect((evaluation.comparisons as { check: string; status?: string }[]).find((c) => c.check === 'beats_baseline')).toBeDefined();
 
-    // scored after promotion: every active user, with this version
-    expect(out.scoring).toMatchObject({ status: 'succeeded' });
-    const scores = await scoresOf(out.workflowId);
-    expect(scores.length).toBe((out.scoring as { rows: number }).rows);
-    expect(scores.length).toBeGreaterThan(100);
+    // scored after promotion: every active user, with this version; the pipeline, its search and its scoring child
+    // replay against the current workflow code
+    const scores = await expectScoredAndReplaying(out);
     expect(new Set(scores.map((s) => s.model_version))).toEqual(new Set([1]));
-
-    // the pipeline, its search and its scoring child replay against the current workflow code
-    expect(await replays(out)).toEqual([
-      { workflowType: 'trainPipeline', ok: true, error: undefined },
-      { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
-      { workflowType: 'scoreUsers', ok: true, error: undefined },
-    ]);
   });
 
   it('registers a GRU sequence model over the last events, scores every active user with it, and replays', async () => {
@@ -157,24 +163,16 @@ describe('model families through trainPipeline', () => {
     const importance = await h.db.db.selectFrom('ml.feature_importance').select(['feature', 'kind']).where('run_id', '=', out.runId).execute();
     expect(importance).toContainEqual({ feature: 'last_events', kind: 'sequence' });
 
-    expect(out.scoring).toMatchObject({ status: 'succeeded' });
-    const scores = await scoresOf(out.workflowId);
-    expect(scores.length).toBe((out.scoring as { rows: number }).rows);
-    expect(scores.length).toBeGreaterThan(100);
-    expect(await replays(out)).toEqual([
-      { workflowType: 'trainPipeline', ok: true, error: undefined },
-      { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
-      { workflowType: 'scoreUsers', ok: true, error: undefined },
-    ]);
+    await expectScoredAndReplaying(out);
   });
 
-  it('registers an MLP with periodic embeddings (a layer class of our own), scores every active user with it, and replays', async () => {
+  it('registers a BatchEnsemble MLP over periodic embeddings (two layer classes of our own), scores every active user with it, and replays', async () => {
     const modelName = `per_${randomUUID().slice(0, 8)}`;
     const out = await h.withWorkers(() =>
       run({
         modelName,
         source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
-        search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, space: { numericEncoding: ['periodic'], periodicSigma: [0.03, 0.3] } },
+        search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, space: { numericEncoding: ['periodic'], periodicSigma: [0.03, 0.3], batchEnsemble: [4] } },
         training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 1 } },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
         evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
@@ -186,28 +184,21 @@ describe('model families through trainPipeline', () => {
     const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'params']).where('run_id', '=', out.runId).where('trial_id', 'like', 't%').execute();
     expect(trials).toHaveLength(2);
     for (const t of trials) {
-      const p = t.params as { numericEncoding: string; periodicSigma: number };
-      expect(p.numericEncoding).toBe('periodic');
+      const p = t.params as { numericEncoding: string; periodicSigma: number; batchEnsemble: number };
+      expect([p.numericEncoding, p.batchEnsemble]).toEqual(['periodic', 4]);
       expect(p.periodicSigma).toBeGreaterThanOrEqual(0.03);
       expect(p.periodicSigma).toBeLessThanOrEqual(0.3);
     }
-    // the registered files: the periodic layer first, over the quantile-encoded matrix
+    // the registered files: the periodic layer, then the members' layer, over the quantile-encoded matrix
     const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
     expect(JSON.stringify(artifacts.modelJson.modelTopology)).toContain('"class_name":"PropensityPeriodic"');
+    expect(JSON.stringify(artifacts.modelJson.modelTopology)).toContain('"class_name":"PropensityBatchEnsemble"');
     expect(pre.encoding).toEqual({ numeric: 'quantile' });
     const test = await h.store.getFrame(out.artifacts.test);
     const m = transform(pre as Preprocessor, test);
     await initBackend('wasm');
     expect(rocAuc(test.label, await predict(artifacts, m.x, m.rows, m.cols))).toBeCloseTo(out.metrics.testAuc, 10);
 
-    expect(out.scoring).toMatchObject({ status: 'succeeded' });
-    const scores = await scoresOf(out.workflowId);
-    expect(scores.length).toBe((out.scoring as { rows: number }).rows);
-    expect(scores.length).toBeGreaterThan(100);
-    expect(await replays(out)).toEqual([
-      { workflowType: 'trainPipeline', ok: true, error: undefined },
-      { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
-      { workflowType: 'scoreUsers', ok: true, error: undefined },
-    ]);
+    await expectScoredAndReplaying(out);
   });
 });
