@@ -156,7 +156,8 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       epochs: space.epochs,
       classWeight: pick(space.classWeight),
       patience: space.patience,
-      // sequence and periodic models take the categorical columns one-hot (see validateMlpParams): the drawn size is dropped
+      // sequence, periodic and BatchEnsemble models take the categorical columns one-hot (see validateMlpParams): the
+      // drawn size is dropped
       ...(embeddingDim !== undefined && sequenceUnits === 0 && !periodic && members === 0 ? { embeddingDim } : {}),
       ...encoding,
       ...(members > 1 ? { batchEnsemble: members } : {}),
