@@ -153,7 +153,7 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number, layo
   // Explicit names: auto-generated ones ('dense_Dense7') depend on how many models this process built before,
   // which would make the saved model.json (and its sha256) differ between a run and its retry.
   const model = tf.sequential({ name: 'propensity_mlp' });
-  const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
+  const kernelRegularizer = l2Of(params);
   const embed = params.embeddingDim && layout?.blocks.length ? embeddingStructure(inputDim, params.embeddingDim, layout) : null;
   const periodic = params.numericEncoding === 'periodic';
   if (periodic) model.add(periodicLayer(inputDim, params, seed, layout));
@@ -166,32 +166,45 @@ export function buildMlp(inputDim: number, params: MlpParams, seed: number, layo
     const init = embed.fixed.map((f, i) => (embed.mask[i] ? (rng.next() * 2 - 1) * scale : f));
     tf.tidy(() => layer.setWeights([tf.tensor2d(init, [inputDim, embed.outDim])]));
   }
+  const first = !embed && !periodic ? [inputDim] : undefined; // the first layer's input shape, when nothing precedes it
   params.hiddenUnits.forEach((units, i) => {
-    model.add(
-      tf.layers.dense({
-        name: `hidden_${i + 1}`,
-        units,
-        activation: 'relu',
-        ...(i === 0 && !embed && !periodic ? { inputShape: [inputDim] } : {}),
-        kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }),
-        kernelRegularizer,
-      }),
-    );
+    model.add(hiddenDense(i, units, seed, kernelRegularizer, i === 0 ? first : undefined));
     // Kept in the graph for fidelity; the training loop applies its own per-step-seeded dropout (see trainMlp).
     if (params.dropout > 0) model.add(tf.layers.dropout({ name: `dropout_${i + 1}`, rate: params.dropout }));
   });
-  model.add(
-    tf.layers.dense({
-      name: 'output',
-      units: 1,
-      activation: 'sigmoid',
-      ...(params.hiddenUnits.length === 0 && !embed && !periodic ? { inputShape: [inputDim] } : {}),
-      kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }),
-      kernelRegularizer,
-    }),
-  );
+  model.add(outputDense(seed, kernelRegularizer, params.hiddenUnits.length === 0 ? first : undefined));
   return model;
 }
+
+type Regularizer = ReturnType<typeof tf.regularizers.l2>;
+
+/** Every family's L2 penalty on its dense kernels (none at l2 0). */
+const l2Of = (params: MlpParams) => (params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined);
+
+/**
+ * Hidden layer i (0-based) of every family: ReLU, named hidden_<i+1> (graphLogits applies dropout after layers so
+ * named), He-normal from the seed's stream (1, i). One definition, so a saved model of any family reads the same.
+ */
+const hiddenDense = (i: number, units: number, seed: number, kernelRegularizer?: Regularizer, inputShape?: number[]) =>
+  tf.layers.dense({
+    name: `hidden_${i + 1}`,
+    units,
+    activation: 'relu',
+    ...(inputShape ? { inputShape } : {}),
+    kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }),
+    kernelRegularizer,
+  });
+
+/** The output layer of every family: one sigmoid unit named 'output' (graphLogits stops at its logits), Glorot-uniform from the seed's stream 2. */
+const outputDense = (seed: number, kernelRegularizer?: Regularizer, inputShape?: number[]) =>
+  tf.layers.dense({
+    name: 'output',
+    units: 1,
+    activation: 'sigmoid',
+    ...(inputShape ? { inputShape } : {}),
+    kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }),
+    kernelRegularizer,
+  });
 
 /** The periodic embedding of the numeric values (every column outside the layout's categorical blocks and missing flags). */
 function periodicLayer(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): PeriodicEmbedding {
@@ -237,7 +250,7 @@ export function buildSequenceModel(inputDim: number, params: MlpParams, seed: nu
   if (!(Number.isInteger(start) && start >= 0 && length >= 1 && width >= 1 && start + length * width === inputDim)) {
     throw new MlError(ML_ERROR.InvalidData, `the sequence block (${length} positions of ${width} columns from column ${start}) must end the ${inputDim} input columns`);
   }
-  const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
+  const kernelRegularizer = l2Of(params);
   const input = tf.input({ shape: [inputDim], name: 'features' });
   const column = tf.layers.reshape({ name: 'columns', targetShape: [inputDim, 1, 1] }).apply(input) as tf.SymbolicTensor;
   const cut = tf.layers.cropping2D({ name: 'events_cut', cropping: [[start, 0], [0, 0]] }).apply(column) as tf.SymbolicTensor;
@@ -260,13 +273,9 @@ export function buildSequenceModel(inputDim: number, params: MlpParams, seed: nu
     h = tf.layers.concatenate({ name: 'joined' }).apply([aggregates, state]) as tf.SymbolicTensor;
   }
   params.hiddenUnits.forEach((units, i) => {
-    h = tf.layers
-      .dense({ name: `hidden_${i + 1}`, units, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }), kernelRegularizer })
-      .apply(h) as tf.SymbolicTensor;
+    h = hiddenDense(i, units, seed, kernelRegularizer).apply(h) as tf.SymbolicTensor;
   });
-  const output = tf.layers
-    .dense({ name: 'output', units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }), kernelRegularizer })
-    .apply(h) as tf.SymbolicTensor;
+  const output = outputDense(seed, kernelRegularizer).apply(h) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: output, name: 'propensity_sequence' });
 }
 
@@ -277,19 +286,17 @@ export function buildSequenceModel(inputDim: number, params: MlpParams, seed: nu
  * [batch·k], and takes the mean of the members' losses.
  */
 export function buildBatchEnsembleModel(inputDim: number, params: MlpParams, seed: number, layout?: InputLayout): tf.LayersModel {
-  const kernelRegularizer = params.l2 > 0 ? tf.regularizers.l2({ l2: params.l2 }) : undefined;
+  const kernelRegularizer = l2Of(params);
   const input = tf.input({ shape: [inputDim], name: 'features' });
   let h = params.numericEncoding === 'periodic' ? (periodicLayer(inputDim, params, seed, layout).apply(input) as tf.SymbolicTensor) : input;
   params.hiddenUnits.forEach((units, i) => {
     const layer =
       i === 0
         ? new BatchEnsembleDense({ name: 'hidden_1', units, members: params.batchEnsemble!, seed: deriveSeed(seed, 1, 0), l2: params.l2 })
-        : tf.layers.dense({ name: `hidden_${i + 1}`, units, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: deriveSeed(seed, 1, i) }), kernelRegularizer });
+        : hiddenDense(i, units, seed, kernelRegularizer);
     h = layer.apply(h) as tf.SymbolicTensor;
   });
-  const output = tf.layers
-    .dense({ name: 'output', units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: deriveSeed(seed, 2) }), kernelRegularizer })
-    .apply(h) as tf.SymbolicTensor;
+  const output = outputDense(seed, kernelRegularizer).apply(h) as tf.SymbolicTensor;
   const mean = tf.layers.globalAveragePooling1d({ name: 'members_mean' }).apply(output) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: mean, name: 'propensity_batch_ensemble' });
 }
