@@ -32,6 +32,8 @@ export interface AccuracyBenchOptions {
   days: number;
   seed: number;
   horizonDays: number;
+  /** synthetic shop: source.sequenceLength (each user's last N events, the sequence family's input); 0 or absent: none */
+  sequenceLength?: number;
   /** a table-mode pipeline config file instead of the synthetic shop */
   config?: string;
   /** search.trials (default 16; table mode: the file's unless given) */
@@ -84,7 +86,7 @@ interface Versus {
 export interface AccuracyResult {
   suite: 'accuracy';
   dataset:
-    | { kind: 'synthetic'; users: number; days: number; seed: number; horizonDays: number; cutoff: string }
+    | { kind: 'synthetic'; users: number; days: number; seed: number; horizonDays: number; cutoff: string; sequenceLength?: number }
     | { kind: 'table'; config: string; query: string };
   split: TrainPipelineOutput['split'];
   positiveRates: TrainPipelineOutput['positiveRates'];
@@ -133,6 +135,9 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
   if (file && file.config.source.kind !== 'table') {
     throw new Error(`${opts.config}: bench accuracy --config takes a table-mode config (source.kind "table"); the synthetic shop is the default`);
   }
+  if (file && opts.sequenceLength) {
+    throw new Error(`--sequence-length ${opts.sequenceLength}: a table-mode config has no events to take sequences from; use it with the synthetic shop (no --config)`);
+  }
   log('▸ services');
   const bench = await openBench({ log, database: BENCH_DATABASE });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'propensity-bench-accuracy-'));
@@ -166,10 +171,13 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
       configInput = {
         // one model name per shop shape: the drift limit and the champion comparison then only ever see the same shop
         modelName: `bench-accuracy-${opts.users}u-${opts.days}d-s${opts.seed}`,
-        source: { kind: 'events', cutoff: shop.cutoff.toISOString(), horizonDays: opts.horizonDays },
+        source: { kind: 'events', cutoff: shop.cutoff.toISOString(), horizonDays: opts.horizonDays, ...(opts.sequenceLength ? { sequenceLength: opts.sequenceLength } : {}) },
         search: { trials: opts.trials ?? 16, parallelism: opts.trainWorkers, ...(opts.space ? { space: opts.space as never } : {}) },
       };
-      dataset = { kind: 'synthetic', users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, cutoff: shop.cutoff.toISOString() };
+      dataset = {
+        kind: 'synthetic', users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, cutoff: shop.cutoff.toISOString(),
+        ...(opts.sequenceLength ? { sequenceLength: opts.sequenceLength } : {}),
+      };
     }
 
     // Our pipeline, as the demo runs it: one cpu worker and N train worker processes, on queues of this bench's own.
@@ -288,6 +296,9 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         wallSeconds: round(keras.wallSeconds, 1),
         threads: keras.threads,
         ...(keras.embeddingIgnored && { note: 'our best trial used categorical embeddings; the Keras reference trains on the one-hot columns' }),
+        ...(((out.best.params as MlpParams).sequenceUnits ?? 0) > 0 && {
+          note: "our best trial was a sequence model; the Keras reference trains its dense layers on the aggregate columns alone (it has no GRU)",
+        }),
       },
       oracleAuc,
       families,
@@ -373,7 +384,7 @@ export function printAccuracy(r: AccuracyResult, log: Log): void {
   log('');
   log(
     table('accuracy benchmark: test ROC-AUC / PR-AUC on the same test rows', [
-      ['data', d.kind === 'synthetic' ? `synthetic shop, ${d.users.toLocaleString('en')} users, ${d.days} days, seed ${d.seed}` : `${d.config}`],
+      ['data', d.kind === 'synthetic' ? `synthetic shop, ${d.users.toLocaleString('en')} users, ${d.days} days, seed ${d.seed}${d.sequenceLength ? `, last ${d.sequenceLength} events per user` : ''}` : `${d.config}`],
       ['split (train / val / test)', `${r.split.train} / ${r.split.val} / ${r.split.test} rows × ${r.cols} cols, test positives ${(r.positiveRates.test * 100).toFixed(1)} %`],
       row('ours (pipeline)', r.ours, `${r.ours.status}, ${r.ours.trials} trials, ${r.ours.backend}, ${fmt(r.ours.wallSeconds, 0)} s`),
       ...(r.ours.space ? [['  search.space replaced', JSON.stringify(r.ours.space)] as [string, string]] : []),

@@ -199,6 +199,7 @@ program
   .option('--seed <n>', 'synthetic shop: generator seed', intOption('--seed', 0), 1)
   .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), 14)
   .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', intOption('--trials'))
+  .option('--sequence-length <n>', 'synthetic shop: source.sequenceLength, each user\'s last N events for the sequence family (with --space \'{"sequenceUnits":[0,16]}\')', intOption('--sequence-length', 0))
   .option('--train-workers <n>', 'train worker processes (synthetic shop: search.parallelism)', intOption('--train-workers'), 2)
   .option('--space <json>', 'search.space keys replacing the run\'s, for an ablation, e.g. \'{"numericEncoding":["ple","periodic"]}\'', jsonObjectOption('--space'))
   .option('--threads <n>', 'threads for LightGBM and Keras', intOption('--threads'), 2)
@@ -211,7 +212,7 @@ program
   .action(async (o) => {
     const result = await runAccuracyBench(
       {
-        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, config: o.config, trials: o.trials, space: o.space, trainWorkers: o.trainWorkers,
+        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, sequenceLength: o.sequenceLength, config: o.config, trials: o.trials, space: o.space, trainWorkers: o.trainWorkers,
         threads: o.threads, bankRows: o.bankRows, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, keepArtifacts: !!o.keepArtifacts, reseed: !!o.reseed,
       },
       log,
