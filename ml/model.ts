@@ -234,7 +234,8 @@ function periodicLayer(inputDim: number, params: MlpParams, seed: number, layout
  * The sequence family: one input of all the columns, cut (stock Reshape and Cropping2D layers, tfjs having no Cropping1D, so any tfjs loader
  * reads it) into the aggregate columns and the last-events block, reshaped to [positions, width]. A GRU reads the
  * positions oldest to newest (goBackwards: the columns run newest first), so the most recent event is read last;
- * its final state joins the aggregate columns, then come the MLP's hidden ReLU layers and sigmoid output. Seeded
+ * its final state joins the aggregate columns (or, with params.sequenceAlone, goes on alone: the aggregate columns
+ * are cut away unread), then come the MLP's hidden ReLU layers and sigmoid output. Seeded
  * initializers and explicit names throughout (model.json is identical between a run and its retry). No Dropout
  * layers: tfjs' unseeded ones draw from Math.random; trainMlp applies its own seeded dropout after each hidden layer.
  */
@@ -267,7 +268,7 @@ export function buildSequenceModel(inputDim: number, params: MlpParams, seed: nu
     })
     .apply(events) as tf.SymbolicTensor;
   let h = state;
-  if (start > 0) {
+  if (start > 0 && !params.sequenceAlone) {
     const aggCut = tf.layers.cropping2D({ name: 'aggregates_cut', cropping: [[0, length * width], [0, 0]] }).apply(column) as tf.SymbolicTensor;
     const aggregates = tf.layers.reshape({ name: 'aggregates', targetShape: [start] }).apply(aggCut) as tf.SymbolicTensor;
     h = tf.layers.concatenate({ name: 'joined' }).apply([aggregates, state]) as tf.SymbolicTensor;

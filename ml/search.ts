@@ -8,7 +8,7 @@ import { MAX_BATCH_ENSEMBLE, MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS
 
 const SPACE_KEYS: (keyof SearchSpace)[] = [
   'hiddenLayers', 'units', 'dropout', 'l2', 'learningRate', 'batchSize', 'classWeight', 'epochs', 'patience', 'embeddingDim',
-  'numericEncoding', 'pleBins', 'periodicSigma', 'batchEnsemble', 'sequenceUnits',
+  'numericEncoding', 'pleBins', 'periodicSigma', 'batchEnsemble', 'sequenceUnits', 'sequenceAlone',
 ];
 const CLASS_WEIGHTS: ClassWeight[] = ['balanced', 'none'];
 const MAX_LAYERS = 8;
@@ -76,6 +76,12 @@ export function validateSearchSpace(space: SearchSpace): string[] {
   if (seq !== undefined && (!Array.isArray(seq) || seq.length === 0 || !seq.every((u) => Number.isInteger(u) && u >= 0 && u <= MAX_SEQUENCE_UNITS))) {
     problems.push(`sequenceUnits: expected a non-empty list of integers in [0, ${MAX_SEQUENCE_UNITS}] (0 = no sequence model), got ${show(seq)}`);
   }
+  const alone = space.sequenceAlone;
+  if (alone !== undefined && (!Array.isArray(alone) || alone.length === 0 || !alone.every((a) => typeof a === 'boolean'))) {
+    problems.push(`sequenceAlone: expected a non-empty list of booleans (true = the GRU alone, false = joined with the aggregates), got ${show(alone)}`);
+  } else if (alone?.includes(true) && !space.sequenceUnits?.some((u) => u > 0)) {
+    problems.push(`sequenceAlone: applies to sequence trials, and sequenceUnits ${space.sequenceUnits ? `${show(space.sequenceUnits)} lists no GRU size above 0` : 'is absent'}: add e.g. sequenceUnits [0, 16]`);
+  }
   return problems;
 }
 
@@ -131,6 +137,8 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
   const uSigma = strata(count, createRng(deriveSeed(seed, 0xe6f)));
   // and for BatchEnsemble member counts
   const beRng = createRng(deriveSeed(seed, 0xe7a));
+  // and for a sequence trial's inputs (the GRU alone or joined with the aggregates)
+  const aloneRng = createRng(deriveSeed(seed, 0xe8b));
   const trials: MlpParams[] = [];
   for (let i = 0; i < count; i++) {
     const layers = space.hiddenLayers[0] + rng.int(space.hiddenLayers[1] - space.hiddenLayers[0] + 1);
@@ -147,6 +155,8 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
     // BatchEnsemble widens an MLP's first hidden layer: not for logistic or sequence trials
     const drawnMembers = space.batchEnsemble ? space.batchEnsemble[beRng.int(space.batchEnsemble.length)] : 0;
     const members = drawnMembers > 1 && layers > 0 && sequenceUnits === 0 ? drawnMembers : 0;
+    // drawn for every trial, so that one trial's draw never shifts another's
+    const alone = space.sequenceAlone ? space.sequenceAlone[aloneRng.int(space.sequenceAlone.length)] : false;
     trials.push({
       hiddenUnits,
       dropout: layers === 0 ? 0 : round(lerp(space.dropout, uDrop[i])),
@@ -162,6 +172,7 @@ export function sampleTrials(space: SearchSpace, count: number, seed: number): M
       ...encoding,
       ...(members > 1 ? { batchEnsemble: members } : {}),
       ...(sequenceUnits > 0 ? { sequenceUnits } : {}),
+      ...(sequenceUnits > 0 && alone ? { sequenceAlone: true } : {}),
     });
   }
   return trials;
@@ -244,6 +255,11 @@ export function validateMlpParams(p: MlpParams): string[] {
     problems.push(`sequenceUnits: expected an integer in [0, ${MAX_SEQUENCE_UNITS}], got ${show(p.sequenceUnits)}`);
   } else if ((p.sequenceUnits ?? 0) > 0 && (p.embeddingDim ?? 0) > 0) {
     problems.push(`sequenceUnits: a sequence model takes the aggregate columns one-hot; embeddingDim must be 0 or absent, got ${show(p.embeddingDim)}`);
+  }
+  if (p.sequenceAlone !== undefined && typeof p.sequenceAlone !== 'boolean') {
+    problems.push(`sequenceAlone: expected a boolean, got ${show(p.sequenceAlone)}`);
+  } else if (p.sequenceAlone && !((p.sequenceUnits ?? 0) > 0)) {
+    problems.push(`sequenceAlone: the GRU alone needs a GRU; sequenceUnits is ${show(p.sequenceUnits ?? 0)}`);
   }
   return problems;
 }

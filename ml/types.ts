@@ -73,6 +73,11 @@ export interface MlpParams {
    * (the sequence columns are not even produced). Not combined with embeddingDim.
    */
   sequenceUnits?: number;
+  /**
+   * The sequence family without the aggregates: the GRU's final state alone feeds the hidden layers (the aggregate
+   * columns are in the input, and cut away). Needs sequenceUnits > 0. Absent or false: joined with the aggregates.
+   */
+  sequenceAlone?: boolean;
 }
 
 /** Ranges for random search. [lo, hi] pairs are inclusive; log ranges are sampled log-uniformly. */
@@ -100,6 +105,8 @@ export interface SearchSpace {
   batchEnsemble?: number[];
   /** GRU sizes to sample from (0 = no sequence tower: an MLP or logistic trial); absent: no sequence models */
   sequenceUnits?: number[];
+  /** for sequence trials: the GRU alone (true) or joined with the aggregates (false) to sample from; absent: joined */
+  sequenceAlone?: boolean[];
 }
 
 /** The one default search space (the pipeline config's defaults are these). Deep-frozen: copy it before editing. */

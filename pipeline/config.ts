@@ -66,6 +66,11 @@ export const searchSpaceSchema = z.strictObject({
    * tower); absent: no sequence trials. Needs an events source with sequenceLength > 0
    */
   sequenceUnits: z.array(z.number().int().min(0).max(MAX_SEQUENCE_UNITS)).min(1, 'needs at least one choice').optional(),
+  /**
+   * for sequence trials: the GRU alone (true) or joined with the aggregate features (false) to sample from; absent:
+   * joined
+   */
+  sequenceAlone: z.array(z.boolean()).min(1, 'needs at least one choice').optional(),
   /** bins per numeric feature for ple trials */
   pleBins: z.array(z.number().int().min(2).max(MAX_PLE_BINS)).min(1, 'needs at least one choice').default([...DEFAULT_SEARCH_SPACE.pleBins!]),
   /**

@@ -198,6 +198,26 @@ describe('sequenceUnits in the search', () => {
   });
 });
 
+describe('sequenceAlone in the search', () => {
+  it('is sampled from its own stream, lands only on sequence trials, and is named in validation', () => {
+    const space = { ...DEFAULT_SEARCH_SPACE, sequenceUnits: [0, 16] };
+    const joined = sampleTrials(space, 16, 5);
+    const both = sampleTrials({ ...space, sequenceAlone: [false, true] }, 16, 5);
+    expect(both.map(({ sequenceAlone: _a, ...rest }) => rest)).toEqual(joined);
+    expect(both.filter((t) => t.sequenceAlone).length).toBeGreaterThan(0);
+    for (const t of both) {
+      if (t.sequenceAlone) expect(t.sequenceUnits).toBe(16);
+      expect(validateMlpParams(t)).toEqual([]);
+    }
+    expect(sampleTrials({ ...space, sequenceAlone: [false] }, 16, 5)).toEqual(joined);
+    expect(validateSearchSpace({ ...DEFAULT_SEARCH_SPACE, sequenceAlone: [true] })).toEqual([
+      'sequenceAlone: applies to sequence trials, and sequenceUnits is absent: add e.g. sequenceUnits [0, 16]',
+    ]);
+    expect(validateSearchSpace({ ...space, sequenceAlone: ['yes' as never] })[0]).toMatch(/^sequenceAlone: expected a non-empty list of booleans/);
+    expect(validateMlpParams({ ...mlp, sequenceAlone: true })).toEqual(['sequenceAlone: the GRU alone needs a GRU; sequenceUnits is 0']);
+  });
+});
+
 describe('the GRU sequence model', () => {
   const seqPre = withEncoding(pre, encodingOf(gru));
   const seqTrain = xy(seqPre, trainFrame);
@@ -216,6 +236,24 @@ describe('the GRU sequence model', () => {
     expect(agg.val.auc).toBeLessThan(0.6);
     expect(gruRun.val.auc).toBeGreaterThan(0.8);
     expect(gruRun.val.auc - agg.val.auc).toBeGreaterThan(0.2);
+  });
+
+  it('alone: reads only the last-events columns (the aggregates are cut away unread) and still learns the order', async () => {
+    const alone = await trainMlp({ train: seqTrain, val: seqVal, params: { ...gru, sequenceAlone: true }, seed: 3, layout });
+    const topology = alone.artifacts.modelJson.modelTopology as { config: { layers: { name: string }[] } };
+    expect(topology.config.layers.map((l) => l.name).sort()).toEqual(['columns', 'events', 'events_cut', 'features', 'gru', 'hidden_1', 'output']);
+    console.log(`order task: val AUC GRU(8) alone ${alone.val.auc.toFixed(4)}`);
+    expect(alone.val.auc).toBeGreaterThan(0.8);
+    // any values in the aggregate columns give the same scores; a change in the last events changes them
+    const start = layout.sequence!.start;
+    const scrambled = Float32Array.from(seqVal.x);
+    const rng = createRng(9);
+    for (let r = 0; r < seqVal.rows; r++) for (let c = 0; c < start; c++) scrambled[r * seqVal.cols + c] = rng.next() * 10 - 5;
+    const base = await predict(alone.artifacts, seqVal.x, seqVal.rows, seqVal.cols);
+    expect(await predict(alone.artifacts, scrambled, seqVal.rows, seqVal.cols)).toEqual(base);
+    const eventsChanged = Float32Array.from(seqVal.x);
+    for (let r = 0; r < seqVal.rows; r++) eventsChanged[r * seqVal.cols + start] += 1;
+    expect(await predict(alone.artifacts, eventsChanged, seqVal.rows, seqVal.cols)).not.toEqual(base);
   });
 
   it('has explicit layer names and one input of all columns; serialize → load → predict is identical', async () => {
