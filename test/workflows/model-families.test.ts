@@ -134,14 +134,18 @@ describe('model families through trainPipeline', () => {
       run({
         modelName,
         source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14, sequenceLength: 8 },
-        search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, space: { numericEncoding: ['standard'], sequenceUnits: [8] } },
+        // seed 12 draws t001 joined with the aggregates and t002 alone (sequenceAlone)
+        search: {
+          trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, seed: 12,
+          space: { numericEncoding: ['standard'], sequenceUnits: [8], sequenceAlone: [false, true] },
+        },
         training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 2, seeds: 2 } },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
         evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
         scoring: { afterPromotion: true, activeDays: 14 },
       }),
     );
-    expect(out.status).toBe('registered');
+    expect(out.status, out.gate.reasons.join('; ')).toBe('registered');
     expect(['sequence', 'ensemble']).toContain(out.family);
     const byId = (a: { trial_id: string }, b: { trial_id: string }) => (a.trial_id < b.trial_id ? -1 : 1);
     const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'family', 'status']).where('run_id', '=', out.runId).execute();
@@ -152,6 +156,15 @@ describe('model families through trainPipeline', () => {
       { trial_id: 't002', family: 'sequence', status: 'completed' },
       { trial_id: `${out.best.trialId}-s2`, family: 'sequence', status: 'completed' },
     ].sort(byId));
+    // the GRU alone cuts the aggregate columns away: its trial model has no 'joined' layer; the joined one has
+    const layersOf = async (trialId: string) => {
+      const row = await h.db.db.selectFrom('ml.trials').select(['params', 'model_uri']).where('run_id', '=', out.runId).where('trial_id', '=', trialId).executeTakeFirstOrThrow();
+      const modelJson = JSON.parse(new TextDecoder().decode(await h.store.getKey(row.model_uri!.replace(/^s3:\/\/[^/]+\//, ''))));
+      return { alone: (row.params as { sequenceAlone?: boolean }).sequenceAlone ?? false, layers: (modelJson.modelTopology.config.layers as { name: string }[]).map((l) => l.name) };
+    };
+    const [joined, alone] = [await layersOf('t001'), await layersOf('t002')];
+    expect([joined.alone, joined.layers]).toEqual([false, expect.arrayContaining(['gru', 'joined'])]);
+    expect([alone.alone, alone.layers.includes('gru'), alone.layers.includes('joined')]).toEqual([true, true, false]);
     const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
     expect(JSON.stringify(artifacts.modelJson.modelTopology)).toMatch(/"class_name":"GRU"/);
     expect(pre.encoding).toMatchObject({ sequence: true });
