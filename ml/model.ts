@@ -419,20 +419,36 @@ export async function predict(
     if (inputDim !== cols) {
       throw new MlError(ML_ERROR.InvalidData, `model expects ${inputDim} feature columns but the matrix has ${cols}; was it transformed with this model's preprocessor?`);
     }
-    return predictRows(model, x, rows, cols);
+    return await predictRows(model, x, rows, cols);
   } finally {
     if (owned) model.dispose();
   }
 }
 
-function predictRows(model: tf.LayersModel, x: Float32Array, rows: number, cols: number): Float32Array {
+/**
+ * A pause for the event loop once `ms` have passed since the last one: long tfjs work (an epoch, a GRU's prediction of
+ * many rows, a loop of predictions) runs synchronously, and `await` of a promise that is already settled does not let
+ * timers and I/O through, so without it a worker's heartbeats, cancellations and workflow tasks wait until the work ends.
+ */
+export function eventLoopPause(ms = 50): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    if (performance.now() - last <= ms) return;
+    await new Promise((r) => setImmediate(r));
+    last = performance.now();
+  };
+}
+
+async function predictRows(model: tf.LayersModel, x: Float32Array, rows: number, cols: number): Promise<Float32Array> {
   const out = new Float32Array(rows);
+  const pause = eventLoopPause();
   for (let start = 0; start < rows; start += PREDICT_BATCH) {
     const n = Math.min(PREDICT_BATCH, rows - start);
     // batchSize n: predict's default of 32 rows slices the input 256 times per call, and the wasm backend's slice
     // copies the whole input each time (a 40k-row validation pass copied ~2.5 GB).
     const p = tf.tidy(() => (model.predict(tf.tensor2d(x.subarray(start * cols, (start + n) * cols), [n, cols]), { batchSize: n }) as tf.Tensor).dataSync());
     out.set(p, start);
+    await pause(); // after each batch, so that a loop of one-batch predictions (importance, ensembles) pauses too
   }
   return out;
 }
@@ -537,7 +553,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     const members = (params.batchEnsemble ?? 0) > 1 ? params.batchEnsemble! : 1;
     let stopReason: TrainMlpOutput['stopReason'] = 'maxEpochs';
     if (state.wait > 0 && state.wait >= params.patience) stopReason = 'earlyStopping';
-    let lastYield = performance.now();
+    const pause = eventLoopPause();
 
     while (stopReason === 'maxEpochs' && state.epoch < params.epochs) {
       const t0 = performance.now();
@@ -582,11 +598,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
         });
         costs.push(cost);
         sizes.push(n);
-        if (performance.now() - lastYield > 50) {
-          // let heartbeats and cancellation through during a long epoch
-          await new Promise((r) => setImmediate(r));
-          lastYield = performance.now();
-        }
+        await pause(); // heartbeats and cancellation get through during a long epoch
       }
       if (stopReason === 'stopped') {
         tf.dispose(costs);
@@ -597,7 +609,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
       if (!Number.isFinite(loss)) {
         throw new MlError(ML_ERROR.NonFiniteLoss, `training loss became ${loss} in epoch ${epoch + 1} (learningRate ${params.learningRate}, batchSize ${params.batchSize}); lower the learning rate`, { epoch: epoch + 1 });
       }
-      const pv = predictRows(model, val.x, val.rows, val.cols);
+      const pv = await predictRows(model, val.x, val.rows, val.cols);
       const valLoss = weightedLogLoss(val.y, pv, w0, w1);
       if (!Number.isFinite(valLoss)) {
         throw new MlError(ML_ERROR.NonFiniteLoss, `validation loss became ${valLoss} in epoch ${epoch + 1}`, { epoch: epoch + 1 });
@@ -630,7 +642,6 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
         live = false;
       }
       if (!improved && state.wait >= params.patience) stopReason = 'earlyStopping';
-      lastYield = performance.now();
     }
 
     if (best) model.setWeights(best);
@@ -638,7 +649,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
     // the served model gets its output bias moved back by log(w1/w0), so its probabilities estimate P(y = 1) again.
     // A monotone shift: the ranking, and so every AUC, is unchanged. Checkpoints keep the training state as it was.
     if (w0 !== w1) priorShift(model, Math.log(w1 / w0));
-    const pv = predictRows(model, val.x, val.rows, val.cols);
+    const pv = await predictRows(model, val.x, val.rows, val.cols);
     return {
       artifacts: await serializeModel(model),
       history: state.history,

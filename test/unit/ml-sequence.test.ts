@@ -256,6 +256,24 @@ describe('the GRU sequence model', () => {
     expect(await predict(alone.artifacts, eventsChanged, seqVal.rows, seqVal.cols)).not.toEqual(base);
   });
 
+  it("predicting many rows lets the event loop through (a worker's heartbeats and workflow tasks wait otherwise)", async () => {
+    // ~20k rows through a GRU take seconds on wasm, in batches; a loop of such predictions is what permutation
+    // importance and ensemble selection run. A timer must fire while it runs, not only after.
+    const rows = 3 * seqVal.rows * 8;
+    const x = new Float32Array(rows * seqVal.cols);
+    for (let r = 0; r < rows; r++) x.set(seqVal.x.subarray((r % seqVal.rows) * seqVal.cols, (r % seqVal.rows + 1) * seqVal.cols), r * seqVal.cols);
+    const model = await loadModel(gruRun.artifacts);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    for (let i = 0; i < 3; i++) await predict(model, x, rows, seqVal.cols);
+    const seconds = (performance.now() - t0) / 1000;
+    clearInterval(timer);
+    model.dispose();
+    console.log(`3 predictions of ${rows} rows: ${seconds.toFixed(2)} s, timer fired ${ticks} times meanwhile`);
+    expect(ticks).toBeGreaterThan(0);
+  });
+
   it('has explicit layer names and one input of all columns; serialize → load → predict is identical', async () => {
     const topology = gruRun.artifacts.modelJson.modelTopology as { config: { layers: { name: string }[] } };
     expect(topology.config.layers.map((l) => l.name).sort()).toEqual(
