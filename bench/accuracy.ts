@@ -348,7 +348,8 @@ async function familyScores(
     const enc = encodingOf(p);
     // a periodic trial reads quantile columns; its embedding is in the network, and it is named for it
     const encoding = (p.numericEncoding === 'periodic' ? 'periodic' : `${enc.numeric}${enc.bins ?? ''}`) + ((p.batchEnsemble ?? 0) > 1 ? ` batch-ensemble ${p.batchEnsemble}` : '');
-    const family = r.trial_id === 'baseline' ? 'logistic' : `${r.trial_id === 'final' ? 'final retrain ' : ''}${familyOf(p)} ${encoding}${p.sequenceAlone ? ' alone' : ''}`;
+    // a GRU alone reads no aggregate column, so their encoding does not name it
+    const family = r.trial_id === 'baseline' ? 'logistic' : `${r.trial_id === 'final' ? 'final retrain ' : ''}${familyOf(p)} ${p.sequenceAlone ? 'alone' : encoding}`;
     const prev = best.get(family);
     if (!prev || (value(r) ?? -Infinity) > (value(prev) ?? -Infinity)) best.set(family, r);
   }
