@@ -430,7 +430,7 @@ export async function predict(
  * many rows, a loop of predictions) runs synchronously, and `await` of a promise that is already settled does not let
  * timers and I/O through, so without it a worker's heartbeats, cancellations and workflow tasks wait until the work ends.
  */
-export function eventLoopPause(ms = 50): () => Promise<void> {
+function eventLoopPause(ms = 50): () => Promise<void> {
   let last = performance.now();
   return async () => {
     if (performance.now() - last <= ms) return;
