@@ -1,5 +1,6 @@
 import { initBackend } from '../ml/backend.js';
 import { buildEnsembleModel, selectEnsemble, validationMetrics, type EnsembleStep } from '../ml/ensemble.js';
+import type { EnsembleGain } from '../ml/ensemble-gain.js';
 import { predict } from '../ml/model.js';
 import { blockSlices, transform, withBlocks, type Preprocessor } from '../ml/preprocess.js';
 import type { SelectionMetric } from '../ml/search.js';
@@ -36,6 +37,8 @@ export interface BuildEnsembleOutput {
   /** the single best candidate's validation metrics, for the record */
   single: { trialId: string; auc: number; prAuc: number; logLoss: number };
   steps: EnsembleStep[];
+  /** the ensemble's validation ROC-AUC gain over the single model, with its noise; absent: one member, or older histories */
+  gain?: EnsembleGain;
   /** distinct preprocessings (numeric encodings) among the candidates */
   encodings: number;
   seconds: number;
@@ -98,6 +101,7 @@ export function createEnsembleActivities(deps: ActivityDeps) {
         val: selection.val,
         single: { trialId: first.trialId, ...validationMetrics(val.label, preds[0]) },
         steps: selection.steps,
+        ...(selection.gain && { gain: selection.gain }),
         encodings: refs.length,
         seconds: (Date.now() - started) / 1000,
       };

@@ -1,3 +1,4 @@
+import type { EnsembleGain } from '../ml/ensemble-gain.js';
 import { sql } from 'kysely';
 import { initBackend } from '../ml/backend.js';
 import { compareWithBaseline, compareWithChampion as compareOnUnseen, unseenByChampion, type ChampionSplit, type Comparison } from '../ml/compare.js';
@@ -31,7 +32,7 @@ export interface EvaluateInput {
   gate: PipelineConfig['gate'];
   evaluation: PipelineConfig['evaluation'];
   /** the model shipped: whose trial's params and seed the card shows, its family, an ensemble's members (absent: older histories) */
-  shipped?: { trialId: string; family: string; members?: string[] };
+  shipped?: { trialId: string; family: string; members?: string[]; ensembleGain?: EnsembleGain };
   /** this run's split settings: the champion's are assumed to be these when its lineage lacks them */
   split?: PipelineConfig['split'];
 }
@@ -157,6 +158,7 @@ export function createEvaluateActivities(deps: ActivityDeps) {
         selection: config?.search?.metric ? selectionRule(config.search.metric) : null,
         family: shipped?.family ?? final?.family ?? null,
         ...(shipped?.members && { members: shipped.members }),
+        ...(shipped?.ensembleGain && { ensembleGain: shipped.ensembleGain }),
       },
       data: {
         splits,

@@ -41,7 +41,7 @@ export const STEPS: Record<string, StepSpec> = {
   ),
   buildEnsemble: spec<unknown, BuildEnsembleOutput>(
     () => ({ step: 'ensemble' }),
-    (r) => ({ members: r.members, val: r.val, single: r.single, encodings: r.encodings, seconds: r.seconds }),
+    (r) => ({ members: r.members, val: r.val, single: r.single, gain: r.gain, encodings: r.encodings, seconds: r.seconds }),
   ),
   evaluateModel: spec<unknown, EvaluateOutput>(() => ({ step: 'evaluate' }), (r) => ({ metrics: r.metrics, blessed: r.blessed, reasons: r.reasons })),
   registerModel: spec<unknown, RegisterOutput>(() => ({ step: 'register' }), (r) => r),

@@ -4,6 +4,7 @@
  * and early stopping), all three scored on the same test rows of the split the pipeline wrote; DeLong's paired test
  * of ours against each; on the synthetic shop also the oracle AUC (the generator's true probabilities).
  */
+import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -102,6 +103,11 @@ export interface AccuracyResult {
     backend: string;
     wallSeconds: number;
     trainWorkers: number;
+    /**
+     * the shipped ensemble against its first member: on validation as the run recorded it (chosen there, so
+     * optimistic), and on the test rows (absent: no ensemble shipped, or its first member is not a family's best)
+     */
+    ensemble?: { members: string[]; valGain: EnsembleGain | null; testGain: number | null };
   };
   lightgbm: Scores & { version: string; configs: number; best: LightgbmOutput['best']; wallSeconds: number; threads: number };
   keras: Scores & { version: string; epochs: number; bestEpoch: number; stopReason: string; wallSeconds: number; threads: number; note?: string };
@@ -266,6 +272,14 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
     const scores = (p: Float64Array): Scores => ({ testAuc: rocAuc(test.y, p), testPrAuc: prAuc(test.y, p) });
     const oracleAuc = dataset.kind === 'synthetic' ? await oracleAuc_(bench.db.pool, testF.ids, test.y) : null;
     const families = await familyScores(bench, out, splitPre, testFor, test.y, (p) => versusOf(test.y, p, lgbScores));
+    const members = out.model?.members ?? null;
+    const ensemble = members && members.length > 1
+      ? {
+          members,
+          valGain: ((await bench.db.db.selectFrom('ml.run_steps').select('detail').where('run_id', '=', out.runId).where('step', '=', 'ensemble').executeTakeFirst())?.detail as { gain?: EnsembleGain } | undefined)?.gain ?? null,
+          testGain: ((f) => (f ? oursScores.testAuc - f.testAuc : null))(families.find((f) => f.trialId === members[0])),
+        }
+      : undefined;
     families.push({ family: `shipped (${out.family ?? 'mlp'})`, trialId: out.model?.members?.join('+') ?? '', valAuc: null, testAuc: oursScores.testAuc, versusLightgbm: versus(lgbScores) });
 
     return {
@@ -285,6 +299,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         backend: out.backend,
         wallSeconds: round(wallSeconds, 1),
         trainWorkers: opts.trainWorkers,
+        ...(ensemble && { ensemble }),
       },
       lightgbm: { ...scores(lgbScores), version: lgb.lightgbm, configs: lgb.configs, best: lgb.best, wallSeconds: round(lgb.wallSeconds, 1), threads: lgb.threads },
       keras: {
@@ -395,6 +410,12 @@ export function printAccuracy(r: AccuracyResult, log: Log): void {
         `  family: ${f.family}`,
         `${f.testAuc.toFixed(4)}  ${f.trialId}${f.valAuc === null ? '' : `, val ${f.valAuc.toFixed(4)}`}; vs LightGBM ${p(f.versusLightgbm)}`,
       ]),
+      ...(r.ours.ensemble
+        ? [[
+            '  shipped ensemble vs its first',
+            `validation ${r.ours.ensemble.valGain ? formatEnsembleGain(r.ours.ensemble.valGain) : '–'}; test ${r.ours.ensemble.testGain === null ? '–' : `${r.ours.ensemble.testGain >= 0 ? '+' : '−'}${Math.abs(r.ours.ensemble.testGain).toFixed(4)}`}`,
+          ] as [string, string]]
+        : []),
       ['oracle ROC-AUC', r.oracleAuc === null ? '– (table mode)' : r.oracleAuc.toFixed(4)],
       ['load before', `${fmt(r.loadBefore)}${r.quietBefore ? '' : ' (not quiet)'}`],
       ['code', r.gitCommit],

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { MlError, ML_ERROR } from './errors.js';
+import { ensembleGain, type EnsembleGain } from './ensemble-gain.js';
 import { logLoss, prAuc, rocAuc } from './metrics.js';
 import { loadModel, serializeModel } from './model.js';
 import type { ModelArtifacts } from './types.js';
@@ -28,6 +29,8 @@ export interface EnsembleSelection {
   val: { auc: number; prAuc: number; logLoss: number };
   /** each step of the greedy search, from the first candidate on */
   steps: EnsembleStep[];
+  /** the ensemble against the single best candidate on validation (absent when one member was chosen) */
+  gain?: EnsembleGain;
 }
 
 /** The selection metrics of the search (ml/search.ts SelectionMetric); log loss is lower-is-better. */
@@ -97,7 +100,12 @@ export function selectEnsemble(
     steps.push({ members: chosen.map((i) => candidates[i].id), value: current });
   }
   const p = averagePredictions(chosen.map((i) => candidates[i].val));
-  return { members: chosen.map((i) => candidates[i].id), val: validationMetrics(y, p), steps };
+  return {
+    members: chosen.map((i) => candidates[i].id),
+    val: validationMetrics(y, p),
+    steps,
+    ...(chosen.length > 1 && { gain: ensembleGain(y, p, candidates[0]) }),
+  };
 }
 
 type LayerFactory = [new (cfg: unknown) => tf.layers.Layer, (cls: unknown, cfg: unknown) => tf.layers.Layer];

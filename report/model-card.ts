@@ -6,6 +6,7 @@
  * static SVG on the server by `vega` (headless view, renderer 'none'), then inlined: the page has no script and no
  * external resource, so it opens offline, from S3, in a mail client or behind a strict CSP alike.
  */
+import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import type { TopLevelSpec } from 'vega-lite';
 import type { ReliabilityPoint } from '../ml/calibration.js';
 import type { BootstrapOptions, DecileRow, EvaluationMetrics, EvaluationReport, SegmentMetrics } from '../ml/evaluation.js';
@@ -68,6 +69,8 @@ export interface CardLineage {
   family?: string | null;
   /** an ensemble's member trials, in the order they were chosen on validation */
   members?: string[] | null;
+  /** an ensemble's validation ROC-AUC gain over its first member alone, with its noise (absent in older cards) */
+  ensembleGain?: EnsembleGain | null;
 }
 
 export interface SplitSummary {
@@ -479,6 +482,7 @@ function lineageTable(card: ModelCard): string {
     kv('config hash', code(l.configHash)) +
     (l.family ? kv('model family', code(l.family)) : '') +
     (l.members?.length ? kv('ensemble members', l.members.map((m) => code(m)).join(', ')) : '') +
+    (l.ensembleGain ? kv('ensemble vs its first member (validation ROC-AUC)', e(formatEnsembleGain(l.ensembleGain))) : '') +
     (l.selection ? kv('model selection', e(l.selection)) : '') +
     kv('code version', code(l.codeVersion)) +
     kv('data sha256', code(l.dataSha256)) +

@@ -25,6 +25,7 @@ import type { ArtifactRef } from '../store/artifacts.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
+import { formatEnsembleGain } from '../ml/ensemble-gain.js';
 import { cleanInput, ensembleCandidates, gpuRequirement, REPLICA_STREAM, replicaId, searchInput, searchSpace } from './inputs.js';
 import { better, hyperparameterSearch, rungBudgets, trainOrFail, type HyperparameterSearchOutput } from './search.js';
 import { deriveSeed } from '../ml/random.js';
@@ -423,7 +424,8 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
             (reused.final ? reusedNote : '') +
             (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas trained` : '') +
             (members
-              ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}`
+              ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}` +
+                (ensemble!.gain ? `, ${formatEnsembleGain(ensemble!.gain)}` : '')
               : ensemble
                 ? `; no ensemble beat it on validation (of ${ensemble.steps.length === 1 ? 'the candidates' : ensemble.steps.length})`
                 : ''),
@@ -445,7 +447,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       val: split.val,
       preprocessing: shipped.preprocessing,
       ...(baseline.preprocessing && { baselinePreprocessing: baseline.preprocessing }),
-      ...(families && { shipped: { trialId: shipped.trialId, family, ...(members && { members }) } }),
+      ...(families && { shipped: { trialId: shipped.trialId, family, ...(members && { members }), ...(members && ensemble!.gain && { ensembleGain: ensemble!.gain }) } }),
       gate: config.gate,
       evaluation: config.evaluation,
       split: config.split,

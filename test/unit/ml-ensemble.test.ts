@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { averagePredictions, buildEnsembleModel, selectEnsemble } from '../../ml/ensemble.js';
+import { formatEnsembleGain } from '../../ml/ensemble-gain.js';
+import { delongPairedTest } from '../../ml/delong.js';
 import { buildMlp, loadModel, predict, serializeModel } from '../../ml/model.js';
 import { rocAuc } from '../../ml/metrics.js';
 import { blockSlices, fitPreprocessor, stepColumnRanges, transform, withBlocks, withEncoding } from '../../ml/preprocess.js';
@@ -36,6 +38,25 @@ describe('selectEnsemble', () => {
     const byLoss = selectEnsemble(y, [{ id: 'a', val: a }, { id: 'junk', val: useless }, { id: 'b', val: b }], { maxMembers: 3, metric: 'valLogLoss' });
     expect(byLoss.members).toEqual(['a', 'b']);
     expect(byLoss.steps[1].value).toBeLessThan(byLoss.steps[0].value);
+  });
+
+  it("says how much the ensemble beats the single model on validation and whether that is within the noise", () => {
+    // independent views: the ensemble's gain is many standard errors
+    const strong = selectEnsemble(y, [{ id: 'a', val: a }, { id: 'b', val: b }, { id: 'c', val: c }], { maxMembers: 3 });
+    const t = delongPairedTest(y, averagePredictions([a, b, c]), a);
+    expect(strong.gain).toEqual({ over: 'a', diff: t.diff, se: t.se, p: t.pValue, withinNoise: false });
+    expect(strong.gain!.diff).toBeCloseTo(strong.val.auc - rocAuc(y, a), 12);
+    expect(strong.gain!.p).toBeLessThan(0.001);
+    expect(formatEnsembleGain(strong.gain!)).toMatch(/^\+0\.0\d{3} over a \(SE 0\.00\d\d, p < 0\.001\)$/);
+    // a near copy of a, taken whatever it adds (minGain −1): the records say its gain is noise
+    const nearA = Float32Array.from(a, (v) => Math.min(1, Math.max(0, v + (rng.next() - 0.5) * 0.01)));
+    const weak = selectEnsemble(y, [{ id: 'a', val: a }, { id: 'a2', val: nearA }], { maxMembers: 2, minGain: -1 });
+    expect(weak.members).toEqual(['a', 'a2']);
+    expect(weak.gain!.withinNoise).toBe(true);
+    expect(Math.abs(weak.gain!.diff)).toBeLessThan(2 * weak.gain!.se + 1e-9);
+    expect(formatEnsembleGain(weak.gain!)).toMatch(/^[+−]0\.000\d over a \(SE 0\.\d{4}, p 0\.\d\d: within the noise\)$/);
+    // one member: nothing to compare
+    expect(selectEnsemble(y, [{ id: 'a', val: a }, { id: 'junk', val: useless }], { maxMembers: 5 }).gain).toBeUndefined();
   });
 
   it('names a candidate whose predictions do not match the labels', () => {

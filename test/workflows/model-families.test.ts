@@ -1,3 +1,4 @@
+import { formatEnsembleGain } from '../../ml/ensemble-gain.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchServerHistory, replayHistories } from '../../audit/history.js';
@@ -99,6 +100,12 @@ describe('model families through trainPipeline', () => {
     const ensembleStep = steps.find((s) => s.step === 'ensemble')!;
     expect(ensembleStep.status).toBe('succeeded');
     expect((ensembleStep.detail as { members: string[] }).members).toEqual(members);
+    // the records say how much the ensemble beat its first member on validation, and whether that is within the noise
+    const detail = ensembleStep.detail as { val: { auc: number }; single: { trialId: string; auc: number }; gain: { over: string; diff: number; se: number; p: number; withinNoise: boolean } };
+    expect(detail.gain.over).toBe(members[0]);
+    expect(detail.gain.diff).toBeCloseTo(detail.val.auc - detail.single.auc, 10);
+    expect(detail.gain.se).toBeGreaterThan(0);
+    expect(detail.gain.withinNoise).toBe(!(detail.gain.p < 0.05));
 
     // one registered version: its family and members in ml.model_versions, the card and metadata.json
     const version = await h.db.db.selectFrom('ml.model_versions').select(['family', 'members', 'params']).where('model_name', '=', modelName).executeTakeFirstOrThrow();
@@ -106,7 +113,9 @@ describe('model families through trainPipeline', () => {
     const metadata = JSON.parse(new TextDecoder().decode(await h.store.getKey(`models/${modelName}/v1/metadata.json`)));
     expect(metadata.lineage).toMatchObject({ family: 'ensemble', members });
     const card = JSON.parse(new TextDecoder().decode(await h.store.getKey(`models/${modelName}/v1/model-card.json`)));
-    expect(card.lineage).toMatchObject({ family: 'ensemble', members });
+    expect(card.lineage).toMatchObject({ family: 'ensemble', members, ensembleGain: detail.gain });
+    const cardHtml = new TextDecoder().decode(await h.store.getKey(`models/${modelName}/v1/model-card.html`));
+    expect(cardHtml).toContain(`ensemble vs its first member (validation ROC-AUC)</th><td>${formatEnsembleGain(detail.gain).replace("<", "&lt;")}</td>`);
 
     // one model.json averaging the members, and the registered preprocessing is the PLE encoding they read
     const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
