@@ -1,7 +1,7 @@
-import type { EnsembleGain } from '../ml/ensemble-gain.js';
 import { sql } from 'kysely';
 import { initBackend } from '../ml/backend.js';
 import { compareWithBaseline, compareWithChampion as compareOnUnseen, unseenByChampion, type ChampionSplit, type Comparison } from '../ml/compare.js';
+import type { EnsembleGain } from '../ml/ensemble-gain.js';
 import { evaluateBinary, type EvaluationMetrics, type EvaluationReport } from '../ml/evaluation.js';
 import { evaluateGate, type GateCheck } from '../ml/gate.js';
 import { permutationImportance } from '../ml/importance.js';

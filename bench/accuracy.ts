@@ -4,7 +4,6 @@
  * and early stopping), all three scored on the same test rows of the split the pipeline wrote; DeLong's paired test
  * of ours against each; on the synthetic shop also the oracle AUC (the generator's true probabilities).
  */
-import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -16,6 +15,7 @@ import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '.
 import { BANK_TABLE, grantBankRead, seedBankMarketing } from '../db/tables/bank-marketing.js';
 import { initBackend } from '../ml/backend.js';
 import { delongPairedTest } from '../ml/delong.js';
+import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import { prAuc, rocAuc } from '../ml/metrics.js';
 import { predict } from '../ml/model.js';
 import { transform, withEncoding, type Preprocessor } from '../ml/preprocess.js';

@@ -6,9 +6,9 @@
  * static SVG on the server by `vega` (headless view, renderer 'none'), then inlined: the page has no script and no
  * external resource, so it opens offline, from S3, in a mail client or behind a strict CSP alike.
  */
-import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import type { TopLevelSpec } from 'vega-lite';
 import type { ReliabilityPoint } from '../ml/calibration.js';
+import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import type { BootstrapOptions, DecileRow, EvaluationMetrics, EvaluationReport, SegmentMetrics } from '../ml/evaluation.js';
 import type { GateCheck } from '../ml/gate.js';
 import type { FeatureImportance } from '../ml/importance.js';
