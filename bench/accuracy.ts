@@ -15,7 +15,7 @@ import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '.
 import { BANK_TABLE, grantBankRead, seedBankMarketing } from '../db/tables/bank-marketing.js';
 import { initBackend } from '../ml/backend.js';
 import { delongPairedTest } from '../ml/delong.js';
-import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
+import { ensembleGain, formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import { prAuc, rocAuc } from '../ml/metrics.js';
 import { predict } from '../ml/model.js';
 import { transform, withEncoding, type Preprocessor } from '../ml/preprocess.js';
@@ -105,9 +105,9 @@ export interface AccuracyResult {
     trainWorkers: number;
     /**
      * the shipped ensemble against its first member: on validation as the run recorded it (chosen there, so
-     * optimistic), and on the test rows (absent: no ensemble shipped, or its first member is not a family's best)
+     * optimistic), and on the test rows, both by paired DeLong (null: not recorded, or that member is not a family's best)
      */
-    ensemble?: { members: string[]; valGain: EnsembleGain | null; testGain: number | null };
+    ensemble?: { members: string[]; valGain: EnsembleGain | null; testGain: EnsembleGain | null };
   };
   lightgbm: Scores & { version: string; configs: number; best: LightgbmOutput['best']; wallSeconds: number; threads: number };
   keras: Scores & { version: string; epochs: number; bestEpoch: number; stopReason: string; wallSeconds: number; threads: number; note?: string };
@@ -271,13 +271,13 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
     const versus = (theirs: Float64Array): Versus => versusOf(test.y, ours, theirs);
     const scores = (p: Float64Array): Scores => ({ testAuc: rocAuc(test.y, p), testPrAuc: prAuc(test.y, p) });
     const oracleAuc = dataset.kind === 'synthetic' ? await oracleAuc_(bench.db.pool, testF.ids, test.y) : null;
-    const families = await familyScores(bench, out, splitPre, testFor, test.y, (p) => versusOf(test.y, p, lgbScores));
+    const { families, predictions } = await familyScores(bench, out, splitPre, testFor, test.y, (p) => versusOf(test.y, p, lgbScores));
     const members = out.model?.members ?? null;
     const ensemble = members && members.length > 1
       ? {
           members,
-          valGain: ((await bench.db.db.selectFrom('ml.run_steps').select('detail').where('run_id', '=', out.runId).where('step', '=', 'ensemble').executeTakeFirst())?.detail as { gain?: EnsembleGain } | undefined)?.gain ?? null,
-          testGain: ((f) => (f ? oursScores.testAuc - f.testAuc : null))(families.find((f) => f.trialId === members[0])),
+          valGain: ((await bench.db.db.selectFrom('ml.run_steps').select('detail').where('run_id', '=', out.runId).where('step', '=', 'ensemble').where('status', '=', 'succeeded').executeTakeFirst())?.detail as { gain?: EnsembleGain } | undefined)?.gain ?? null,
+          testGain: ((first) => (first ? ensembleGain(test.y, ours, { id: members[0], val: first }) ?? null : null))(predictions.get(members[0])),
         }
       : undefined;
     families.push({ family: `shipped (${out.family ?? 'mlp'})`, trialId: out.model?.members?.join('+') ?? '', valAuc: null, testAuc: oursScores.testAuc, versusLightgbm: versus(lgbScores) });
@@ -346,7 +346,7 @@ async function familyScores(
   testFor: (ref: { modelJson: { key: string }; weights: { key: string } }, pre: Preprocessor) => Promise<Float64Array>,
   y: ArrayLike<number>,
   versus: (p: Float64Array) => Versus,
-): Promise<FamilyScore[]> {
+): Promise<{ families: FamilyScore[]; predictions: Map<string, Float64Array> }> {
   const run = await bench.db.db.selectFrom('ml.pipeline_runs').select('config').where('run_id', '=', out.runId).executeTakeFirstOrThrow();
   const metric = ((run.config as { search?: { metric?: 'valAuc' | 'valLogLoss' | 'valPrAuc' } }).search?.metric ?? 'valAuc');
   const rows = await bench.db.db
@@ -370,6 +370,7 @@ async function familyScores(
   }
   const keyOf = (uri: string) => uri.replace(/^s3:\/\/[^/]+\//, '');
   const scores: FamilyScore[] = [];
+  const predictions = new Map<string, Float64Array>();
   for (const [family, r] of [...best.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
     const modelKey = keyOf(r.model_uri!);
     const dirKey = modelKey.replace(/model\.json$/, '');
@@ -377,8 +378,9 @@ async function familyScores(
     const trialPre = encodingOf(p).numeric === 'standard' && !encodingOf(p).sequence ? splitPre : (JSON.parse(new TextDecoder().decode(await bench.store.getKey(keys.modelPreprocessing(out.runId, r.trial_id)))) as Preprocessor);
     const t = await testFor({ modelJson: { key: modelKey }, weights: { key: `${dirKey}weights.bin` } }, trialPre);
     scores.push({ family, trialId: r.trial_id, valAuc: r.val_auc, testAuc: rocAuc(y, t), versusLightgbm: versus(t) });
+    predictions.set(r.trial_id, t);
   }
-  return scores;
+  return { families: scores, predictions };
 }
 
 /** ROC-AUC of the generator's true probabilities on the test users: the best any model could reach. */
@@ -413,7 +415,7 @@ export function printAccuracy(r: AccuracyResult, log: Log): void {
       ...(r.ours.ensemble
         ? [[
             '  shipped ensemble vs its first',
-            `validation ${r.ours.ensemble.valGain ? formatEnsembleGain(r.ours.ensemble.valGain) : '–'}; test ${r.ours.ensemble.testGain === null ? '–' : `${r.ours.ensemble.testGain >= 0 ? '+' : '−'}${Math.abs(r.ours.ensemble.testGain).toFixed(4)}`}`,
+            `validation ${r.ours.ensemble.valGain ? formatEnsembleGain(r.ours.ensemble.valGain) : '–'}; test ${r.ours.ensemble.testGain ? formatEnsembleGain(r.ours.ensemble.testGain) : '–'}`,
           ] as [string, string]]
         : []),
       ['oracle ROC-AUC', r.oracleAuc === null ? '– (table mode)' : r.oracleAuc.toFixed(4)],

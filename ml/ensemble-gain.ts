@@ -4,11 +4,15 @@
  */
 import { delongPairedTest } from './delong.js';
 
+/** At or above this p, a gain is reported as within the noise (two-sided paired DeLong test). */
+export const NOISE_ALPHA = 0.05;
+
 /**
- * How much the ensemble beats the single model on the validation rows, in ROC-AUC whatever the selection metric, with
- * the paired DeLong standard error of that difference. The members were chosen on these rows, so `diff` is optimistic;
- * `withinNoise` (p >= 0.05) says that even so it is not told apart from zero, and whoever reads the run should know
- * the ensemble was kept for its expected variance reduction, not for a measured gain.
+ * How much the ensemble's ROC-AUC exceeds the single model's on the same rows (whatever the selection metric), with
+ * the paired DeLong standard error of that difference. On validation the members were chosen on those rows, so
+ * `diff` is optimistic; the ensemble contains the single model, a nested comparison for which DeLong's test is
+ * conservative. `withinNoise` (p >= NOISE_ALPHA) says the gain is not told apart from zero: such an ensemble is kept
+ * for its expected variance reduction, not for a measured gain.
  */
 export interface EnsembleGain {
   /** the single model it is compared with (the first candidate) */
@@ -19,14 +23,20 @@ export interface EnsembleGain {
   withinNoise: boolean;
 }
 
-/** The paired DeLong comparison of an ensemble's validation predictions with the single model's. */
-export function ensembleGain(y: ArrayLike<number>, ensemble: Float32Array, single: { id: string; val: Float32Array }): EnsembleGain {
+/**
+ * The paired DeLong comparison of an ensemble's predictions with the single model's; undefined when the rows hold
+ * fewer than two positives or two negatives, where the test is not defined (a diagnostic never fails a run).
+ */
+export function ensembleGain(y: ArrayLike<number>, ensemble: ArrayLike<number>, single: { id: string; val: ArrayLike<number> }): EnsembleGain | undefined {
+  let positives = 0;
+  for (let i = 0; i < y.length; i++) positives += y[i] === 1 ? 1 : 0;
+  if (positives < 2 || y.length - positives < 2) return undefined;
   const t = delongPairedTest(y, ensemble, single.val);
-  return { over: single.id, diff: t.diff, se: t.se, p: t.pValue, withinNoise: !(t.pValue < 0.05) };
+  return { over: single.id, diff: t.diff, se: t.se, p: t.pValue, withinNoise: !(t.pValue < NOISE_ALPHA) };
 }
 
-/** "+0.0004 over t010 (SE 0.0006, p 0.52: within the noise)": how a run's records say it. */
+/** "+0.0003 over t010 (SE 0.0008, p 0.73: within the noise)": how a run's records say it. */
 export function formatEnsembleGain(g: EnsembleGain): string {
-  const sign = g.diff >= 0 ? '+' : '−';
-  return `${sign}${Math.abs(g.diff).toFixed(4)} over ${g.over} (SE ${g.se.toFixed(4)}, p ${g.p < 0.001 ? '< 0.001' : g.p.toFixed(2)}${g.withinNoise ? ': within the noise' : ''})`;
+  const p = g.p < 0.001 ? '< 0.001' : g.p.toPrecision(2);
+  return `${g.diff >= 0 ? '+' : ''}${g.diff.toFixed(4)} over ${g.over} (SE ${g.se.toFixed(4)}, p ${p}${g.withinNoise ? ': within the noise' : ''})`;
 }

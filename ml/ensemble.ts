@@ -29,7 +29,7 @@ export interface EnsembleSelection {
   val: { auc: number; prAuc: number; logLoss: number };
   /** each step of the greedy search, from the first candidate on */
   steps: EnsembleStep[];
-  /** the ensemble against the single best candidate on validation (absent when one member was chosen) */
+  /** the ensemble against the single best candidate on validation (absent: one member chosen, or too few positives) */
   gain?: EnsembleGain;
 }
 
@@ -100,12 +100,8 @@ export function selectEnsemble(
     steps.push({ members: chosen.map((i) => candidates[i].id), value: current });
   }
   const p = averagePredictions(chosen.map((i) => candidates[i].val));
-  return {
-    members: chosen.map((i) => candidates[i].id),
-    val: validationMetrics(y, p),
-    steps,
-    ...(chosen.length > 1 && { gain: ensembleGain(y, p, candidates[0]) }),
-  };
+  const overSingle = chosen.length > 1 ? ensembleGain(y, p, candidates[0]) : undefined;
+  return { members: chosen.map((i) => candidates[i].id), val: validationMetrics(y, p), steps, ...(overSingle && { gain: overSingle }) };
 }
 
 type LayerFactory = [new (cfg: unknown) => tf.layers.Layer, (cls: unknown, cfg: unknown) => tf.layers.Layer];

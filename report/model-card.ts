@@ -482,7 +482,7 @@ function lineageTable(card: ModelCard): string {
     kv('config hash', code(l.configHash)) +
     (l.family ? kv('model family', code(l.family)) : '') +
     (l.members?.length ? kv('ensemble members', l.members.map((m) => code(m)).join(', ')) : '') +
-    (l.ensembleGain ? kv('ensemble vs its first member (validation ROC-AUC)', e(formatEnsembleGain(l.ensembleGain))) : '') +
+    (l.ensembleGain ? kv('ensemble vs its first member (validation ROC-AUC; members chosen on those rows)', e(formatEnsembleGain(l.ensembleGain))) : '') +
     (l.selection ? kv('model selection', e(l.selection)) : '') +
     kv('code version', code(l.codeVersion)) +
     kv('data sha256', code(l.dataSha256)) +

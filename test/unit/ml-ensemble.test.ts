@@ -54,9 +54,14 @@ describe('selectEnsemble', () => {
     expect(weak.members).toEqual(['a', 'a2']);
     expect(weak.gain!.withinNoise).toBe(true);
     expect(Math.abs(weak.gain!.diff)).toBeLessThan(2 * weak.gain!.se + 1e-9);
-    expect(formatEnsembleGain(weak.gain!)).toMatch(/^[+−]0\.000\d over a \(SE 0\.\d{4}, p 0\.\d\d: within the noise\)$/);
+    expect(formatEnsembleGain(weak.gain!)).toMatch(/^[+-]0\.000\d over a \(SE 0\.\d{4}, p \d\.\d+: within the noise\)$/);
     // one member: nothing to compare
     expect(selectEnsemble(y, [{ id: 'a', val: a }, { id: 'junk', val: useless }], { maxMembers: 5 }).gain).toBeUndefined();
+    // one positive: DeLong's test is not defined, and the ensemble is built without a gain rather than failing the run
+    const onePositive = Uint8Array.from(y, (_, i) => (i === 0 ? 1 : 0));
+    const few = selectEnsemble(onePositive, [{ id: 'a', val: a }, { id: 'b', val: b }], { maxMembers: 2, minGain: -1 });
+    expect(few.members).toEqual(['a', 'b']);
+    expect(few.gain).toBeUndefined();
   });
 
   it('names a candidate whose predictions do not match the labels', () => {

@@ -1,8 +1,8 @@
-import { formatEnsembleGain } from '../../ml/ensemble-gain.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchServerHistory, replayHistories } from '../../audit/history.js';
 import { initBackend } from '../../ml/backend.js';
+import { formatEnsembleGain } from '../../ml/ensemble-gain.js';
 import { rocAuc } from '../../ml/metrics.js';
 import { predict } from '../../ml/model.js';
 import { transform, type Preprocessor } from '../../ml/preprocess.js';
@@ -115,7 +115,7 @@ describe('model families through trainPipeline', () => {
     const card = JSON.parse(new TextDecoder().decode(await h.store.getKey(`models/${modelName}/v1/model-card.json`)));
     expect(card.lineage).toMatchObject({ family: 'ensemble', members, ensembleGain: detail.gain });
     const cardHtml = new TextDecoder().decode(await h.store.getKey(`models/${modelName}/v1/model-card.html`));
-    expect(cardHtml).toContain(`ensemble vs its first member (validation ROC-AUC)</th><td>${formatEnsembleGain(detail.gain).replace("<", "&lt;")}</td>`);
+    expect(cardHtml).toContain(`ensemble vs its first member (validation ROC-AUC; members chosen on those rows)</th><td>${formatEnsembleGain(detail.gain).replace("<", "&lt;")}</td>`);
 
     // one model.json averaging the members, and the registered preprocessing is the PLE encoding they read
     const { artifacts, pre } = await readRegistered(h.store, modelName, 1);
