@@ -41,6 +41,17 @@ export const RETRY_POLICY = {
 export const HEARTBEAT = { intervalMs: 5_000, cpuTimeoutSeconds: 60 } as const;
 
 /**
+ * How often the interceptor's keep-alive heartbeats an activity whose heartbeat timeout is `heartbeatTimeoutMs`:
+ * every `HEARTBEAT.intervalMs`, or a third of the timeout when that is shorter. At `training.heartbeatTimeoutSeconds`
+ * 5 a 5 s keep-alive raced the timeout itself, so a trial busy loading its data before its first epoch could be
+ * timed out by a server that had heard nothing for just over 5 s. (The SDK sends at most one heartbeat per 0.8 ×
+ * the timeout; the keep-alive only has to be due before that.)
+ */
+export function keepAliveMs(heartbeatTimeoutMs: number | undefined): number {
+  return heartbeatTimeoutMs && heartbeatTimeoutMs > 0 ? Math.min(HEARTBEAT.intervalMs, heartbeatTimeoutMs / 3) : HEARTBEAT.intervalMs;
+}
+
+/**
  * The activity options every workflow uses. `cpu`: data steps and scoring, kept alive by the interceptor's
  * heartbeat; `train`: trials and final training, which heartbeat each epoch.
  */

@@ -4,13 +4,14 @@ import { isTransient, toFailure } from '../activities/errors.js';
 import { keepAlive } from '../activities/heartbeat.js';
 import { recordEnd, recordStart, stepExecution } from '../activities/steps.js';
 import type { Db } from '../db/client.js';
-import { HEARTBEAT, TRANSIENT } from '../pipeline/retry.js';
+import { keepAliveMs, TRANSIENT } from '../pipeline/retry.js';
 
 export interface ResilienceOptions {
   /** where step executions are recorded (ml.run_steps); without it nothing is recorded (unit tests) */
   db?: Db;
   /** how long one attempt retries transient faults (default TRANSIENT.windowMs) */
   windowMs?: number;
+  /** the keep-alive interval (default: keepAliveMs of the activity's own heartbeat timeout) */
   heartbeatMs?: number;
 }
 
@@ -27,11 +28,10 @@ export interface ResilienceOptions {
  */
 export function resilientActivities(opts: ResilienceOptions = {}): ActivityInterceptorsFactory {
   const windowMs = opts.windowMs ?? TRANSIENT.windowMs;
-  const heartbeatMs = opts.heartbeatMs ?? HEARTBEAT.intervalMs;
   return (ctx: Context): { inbound: ActivityInboundCallsInterceptor } => ({
     inbound: {
       async execute(input, next) {
-        const stop = keepAlive(heartbeatMs);
+        const stop = keepAlive(opts.heartbeatMs ?? keepAliveMs(ctx.info.heartbeatTimeoutMs));
         const deadline = Date.now() + windowMs;
         const execution = opts.db ? stepExecution(ctx.info, input.args[0]) : null;
         let delay: number = TRANSIENT.initialDelayMs;

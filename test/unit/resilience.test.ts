@@ -3,6 +3,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
 import { isTransient, PipelineError, toFailure } from '../../activities/errors.js';
 import { beat, lastDetails } from '../../activities/heartbeat.js';
+import { HEARTBEAT, keepAliveMs } from '../../pipeline/retry.js';
 import { resilientActivities } from '../../workers/interceptors.js';
 
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:54329'), { code: 'ECONNREFUSED' });
@@ -99,5 +100,22 @@ describe('the activity interceptor', () => {
     e.on('heartbeat', () => beats++);
     await e.run(async () => new Promise((r) => setTimeout(r, 300)));
     expect(beats).toBeGreaterThanOrEqual(3);
+  });
+
+  it("keeps alive well inside the activity's own heartbeat timeout, never only as often as it", async () => {
+    expect(keepAliveMs(5_000)).toBeCloseTo(5_000 / 3, 6); // training.heartbeatTimeoutSeconds at its minimum
+    expect(keepAliveMs(120_000)).toBe(HEARTBEAT.intervalMs);
+    expect(keepAliveMs(HEARTBEAT.cpuTimeoutSeconds * 1000)).toBe(HEARTBEAT.intervalMs);
+    expect(keepAliveMs(undefined)).toBe(HEARTBEAT.intervalMs);
+    // the interceptor reads the timeout from the activity's info: 600 ms → a beat every 200 ms
+    const beatsWith = async (heartbeatTimeoutMs: number) => {
+      const e = new MockActivityEnvironment({ attempt: 1, heartbeatTimeoutMs }, { interceptors: [resilientActivities({ windowMs: 60_000 })] });
+      let beats = 0;
+      e.on('heartbeat', () => beats++);
+      await e.run(async () => new Promise((r) => setTimeout(r, 700)));
+      return beats;
+    };
+    expect(await beatsWith(600)).toBeGreaterThanOrEqual(2);
+    expect(await beatsWith(120_000)).toBe(0);
   });
 });

@@ -205,7 +205,7 @@ describe('the multi-host rehearsal', () => {
         .where('rung', '=', 0)
         .orderBy('attempt')
         .execute();
-      expect(steps.map((st) => `${st.attempt} ${st.status}`)).toEqual(['1 failed', '2 succeeded']);
+      expect(steps.map((st) => `${st.attempt} ${st.status}`), JSON.stringify(steps.map((st) => [st.attempt, st.status, st.error_type]))).toEqual(['1 failed', '2 succeeded']);
       expect(steps[0].error_type).toBe('WorkerLost');
       expect((steps[1].detail as { resumedFromEpoch: number }).resumedFromEpoch).toBeGreaterThanOrEqual(victim.epoch);
       const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'host', 'status']).where('run_id', '=', rehearsal.runId).execute();
