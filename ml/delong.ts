@@ -57,6 +57,9 @@ interface Components {
   v01: Float64Array;
 }
 
+/** DeLong's variance needs at least this many rows of each class. */
+export const DELONG_MIN_PER_CLASS = 2;
+
 function classIndices(labels: ArrayLike<number>, scoreSets: ArrayLike<number>[], what: string): { pos: Uint32Array; neg: Uint32Array } {
   for (const s of scoreSets) {
     if (s.length !== labels.length) {
@@ -77,8 +80,8 @@ function classIndices(labels: ArrayLike<number>, scoreSets: ArrayLike<number>[],
   if (m === 0 || n === 0) {
     throw new MlError(ML_ERROR.SingleClassLabel, `${what} is undefined when only one class is present (${m} positives, ${n} negatives)`);
   }
-  if (m < 2 || n < 2) {
-    throw new MlError(ML_ERROR.InvalidData, `${what} needs at least 2 positives and 2 negatives for a variance (${m} positives, ${n} negatives)`);
+  if (m < DELONG_MIN_PER_CLASS || n < DELONG_MIN_PER_CLASS) {
+    throw new MlError(ML_ERROR.InvalidData, `${what} needs at least ${DELONG_MIN_PER_CLASS} positives and ${DELONG_MIN_PER_CLASS} negatives for a variance (${m} positives, ${n} negatives)`);
   }
   const pos = new Uint32Array(m);
   const neg = new Uint32Array(n);

@@ -2,7 +2,7 @@
  * An ensemble's gain over the single model on validation, with its noise: a file of its own, free of tfjs, because the
  * pipeline workflow formats it into its records (ml/ensemble.ts selects and builds ensembles).
  */
-import { delongPairedTest } from './delong.js';
+import { DELONG_MIN_PER_CLASS, delongPairedTest } from './delong.js';
 
 /** At or above this p, a gain is reported as within the noise (two-sided paired DeLong test). */
 export const NOISE_ALPHA = 0.05;
@@ -30,7 +30,7 @@ export interface EnsembleGain {
 export function ensembleGain(y: ArrayLike<number>, ensemble: ArrayLike<number>, single: { id: string; val: ArrayLike<number> }): EnsembleGain | undefined {
   let positives = 0;
   for (let i = 0; i < y.length; i++) positives += y[i] === 1 ? 1 : 0;
-  if (positives < 2 || y.length - positives < 2) return undefined;
+  if (positives < DELONG_MIN_PER_CLASS || y.length - positives < DELONG_MIN_PER_CLASS) return undefined;
   const t = delongPairedTest(y, ensemble, single.val);
   return { over: single.id, diff: t.diff, se: t.se, p: t.pValue, withinNoise: !(t.pValue < NOISE_ALPHA) };
 }
