@@ -14,7 +14,7 @@ import { followPipeline } from '../cli/follow.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../cli/workers.js';
 import { BANK_TABLE, grantBankRead, seedBankMarketing } from '../db/tables/bank-marketing.js';
 import { initBackend } from '../ml/backend.js';
-import { delongPairedTest } from '../ml/delong.js';
+import { delongPairedTest, formatPValue } from '../ml/delong.js';
 import { ensembleGain, formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import { prAuc, rocAuc } from '../ml/metrics.js';
 import { predict } from '../ml/model.js';
@@ -397,7 +397,7 @@ async function oracleAuc_(pool: import('pg').Pool, ids: string[], labels: Uint8A
 
 export function printAccuracy(r: AccuracyResult, log: Log): void {
   const row = (name: string, s: Scores, extra: string): [string, string] => [name, `${s.testAuc.toFixed(4)} / ${s.testPrAuc.toFixed(4)}  ${extra}`];
-  const p = (v: Versus) => `Δ ${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(4)}, DeLong p ${v.pValue.toPrecision(2)}`;
+  const p = (v: Versus) => `Δ ${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(4)}, DeLong p ${formatPValue(v.pValue)}`;
   const d = r.dataset;
   log('');
   log(

@@ -2,7 +2,7 @@
  * The gate's model comparisons, as pure rules over labels and scores (no I/O): the logistic baseline and the
  * current champion. Both use DeLong's paired test on rows that neither model trained or validated on.
  */
-import { delongPairedTest, normalSf } from './delong.js';
+import { delongPairedTest, formatPValue, normalSf } from './delong.js';
 import { assignSplit, type SplitRatios } from './split.js';
 
 export interface Comparison {
@@ -14,6 +14,8 @@ export interface Comparison {
   diff: number;
   /** the p-value the decision used (one-sided for non-inferiority), null when skipped */
   pValue: number | null;
+  /** the significance level it was judged at (absent in records written before it was kept) */
+  alpha?: number;
   passed: boolean;
   /** 'passed' | 'failed' | 'skipped' (a skipped comparison passes: it never rejects on too little evidence) */
   status?: 'passed' | 'failed' | 'skipped';
@@ -37,7 +39,6 @@ export interface BaselineRule {
 }
 
 const f4 = (x: number) => x.toFixed(4);
-const p3 = (p: number) => p.toPrecision(3);
 
 /**
  * Non-inferiority against the baseline: fail only when the model is significantly worse than baseline − margin
@@ -54,10 +55,10 @@ export function compareWithBaseline(labels: ArrayLike<number>, pModel: ArrayLike
     : `non-inferiority: must not be significantly worse than baseline${rule.margin ? ` − ${rule.margin}` : ''} at alpha ${rule.alpha}`;
   return {
     check: 'beats_baseline', against: 'baseline', challengerAuc: t.aucA, otherAuc: t.aucB, diff: t.diff,
-    pValue: Number.isFinite(pWorse) ? pWorse : null, passed, status: passed ? 'passed' : 'failed', rows: labels.length,
+    pValue: Number.isFinite(pWorse) ? pWorse : null, alpha: rule.alpha, passed, status: passed ? 'passed' : 'failed', rows: labels.length,
     detail:
       `test ROC-AUC ${f4(t.aucA)} vs logistic baseline ${f4(t.aucB)} on ${labels.length} rows (diff ${f4(t.diff)}, ` +
-      `one-sided DeLong p ${p3(pWorse)}; ${ruleText})` +
+      `one-sided DeLong p ${formatPValue(pWorse, rule.alpha)}; ${ruleText})` +
       (passed && t.diff < 0 ? '; the difference is within noise' : ''),
   };
 }
@@ -121,7 +122,7 @@ export function compareWithChampion(
   });
   const which = `${rows} unseen test rows (${excluded} excluded: in the ${against}'s train or validation split, ` +
     `split seed ${split.seed}${split.source === 'assumed' ? ', assumed from this config: its lineage has none' : ''})`;
-  const base = { check: 'not_worse_than_champion' as const, against, rows, excluded, positives };
+  const base = { check: 'not_worse_than_champion' as const, against, rows, excluded, positives, alpha: rule.alpha };
   if (rows < rule.minRows || positives < rule.minPositives || positives === rows) {
     const reason = `too few unseen rows for a meaningful test: ${rows} rows, ${positives} positives (need ${rule.minRows} and ${rule.minPositives}, and both classes)`;
     return {
@@ -136,6 +137,6 @@ export function compareWithChampion(
     passed: !worse, status: worse ? 'failed' : 'passed',
     detail:
       `test ROC-AUC ${f4(t.aucA)} vs ${against} ${f4(t.aucB)} on ${which} ` +
-      `(diff ${f4(t.diff)}, DeLong p ${p3(t.pValue)}, alpha ${rule.alpha})`,
+      `(diff ${f4(t.diff)}, DeLong p ${formatPValue(t.pValue, rule.alpha)}, alpha ${rule.alpha})`,
   };
 }

@@ -173,6 +173,20 @@ export function twoSidedNormalP(z: number): number {
   return Math.min(1, erfc(Math.abs(z) / Math.SQRT2));
 }
 
+/**
+ * A p-value as records print it: two significant digits ("0.73", "0.018", "0.40"), "< 0.001" below that, "n/a"
+ * when there is none. Where two digits would round across `alpha` (0.0499 as "0.050" against 0.05), more are shown
+ * until the text is on the same side of alpha as the value, so a printed p never contradicts the decision taken on it.
+ * One formatter for the gate's details, the model card, the ensemble-gain line and the accuracy bench.
+ */
+export function formatPValue(p: number | null | undefined, alpha = 0.05): string {
+  if (typeof p !== 'number' || !Number.isFinite(p)) return 'n/a';
+  if (p < 0.001 && alpha >= 0.001) return '< 0.001';
+  let text = p.toPrecision(2);
+  for (let digits = 3; digits <= 16 && Number(text) < alpha !== p < alpha; digits++) text = p.toPrecision(digits);
+  return text;
+}
+
 /** Upper-tail standard normal probability 1 − Φ(z). */
 export function normalSf(z: number): number {
   return z >= 0 ? erfc(z / Math.SQRT2) / 2 : 1 - erfc(-z / Math.SQRT2) / 2;

@@ -9,6 +9,7 @@
 import type { TopLevelSpec } from 'vega-lite';
 import type { ReliabilityPoint } from '../ml/calibration.js';
 import { formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
+import { formatPValue } from '../ml/delong.js';
 import type { BootstrapOptions, DecileRow, EvaluationMetrics, EvaluationReport, SegmentMetrics } from '../ml/evaluation.js';
 import type { GateCheck } from '../ml/gate.js';
 import type { FeatureImportance } from '../ml/importance.js';
@@ -40,6 +41,8 @@ export interface CardComparison {
   otherAuc: number | null;
   diff: number | null;
   pValue: number | null;
+  /** the significance level it was judged at (absent in cards of gates from before it was kept) */
+  alpha?: number;
   passed: boolean;
   skipped?: string;
   /** rows compared and excluded (the champion comparison: only rows neither model had seen) */
@@ -360,7 +363,6 @@ const DASH = '—';
 const f4 = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : DASH);
 const pct = (v: number | null | undefined, digits = 2) => (typeof v === 'number' && Number.isFinite(v) ? `${(v * 100).toFixed(digits)} %` : DASH);
 const int = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : DASH);
-const p3 = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v.toPrecision(3) : DASH);
 const interval = (ci: [number, number] | null | undefined) => (ci ? `[${f4(ci[0])}, ${f4(ci[1])}]` : DASH);
 
 const e = escapeHtml;
@@ -439,7 +441,7 @@ function gateTable(card: ModelCard): string {
     row([
       td(c.informational ? 'comparison (not gating)' : 'comparison'),
       td(`${c.check} (vs ${c.against})` + (c.rows !== undefined ? `, ${c.rows} rows` + (c.excluded ? `, ${c.excluded} excluded as seen` : '') : '')),
-      td(c.diff === null ? DASH : `${f4(c.challengerAuc)} vs ${f4(c.otherAuc)} (diff ${f4(c.diff)}, p ${p3(c.pValue)})`, 'num'),
+      td(c.diff === null ? DASH : `${f4(c.challengerAuc)} vs ${f4(c.otherAuc)} (diff ${f4(c.diff)}, p ${c.pValue === null ? DASH : formatPValue(c.pValue, c.alpha)})`, 'num'),
       verdict(c.passed, c.skipped !== undefined),
       td(c.detail),
     ]),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { delongAuc, delongAucCi, delongPairedTest, midranks, normalSf, twoSidedNormalP, Z_975 } from '../../ml/delong.js';
+import { delongAuc, delongAucCi, delongPairedTest, formatPValue, midranks, normalSf, twoSidedNormalP, Z_975 } from '../../ml/delong.js';
 import { rocAuc } from '../../ml/metrics.js';
 import { createRng } from '../../ml/random.js';
 import { errorType } from '../support/errors.js';
@@ -114,5 +114,31 @@ describe('normal tail probabilities (scipy 1.17.1 2·norm.sf(z))', () => {
     expect(normalSf(1.959963984540054)).toBeCloseTo(0.025, 15);
     expect(normalSf(-1.959963984540054)).toBeCloseTo(0.975, 15);
     expect(twoSidedNormalP(Infinity)).toBe(0);
+  });
+});
+
+describe('formatPValue: how records print a p-value', () => {
+  it('gives two significant digits, "< 0.001" below that and "n/a" for none', () => {
+    expect(formatPValue(0.7312)).toBe('0.73');
+    expect(formatPValue(0.0184)).toBe('0.018');
+    expect(formatPValue(0.30)).toBe('0.30');
+    expect(formatPValue(0.9996)).toBe('1.0');
+    expect(formatPValue(0.0004)).toBe('< 0.001');
+    expect(formatPValue(NaN)).toBe('n/a');
+    expect(formatPValue(null)).toBe('n/a');
+  });
+
+  it('never rounds across alpha: a p just below it keeps the digits that show it is below', () => {
+    // two digits would print 0.050 for both, and a reader would take the significant one for not significant
+    expect(formatPValue(0.0499)).toBe('0.0499');
+    expect(formatPValue(0.049996)).toBe('0.049996');
+    expect(formatPValue(0.0501)).toBe('0.050');
+    for (const alpha of [0.01, 0.05, 0.1]) {
+      for (const p of [alpha * (1 - 1e-9), alpha * (1 - 1e-4), alpha * 0.999, alpha, alpha * 1.001, alpha * (1 + 1e-6)]) {
+        expect(Number(formatPValue(p, alpha)) < alpha, `p ${p} at alpha ${alpha}`).toBe(p < alpha);
+      }
+    }
+    // below 0.001 the text is "< 0.001" unless alpha itself is that small
+    expect(formatPValue(0.00049, 0.0005)).toBe('0.00049');
   });
 });

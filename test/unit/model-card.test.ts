@@ -74,6 +74,18 @@ describe('model card', () => {
     expect(lineage).toContain('<code>learningRate</code>: <code>0.003</code>');
   });
 
+  it("prints a comparison's p on the side of its own alpha that decided it", async () => {
+    const [first, ...rest] = input.gate.comparisons;
+    const card = (c: Partial<typeof first>) => renderModelCard({ ...input, gate: { ...input.gate, comparisons: [{ ...first, ...c }, ...rest] } });
+    const gate = (html: string) => html.match(/<table id="gate">[\s\S]*?<\/table>/)![0];
+    // two or three digits would print 0.010 / 0.0100, which reads as not below alpha 0.01
+    expect(gate((await card({ pValue: 0.009996, alpha: 0.01 })).html)).toContain(', p 0.009996)');
+    expect((await card({ pValue: 0.009996, alpha: 0.01 })).json.gate.comparisons[0].alpha).toBe(0.01);
+    // a record from before alpha was kept is read at the default 0.05, where two digits say enough
+    expect(gate((await card({ pValue: 0.009996 })).html)).toContain(', p 0.010)');
+    expect(gate((await card({ pValue: 0.0004 })).html)).toContain(', p &lt; 0.001)');
+  });
+
   it('draws every chart as inline SVG: ROC with the diagonal, PR with the base rate, calibration, 10 lift bars, top-20 importance', async () => {
     const { html, json } = await renderModelCard(input);
     for (const name of CHARTS) {

@@ -187,7 +187,7 @@ describe('trainPipeline end to end', () => {
     // both failing checks are listed: the threshold, and the under-trained MLP losing to the logistic baseline
     expect(out.gate.reasons).toEqual([
       expect.stringMatching(/^rocAuc = 0\.\d+ fails >= 0\.999$/),
-      expect.stringMatching(/^beats_baseline: test ROC-AUC 0\.\d+ vs logistic baseline 0\.\d+ on \d+ rows \(diff -0\.\d+, one-sided DeLong p [\d.e-]+; must be higher by > 0 and not significantly worse at alpha 0\.05\)$/),
+      expect.stringMatching(/^beats_baseline: test ROC-AUC 0\.\d+ vs logistic baseline 0\.\d+ on \d+ rows \(diff -0\.\d+, one-sided DeLong p (?:< 0\.001|[\d.]+); must be higher by > 0 and not significantly worse at alpha 0\.05\)$/),
     ]);
     const versions = await db.db.selectFrom('ml.model_versions').select('version').where('run_id', '=', out.runId).execute();
     expect(versions).toHaveLength(0);
@@ -273,7 +273,7 @@ describe('trainPipeline end to end', () => {
     expect(out.status).toBe('rejected');
     // same split seed as the champion: every test row is unseen by it, none excluded
     expect(out.gate.reasons).toEqual([
-      expect.stringMatching(/^not_worse_than_champion: test ROC-AUC 0\.\d+ vs champion v1 0\.\d+ on \d+ unseen test rows \(0 excluded: in the champion v1's train or validation split, split seed 42\) \(diff -0\.\d+, DeLong p [\d.e-]+, alpha 0\.05\)$/),
+      expect.stringMatching(/^not_worse_than_champion: test ROC-AUC 0\.\d+ vs champion v1 0\.\d+ on \d+ unseen test rows \(0 excluded: in the champion v1's train or validation split, split seed 42\) \(diff -0\.\d+, DeLong p (?:< 0\.001|[\d.]+), alpha 0\.05\)$/),
     ]);
     const row = await db.db.selectFrom('ml.evaluations').selectAll().where('run_id', '=', out.runId).executeTakeFirstOrThrow();
     const champion = (row.comparisons as { check: string; against: string; passed: boolean; pValue: number }[])[0];
