@@ -283,3 +283,37 @@ export const formatSelection = (metric: SelectionMetric, value: number | null): 
 /** The model family of a parameter set: a GRU over the last events is 'sequence', else no hidden layer is the logistic regression. */
 export const familyOf = (params: { hiddenUnits: number[]; sequenceUnits?: number }): 'logistic' | 'mlp' | 'sequence' =>
   (params.sequenceUnits ?? 0) > 0 ? 'sequence' : params.hiddenUnits.length === 0 ? 'logistic' : 'mlp';
+
+/** What a rung's scheduling needs to know of a trial's last result. */
+export interface TrialTiming {
+  status: 'completed' | 'failed';
+  /** epochs trained in all, and of those the ones before this result's activity started */
+  epochs: number;
+  resumedFromEpoch: number;
+  /** the activity's wall time */
+  seconds: number;
+  stopReason?: 'earlyStopping' | 'maxEpochs' | 'stopped';
+}
+
+/**
+ * Seconds a promoted trial is expected to take to reach `budget` epochs: the epochs it has left at the seconds per
+ * epoch its last activity took. A trial that stopped early (or already reached the budget) trains no further epoch.
+ */
+export function expectedSeconds(last: TrialTiming, budget: number): number {
+  if (last.status !== 'completed' || last.stopReason === 'earlyStopping') return 0;
+  const trained = last.epochs - last.resumedFromEpoch;
+  if (trained <= 0) return 0;
+  return Math.max(0, budget - last.epochs) * (last.seconds / trained);
+}
+
+/**
+ * The order in which a rung hands its trials to the lanes: the longest expected first (LPT scheduling), ties in
+ * the given order. A rung ends only when its last trial does; started last, the slowest trial would run alone while
+ * the other lanes idle. The order changes nothing a trial computes, so the same trials go on either way.
+ */
+export function longestFirst<T>(items: readonly T[], seconds: (item: T) => number): T[] {
+  return items
+    .map((item, i) => ({ item, i, s: seconds(item) }))
+    .sort((a, b) => b.s - a.s || a.i - b.i)
+    .map((e) => e.item);
+}

@@ -112,7 +112,7 @@ const config = {
   modelName: 'replay',
   // every model family: MLP trials (standard and PLE encodings) and GRU trials over the last 6 events, the best
   // trial's weights reused and an ensemble chosen on validation (v4), with a seed replica of the best trial among its
-  // candidates (v5)
+  // candidates (v5); the search's second rung dispatched longest first (v6)
   source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14, sequenceLength: 6 },
   search: { trials: 4, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false, space: { sequenceUnits: [0, 8] } },
   training: { finalEpochs: 4, backend: 'wasm', ensemble: { maxMembers: 3, minGain: 0, seeds: 2 } },

@@ -1,9 +1,9 @@
-import { ApplicationFailure, defineQuery, isCancellation, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, isCancellation, patched, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { BackendChoice, ModelRef, TrainTrialInput, TrainTrialOutput } from '../activities/train.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import { deriveSeed } from '../ml/random.js';
-import { sampleTrials, type SelectionMetric } from '../ml/search.js';
+import { expectedSeconds, longestFirst, sampleTrials, type SelectionMetric } from '../ml/search.js';
 import type { SearchSpace } from '../ml/types.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES } from './constants.js';
@@ -109,7 +109,8 @@ export function better(metric: TrialMetric) {
 /**
  * Random search with successive halving: every sampled configuration trains for a cheap budget, the best 1/eta
  * resume from their checkpoints for a larger one, and so on. Sampling is deterministic from the seed, so a replay
- * chooses the same trials; each rung runs as a sliding window of `parallelism` activities.
+ * chooses the same trials; each rung runs as a sliding window of `parallelism` activities, a promoted rung its
+ * longest trials first.
  */
 export async function hyperparameterSearch(input: HyperparameterSearchInput): Promise<HyperparameterSearchOutput> {
   const { trainTrial } = trainActivities(input.trainQueue ?? TASK_QUEUES.train, input.heartbeatTimeoutSeconds);
@@ -130,10 +131,14 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
     progress.rungTrials = active.length;
     progress.rungDone = 0;
     rungs.push({ budget: budgets[k], trials: active.length });
+    // A promoted rung starts its longest trials first (by the seconds per epoch each took in the rung before), so
+    // the slowest does not run alone at the end while the other lanes idle. Histories from before dispatched in
+    // rank order.
+    const order = k > 0 && patched('search-longest-first') ? longestFirst(active, (i) => expectedSeconds(latest[i], budgets[k])) : active;
     let next = 0;
     const lane = async () => {
-      while (next < active.length) {
-        const i = active[next++];
+      while (next < order.length) {
+        const i = order[next++];
         const id = trialId(i);
         progress.running.push(id);
         const previous = latest[i];

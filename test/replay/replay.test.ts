@@ -8,6 +8,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readHistoryFile, replayHistories, type ReplayItem } from '../../audit/history.js';
 import { findRepoRoot } from '../../infra/index.js';
+import { expectedSeconds, longestFirst } from '../../ml/search.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 
 // Every history committed here was recorded from a real run (scripts/record-histories.ts). They must keep
@@ -81,6 +82,38 @@ describe('committed workflow histories', () => {
     }
     const upserting = byType('trainPipeline').filter((i) => i.history.events!.some((e) => e.eventType === E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
     expect(upserting.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('dispatch each promoted rung of a search recorded with search-longest-first longest first, as its previous rung timed them', () => {
+    const payload = <T,>(p: unknown) => defaultPayloadConverter.fromPayload(p as never) as T;
+    type Input = { trialId: string; rung: number; params: { epochs: number } };
+    const marked = byType('hyperparameterSearch').filter((i) =>
+      i.history.events!.some((e) => e.markerRecordedEventAttributes?.details?.['patch-data'] && payload<{ id: string }>(e.markerRecordedEventAttributes.details['patch-data'].payloads![0]).id === 'search-longest-first'),
+    );
+    expect(marked.length).toBeGreaterThanOrEqual(1);
+    let promotedRungs = 0;
+    for (const search of marked) {
+      const events = search.history.events!;
+      const scheduled = events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [{ id: e.eventId!.toString(), input: payload<Input>(e.activityTaskScheduledEventAttributes.input!.payloads![0]) }] : []));
+      const results = new Map(
+        events.flatMap((e) => {
+          const done = e.activityTaskCompletedEventAttributes;
+          if (!done) return [];
+          const input = scheduled.find((s) => s.id === done.scheduledEventId!.toString())!.input;
+          return [[`${input.trialId}@${input.rung}`, payload<Parameters<typeof expectedSeconds>[0]>(done.result!.payloads![0])] as const];
+        }),
+      );
+      for (let k = 1; scheduled.some((s) => s.input.rung === k); k++) {
+        const rung = scheduled.filter((s) => s.input.rung === k).map((s) => s.input);
+        const expected = longestFirst(rung, (t) => expectedSeconds(results.get(`${t.trialId}@${k - 1}`)!, t.params.epochs));
+        // longestFirst keeps ties in the order given, so ties may come either way round: compare the expectations
+        expect(rung.map((t) => expectedSeconds(results.get(`${t.trialId}@${k - 1}`)!, t.params.epochs)), `${search.file} rung ${k}`).toEqual(
+          expected.map((t) => expectedSeconds(results.get(`${t.trialId}@${k - 1}`)!, t.params.epochs)),
+        );
+        promotedRungs++;
+      }
+    }
+    expect(promotedRungs).toBeGreaterThanOrEqual(1);
   });
 
   it('cover every patch the workflows take: each patched() branch was recorded by a real run', () => {
