@@ -3,6 +3,7 @@
  * no tfjs, no Node builtins, no Math.random, no Date.
  */
 import { MlError, ML_ERROR } from './errors.js';
+import type { TrainMlpOutput } from './model.js';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from './random.js';
 import { MAX_BATCH_ENSEMBLE, MAX_PLE_BINS, MAX_SEQUENCE_UNITS, NUMERIC_ENCODINGS, type ClassWeight, type MatrixEncoding, type MlpParams, type NumericEncoding, type SearchSpace } from './types.js';
 
@@ -292,7 +293,7 @@ export interface TrialTiming {
   resumedFromEpoch: number;
   /** the activity's wall time */
   seconds: number;
-  stopReason?: 'earlyStopping' | 'maxEpochs' | 'stopped';
+  stopReason?: TrainMlpOutput['stopReason'];
 }
 
 /**

@@ -8,7 +8,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readHistoryFile, replayHistories, type ReplayItem } from '../../audit/history.js';
 import { findRepoRoot } from '../../infra/index.js';
-import { expectedSeconds, longestFirst } from '../../ml/search.js';
+import { expectedSeconds, longestFirst, type TrialTiming } from '../../ml/search.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 
 // Every history committed here was recorded from a real run (scripts/record-histories.ts). They must keep
@@ -26,6 +26,13 @@ beforeAll(async () => {
 });
 
 const byType = (type: string) => items.filter((i) => i.workflowType === type);
+const payload = <T,>(p: unknown) => defaultPayloadConverter.fromPayload(p as never) as T;
+/** The ids of the patches a history recorded (its patched() markers). */
+const patchIds = (i: ReplayItem): string[] =>
+  i.history.events!.flatMap((e) => {
+    const data = e.markerRecordedEventAttributes?.details?.['patch-data']?.payloads?.[0];
+    return data ? [payload<{ id: string }>(data).id] : [];
+  });
 
 /**
  * Replays against a copy of workflows/ with trainPipeline edited, placed beside workflows/ so its `../activities`,
@@ -85,11 +92,8 @@ describe('committed workflow histories', () => {
   });
 
   it('dispatch each promoted rung of a search recorded with search-longest-first longest first, as its previous rung timed them', () => {
-    const payload = <T,>(p: unknown) => defaultPayloadConverter.fromPayload(p as never) as T;
     type Input = { trialId: string; rung: number; params: { epochs: number } };
-    const marked = byType('hyperparameterSearch').filter((i) =>
-      i.history.events!.some((e) => e.markerRecordedEventAttributes?.details?.['patch-data'] && payload<{ id: string }>(e.markerRecordedEventAttributes.details['patch-data'].payloads![0]).id === 'search-longest-first'),
-    );
+    const marked = byType('hyperparameterSearch').filter((i) => patchIds(i).includes('search-longest-first'));
     expect(marked.length).toBeGreaterThanOrEqual(1);
     let promotedRungs = 0;
     for (const search of marked) {
@@ -100,7 +104,7 @@ describe('committed workflow histories', () => {
           const done = e.activityTaskCompletedEventAttributes;
           if (!done) return [];
           const input = scheduled.find((s) => s.id === done.scheduledEventId!.toString())!.input;
-          return [[`${input.trialId}@${input.rung}`, payload<Parameters<typeof expectedSeconds>[0]>(done.result!.payloads![0])] as const];
+          return [[`${input.trialId}@${input.rung}`, payload<TrialTiming>(done.result!.payloads![0])] as const];
         }),
       );
       for (let k = 1; scheduled.some((s) => s.input.rung === k); k++) {
@@ -122,14 +126,7 @@ describe('committed workflow histories', () => {
         .filter((f) => f.endsWith('.ts'))
         .flatMap((f) => [...readFileSync(path.join(root, 'workflows', f), 'utf8').matchAll(/patched\('([^']+)'\)/g)].map((m) => m[1])),
     );
-    const recorded = new Set(
-      items.flatMap((i) =>
-        i.history.events!.flatMap((e) => {
-          const data = e.markerRecordedEventAttributes?.details?.['patch-data']?.payloads?.[0];
-          return data ? [(defaultPayloadConverter.fromPayload(data as never) as { id: string }).id] : [];
-        }),
-      ),
-    );
+    const recorded = new Set(items.flatMap(patchIds));
     expect(used.size).toBeGreaterThanOrEqual(5);
     expect([...used].filter((id) => !recorded.has(id))).toEqual([]);
   });
