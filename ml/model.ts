@@ -53,6 +53,11 @@ export interface TrainMlpInput {
   shouldStop?: () => boolean;
   /** categorical blocks of the input columns: needed when params.embeddingDim > 0 */
   layout?: InputLayout;
+  /**
+   * Batches between flushes of subnormal weights and Adam moments to zero (flushSubnormals); default FLUSH_EVERY.
+   * 0 turns flushing off, for the test that shows it changes no result.
+   */
+  flushEvery?: number;
 }
 
 export interface TrainMlpOutput {
@@ -84,6 +89,10 @@ const ADAM = '__adam__/';
 const BEST = '__best__/';
 const BCE_EPS = 1e-7; // Keras' epsilon for probability clipping
 const PREDICT_BATCH = 8192;
+/** The smallest normal float32 (2^-126): below it a value is subnormal. */
+const FLT_MIN = 2 ** -126;
+/** Batches between two flushes of subnormal weights and Adam moments (see flushSubnormals); one more ends each epoch. */
+export const FLUSH_EVERY = 64;
 
 /** Dense ReLU layers with dropout and L2, sigmoid output; `hiddenUnits: []` is logistic regression. Seeded init. */
 /** Where each categorical feature's one-hot block sits in the input columns (the rest are numeric columns). */
@@ -439,6 +448,27 @@ function eventLoopPause(ms = 50): () => Promise<void> {
   };
 }
 
+/**
+ * Sets every subnormal entry (0 < |x| < 2^-126) of the given variables to 0, in place. Why: an L2 penalty drives the
+ * weights of dead ReLU units, which get no data gradient, geometrically toward 0 under Adam, and there they sit as
+ * subnormal floats. wasm has no flush-to-zero mode, and x86 takes a slow microcode path for every multiply with a
+ * subnormal operand, so a trial's epochs grew up to 3x slower as such weights accumulated (the e2e bench's t003: 19.5
+ * to 56 s). A subnormal weight adds less than 2^-126 × |x| to a pre-activation, below the rounding of any sum it enters,
+ * so zeroing it changes no output; it only stops the slow path.
+ */
+export function flushSubnormals(vars: readonly tf.Variable[]): void {
+  tf.tidy(() => {
+    for (const v of vars) v.assign(tf.where(tf.less(tf.abs(v), FLT_MIN), tf.zerosLike(v), v));
+  });
+}
+
+/** The trainable variables and Adam's moment variables (none before its first step). */
+async function flushable(vars: readonly tf.Variable[], optimizer: tf.AdamOptimizer): Promise<tf.Variable[]> {
+  const adam = await optimizer.getWeights();
+  adam[0]?.tensor.dispose(); // the iteration counter is a fresh scalar; the moments are the optimizer's own variables
+  return [...vars, ...adam.slice(1).map((w) => w.tensor as tf.Variable)];
+}
+
 async function predictRows(model: tf.LayersModel, x: Float32Array, rows: number, cols: number): Promise<Float32Array> {
   const out = new Float32Array(rows);
   const pause = eventLoopPause();
@@ -512,7 +542,7 @@ function readState(a: ModelArtifacts): TrainState | undefined {
  * (seed, epoch, batch), so a run resumed from a checkpoint ends with byte-identical artifacts.
  */
 export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
-  const { train, val, params, seed, onEpochEnd, shouldStop } = input;
+  const { train, val, params, seed, onEpochEnd, shouldStop, flushEvery = FLUSH_EVERY } = input;
   const { pos } = checkXY(train, 'train');
   checkXY(val, 'val');
   if (val.cols !== train.cols) throw new MlError(ML_ERROR.InvalidData, `val has ${val.cols} columns but train has ${train.cols}`);
@@ -598,6 +628,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
         });
         costs.push(cost);
         sizes.push(n);
+        if (flushEvery > 0 && (b + 1) % flushEvery === 0) flushSubnormals(await flushable(vars, optimizer));
         await pause(); // heartbeats and cancellation get through during a long epoch
       }
       if (stopReason === 'stopped') {
@@ -606,6 +637,7 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
       }
       const loss = tf.tidy(() => tf.div(tf.addN(costs.map((c, i) => tf.mul(c, sizes[i]))), train.rows).dataSync()[0]);
       tf.dispose(costs);
+      if (flushEvery > 0) flushSubnormals(await flushable(vars, optimizer)); // before val predicts and best copies
       if (!Number.isFinite(loss)) {
         throw new MlError(ML_ERROR.NonFiniteLoss, `training loss became ${loss} in epoch ${epoch + 1} (learningRate ${params.learningRate}, batchSize ${params.batchSize}); lower the learning rate`, { epoch: epoch + 1 });
       }
