@@ -4,7 +4,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import { initBackend } from '../ml/backend.js';
 import { isMlError } from '../ml/errors.js';
-import { layoutOf, trainMlp, type EpochMetrics, type EpochReport, type InputLayout } from '../ml/model.js';
+import { layoutOf, trainMlp, type EpochMetrics, type EpochReport, type InputLayout, type TrainMlpOutput } from '../ml/model.js';
 import { transform, withEncoding, type Preprocessor } from '../ml/preprocess.js';
 import { encodingOf, familyOf } from '../ml/search.js';
 import type { Frame, MlpParams } from '../ml/types.js';
@@ -63,7 +63,7 @@ export interface TrainTrialOutput {
   preprocessing?: ArtifactRef;
   /** the last epoch's full training state, from which a promotion continues */
   checkpoint?: { ref: ModelRef; epoch: number };
-  stopReason?: 'earlyStopping' | 'maxEpochs' | 'stopped';
+  stopReason?: TrainMlpOutput['stopReason'];
 }
 
 /** What a trial heartbeats after each epoch: enough for a retry on any worker to resume there. */
