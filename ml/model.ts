@@ -449,12 +449,13 @@ function eventLoopPause(ms = 50): () => Promise<void> {
 }
 
 /**
- * Sets every subnormal entry (0 < |x| < 2^-126) of the given variables to 0, in place. Why: an L2 penalty drives the
- * weights of dead ReLU units, which get no data gradient, geometrically toward 0 under Adam, and there they sit as
- * subnormal floats. wasm has no flush-to-zero mode, and x86 takes a slow microcode path for every multiply with a
- * subnormal operand, so a trial's epochs grew up to 3x slower as such weights accumulated (the e2e bench's t003: 19.5
- * to 56 s). A subnormal weight adds less than 2^-126 × |x| to a pre-activation, below the rounding of any sum it enters,
- * so zeroing it changes no output; it only stops the slow path.
+ * Sets every subnormal entry (0 < |x| < 2^-126) of the given variables to 0, in place. Why: weights that get no data
+ * gradient (those of an input that is 0 in every train row, such as a PLE bin no train row reaches or a one-hot level
+ * absent from train, or of a unit that never activates) shrink geometrically under Adam with an L2 penalty, and stick
+ * at a subnormal value once the update rounds to nothing. wasm has no flush-to-zero mode, and x86 takes a slow
+ * microcode path for every multiply with a subnormal operand, so a trial's epochs grew up to 3x slower as such weights
+ * accumulated (the e2e bench's t003: 19.5 to 56 s). A subnormal weight adds less than 2^-126 × |x| to a pre-activation,
+ * below the rounding of any sum it enters, so zeroing it changes no output; it only stops the slow path.
  */
 export function flushSubnormals(vars: readonly tf.Variable[]): void {
   tf.tidy(() => {
