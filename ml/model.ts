@@ -92,7 +92,7 @@ const PREDICT_BATCH = 8192;
 /** The smallest normal float32 (2^-126): below it a value is subnormal. */
 const FLT_MIN = 2 ** -126;
 /** Batches between two flushes of subnormal weights and Adam moments (see flushSubnormals); one more ends each epoch. */
-export const FLUSH_EVERY = 64;
+const FLUSH_EVERY = 64;
 
 /** Dense ReLU layers with dropout and L2, sigmoid output; `hiddenUnits: []` is logistic regression. Seeded init. */
 /** Where each categorical feature's one-hot block sits in the input columns (the rest are numeric columns). */
@@ -638,10 +638,10 @@ export async function trainMlp(input: TrainMlpInput): Promise<TrainMlpOutput> {
       }
       const loss = tf.tidy(() => tf.div(tf.addN(costs.map((c, i) => tf.mul(c, sizes[i]))), train.rows).dataSync()[0]);
       tf.dispose(costs);
-      if (flushEvery > 0) flushSubnormals(await flushable(vars, optimizer)); // before val predicts and best copies
       if (!Number.isFinite(loss)) {
         throw new MlError(ML_ERROR.NonFiniteLoss, `training loss became ${loss} in epoch ${epoch + 1} (learningRate ${params.learningRate}, batchSize ${params.batchSize}); lower the learning rate`, { epoch: epoch + 1 });
       }
+      if (flushEvery > 0) flushSubnormals(await flushable(vars, optimizer)); // before val predicts and best copies
       const pv = await predictRows(model, val.x, val.rows, val.cols);
       const valLoss = weightedLogLoss(val.y, pv, w0, w1);
       if (!Number.isFinite(valLoss)) {
