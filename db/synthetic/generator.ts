@@ -14,9 +14,23 @@ export const DAY = 86_400_000;
 /**
  * Where the shops that people see end by default (`propensity seed`, the demo, the benchmarks): a fixed day, so
  * that the demo trains on the same data on every machine and every day and prints the same metrics (README, "Run
- * the demo"). Tests that need data ending today pass `end` themselves, or leave it out (the generator's default).
+ * the demo"). Tests pass `end: anchorWeekday()`; the generator's own default is today.
  */
 export const SHOP_ANCHOR = '2026-11-01';
+
+/**
+ * The latest day at or before `now` (UTC midnight) that falls on SHOP_ANCHOR's weekday. A shop's rows depend on its
+ * end only through the weekday its days fall on (weekend peaks) and their offsets from it, so every shop ending on
+ * such a day holds the rows of the shop ending on SHOP_ANCHOR, shifted by whole weeks, while its data stays within a
+ * week of the wall clock. The tests seed their shops to end here: the same rows and models on every day they run,
+ * and recent enough that scoring "active users" as of now finds them.
+ */
+export function anchorWeekday(now: Date = new Date()): Date {
+  const today = Math.floor(now.getTime() / DAY) * DAY;
+  const anchor = Date.parse(`${SHOP_ANCHOR}T00:00:00Z`);
+  const back = (((today - anchor) / DAY) % 7 + 7) % 7;
+  return new Date(today - back * DAY);
+}
 
 export interface ShopOptions {
   users: number;

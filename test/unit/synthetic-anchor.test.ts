@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createShop, DAY, SHOP_ANCHOR } from '../../db/synthetic/generator.js';
+import { anchorWeekday, createShop, DAY, SHOP_ANCHOR } from '../../db/synthetic/generator.js';
 
 // The demo's shop ends on SHOP_ANCHOR and the demo runs as of that day, so what it reads must not depend on the
 // clock of the day it runs: two clocks a year apart must give the same rows before the end (only the "future" dirty
@@ -44,5 +44,41 @@ describe('the anchored synthetic shop', () => {
 
   it('is in the past, so its label window has ended on any day from now on', () => {
     expect(end.getTime()).toBeLessThanOrEqual(Date.now());
+  });
+});
+
+// The tests' shops end on anchorWeekday(): the anchor's rows shifted by whole weeks, so the same models on any day.
+// Timestamps are hashed relative to the shop's end; session ids (which spell their start time) are left out.
+const shifted = (end: Date, days = 40) => {
+  const shop = createShop({ users: 400, days, seed: 1, horizonDays: 14, end, now: end });
+  const h = createHash('sha256');
+  for (const u of shop.users()) {
+    h.update(JSON.stringify([u.user.userId, u.user.signupAt - end.getTime(), u.truth, u.features]));
+    for (const e of u.events) h.update(JSON.stringify([e.userId, e.productId, e.eventType, e.priceCents, e.rating, e.at - end.getTime()]));
+  }
+  return h.digest('hex');
+};
+
+describe('anchorWeekday', () => {
+  const anchor = new Date(`${SHOP_ANCHOR}T00:00:00Z`);
+
+  it('is the latest midnight on or before now on the anchor weekday', () => {
+    for (const offsetHours of [0, 1, 23.5, 24, 6 * 24 + 23, 7 * 24, 400 * 24 + 5, -1, -30 * 24 - 7]) {
+      const now = new Date(anchor.getTime() + offsetHours * 3_600_000);
+      const day = anchorWeekday(now);
+      expect(day.getUTCDay()).toBe(anchor.getUTCDay());
+      expect(day.getTime() % DAY).toBe(0);
+      expect(day.getTime()).toBeLessThanOrEqual(now.getTime());
+      expect(now.getTime() - day.getTime()).toBeLessThan(7 * DAY);
+    }
+    expect(anchorWeekday(anchor).toISOString().slice(0, 10)).toBe(SHOP_ANCHOR);
+    expect(anchorWeekday(new Date(anchor.getTime() - 1)).toISOString().slice(0, 10)).toBe('2026-10-25');
+  });
+
+  it('gives the anchor shop shifted by whole weeks, and another weekday gives other rows', () => {
+    const a = shifted(anchor);
+    expect(shifted(anchorWeekday(new Date(anchor.getTime() + 60 * DAY)))).toBe(a);
+    expect(shifted(new Date(anchor.getTime() + 364 * DAY))).toBe(a);
+    expect(shifted(new Date(anchor.getTime() + DAY))).not.toBe(a);
   });
 });
