@@ -29,6 +29,8 @@ export interface SearchBenchOptions {
   trials: number;
   /** the search's largest epoch budget (search.epochs); the rest of the search config is the pipeline's default */
   epochs?: number;
+  /** search.space keys to replace (bench train pins the standard encoding, the one matrix Keras reads) */
+  space?: Record<string, unknown>;
   reseed: boolean;
   json: boolean;
 }
@@ -88,7 +90,7 @@ export async function runSearchBench(opts: SearchBenchOptions, log: Log): Promis
     const configInput = (parallelism: number) => ({
       modelName: 'bench-search',
       source: { kind: 'events', cutoff: cutoff.toISOString(), horizonDays: opts.horizonDays },
-      search: { trials: opts.trials, parallelism, ...(opts.epochs && { epochs: opts.epochs }) },
+      search: { trials: opts.trials, parallelism, ...(opts.epochs && { epochs: opts.epochs }), ...(opts.space && { space: opts.space }) },
     });
     const dataRun = `bench-search-${stamp}-data`;
     runIds.push(dataRun);

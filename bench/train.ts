@@ -221,7 +221,8 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
       log(`▸ ours: hyperparameterSearch, ${opts.trials} trials, 1 then 2 train workers (bench search)`);
       const since = new Date();
       const ours = await runSearchBench(
-        { users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, trials: opts.trials, epochs: opts.searchEpochs, reseed: false, json: false },
+        // standard encoding only: a PLE trial reads a matrix several times wider than the one Keras trains on
+        { users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, trials: opts.trials, epochs: opts.searchEpochs, space: { numericEncoding: ['standard'] }, reseed: false, json: false },
         (l) => log(`  ${l}`),
       );
       // The 1-worker run's trials: their sampled configurations, seeds and the epochs each actually trained.
@@ -290,7 +291,7 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
           'tensorflow is @tensorflow/tfjs-node on libtensorflow (`propensity setup tensorflow`), with TensorFlow\'s own thread pools (every core)',
         `Keras: tensorflow-cpu with intra- and inter-op threads pinned to the count shown; ratio uses ${keras.threads}`,
         `an epoch's seconds include its validation pass (predict, log loss, ROC-AUC, PR-AUC) on both sides; the first ${WARMUP} epoch is left out`,
-        'search: Keras trains each configuration for the epochs our 1-worker search trained it (rungs added up), no early stopping',
+        'search: Keras trains each configuration for the epochs our 1-worker search trained it (rungs added up), no early stopping; both read the standard-encoded matrix (search.space.numericEncoding pinned to standard)',
       ],
       loadBefore: quiet.load,
       quietBefore: quiet.quiet,
