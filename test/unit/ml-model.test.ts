@@ -185,20 +185,23 @@ describe('subnormal flushing', () => {
     v.dispose();
   });
 
+  // Four input columns that are always 0, as a PLE bin no train row reaches or a one-hot level absent from train:
+  // their weights get no data gradient, only the L2 penalty's, and under Adam they shrink geometrically until they
+  // stick at a subnormal value (after about 1,600 steps here: 125 batches an epoch), where wasm multiplies slowly.
+  const padded = (d: XY, zeros = 4): XY => {
+    const cols = d.cols + zeros;
+    const x = new Float32Array(d.rows * cols);
+    for (let r = 0; r < d.rows; r++) x.set(d.x.subarray(r * d.cols, (r + 1) * d.cols), r * cols);
+    return { ...d, x, cols };
+  };
+  const data = { train: padded(train), val: padded(val) };
+  const params: MlpParams = { ...mlp, hiddenUnits: [16], dropout: 0, l2: 0.001, learningRate: 0.01, batchSize: 16, epochs: 16, patience: 99 };
+  let unflushedRun: ReturnType<typeof trainMlp> | undefined;
+  const trainUnflushed = () => (unflushedRun ??= trainMlp({ ...data, params, seed: 5, flushEvery: 0 }));
+
   it('changes no result of training, and leaves no subnormal weight behind where training without it does', async () => {
-    // Four input columns that are always 0, as a PLE bin no train row reaches or a one-hot level absent from train:
-    // their weights get no data gradient, only the L2 penalty's, and under Adam they shrink geometrically until they
-    // stick at a subnormal value (after about 1,600 steps here: 125 batches an epoch), where wasm multiplies slowly.
-    const padded = (d: XY, zeros = 4): XY => {
-      const cols = d.cols + zeros;
-      const x = new Float32Array(d.rows * cols);
-      for (let r = 0; r < d.rows; r++) x.set(d.x.subarray(r * d.cols, (r + 1) * d.cols), r * cols);
-      return { ...d, x, cols };
-    };
-    const data = { train: padded(train), val: padded(val) };
-    const params: MlpParams = { ...mlp, hiddenUnits: [16], dropout: 0, l2: 0.001, learningRate: 0.01, batchSize: 16, epochs: 16, patience: 99 };
     const flushed = await trainMlp({ ...data, params, seed: 5 });
-    const unflushed = await trainMlp({ ...data, params, seed: 5, flushEvery: 0 });
+    const unflushed = await trainUnflushed();
     expect(subnormals(unflushed.artifacts)).toBe(4 * 16); // every weight of the four dead columns
     expect(subnormals(flushed.artifacts)).toBe(0);
     // bit for bit the same losses, AUCs and best epoch: a subnormal weight is below the rounding of every sum it enters
@@ -206,6 +209,29 @@ describe('subnormal flushing', () => {
     expect(figures(flushed)).toEqual(figures(unflushed));
     expect(flushed.bestEpoch).toBe(unflushed.bestEpoch);
     expect(flushed.val).toEqual(unflushed.val);
+  });
+
+  it('flushes them as a model loads (one trained before the flush), and its predictions stay the same bit for bit', async () => {
+    const { artifacts } = await trainUnflushed();
+    // the same network with its subnormal weights kept: the artifact's float32 values, set without loading
+    const kept = buildMlp(data.val.cols, params, 5);
+    const values = new Float32Array(artifacts.weights.slice().buffer);
+    let offset = 0;
+    kept.setWeights(kept.weights.map((w) => {
+      const shape = w.shape as number[]; // a weight's shape is fully known
+      const n = shape.reduce((a, b) => a * b, 1);
+      offset += n;
+      return tf.tensor(values.subarray(offset - n, offset), shape);
+    }));
+    expect(offset).toBe(values.length);
+    expect(subnormals(await serializeModel(kept))).toBe(4 * 16);
+    const loaded = await loadModel(artifacts);
+    expect(subnormals(await serializeModel(loaded))).toBe(0);
+    expect(subnormals(artifacts)).toBe(4 * 16); // the stored files are left as they are
+    const { x, rows, cols } = data.val;
+    expect(await predict(artifacts, x, rows, cols)).toEqual(await predict(kept, x, rows, cols));
+    expect(await predict(loaded, x, rows, cols)).toEqual(await predict(kept, x, rows, cols));
+    [kept, loaded].forEach((m) => m.dispose());
   });
 });
 
