@@ -21,6 +21,9 @@ import { cpuProfiler, printProfile, profileBreakdown, type ProfileBreakdown } fr
 import { ensureReferenceEnv, readMatrix, runReference, writeMatrices, type LabeledMatrix } from './reference/python.js';
 import { runSearchBench, SEARCH_DATABASE } from './search.js';
 
+/** The search part's space: the standard encoding only, since a PLE trial reads a matrix several times wider than Keras'. */
+const SEARCH_SPACE = Object.freeze({ numericEncoding: ['standard'] });
+
 export interface TrainBenchOptions {
   users: number;
   days: number;
@@ -110,6 +113,8 @@ export interface TrainResult {
     kerasThreads: number;
     rungs: { budget: number; trials: number }[];
     loadBefore: number[];
+    /** the search.space keys the search ran with instead of the defaults (the encoding Keras reads) */
+    space: Record<string, unknown>;
   } | null;
   notes: string[];
   /** 1-minute load average when the measurements started, and whether it was below --quiet-load */
@@ -221,8 +226,7 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
       log(`▸ ours: hyperparameterSearch, ${opts.trials} trials, 1 then 2 train workers (bench search)`);
       const since = new Date();
       const ours = await runSearchBench(
-        // standard encoding only: a PLE trial reads a matrix several times wider than the one Keras trains on
-        { users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, trials: opts.trials, epochs: opts.searchEpochs, space: { numericEncoding: ['standard'] }, reseed: false, json: false },
+        { users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, trials: opts.trials, epochs: opts.searchEpochs, space: SEARCH_SPACE, reseed: false, json: false },
         (l) => log(`  ${l}`),
       );
       // The 1-worker run's trials: their sampled configurations, seeds and the epochs each actually trained.
@@ -262,6 +266,7 @@ export async function runTrainBench(opts: TrainBenchOptions, log: Log): Promise<
           kerasThreads: threads,
           rungs: ours.runs[0].rungs,
           loadBefore: [...ours.runs.map((r) => r.loadBefore), loadBefore],
+          space: SEARCH_SPACE,
         },
       };
     }
@@ -358,7 +363,7 @@ export function printTrain(r: TrainResult, log: Log): void {
   ];
   if (r.search) {
     rows.push(
-      ['search', `${r.search.trials} trials, ${r.search.rungs.map((x) => `${x.trials}×${x.budget}ep`).join(' → ')}, ${r.search.epochs} epochs trained`],
+      ['search', `${r.search.trials} trials, ${r.search.rungs.map((x) => `${x.trials}×${x.budget}ep`).join(' → ')}, ${r.search.epochs} epochs trained${r.search.space ? `, space ${JSON.stringify(r.search.space)}` : ''}`],
       ['ours, 1 train worker s', `${fmt(r.searchWallOurs1!)}  (${fmt(r.search.oursEpochSeconds1)} s of it inside epochs)`],
       ['ours, 2 train workers s', fmt(r.searchWallOurs2!)],
       [`Keras, sequential, ${r.search.kerasThreads} threads s`, fmt(r.searchWallKeras!)],
