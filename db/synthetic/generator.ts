@@ -14,7 +14,7 @@ export const DAY = 86_400_000;
 /**
  * Where the shops that people see end by default (`propensity seed`, the demo, the benchmarks): a fixed day, so
  * that the demo trains on the same data on every machine and every day and prints the same metrics (README, "Run
- * the demo"). Tests pass `end: anchorWeekday()`; the generator's own default is today.
+ * the demo"). The generator's own default end is anchorWeekday(), which the tests use.
  */
 export const SHOP_ANCHOR = '2026-11-01';
 
@@ -22,8 +22,8 @@ export const SHOP_ANCHOR = '2026-11-01';
  * The latest day at or before `now` (UTC midnight) that falls on SHOP_ANCHOR's weekday. A shop's rows depend on its
  * end only through the weekday its days fall on (weekend peaks) and their offsets from it, so every shop ending on
  * such a day holds the rows of the shop ending on SHOP_ANCHOR, shifted by whole weeks, while its data stays within a
- * week of the wall clock. The tests seed their shops to end here: the same rows and models on every day they run,
- * and recent enough that scoring "active users" as of now finds them.
+ * week of the wall clock. It is the generator's default end, so the tests' shops end here: the same rows and models
+ * on every day they run, and recent enough that scoring "active users" as of now finds them.
  */
 export function anchorWeekday(now: Date = new Date()): Date {
   const today = Math.floor(now.getTime() / DAY) * DAY;
@@ -38,7 +38,7 @@ export interface ShopOptions {
   seed: number;
   horizonDays?: number;
   dirtyRate?: number;
-  /** End of the data (exclusive); default: the start of today, UTC. */
+  /** End of the data (exclusive); default: anchorWeekday(), the latest day on SHOP_ANCHOR's weekday. */
   end?: Date;
   /** Wall clock used only to place "future" dirty rows after it; default: now. */
   now?: Date;
@@ -129,7 +129,7 @@ const BOT_RATE = 0.005;
 export function shopTimeline(o: Pick<ShopOptions, 'days' | 'horizonDays' | 'end'>): Timeline {
   const horizonDays = o.horizonDays ?? 14;
   if (!(o.days > horizonDays)) throw new Error(`synthetic shop: days (${o.days}) must exceed horizonDays (${horizonDays})`);
-  const end = o.end ?? new Date(Math.floor(Date.now() / DAY) * DAY);
+  const end = o.end ?? anchorWeekday();
   return {
     start: new Date(end.getTime() - o.days * DAY),
     cutoff: new Date(end.getTime() - horizonDays * DAY),

@@ -7,7 +7,6 @@ import type { RegisterInput } from '../../activities/register.js';
 import type { SplitOutput } from '../../activities/split.js';
 import type { ModelRef } from '../../activities/train.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { CHARTS, type ModelCard } from '../../report/model-card.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
@@ -36,7 +35,7 @@ const text = async (key: string) => new TextDecoder().decode(await store.getKey(
 beforeAll(async () => {
   ({ db } = await freshDatabase('model_card_store'));
   ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 1500, days: 30, seed: 5, horizonDays: 10, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 1500, days: 30, seed: 5, horizonDays: 10 });
   cutoff = shop.timeline.cutoff.toISOString();
   acts = createActivities({ db, store, codeVersion: 'card-test' });
   const source = { kind: 'events' as const, cutoff, horizonDays: 10 };

@@ -7,7 +7,6 @@ import { createActivities } from '../../activities/index.js';
 import type { SplitOutput } from '../../activities/split.js';
 import type { TrainTrialInput } from '../../activities/train.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { datasetRef, type ArtifactStore } from '../../store/artifacts.js';
 import { freshDatabase, testStore } from '../support/services.js';
@@ -26,7 +25,7 @@ const quality = { maxQuarantineRate: 0.05, maxPsi: 0.25 };
 beforeAll(async () => {
   ({ db } = await freshDatabase('activities'));
   ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 1500, days: 30, seed: 21, horizonDays: 10, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 1500, days: 30, seed: 21, horizonDays: 10 });
   cutoff = shop.timeline.cutoff.toISOString();
   acts = createActivities({ db, store, codeVersion: 'test' });
   await call(mock(), acts.startRun, {

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { lastJson, runCli } from '../support/cli.js';
 import { freshDatabase } from '../support/services.js';
@@ -65,7 +64,7 @@ function config(modelName: string, overrides: { space?: Record<string, unknown> 
 beforeAll(async () => {
   await ensureStackUp();
   ({ db, url: databaseUrl } = await freshDatabase('faults'));
-  const shop = await seedShop(db.pool, { users: 4000, days: 40, seed: 11, horizonDays: 14, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 4000, days: 40, seed: 11, horizonDays: 14 });
   cutoff = shop.timeline.cutoff.toISOString();
 }, 300_000);
 

@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import { createSourceDb, grantSourceRead, type SourceDb } from '../../db/source.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { createS3Client } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
@@ -259,7 +258,7 @@ describe('event mode reads shop.* as the source role', () => {
     const shopDb = await freshDatabase('security_events');
     const shopSource = sourceDatabase(shopDb.url);
     try {
-      const seeded = await seedShop(shopDb.db.pool, { users: 300, days: 30, seed: 5, horizonDays: 7, end: anchorWeekday() });
+      const seeded = await seedShop(shopDb.db.pool, { users: 300, days: 30, seed: 5, horizonDays: 7 });
       const eventActs = createActivities({ db: shopDb.db, store, codeVersion: 'test', source: shopSource });
       await call(eventActs.startRun, { runId: `sec-${stamp}-events`, workflowId: 'wf-sec-events', config: { modelName: 'security' } });
       const out = await call(eventActs.ingestSource, { runId: `sec-${stamp}-events`, source: { kind: 'events', cutoff: seeded.timeline.cutoff.toISOString(), horizonDays: 7 } });

@@ -3,7 +3,6 @@ import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
@@ -44,7 +43,7 @@ export async function pipelineHarness(
   Runtime.install({ logger: new DefaultLogger(logLevel) });
   const { db, url: dbUrl } = await freshDatabase(name);
   const { store, close: closeStore } = await testStore();
-  const seeded = await seedShop(db.pool, { ...shop, end: anchorWeekday() });
+  const seeded = await seedShop(db.pool, shop);
   const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
   const { address, namespace } = connections().temporal;
   const nativeConnection = await NativeConnection.connect({ address });

@@ -81,4 +81,8 @@ describe('anchorWeekday', () => {
     expect(shifted(new Date(anchor.getTime() + 364 * DAY))).toBe(a);
     expect(shifted(new Date(anchor.getTime() + DAY))).not.toBe(a);
   });
+
+  it("is the generator's default end, so shops seeded without one (the tests') are the same on every day", () => {
+    expect(createShop({ users: 10, days: 30, seed: 1 }).timeline.end.getTime()).toBe(anchorWeekday().getTime());
+  });
 });

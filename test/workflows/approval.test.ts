@@ -7,7 +7,6 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import type { ModelSummary, ModelDetails } from '../../registry/registry.js';
 import { keys, type ArtifactStore } from '../../store/artifacts.js';
@@ -37,7 +36,7 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db, url: dbUrl } = await freshDatabase('approval_e2e'));
   ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 11, horizonDays: 14, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 11, horizonDays: 14 });
   cutoff = shop.timeline.cutoff.toISOString();
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
   const c = connections();

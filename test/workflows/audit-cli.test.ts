@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { HistoryFile } from '../../audit/history.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
@@ -36,7 +35,7 @@ beforeAll(async () => {
   ({ db, url: dbUrl } = await freshDatabase('audit_cli'));
   ({ store, close: closeStore } = await testStore());
   tmp = mkdtempSync(path.join(tmpdir(), 'audit-cli-'));
-  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 13, horizonDays: 14, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 13, horizonDays: 14 });
   const { address, namespace } = connections().temporal;
   client = new Client({ connection: await Connection.connect({ address }), namespace });
   const nativeConnection = await NativeConnection.connect({ address });

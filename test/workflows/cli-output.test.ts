@@ -7,7 +7,6 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
@@ -48,7 +47,7 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db, url: dbUrl } = await freshDatabase('cli_output'));
   ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 17, horizonDays: 14, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 17, horizonDays: 14 });
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
   const { address, namespace } = connections().temporal;
   nativeConnection = await NativeConnection.connect({ address });

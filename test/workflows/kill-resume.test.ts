@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../../cli/workers.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { loadEnv } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
@@ -46,7 +45,7 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db, url: dbUrl } = await freshDatabase('kill_resume'));
   ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14 });
   cutoff = shop.timeline.cutoff.toISOString();
   const { address, namespace } = connections().temporal;
   nativeConnection = await NativeConnection.connect({ address });

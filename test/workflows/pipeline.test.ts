@@ -4,7 +4,6 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop, type SeedShopResult } from '../../db/synthetic/load.js';
 import { BANK_TABLE, seedBankMarketing } from '../../db/tables/bank-marketing.js';
 import { rocAuc } from '../../ml/metrics.js';
@@ -32,7 +31,7 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db } = await freshDatabase('pipeline_e2e'));
   ({ store, close: closeStore } = await testStore());
-  shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14, end: anchorWeekday() });
+  shop = await seedShop(db.pool, { users: 3000, days: 40, seed: 11, horizonDays: 14 });
   cutoff = shop.timeline.cutoff.toISOString();
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
   const { address, namespace } = connections().temporal;

@@ -4,7 +4,6 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
@@ -33,7 +32,7 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db } = await freshDatabase('point_in_time'));
   ({ store, close: closeStore } = await testStore());
-  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 21, horizonDays: HORIZON, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 21, horizonDays: HORIZON });
   nightB = shop.timeline.cutoff;
   nightA = new Date(nightB.getTime() - 7 * DAY);
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });

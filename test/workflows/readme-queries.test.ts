@@ -6,7 +6,6 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop } from '../../db/synthetic/load.js';
 import { findRepoRoot } from '../../infra/index.js';
 import { promote, rollback } from '../../registry/registry.js';
@@ -48,7 +47,7 @@ beforeAll(async () => {
   ({ db } = await freshDatabase('readme_queries'));
   const { store, close } = await testStore();
   closeStore = close;
-  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 31, horizonDays: 14, end: anchorWeekday() });
+  const shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 31, horizonDays: 14 });
   const queues = { cpu: `readme-cpu-${randomUUID()}`, train: `readme-train-${randomUUID()}` };
   const { address, namespace } = connections().temporal;
   const nativeConnection = await NativeConnection.connect({ address });

@@ -54,8 +54,9 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db, url: dbUrl } = await freshDatabase('schedule_e2e'));
   ({ store, close: closeStore } = await testStore());
-  // ends today, unlike the other tests' shops (anchorWeekday()): a scheduled run's cutoff follows the wall clock
-  shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 21, horizonDays: HORIZON });
+  // ends today, unlike the other tests' shops (the generator's default end, anchorWeekday()): a scheduled run's cutoff
+  // follows the wall clock
+  shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 21, horizonDays: HORIZON, end: new Date(Math.floor(Date.now() / DAY) * DAY) });
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
   const { address, namespace } = connections().temporal;
   nativeConnection = await NativeConnection.connect({ address });

@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
 import { EVENT_FEATURES, eventFeatureQuery, VALID_EVENT_TYPES } from '../../db/features.js';
-import { anchorWeekday } from '../../db/synthetic/generator.js';
 import { seedShop, type SeedShopResult } from '../../db/synthetic/load.js';
 import { BANK_TABLE, seedBankMarketing } from '../../db/tables/bank-marketing.js';
 import { initBackend } from '../../ml/backend.js';
@@ -58,7 +57,7 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ db, url: dbUrl } = await freshDatabase('score_e2e'));
   ({ store, close: closeStore } = await testStore());
-  shop = await seedShop(db.pool, { users: 2500, days: 40, seed: 23, horizonDays: 14, end: anchorWeekday() });
+  shop = await seedShop(db.pool, { users: 2500, days: 40, seed: 23, horizonDays: 14 });
   asOf = shop.timeline.end.toISOString();
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
   const { address, namespace } = connections().temporal;
