@@ -78,9 +78,11 @@ interface Scores {
   testAuc: number;
   testPrAuc: number;
 }
-interface Versus {
+export interface Versus {
   /** ours − theirs (test ROC-AUC) */
   diff: number;
+  /** DeLong standard error of diff (absent in results written before it was kept) */
+  se?: number;
   pValue: number;
 }
 
@@ -113,6 +115,11 @@ export interface AccuracyResult {
   keras: Scores & { version: string; epochs: number; bestEpoch: number; stopReason: string; wallSeconds: number; threads: number; note?: string };
   /** synthetic shop only: ROC-AUC of the true probabilities on the same test rows */
   oracleAuc: number | null;
+  /**
+   * synthetic shop only: ours − the true probabilities on the same rows (minus the gap to the oracle), by DeLong's
+   * paired test, so the gap has an SE (absent in results written before it was kept)
+   */
+  versusOracle?: Versus | null;
   /** each candidate family of the run side by side: its best trial by the search's rule, on the same test rows */
   families: FamilyScore[];
   delong: { lightgbm: Versus; keras: Versus };
@@ -270,7 +277,8 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
 
     const versus = (theirs: Float64Array): Versus => versusOf(test.y, ours, theirs);
     const scores = (p: Float64Array): Scores => ({ testAuc: rocAuc(test.y, p), testPrAuc: prAuc(test.y, p) });
-    const oracleAuc = dataset.kind === 'synthetic' ? await oracleAuc_(bench.db.pool, testF.ids, test.y) : null;
+    const truth = dataset.kind === 'synthetic' ? await truthOf(bench.db.pool, testF.ids) : null;
+    const oracleAuc = truth ? rocAuc(test.y, truth) : null;
     const { families, predictions } = await familyScores(bench, out, splitPre, testFor, test.y, (p) => versusOf(test.y, p, lgbScores));
     const members = out.model?.members ?? null;
     const ensemble = members && members.length > 1
@@ -316,6 +324,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         }),
       },
       oracleAuc,
+      versusOracle: truth ? versus(truth) : null,
       families,
       delong: { lightgbm: versus(lgbScores), keras: versus(kerasScores) },
       loadBefore: quiet.load,
@@ -332,7 +341,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
 
 function versusOf(y: ArrayLike<number>, ours: Float64Array, theirs: Float64Array): Versus {
   const t = delongPairedTest(y, ours, theirs);
-  return { diff: t.diff, pValue: t.pValue };
+  return { diff: t.diff, se: t.se, pValue: t.pValue };
 }
 
 /**
@@ -383,8 +392,8 @@ async function familyScores(
   return { families: scores, predictions };
 }
 
-/** ROC-AUC of the generator's true probabilities on the test users: the best any model could reach. */
-async function oracleAuc_(pool: import('pg').Pool, ids: string[], labels: Uint8Array): Promise<number> {
+/** The generator's true probabilities of the test users: their ROC-AUC is the best any model could reach. */
+async function truthOf(pool: import('pg').Pool, ids: string[]): Promise<Float64Array> {
   const { rows } = await pool.query<{ user_id: string; probability: number }>(
     'select user_id::text as user_id, probability from bench.user_truth where user_id = any($1::bigint[])',
     [ids],
@@ -392,12 +401,12 @@ async function oracleAuc_(pool: import('pg').Pool, ids: string[], labels: Uint8A
   const truth = new Map(rows.map((r) => [r.user_id, r.probability]));
   const p = Float64Array.from(ids, (id) => truth.get(id) ?? NaN);
   if (p.some(Number.isNaN)) throw new Error('bench.user_truth lacks some test users: was the bench shop re-seeded during the run?');
-  return rocAuc(labels, p);
+  return p;
 }
 
 export function printAccuracy(r: AccuracyResult, log: Log): void {
   const row = (name: string, s: Scores, extra: string): [string, string] => [name, `${s.testAuc.toFixed(4)} / ${s.testPrAuc.toFixed(4)}  ${extra}`];
-  const p = (v: Versus) => `Δ ${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(4)}, DeLong p ${formatPValue(v.pValue)}`;
+  const p = (v: Versus) => `Δ ${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(4)}${v.se === undefined ? '' : ` (SE ${v.se.toFixed(4)})`}, DeLong p ${formatPValue(v.pValue)}`;
   const d = r.dataset;
   log('');
   log(
@@ -418,7 +427,12 @@ export function printAccuracy(r: AccuracyResult, log: Log): void {
             `validation ${r.ours.ensemble.valGain ? formatEnsembleGain(r.ours.ensemble.valGain) : '–'}; test ${r.ours.ensemble.testGain ? formatEnsembleGain(r.ours.ensemble.testGain) : '–'}`,
           ] as [string, string]]
         : []),
-      ['oracle ROC-AUC', r.oracleAuc === null ? '– (table mode)' : r.oracleAuc.toFixed(4)],
+      [
+        'oracle ROC-AUC',
+        r.oracleAuc === null
+          ? '– (table mode)'
+          : `${r.oracleAuc.toFixed(4)}${r.versusOracle ? `; ours ${(-r.versusOracle.diff).toFixed(4)} below it (SE ${r.versusOracle.se?.toFixed(4) ?? '–'})` : ''}`,
+      ],
       ['load before', `${fmt(r.loadBefore)}${r.quietBefore ? '' : ' (not quiet)'}`],
       ['code', r.gitCommit],
       ['machine', `${r.machine.cpus} cpus, ${r.machine.memGb} GB, node ${r.machine.node}`],

@@ -7,11 +7,12 @@ import { intOption } from '../cli/common.js';
 import { shopOptions } from '../cli/shop-options.js';
 import { searchSpaceSchema } from '../pipeline/config.js';
 import { seedShop } from '../db/synthetic/load.js';
-import { BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
+import { appendResult, BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
 import { printSearch, recordSearch, runSearchBench } from './search.js';
 import { printTrain, recordTrain, runTrainBench, trainBackendChild } from './train.js';
-import { printAccuracy, recordAccuracy, runAccuracyBench } from './accuracy.js';
+import { printAccuracy, recordAccuracy, runAccuracyBench, type AccuracyResult } from './accuracy.js';
+import { printAccuracySummary, summarizeAccuracy } from './accuracy-summary.js';
 import { E2E_SHOP, printE2e, recordE2e, runE2eBench } from './e2e.js';
 import { printScore, recordScore, runScoreBench } from './score.js';
 
@@ -192,11 +193,14 @@ program
 
 program
   .command('accuracy')
-  .description('test ROC-AUC / PR-AUC of our pipeline vs LightGBM (same search budget) and Keras (our best hyperparameters) on the same split; oracle AUC on the synthetic shop')
-  .option('--config <file>', 'a table-mode pipeline config instead of the synthetic shop (e.g. bench/configs/bank-marketing.json)')
+  .description(
+    'test ROC-AUC / PR-AUC of our pipeline vs LightGBM (same search budget) and Keras (our best hyperparameters) on the same split; oracle AUC on the synthetic shop. ' +
+      'Several data sets (--seed 1,2, and --config with --seed) run one after another and end with ours − LightGBM pooled over them',
+  )
+  .option('--config <file>', 'a table-mode pipeline config instead of the synthetic shop (e.g. bench/configs/bank-marketing.json); with --seed, after the shops')
   .option('--users <n>', 'synthetic shop: users', intOption('--users'), 100_000)
   .option('--days <n>', 'synthetic shop: days of events', intOption('--days'), 60)
-  .option('--seed <n>', 'synthetic shop: generator seed', intOption('--seed', 0), 1)
+  .option('--seed <list>', 'synthetic shop: generator seed, or seeds (1,2): each a data set of its own', (v: string) => list('--seed')(v).map((x) => intOption('--seed', 0)(x)), [1])
   .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), 14)
   .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', intOption('--trials'))
   .option('--sequence-length <n>', 'synthetic shop: source.sequenceLength, each user\'s last N events for the sequence family (with --space \'{"sequenceUnits":[0,16]}\')', intOption('--sequence-length', 0))
@@ -208,18 +212,36 @@ program
   .option('--wait-minutes <n>', 'wait at most this long for a quiet machine, then run anyway (recorded)', intOption('--wait-minutes', 0), 15)
   .option('--keep-artifacts', "keep the run's S3 artifacts (runs/<run>/) instead of deleting them")
   .option('--reseed', 'seed the bench shop (or the bank table of --config) again even if it has this shape and seed')
-  .option('--json', 'end with one JSON line with the results')
-  .action(async (o) => {
-    const result = await runAccuracyBench(
-      {
-        users: o.users, days: o.days, seed: o.seed, horizonDays: o.horizonDays, sequenceLength: o.sequenceLength, config: o.config, trials: o.trials, space: o.space, trainWorkers: o.trainWorkers,
-        threads: o.threads, bankRows: o.bankRows, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes, keepArtifacts: !!o.keepArtifacts, reseed: !!o.reseed,
-      },
-      log,
-    );
-    printAccuracy(result, log);
-    log(`appended to ${recordAccuracy(result)}`);
-    if (o.json) log(JSON.stringify(result));
+  .option('--json', 'end with one JSON line with the results (several data sets: one per data set, then the pooled summary)')
+  .action(async (o, cmd: Command) => {
+    const seeds: number[] = o.seed;
+    const dupe = seeds.find((x, i) => seeds.indexOf(x) !== i);
+    if (dupe !== undefined) throw new InvalidArgumentError(`--seed: seed ${dupe} is given twice; each seed is one data set`);
+    // --config alone is the table alone (as before seeds were a list); with an explicit --seed the shops come first
+    const shops = o.config && cmd.getOptionValueSource('seed') !== 'cli' ? [] : seeds;
+    const sets: { seed: number; config?: string }[] = [...shops.map((seed) => ({ seed })), ...(o.config ? [{ seed: seeds[0], config: o.config as string }] : [])];
+    const results: AccuracyResult[] = [];
+    for (const [i, set] of sets.entries()) {
+      if (sets.length > 1) log(`\n▸▸ data set ${i + 1} of ${sets.length}: ${set.config ?? `synthetic shop, seed ${set.seed}`}`);
+      const result = await runAccuracyBench(
+        {
+          users: o.users, days: o.days, seed: set.seed, horizonDays: o.horizonDays, sequenceLength: set.config && shops.length ? 0 : o.sequenceLength, config: set.config,
+          trials: o.trials, space: o.space, trainWorkers: o.trainWorkers, threads: o.threads, bankRows: o.bankRows, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes,
+          keepArtifacts: !!o.keepArtifacts, reseed: !!o.reseed,
+        },
+        log,
+      );
+      printAccuracy(result, log);
+      log(`appended to ${recordAccuracy(result)}`);
+      if (o.json) log(JSON.stringify(result));
+      results.push(result);
+    }
+    if (results.length > 1) {
+      const summary = summarizeAccuracy(results);
+      printAccuracySummary(summary, log);
+      log(`appended to ${appendResult('accuracy-summary', summary)}`);
+      if (o.json) log(JSON.stringify(summary));
+    }
   });
 
 // Seeding runs in a child of the suite, so that the generator's memory stays out of the suite's peak RSS.
