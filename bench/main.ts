@@ -146,6 +146,13 @@ const jsonObjectOption = (name: string) => (v: string) => {
   return parsed as Record<string, unknown>;
 };
 const ints = (name: string) => (v: string) => list(name)(v).map((x) => intOption(name)(x));
+/** `bench accuracy --seed 1,2`: generator seeds (0 allowed), each one data set, so none twice. */
+const seedList = (v: string) => {
+  const seeds = list('--seed')(v).map((x) => intOption('--seed', 0)(x));
+  const twice = seeds.find((x, i) => seeds.indexOf(x) !== i);
+  if (twice !== undefined) throw new InvalidArgumentError(`--seed: seed ${twice} is given twice; each seed is one data set`);
+  return seeds;
+};
 
 program
   .command('train')
@@ -200,7 +207,7 @@ program
   .option('--config <file>', 'a table-mode pipeline config instead of the synthetic shop (e.g. bench/configs/bank-marketing.json); with --seed, after the shops')
   .option('--users <n>', 'synthetic shop: users', intOption('--users'), 100_000)
   .option('--days <n>', 'synthetic shop: days of events', intOption('--days'), 60)
-  .option('--seed <list>', 'synthetic shop: generator seed, or seeds (1,2): each a data set of its own', (v: string) => list('--seed')(v).map((x) => intOption('--seed', 0)(x)), [1])
+  .option('--seed <list>', 'synthetic shop: generator seed, or seeds (1,2): each a data set of its own', seedList, [1])
   .option('--horizon-days <n>', 'label horizon in days (the shop and the pipeline)', intOption('--horizon-days'), 14)
   .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', intOption('--trials'))
   .option('--sequence-length <n>', 'synthetic shop: source.sequenceLength, each user\'s last N events for the sequence family (with --space \'{"sequenceUnits":[0,16]}\')', intOption('--sequence-length', 0))
@@ -215,8 +222,6 @@ program
   .option('--json', 'end with one JSON line with the results (several data sets: one per data set, then the pooled summary)')
   .action(async (o, cmd: Command) => {
     const seeds: number[] = o.seed;
-    const dupe = seeds.find((x, i) => seeds.indexOf(x) !== i);
-    if (dupe !== undefined) throw new InvalidArgumentError(`--seed: seed ${dupe} is given twice; each seed is one data set`);
     // --config alone is the table alone (as before seeds were a list); with an explicit --seed the shops come first
     const shops = o.config && cmd.getOptionValueSource('seed') !== 'cli' ? [] : seeds;
     const sets: { seed: number; config?: string }[] = [...shops.map((seed) => ({ seed })), ...(o.config ? [{ seed: seeds[0], config: o.config as string }] : [])];
