@@ -18,6 +18,9 @@ export const DAY = 86_400_000;
  */
 export const SHOP_ANCHOR = '2026-11-01';
 
+/** The UTC midnight at or before `now`: the start of its day, where the generator's days begin. */
+export const utcMidnight = (now: Date = new Date()): Date => new Date(Math.floor(now.getTime() / DAY) * DAY);
+
 /**
  * The latest day at or before `now` (UTC midnight) that falls on SHOP_ANCHOR's weekday. A shop's rows depend on its
  * end only through the weekday its days fall on (weekend peaks) and their offsets from it, so every shop ending on
@@ -26,7 +29,7 @@ export const SHOP_ANCHOR = '2026-11-01';
  * on every day they run, and recent enough that scoring "active users" as of now finds them.
  */
 export function anchorWeekday(now: Date = new Date()): Date {
-  const today = Math.floor(now.getTime() / DAY) * DAY;
+  const today = utcMidnight(now).getTime();
   const anchor = Date.parse(`${SHOP_ANCHOR}T00:00:00Z`);
   const back = (((today - anchor) / DAY) % 7 + 7) % 7;
   return new Date(today - back * DAY);

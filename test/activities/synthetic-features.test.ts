@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../db/client.js';
 import { EVENT_FEATURES, eventFeatureQuery, eventQualityQuery } from '../../db/features.js';
-import { createShop, DAY, type ShopOptions } from '../../db/synthetic/generator.js';
+import { createShop, utcMidnight, type ShopOptions } from '../../db/synthetic/generator.js';
 import { seedShop, type SeedShopResult } from '../../db/synthetic/load.js';
 import { truthProbability } from '../../db/synthetic/truth.js';
 import { freshDatabase } from '../support/services.js';
@@ -11,7 +11,7 @@ import { freshDatabase } from '../support/services.js';
 // so the known truth holds for what the pipeline actually trains on.
 const options: ShopOptions = {
   users: 2000, days: 30, seed: 5, horizonDays: 10, dirtyRate: 0.02,
-  end: new Date(Math.floor(Date.now() / DAY) * DAY),
+  end: utcMidnight(),
 };
 
 let db: Db;

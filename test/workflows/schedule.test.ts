@@ -7,6 +7,7 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
+import { DAY, utcMidnight } from '../../db/synthetic/generator.js';
 import { seedShop, type SeedShopResult } from '../../db/synthetic/load.js';
 import { describeSchedule, type ScheduleView } from '../../schedules/schedules.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
@@ -20,7 +21,6 @@ import { lastJson, runCli } from '../support/cli.js';
 // the real dev server, with this file's own in-process workers on task queues of its own. Each scheduled run's
 // as-of time is its scheduled time: cutoff = scheduled time − horizonDays.
 
-const DAY = 86_400_000;
 const HORIZON = 14;
 const queues = { cpu: `sched-cpu-${randomUUID()}`, train: `sched-train-${randomUUID()}` };
 const scheduleId = `nightly-${randomUUID().slice(0, 8)}`;
@@ -56,7 +56,7 @@ beforeAll(async () => {
   ({ store, close: closeStore } = await testStore());
   // ends today, unlike the other tests' shops (the generator's default end, anchorWeekday()): a scheduled run's cutoff
   // follows the wall clock
-  shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 21, horizonDays: HORIZON, end: new Date(Math.floor(Date.now() / DAY) * DAY) });
+  shop = await seedShop(db.pool, { users: 2000, days: 40, seed: 21, horizonDays: HORIZON, end: utcMidnight() });
   bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
   const { address, namespace } = connections().temporal;
   nativeConnection = await NativeConnection.connect({ address });
