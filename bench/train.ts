@@ -363,7 +363,7 @@ export function printTrain(r: TrainResult, log: Log): void {
   ];
   if (r.search) {
     rows.push(
-      ['search', `${r.search.trials} trials, ${r.search.rungs.map((x) => `${x.trials}×${x.budget}ep`).join(' → ')}, ${r.search.epochs} epochs trained${r.search.space ? `, space ${JSON.stringify(r.search.space)}` : ''}`],
+      ['search', `${r.search.trials} trials, ${r.search.rungs.map((x) => `${x.trials}×${x.budget}ep`).join(' → ')}, ${r.search.epochs} epochs trained, space ${JSON.stringify(r.search.space)}`],
       ['ours, 1 train worker s', `${fmt(r.searchWallOurs1!)}  (${fmt(r.search.oursEpochSeconds1)} s of it inside epochs)`],
       ['ours, 2 train workers s', fmt(r.searchWallOurs2!)],
       [`Keras, sequential, ${r.search.kerasThreads} threads s`, fmt(r.searchWallKeras!)],
