@@ -2,7 +2,7 @@ import type { PipelineConfig } from '../pipeline/config.js';
 import type { CleanInput } from '../activities/clean.js';
 import type { IngestOutput } from '../activities/ingest.js';
 import type { EnsembleMember } from '../activities/ensemble.js';
-import type { TrainTrialOutput } from '../activities/train.js';
+import type { BackendChoice, TrainTrialOutput } from '../activities/train.js';
 import type { ArtifactRef } from '../store/artifacts.js';
 import type { HyperparameterSearchInput } from './search.js';
 
@@ -60,6 +60,20 @@ export const searchSpace = (config: PipelineConfig) => ({
 /** The trial id of the best trial's replica trained with the n-th seed of the ensemble (n ≥ 2): `t010-s2`. */
 export const replicaId = (bestTrialId: string, n: number): string => `${bestTrialId}-s${n}`;
 export const isReplicaId = (trialId: string): boolean => /-s\d+$/.test(trialId);
+
+/**
+ * A trial whose activity failed for good (`err`: the ActivityFailure, whose cause is the activity's own error): it
+ * ranks last and ships nothing. The search's trials and the ensemble's replicas record it so (trainOrFail), and
+ * `run resume` rebuilds it the same way from the failure in a history's ActivityTaskFailed event.
+ */
+export function failedTrial(t: { trialId: string; params: TrainTrialOutput['params']; seed: number; backend: BackendChoice }, err: unknown): TrainTrialOutput {
+  const cause = (err as { cause?: { type?: string; message?: string } }).cause;
+  return {
+    trialId: t.trialId, status: 'failed', error: `${cause?.type ?? 'Error'}: ${cause?.message ?? (err as Error).message}`,
+    params: t.params, seed: t.seed, valAuc: null, valPrAuc: null, valLogLoss: null, bestEpoch: null,
+    epochs: 0, resumedFromEpoch: 0, seconds: 0, backend: t.backend,
+  };
+}
 
 /** The random stream (deriveSeed part) of the replicas' seeds, apart from the search's trial seeds. */
 export const REPLICA_STREAM = 7;

@@ -7,6 +7,7 @@ import { expectedSeconds, longestFirst, sampleTrials, type SelectionMetric } fro
 import type { SearchSpace } from '../ml/types.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { TASK_QUEUES } from './constants.js';
+import { failedTrial } from './inputs.js';
 
 export type TrialMetric = SelectionMetric;
 
@@ -60,15 +61,6 @@ export const searchProgressQuery = defineQuery<SearchProgress>('searchProgress')
 const trainActivities = (taskQueue: string, heartbeatTimeoutSeconds = 120) =>
   // A trial heartbeats every epoch; silence this long means its worker died, so retry from the checkpoint.
   proxyActivities<Activities>(activityOptions('train', taskQueue, heartbeatTimeoutSeconds));
-
-function failedTrial(t: { trialId: string; params: TrainTrialOutput['params']; seed: number; backend: BackendChoice }, err: unknown): TrainTrialOutput {
-  const cause = (err as { cause?: { type?: string; message?: string } }).cause;
-  return {
-    trialId: t.trialId, status: 'failed', error: `${cause?.type ?? 'Error'}: ${cause?.message ?? (err as Error).message}`,
-    params: t.params, seed: t.seed, valAuc: null, valPrAuc: null, valLogLoss: null, bestEpoch: null,
-    epochs: 0, resumedFromEpoch: 0, seconds: 0, backend: t.backend,
-  };
-}
 
 /**
  * Trains one trial; an activity that failed for good (its attempts spent) is a failed trial, not a failed caller:
