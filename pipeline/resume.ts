@@ -5,7 +5,7 @@ import type { PipelineConfig } from './config.js';
 // apply the same rule.
 
 /** The steps a resumed run can take from the failed run, in pipeline order; a resume reuses a prefix of them. */
-export const REUSABLE_STEPS = ['ingest', 'clean', 'split', 'search', 'final'] as const;
+export const REUSABLE_STEPS = ['ingest', 'clean', 'split', 'search', 'final', 'ensemble'] as const;
 export type ReusableStep = (typeof REUSABLE_STEPS)[number];
 
 /**
@@ -22,7 +22,35 @@ export const STEP_SECTIONS: Record<ReusableStep, readonly (keyof PipelineConfig)
   // the trials and the logistic baseline (training.finalEpochs, patience, seed, backend)
   search: ['search', 'training'],
   final: ['search', 'training'],
+  // the seed replicas (training.ensemble.seeds) and the greedy selection over the search's networks
+  ensemble: ['search', 'training'],
 };
+
+/**
+ * What a resumed run reuses: the longest prefix of REUSABLE_STEPS the failed run completed (a step's output is only
+ * as good as the steps before it). `found` holds the outputs read from the failed run's history. The final step has
+ * no output of its own when the failed run reused the best trial's weights (training.final 'reuse': nothing was
+ * trained), so it does not end the prefix when the ensemble step after it completed.
+ */
+export function reusablePrefix<T extends Partial<Record<ReusableStep, unknown>>>(found: T): T {
+  const out: Partial<Record<ReusableStep, unknown>> = {};
+  for (const step of REUSABLE_STEPS) {
+    if (found[step] !== undefined) out[step] = found[step];
+    else if (!(step === 'final' && found.search !== undefined && found.ensemble !== undefined)) break;
+  }
+  return out as T;
+}
+
+/**
+ * The first step a resumed run executes, after the reused ones. Final training comes after the search (or reuses
+ * the best trial's weights there), the ensemble step after it when the config builds one, then evaluate.
+ */
+export function firstExecutedStep(reused: readonly ReusableStep[], buildsEnsemble: boolean): string {
+  const last = reused.at(-1);
+  if (last === undefined) return REUSABLE_STEPS[0];
+  if (last === 'ensemble' || (last === 'final' && !buildsEnsemble)) return 'evaluate';
+  return REUSABLE_STEPS[REUSABLE_STEPS.indexOf(last) + 1];
+}
 
 const canonical = (v: unknown): string =>
   Array.isArray(v)

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { changedSections, firstExecutedStep, reusablePrefix, upstreamChanges } from '../../pipeline/resume.js';
+
+// The rules `propensity run resume` and the resumed run's first activity share: which of the failed run's steps a
+// new run takes, where it starts, and which config changes make a reused step's output stale.
+const out = (step: string) => ({ of: step });
+
+describe('reusablePrefix', () => {
+  it('takes the completed steps up to the first one missing, in pipeline order', () => {
+    expect(Object.keys(reusablePrefix({ ingest: out('ingest'), clean: out('clean'), search: out('search') }))).toEqual(['ingest', 'clean']);
+    expect(Object.keys(reusablePrefix({ clean: out('clean') }))).toEqual([]);
+    const all = { ingest: out('i'), clean: out('c'), split: out('s'), search: out('se'), final: out('f'), ensemble: out('e') };
+    expect(Object.keys(reusablePrefix(all))).toEqual(['ingest', 'clean', 'split', 'search', 'final', 'ensemble']);
+    expect(reusablePrefix(all).ensemble).toBe(all.ensemble);
+  });
+
+  it('passes over a final step that trained nothing (the best trial reused) when the ensemble after it completed', () => {
+    const found = { ingest: out('i'), clean: out('c'), split: out('s'), search: out('se'), ensemble: out('e') };
+    expect(Object.keys(reusablePrefix(found))).toEqual(['ingest', 'clean', 'split', 'search', 'ensemble']);
+  });
+
+  it('does not take an ensemble whose search is not reused', () => {
+    expect(Object.keys(reusablePrefix({ ingest: out('i'), clean: out('c'), split: out('s'), ensemble: out('e') }))).toEqual(['ingest', 'clean', 'split']);
+  });
+});
+
+describe('firstExecutedStep', () => {
+  it('is the step after the last reused one, the ensemble only when the config builds one', () => {
+    expect(firstExecutedStep([], true)).toBe('ingest');
+    expect(firstExecutedStep(['ingest', 'clean'], true)).toBe('split');
+    expect(firstExecutedStep(['ingest', 'clean', 'split', 'search'], true)).toBe('final');
+    expect(firstExecutedStep(['ingest', 'clean', 'split', 'search', 'final'], true)).toBe('ensemble');
+    expect(firstExecutedStep(['ingest', 'clean', 'split', 'search', 'final'], false)).toBe('evaluate');
+    expect(firstExecutedStep(['ingest', 'clean', 'split', 'search', 'ensemble'], true)).toBe('evaluate');
+  });
+});
+
+describe('upstreamChanges', () => {
+  it('names each changed section a reused step read, with the first such step; later sections may change', () => {
+    const changed = changedSections({ training: { seeds: 1 }, gate: { a: 1 }, source: { k: 1 } }, { training: { seeds: 3 }, gate: { a: 2 }, source: { k: 1 } });
+    expect(changed).toEqual(['gate', 'training']);
+    expect(upstreamChanges(['ingest', 'clean', 'split'], changed)).toEqual([]);
+    expect(upstreamChanges(['ingest', 'clean', 'split', 'search', 'ensemble'], changed)).toEqual([{ section: 'training', step: 'search' }]);
+  });
+});
