@@ -33,12 +33,16 @@ export interface FinishRunInput {
 }
 
 /** The data-quality stages and trials each reused step recorded under the failed run. */
-const REUSED_RECORDS: Record<ReusableStep, { stages: string[]; trials: 'search' | 'final' | null }> = {
+const REPLICA = sql`trial_id ~ '-s[0-9]+$'`; // replicaId in workflows/inputs.ts
+const REUSED_RECORDS: Record<ReusableStep, { stages: string[]; trials: ReturnType<typeof sql> | null }> = {
   ingest: { stages: ['events'], trials: null },
   clean: { stages: ['clean'], trials: null },
   split: { stages: ['split'], trials: null },
-  search: { stages: [], trials: 'search' },
-  final: { stages: [], trials: 'final' },
+  // the search's trials and the baseline
+  search: { stages: [], trials: sql`(trial_id <> 'final' and not ${REPLICA})` },
+  final: { stages: [], trials: sql`trial_id = 'final'` },
+  // the ensemble's seed replicas
+  ensemble: { stages: [], trials: REPLICA },
 };
 
 /** The run's own row in ml.pipeline_runs: opened (with the validated config) at the start, closed at the end. */
@@ -74,11 +78,7 @@ export function createRunActivities(deps: ActivityDeps) {
         on conflict do nothing`.execute(trx);
     };
     if (stages.length) await copy('data_quality', sql`stage in (${sql.join(stages)})`);
-    if (trials.length) {
-      const search = trials.includes('search');
-      const final = trials.includes('final');
-      await copy('trials', search && final ? sql`true` : search ? sql`trial_id <> 'final'` : sql`trial_id = 'final'`);
-    }
+    if (trials.length) await copy('trials', sql`(${sql.join(trials, sql` or `)})`);
   }
 
   return {

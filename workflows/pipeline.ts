@@ -22,6 +22,7 @@ import type { EvaluateOutput } from '../activities/evaluate.js';
 import type { IngestOutput } from '../activities/ingest.js';
 import type { SplitOutput } from '../activities/split.js';
 import type { ArtifactRef } from '../store/artifacts.js';
+import { REUSABLE_STEPS } from '../pipeline/resume.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
@@ -61,7 +62,7 @@ export interface TrainPipelineInput {
 export interface ResumeInput {
   fromRunId: string;
   fromWorkflowId: string;
-  /** a prefix of ingest → clean → split → search (with the baseline) → final: the outputs the failed run recorded */
+  /** a prefix of ingest → clean → split → search (with the baseline) → final → ensemble: the outputs the failed run recorded */
   steps: ResumedSteps;
 }
 
@@ -71,6 +72,12 @@ export interface ResumedSteps {
   split?: SplitOutput;
   search?: { search: HyperparameterSearchOutput; baseline: TrainTrialOutput };
   final?: TrainTrialOutput;
+  /**
+   * The ensemble step: the seed replicas it trained (completed or failed for good, as trainOrFail returned them) and
+   * the selection it built. With training.final 'reuse' there is no `final` before it: the best trial was the final
+   * model. Older resumed runs have no key, so their histories replay unchanged.
+   */
+  ensemble?: { replicas: TrainTrialOutput[]; built: BuildEnsembleOutput };
 }
 
 export interface TrainPipelineOutput {
@@ -237,7 +244,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
   const resume = input.resume && {
     fromRunId: input.resume.fromRunId,
     fromWorkflowId: input.resume.fromWorkflowId,
-    steps: (['ingest', 'clean', 'split', 'search', 'final'] as const).filter((s) => reused[s] !== undefined),
+    steps: REUSABLE_STEPS.filter((s) => reused[s] !== undefined),
   };
   const started = await cpu.startRun.executeWithOptions(
     { summary: resume ? `validate the config; resume of ${resume.fromWorkflowId}, reusing ${resume.steps.join(', ') || 'nothing'}` : 'validate the config' },
@@ -376,8 +383,12 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       // Deep ensemble (histories from before it replay unchanged): the best trial's parameters trained again with
       // other seeds, in parallel on the train pool; the replicas join the candidates. One that fails for good is left
       // out, not the run.
+      // A resumed run takes the failed run's replicas and selection instead (input only new resumes carry): the
+      // ensemble model it built is verified in S3 by the CLI before this run starts.
       const seeds = config.training.ensemble.seeds;
-      if (seeds > 1 && patched('ensemble-seeds')) {
+      if (reused.ensemble) {
+        replicas = reused.ensemble.replicas;
+      } else if (seeds > 1 && patched('ensemble-seeds')) {
         const best = search.best;
         const ids = Array.from({ length: seeds - 1 }, (_, i) => replicaId(best.trialId, i + 2));
         progress.replicas = ids;
@@ -400,14 +411,16 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         ...(reuse ? [] : [{ trialId: 'final', model: final.model, preprocessing: final.preprocessing ?? split.preprocessing }]),
         ...ensembleCandidates([...search.trials, ...replicas], split.preprocessing, better(metric)),
       ];
-      ensemble = await cpu.buildEnsemble.executeWithOptions({ summary: `ensemble: up to ${config.training.ensemble.maxMembers} of ${candidates.length} networks, chosen on validation` }, [{
-        runId,
-        candidates,
-        val: split.val,
-        metric,
-        maxMembers: config.training.ensemble.maxMembers,
-        minGain: config.training.ensemble.minGain,
-      }]);
+      ensemble =
+        reused.ensemble?.built ??
+        (await cpu.buildEnsemble.executeWithOptions({ summary: `ensemble: up to ${config.training.ensemble.maxMembers} of ${candidates.length} networks, chosen on validation` }, [{
+          runId,
+          candidates,
+          val: split.val,
+          metric,
+          maxMembers: config.training.ensemble.maxMembers,
+          minGain: config.training.ensemble.minGain,
+        }]));
     }
     const members = ensemble && ensemble.members.length > 1 ? ensemble.members : null;
     const shipped = {
@@ -428,7 +441,8 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
                 (ensemble!.gain ? `, ${formatEnsembleGain(ensemble!.gain)}` : '')
               : ensemble
                 ? `; no ensemble beat it on validation (of ${ensemble.steps.length === 1 ? 'the candidates' : ensemble.steps.length})`
-                : ''),
+                : '') +
+            (reused.ensemble ? `; ensemble step${reusedNote}` : ''),
     );
 
     progress.stage = 'evaluate';

@@ -4,7 +4,8 @@ import type { temporal } from '@temporalio/proto';
 import type { CleanOutput } from '../../activities/clean.js';
 import type { IngestOutput } from '../../activities/ingest.js';
 import type { SplitOutput } from '../../activities/split.js';
-import type { TrainTrialOutput } from '../../activities/train.js';
+import type { TrainTrialInput, TrainTrialOutput } from '../../activities/train.js';
+import type { BuildEnsembleOutput } from '../../activities/ensemble.js';
 import type { ReusableStep } from '../../pipeline/resume.js';
 import type { ArtifactRef } from '../../store/artifacts.js';
 import type { Services } from '../../workers/deps.js';
@@ -14,7 +15,8 @@ import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js
 import type { findRun } from './runs.js';
 
 // `propensity run resume <id>`: a new run of a failed run's pipeline that takes every step the failed run completed
-// (ingest, clean, split, search with its baseline, final training) from that run's history instead of executing it,
+// (ingest, clean, split, search with its baseline, final training, the ensemble with its seed replicas) from that
+// run's history instead of executing it,
 // after checking that nothing they depend on changed. Why a new run and not a Temporal reset: see ResumeInput in
 // workflows/pipeline.ts. Heavy modules (Temporal SDK, S3, config schema) load inside the action.
 
@@ -45,7 +47,7 @@ export function registerResumeCommand(run: Command): void {
   run
     .command('resume')
     .description(
-      "start a new run of a failed or cancelled run's pipeline that reuses every step it completed (ingest, clean, split, search, final training) " +
+      "start a new run of a failed or cancelled run's pipeline that reuses every step it completed (ingest, clean, split, search, final training, ensemble) " +
         'once their artifacts in S3 still have their recorded sha256, and executes the rest (evaluate and later); refused, with nothing started, ' +
         'for a run that succeeded or still runs (exit 5), whose config or data changed since (exit 5), or that does not exist (exit 4)',
     )
@@ -62,9 +64,10 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const r = await runs.findRun(s.db, id);
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
+  const { reusablePrefix, firstExecutedStep } = await import('../../pipeline/resume.js');
   const steps = reusablePrefix(history.steps);
   const reusedSteps = Object.keys(steps) as ReusableStep[];
-  const { raw, changed } = await checkConfig(r, history, reusedSteps, o.config);
+  const { raw, changed, buildsEnsemble } = await checkConfig(r, history, reusedSteps, o.config);
   const verified = await verifyArtifacts(s, steps, r.run_id);
 
   const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
@@ -74,7 +77,7 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const pool = (raw as { training?: { pool?: string } } | null)?.training?.pool ?? DEFAULT_POOL;
   await requireWorkers(client, pipelineNeeds({ cpu: history.taskQueue, train: history.input.taskQueues?.train ?? TASK_QUEUES.train }, pool));
   const workflowId = o.id ?? r.workflow_id;
-  const startsAt = nextStep(reusedSteps);
+  const startsAt = firstExecutedStep(reusedSteps, buildsEnsemble);
   const input: TrainPipelineInput = {
     config: raw,
     trigger: 'resume',
@@ -159,13 +162,15 @@ interface FailedRun {
 
 /**
  * The failed run's input and the outputs of its completed steps, from its Temporal history: ActivityTaskCompleted
- * results of ingestSource, cleanData, splitData and the baseline and final trainTrial, and the search child's
- * ChildWorkflowExecutionCompleted result. These are what the steps returned — claim checks, counts and metrics.
+ * results of ingestSource, cleanData, splitData, the baseline, final and replica trainTrials and buildEnsemble, and
+ * the search child's ChildWorkflowExecutionCompleted result. These are what the steps returned — claim checks,
+ * counts and metrics. A replica that failed for good is a completed activity too (trainOrFail returns the failure).
  */
 async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const { WorkflowNotFoundError } = await import('@temporalio/client');
   const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
   const converter = client.options.loadedDataConverter;
+  const { failedTrial, isReplicaId } = await import('../../workflows/inputs.js');
   const decode = <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => decodeFromPayloadsAtIndex<T>(converter, 0, payloads?.payloads);
   let events: temporal.api.history.v1.IHistoryEvent[];
   try {
@@ -188,6 +193,8 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const scheduled = new Map<string, { type: string; input: temporal.api.common.v1.IPayloads | null | undefined }>();
   let search: HyperparameterSearchOutput | undefined;
   let baseline: TrainTrialOutput | undefined;
+  let built: BuildEnsembleOutput | undefined;
+  const replicas: TrainTrialOutput[] = [];
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? '', input: s.input });
@@ -201,12 +208,23 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
         const { trialId } = await decode<{ trialId: string }>(activity.input);
         if (trialId === 'baseline') baseline = await decode<TrainTrialOutput>(done.result);
         else if (trialId === 'final') steps.final = await decode<TrainTrialOutput>(done.result);
-      }
+        else if (isReplicaId(trialId)) replicas.push(await decode<TrainTrialOutput>(done.result));
+      } else if (activity?.type === 'buildEnsemble') built = await decode<BuildEnsembleOutput>(done.result);
+    }
+    // A replica whose attempts were spent is a failed trial in the run (trainOrFail): the same record, from its input
+    // and the failure the workflow saw as the ActivityFailure's cause.
+    const failed = e.activityTaskFailedEventAttributes;
+    const replica = failed && scheduled.get(String(failed.scheduledEventId));
+    if (failed && replica?.type === 'trainTrial') {
+      const trial = await decode<TrainTrialInput>(replica.input);
+      if (isReplicaId(trial.trialId)) replicas.push(failedTrial(trial, { cause: converter.failureConverter.failureToError(failed.failure ?? {}, converter.payloadConverter) }));
     }
     const child = e.childWorkflowExecutionCompletedEventAttributes;
     if (child?.workflowType?.name === 'hyperparameterSearch') search = await decode<HyperparameterSearchOutput>(child.result);
   }
   if (search && baseline) steps.search = { search, baseline };
+  // the replicas in the order the workflow started them (their ids), as the ensemble's candidates listed them
+  if (built) steps.ensemble = { replicas: replicas.sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true })), built };
   // The failed run's as-of time, so its config resolves to the same cutoff: its input's, else its schedule's.
   const scheduledFor = started.searchAttributes?.indexedFields?.TemporalScheduledStartTime;
   const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
@@ -215,27 +233,12 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps };
 }
 
-const ORDER: readonly ReusableStep[] = ['ingest', 'clean', 'split', 'search', 'final'];
-
-/** Reuse is a prefix: a step's output is only as good as the steps before it. */
-function reusablePrefix(found: ResumedSteps): ResumedSteps {
-  const out: ResumedSteps = {};
-  for (const step of ORDER) {
-    if (found[step] === undefined) break;
-    (out as Record<string, unknown>)[step] = found[step];
-  }
-  return out;
-}
-
-const nextStep = (reused: ReusableStep[]): string =>
-  reused.length === 0 ? 'ingest' : reused.at(-1) === 'search' ? 'final' : reused.at(-1) === 'final' ? 'evaluate' : ORDER[ORDER.indexOf(reused.at(-1)!) + 1];
-
 /**
  * The new run's config: the failed run's own input, or --config. Either way it must resolve (with the failed run's
  * as-of time) to the same sections the reused steps read: a section that differs — edited in the file, or parsed
  * differently by today's code — is refused by name (InputsChanged).
  */
-async function checkConfig(r: Row, { input, asOf }: FailedRun, reused: ReusableStep[], file: string | undefined): Promise<{ raw: unknown; changed: string[] }> {
+async function checkConfig(r: Row, { input, asOf }: FailedRun, reused: ReusableStep[], file: string | undefined): Promise<{ raw: unknown; changed: string[]; buildsEnsemble: boolean }> {
   const [{ parsePipelineConfig, configHash }, { applyAsOf }, { changedSections, upstreamChanges, describeUpstreamChanges }] = await Promise.all([
     import('../../pipeline/config.js'),
     import('../../pipeline/as-of.js'),
@@ -265,7 +268,7 @@ async function checkConfig(r: Row, { input, asOf }: FailedRun, reused: ReusableS
       'InputsChanged',
     );
   }
-  return { raw, changed };
+  return { raw, changed, buildsEnsemble: config.training.ensemble.maxMembers > 1 };
 }
 
 /**
@@ -276,8 +279,8 @@ async function checkConfig(r: Row, { input, asOf }: FailedRun, reused: ReusableS
 async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string): Promise<{ artifacts: number; hashed: number }> {
   const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
   const { sha256, s3Uri } = await import('../../store/artifacts.js');
-  const read: { step: string; ref: ArtifactRef }[] = [];
-  const head: { step: string; ref: ArtifactRef }[] = [];
+  let read: { step: string; ref: ArtifactRef }[] = [];
+  let head: { step: string; ref: ArtifactRef }[] = [];
   const lastData = steps.split ? 'split' : steps.clean ? 'clean' : 'ingest';
   for (const ref of steps.ingest?.raw.shards ?? []) (lastData === 'ingest' ? read : head).push({ step: 'ingest', ref });
   for (const ref of steps.clean?.clean.shards ?? []) (lastData === 'clean' ? read : head).push({ step: 'clean', ref });
@@ -286,9 +289,19 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
     ['search', steps.search?.baseline.model],
     ['search', steps.search?.search.best.model],
     ['final', steps.final?.model],
+    // the averaged model the new run evaluates and registers (absent when one member was chosen: a model above or a
+    // replica), and each replica's own model
+    ['ensemble', steps.ensemble?.built.model],
+    ...(steps.ensemble?.replicas ?? []).map((r) => ['ensemble', r.model] as const),
   ] as const;
   for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
+  // the ensemble's preprocessing: its members' encodings side by side, written by the step when they differ
+  if (steps.ensemble) read.push({ step: 'ensemble', ref: steps.ensemble.built.preprocessing });
 
+  // an object two steps share (the split's preprocessing as the ensemble's, say) is checked once
+  const unique = <T extends { ref: ArtifactRef }>(list: T[]) => [...new Map(list.map((x) => [`${x.ref.bucket}/${x.ref.key}`, x])).values()];
+  read = unique(read);
+  head = unique(head).filter((h) => !read.some((x) => x.ref.bucket === h.ref.bucket && x.ref.key === h.ref.key));
   const problems: string[] = [];
   const status = (err: unknown) => (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   await Promise.all([

@@ -4,13 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { createActivities } from '../../activities/index.js';
+import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
 import { createS3Client } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
-import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
+import { progressQuery, trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import { lastJson, runCli } from '../support/cli.js';
 import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 import { connections } from '../support/services.js';
@@ -188,5 +188,97 @@ describe('propensity run resume', () => {
     expect(res.code, res.stderr).toBe(5);
     expect(res.stderr).toContain(`NotResumable: run ${failedRunId} (${workflowId}) was already resumed by run ${resumed.runId}`);
     expect(await runCount()).toBe(2);
+  });
+});
+
+// The default final step (the best trial's weights reused, nothing trained) followed by an ensemble with seed
+// replicas, one of which fails for good: a run that then fails at evaluate is resumed with its ensemble step reused —
+// no replica trains again and the ensemble it registers is the one the failed run built.
+describe('propensity run resume after an ensemble step', () => {
+  const workflowId = `train-resume-ensemble-${randomUUID()}`;
+  let failedRunId: string;
+  let members: string[];
+  /** what a run's workflow passed to evaluateModel: the model it ships, its preprocessing and its members */
+  const evaluated = async (runId: string) => {
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const attrs = history.events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'evaluateModel')!.activityTaskScheduledEventAttributes!;
+    const input = defaultPayloadConverter.fromPayload(attrs.input!.payloads![0] as never) as { model: unknown; preprocessing: unknown; shipped: { members?: string[] } };
+    return { model: input.model, preprocessing: input.preprocessing, members: input.shipped.members ?? null };
+  };
+  const ensembleConfig = () =>
+    config({
+      modelName: 'resumed_ensemble',
+      search: { trials: 3, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+      training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
+    });
+
+  it('a run fails at evaluate after its ensemble step, which trained one replica and recorded the other as failed', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: ensembleConfig(), taskQueues: queues, trigger: 'test' }] });
+    failedRunId = handle.firstExecutionRunId;
+    const err = await withWorkers(() => handle.result().catch((e: unknown) => e), {
+      async evaluateModel() {
+        throw ApplicationFailure.nonRetryable('evaluate crashed: the worker image shipped a defect in the evaluation step', 'EvaluateCrashed');
+      },
+      // the third seed's replica fails for good (its attempts spent); the run goes on without it
+      async trainTrial(input) {
+        if (/-s3$/.test(input.trialId)) throw ApplicationFailure.nonRetryable(`replica ${input.trialId}: out of memory on this worker`, 'ReplicaCrashed');
+        return real.trainTrial(input);
+      },
+    });
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'status', 'detail']).where('run_id', '=', failedRunId).execute();
+    expect(steps.find((s) => s.step === 'ensemble')?.status).toBe('succeeded');
+    expect(steps.some((s) => s.step === 'final')).toBe(false); // reuse: nothing trained after the search
+    members = (steps.find((s) => s.step === 'ensemble')!.detail as { members: string[] }).members;
+    expect(members.length).toBeGreaterThanOrEqual(1);
+    // the replica's worker failed before it trained, so only its execution is on record
+    const replicaSteps = await db.db.selectFrom('ml.run_steps').select(['trial_id', 'status']).where('run_id', '=', failedRunId).where('trial_id', '~', '-s[0-9]+$').orderBy('trial_id').execute();
+    expect(replicaSteps.map((r) => [r.trial_id.replace(/^t\d+/, 'best'), r.status])).toEqual([
+      ['best-s2', 'succeeded'],
+      ['best-s3', 'failed'],
+    ]);
+  });
+
+  it('resumes at evaluate reusing the ensemble step: no trial, replica or ensemble runs again, and the failed run’s ensemble is registered', async () => {
+    const finalDetail = async (runId: string) =>
+      (await client.workflow.getHandle(workflowId, runId).query(progressQuery)).completed.find((c) => c.stage === 'final')?.detail;
+    const [res, resumed, details] = await withWorkers(async () => {
+      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+      if (started.code !== 0) return [started, null, null] as const;
+      const plan = lastJson(started.stdout);
+      const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
+      return [started, out, { failed: await finalDetail(failedRunId), resumed: await finalDetail(plan.runId) }] as const;
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    // the final step trained nothing in the failed run (reuse), so the ensemble step follows the search directly
+    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split', 'search', 'ensemble'], startsAt: 'evaluate', changedSections: [] });
+    expect(resumed!.status).toBe('registered');
+    const runId = resumed!.runId;
+
+    const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'status']).where('run_id', '=', runId).execute();
+    expect(steps.map((s) => s.step).sort()).toEqual(['evaluate', 'register', 'validate']);
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const scheduled = history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(scheduled).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
+
+    // the model evaluated and registered is the one the failed run built and would have evaluated: the same
+    // objects (key and sha256), the same preprocessing, the same members
+    const before = await evaluated(failedRunId);
+    expect(await evaluated(runId)).toEqual(before);
+    expect(resumed!.model).toEqual({ ref: before.model, preprocessing: before.preprocessing, members: before.members });
+    const version = await db.db.selectFrom('ml.model_versions').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
+    expect(version.members).toEqual(members.length > 1 ? members : null);
+    // the final stage tells the failed run's story, the failed replica included, and says what was reused
+    expect(details!.failed).toMatch(/1 of 2 seed replicas trained/);
+    expect(details!.resumed).toBe(`${details!.failed}; ensemble step (reused from run ${failedRunId})`);
+    // the completed replica's record came with the step
+    const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'status']).where('run_id', '=', runId).where('trial_id', '~', '-s[0-9]+$').execute();
+    expect(trials.map((t) => t.status)).toEqual(['completed']);
+    const run = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
+    expect(run.reused_steps).toEqual(['ingest', 'clean', 'split', 'search', 'ensemble']);
+    const show = await cli('run', 'show', runId);
+    expect(show.stdout).toContain(`resumed from run ${failedRunId}: reused ingest, clean, split, search, ensemble`);
   });
 });
