@@ -60,8 +60,8 @@ const resumeConfig = {
   modelName: 'replay_resume',
   source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },
   search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-  // a final training the resume reuses
-  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 1 } },
+  // a final training and an ensemble step (with a seed replica) that the resume reuses (v7)
+  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 3, minGain: 0, seeds: 2 } },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
 };
@@ -157,7 +157,7 @@ await cpu.runUntil(
       // the failed run resumed at evaluate: the next run of its workflow id, with the completed steps' outputs as input
       const plan = await resumeWithCli(failedWorkflowId);
       const resumed = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final') {
+      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final,ensemble') {
         throw new Error(`the resumed run was ${resumed.status}, reusing ${plan.reusedSteps.join(', ')}`);
       }
     })(),

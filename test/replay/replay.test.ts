@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readHistoryFile, replayHistories, type ReplayItem } from '../../audit/history.js';
 import { findRepoRoot } from '../../infra/index.js';
 import { expectedSeconds, longestFirst, type TrialTiming } from '../../ml/search.js';
+import { REUSABLE_STEPS } from '../../pipeline/resume.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 
 // Every history committed here was recorded from a real run (scripts/record-histories.ts). They must keep
@@ -76,9 +77,12 @@ describe('committed workflow histories', () => {
       };
     const resumed = byType('trainPipeline').filter((i) => input(i).resume);
     expect(resumed.length).toBeGreaterThanOrEqual(1);
+    expect(resumed.some((r) => 'ensemble' in input(r).resume!.steps), 'a resume that reused an ensemble step').toBe(true);
     for (const r of resumed) {
       const { fromRunId, steps } = input(r).resume!;
-      expect(Object.keys(steps)).toEqual(['ingest', 'clean', 'split', 'search', 'final']);
+      // a prefix of the reusable steps: through the final training, and the ensemble step too since v7
+      expect(Object.keys(steps)).toEqual(REUSABLE_STEPS.slice(0, Object.keys(steps).length));
+      expect(Object.keys(steps)).toContain('final');
       // the run it resumed is committed too, failed, under the same workflow id
       const failed = items.find((i) => i.runId === fromRunId)!;
       expect(failed.workflowId).toBe(r.workflowId);
