@@ -164,7 +164,8 @@ interface FailedRun {
  * The failed run's input and the outputs of its completed steps, from its Temporal history: ActivityTaskCompleted
  * results of ingestSource, cleanData, splitData, the baseline, final and replica trainTrials and buildEnsemble, and
  * the search child's ChildWorkflowExecutionCompleted result. These are what the steps returned — claim checks,
- * counts and metrics. A replica that failed for good is a completed activity too (trainOrFail returns the failure).
+ * counts and metrics. A replica that failed for good (its ActivityTaskFailed event) is rebuilt as the failed trial
+ * the run recorded for it.
  */
 async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const { WorkflowNotFoundError } = await import('@temporalio/client');
