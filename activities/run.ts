@@ -5,6 +5,7 @@ import type { Database } from '../db/schema.js';
 import { applyAsOf } from '../pipeline/as-of.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from '../pipeline/config.js';
 import { changedSections, describeUpstreamChanges, upstreamChanges, type ReusableStep } from '../pipeline/resume.js';
+import { REPLICA_ID_SUFFIX } from '../workflows/inputs.js';
 import type { ActivityDeps } from './deps.js';
 import { PipelineError, toFailure } from './errors.js';
 
@@ -33,7 +34,7 @@ export interface FinishRunInput {
 }
 
 /** The data-quality stages and trials each reused step recorded under the failed run. */
-const REPLICA = sql`trial_id ~ '-s[0-9]+$'`; // replicaId in workflows/inputs.ts
+const REPLICA = sql`trial_id ~ ${REPLICA_ID_SUFFIX}`;
 const REUSED_RECORDS: Record<ReusableStep, { stages: string[]; trials: ReturnType<typeof sql> | null }> = {
   ingest: { stages: ['events'], trials: null },
   clean: { stages: ['clean'], trials: null },

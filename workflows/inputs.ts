@@ -59,7 +59,10 @@ export const searchSpace = (config: PipelineConfig) => ({
 
 /** The trial id of the best trial's replica trained with the n-th seed of the ensemble (n ≥ 2): `t010-s2`. */
 export const replicaId = (bestTrialId: string, n: number): string => `${bestTrialId}-s${n}`;
-export const isReplicaId = (trialId: string): boolean => /-s\d+$/.test(trialId);
+/** What ends a replica's trial id, as a regular expression JavaScript and PostgreSQL (`~`) read alike. */
+export const REPLICA_ID_SUFFIX = '-s[0-9]+$';
+const REPLICA_ID = new RegExp(REPLICA_ID_SUFFIX);
+export const isReplicaId = (trialId: string): boolean => REPLICA_ID.test(trialId);
 
 /**
  * A trial whose activity failed for good (`err`: the ActivityFailure, whose cause is the activity's own error): it
