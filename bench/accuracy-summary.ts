@@ -4,7 +4,7 @@
  * version: the figures a claim such as "level with LightGBM on average" has to be read against.
  */
 import { table, type Cell } from '../cli/table.js';
-import { formatPValue } from '../ml/delong.js';
+import { formatAucDiff, formatPValue } from '../ml/delong.js';
 import { NOISE_ALPHA } from '../ml/ensemble-gain.js';
 import { poolDifferences, type PooledDifference } from '../ml/pooled.js';
 import type { AccuracyResult, Versus } from './accuracy.js';
@@ -66,13 +66,11 @@ export function summarizeAccuracy(results: readonly AccuracyResult[], date = new
   };
 }
 
-const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
-
 /** What the pooled figures allow one to say, in words that never claim a sign the interval does not show. */
 export function pooledVerdict(p: PooledDifference): string {
-  const ci = `95 % CI ${signed(p.ci95[0])} to ${signed(p.ci95[1])}`;
-  if (!p.withinNoise) return `ours is ${p.mean > 0 ? 'ahead of' : 'behind'} LightGBM on average: mean ${signed(p.mean)}, ${ci}, p ${formatPValue(p.pValue)}`;
-  return `level with LightGBM within the noise: mean ${signed(p.mean)}, ${ci}, p ${formatPValue(p.pValue)}; the data do not tell which is ahead`;
+  const ci = `95 % CI ${formatAucDiff(p.ci95[0])} to ${formatAucDiff(p.ci95[1])}`;
+  if (!p.withinNoise) return `ours is ${p.mean > 0 ? 'ahead of' : 'behind'} LightGBM on average: mean ${formatAucDiff(p.mean)}, ${ci}, p ${formatPValue(p.pValue)}`;
+  return `level with LightGBM within the noise: mean ${formatAucDiff(p.mean)}, ${ci}, p ${formatPValue(p.pValue)}; the data do not tell which is ahead`;
 }
 
 export function printAccuracySummary(s: AccuracySummary, log: Log): void {
@@ -80,13 +78,13 @@ export function printAccuracySummary(s: AccuracySummary, log: Log): void {
     r.name,
     r.ours.toFixed(4),
     r.lightgbm.toFixed(4),
-    signed(r.versusLightgbm.diff),
+    formatAucDiff(r.versusLightgbm.diff),
     r.versusLightgbm.se.toFixed(4),
     formatPValue(r.versusLightgbm.pValue) + (r.significantlyWorse ? ' (worse)' : ''),
     r.oracleGap ? `${r.oracleGap.gap.toFixed(4)} (SE ${r.oracleGap.se.toFixed(4)})` : null,
   ]);
   const p = s.versusLightgbm;
-  rows.push([`mean of ${p.sets}`, null, null, signed(p.mean), p.se.toFixed(4), formatPValue(p.pValue), null]);
+  rows.push([`mean of ${p.sets}`, null, null, formatAucDiff(p.mean), p.se.toFixed(4), formatPValue(p.pValue), null]);
   log('');
   log(`accuracy over ${s.sets.length} data sets: ours − LightGBM on each one's test rows (DeLong), pooled`);
   for (const line of table(

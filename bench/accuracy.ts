@@ -14,7 +14,7 @@ import { followPipeline } from '../cli/follow.js';
 import { spawnWorkers, stopWorkers, waitForPollers, type WorkerProcess } from '../cli/workers.js';
 import { BANK_TABLE, grantBankRead, seedBankMarketing } from '../db/tables/bank-marketing.js';
 import { initBackend } from '../ml/backend.js';
-import { delongPairedTest, formatPValue } from '../ml/delong.js';
+import { delongPairedTest, formatAucDiff, formatPValue } from '../ml/delong.js';
 import { ensembleGain, formatEnsembleGain, type EnsembleGain } from '../ml/ensemble-gain.js';
 import { prAuc, rocAuc } from '../ml/metrics.js';
 import { predict } from '../ml/model.js';
@@ -406,7 +406,7 @@ async function truthOf(pool: import('pg').Pool, ids: string[]): Promise<Float64A
 
 export function printAccuracy(r: AccuracyResult, log: Log): void {
   const row = (name: string, s: Scores, extra: string): [string, string] => [name, `${s.testAuc.toFixed(4)} / ${s.testPrAuc.toFixed(4)}  ${extra}`];
-  const p = (v: Versus) => `Δ ${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(4)}${v.se === undefined ? '' : ` (SE ${v.se.toFixed(4)})`}, DeLong p ${formatPValue(v.pValue)}`;
+  const p = (v: Versus) => `Δ ${formatAucDiff(v.diff)}${v.se === undefined ? '' : ` (SE ${v.se.toFixed(4)})`}, DeLong p ${formatPValue(v.pValue)}`;
   const d = r.dataset;
   log('');
   log(

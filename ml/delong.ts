@@ -187,6 +187,9 @@ export function formatPValue(p: number | null | undefined, alpha = 0.05): string
   return text;
 }
 
+/** A difference of two AUCs as the records print it: sign always shown, four decimals ("+0.0006", "-0.0018"). */
+export const formatAucDiff = (diff: number): string => `${diff >= 0 ? '+' : ''}${diff.toFixed(4)}`;
+
 /** Upper-tail standard normal probability 1 − Φ(z). */
 export function normalSf(z: number): number {
   return z >= 0 ? erfc(z / Math.SQRT2) / 2 : 1 - erfc(-z / Math.SQRT2) / 2;

@@ -2,7 +2,7 @@
  * An ensemble's gain over the single model on validation, with its noise: a file of its own, free of tfjs, because the
  * pipeline workflow formats it into its records (ml/ensemble.ts selects and builds ensembles).
  */
-import { DELONG_MIN_PER_CLASS, delongPairedTest, formatPValue } from './delong.js';
+import { DELONG_MIN_PER_CLASS, delongPairedTest, formatAucDiff, formatPValue } from './delong.js';
 
 /** At or above this p, a gain is reported as within the noise (two-sided paired DeLong test). */
 export const NOISE_ALPHA = 0.05;
@@ -37,5 +37,5 @@ export function ensembleGain(y: ArrayLike<number>, ensemble: ArrayLike<number>, 
 
 /** "+0.0003 over t010 (SE 0.0008, p 0.73: within the noise)": how a run's records say it. */
 export function formatEnsembleGain(g: EnsembleGain): string {
-  return `${g.diff >= 0 ? '+' : ''}${g.diff.toFixed(4)} over ${g.over} (SE ${g.se.toFixed(4)}, p ${formatPValue(g.p, NOISE_ALPHA)}${g.withinNoise ? ': within the noise' : ''})`;
+  return `${formatAucDiff(g.diff)} over ${g.over} (SE ${g.se.toFixed(4)}, p ${formatPValue(g.p, NOISE_ALPHA)}${g.withinNoise ? ': within the noise' : ''})`;
 }
