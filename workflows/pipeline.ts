@@ -379,16 +379,17 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
     }
     let ensemble: BuildEnsembleOutput | null = null;
     let replicas: TrainTrialOutput[] = [];
-    if (families && !baselineWins && config.training.ensemble.maxMembers > 1) {
+    const buildsEnsemble = families && !baselineWins && config.training.ensemble.maxMembers > 1;
+    if (buildsEnsemble && reused.ensemble) {
+      // A resumed run takes the failed run's replicas and selection (input only new resumes carry): the ensemble
+      // model it built was verified in S3 by the CLI before this run started.
+      ({ replicas, built: ensemble } = reused.ensemble);
+    } else if (buildsEnsemble) {
       // Deep ensemble (histories from before it replay unchanged): the best trial's parameters trained again with
       // other seeds, in parallel on the train pool; the replicas join the candidates. One that fails for good is left
       // out, not the run.
-      // A resumed run takes the failed run's replicas and selection instead (input only new resumes carry): the
-      // ensemble model it built is verified in S3 by the CLI before this run starts.
       const seeds = config.training.ensemble.seeds;
-      if (reused.ensemble) {
-        replicas = reused.ensemble.replicas;
-      } else if (seeds > 1 && patched('ensemble-seeds')) {
+      if (seeds > 1 && patched('ensemble-seeds')) {
         const best = search.best;
         const ids = Array.from({ length: seeds - 1 }, (_, i) => replicaId(best.trialId, i + 2));
         progress.replicas = ids;
@@ -411,16 +412,14 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         ...(reuse ? [] : [{ trialId: 'final', model: final.model, preprocessing: final.preprocessing ?? split.preprocessing }]),
         ...ensembleCandidates([...search.trials, ...replicas], split.preprocessing, better(metric)),
       ];
-      ensemble =
-        reused.ensemble?.built ??
-        (await cpu.buildEnsemble.executeWithOptions({ summary: `ensemble: up to ${config.training.ensemble.maxMembers} of ${candidates.length} networks, chosen on validation` }, [{
-          runId,
-          candidates,
-          val: split.val,
-          metric,
-          maxMembers: config.training.ensemble.maxMembers,
-          minGain: config.training.ensemble.minGain,
-        }]));
+      ensemble = await cpu.buildEnsemble.executeWithOptions({ summary: `ensemble: up to ${config.training.ensemble.maxMembers} of ${candidates.length} networks, chosen on validation` }, [{
+        runId,
+        candidates,
+        val: split.val,
+        metric,
+        maxMembers: config.training.ensemble.maxMembers,
+        minGain: config.training.ensemble.minGain,
+      }]);
     }
     const members = ensemble && ensemble.members.length > 1 ? ensemble.members : null;
     const shipped = {
