@@ -42,6 +42,17 @@ export function reusablePrefix<T extends Partial<Record<ReusableStep, unknown>>>
 }
 
 /**
+ * The seed replicas a resumed run takes one by one from a failed run whose ensemble step did not complete (it failed
+ * or was cancelled while replicas trained, or in buildEnsemble): those that completed, once the search they replicate
+ * is reused (the same best trial, so the same parameters and seeds). A replica that failed for good trains again.
+ * None when the whole ensemble step is reused, or when the search is not.
+ */
+export function reusableReplicas<R extends { status: string }>(prefix: Partial<Record<ReusableStep, unknown>>, replicas: readonly R[]): R[] {
+  if (prefix.search === undefined || prefix.ensemble !== undefined) return [];
+  return replicas.filter((r) => r.status === 'completed');
+}
+
+/**
  * The first step a resumed run executes, after the reused ones. Final training comes after the search (or reuses
  * the best trial's weights there), the ensemble step after it when the config builds one, then evaluate.
  */

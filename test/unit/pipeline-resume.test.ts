@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { changedSections, firstExecutedStep, reusablePrefix, upstreamChanges } from '../../pipeline/resume.js';
+import { changedSections, firstExecutedStep, reusablePrefix, reusableReplicas, upstreamChanges } from '../../pipeline/resume.js';
 
 // The rules `propensity run resume` and the resumed run's first activity share: which of the failed run's steps a
 // new run takes, where it starts, and which config changes make a reused step's output stale.
@@ -21,6 +21,25 @@ describe('reusablePrefix', () => {
 
   it('does not take an ensemble whose search is not reused', () => {
     expect(Object.keys(reusablePrefix({ ingest: out('i'), clean: out('c'), split: out('s'), ensemble: out('e') }))).toEqual(['ingest', 'clean', 'split']);
+  });
+});
+
+describe('reusableReplicas', () => {
+  const replicas = [
+    { trialId: 't010-s2', status: 'completed' },
+    { trialId: 't010-s3', status: 'failed' },
+    { trialId: 't010-s4', status: 'completed' },
+  ];
+  const upToSearch = { ingest: out('i'), clean: out('c'), split: out('s'), search: out('se') };
+
+  it('takes the completed replicas of an ensemble step that did not complete; a failed one trains again', () => {
+    expect(reusableReplicas(upToSearch, replicas).map((r) => r.trialId)).toEqual(['t010-s2', 't010-s4']);
+    expect(reusableReplicas({ ...upToSearch, final: out('f') }, replicas).map((r) => r.trialId)).toEqual(['t010-s2', 't010-s4']);
+  });
+
+  it('takes none one by one when the whole ensemble step is reused, or when the search they replicate is not', () => {
+    expect(reusableReplicas({ ...upToSearch, ensemble: out('e') }, replicas)).toEqual([]);
+    expect(reusableReplicas({ ingest: out('i'), clean: out('c'), split: out('s') }, replicas)).toEqual([]);
   });
 });
 
