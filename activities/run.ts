@@ -17,7 +17,7 @@ export interface StartRunInput {
   /** the run's as-of time (a scheduled run's scheduled time): see applyAsOf */
   asOf?: string;
   /** a resumed run: the failed run and the steps taken from it (their outputs are in the workflow's input) */
-  resume?: { fromRunId: string; fromWorkflowId: string; steps: ReusableStep[] };
+  resume?: { fromRunId: string; fromWorkflowId: string; steps: ReusableStep[]; replicas?: string[] };
 }
 export interface StartRunOutput {
   config: PipelineConfig;
@@ -69,7 +69,11 @@ export function createRunActivities(deps: ActivityDeps) {
    */
   async function copyReusedRecords(trx: Transaction<Database>, resume: NonNullable<StartRunInput['resume']>, runId: string): Promise<void> {
     const stages = resume.steps.flatMap((s) => REUSED_RECORDS[s].stages);
-    const trials = resume.steps.map((s) => REUSED_RECORDS[s].trials).filter((t) => t !== null);
+    const trials = [
+      ...resume.steps.map((s) => REUSED_RECORDS[s].trials).filter((t) => t !== null),
+      // seed replicas taken one by one from an ensemble step that did not complete
+      ...(resume.replicas?.length ? [sql`trial_id in (${sql.join(resume.replicas)})`] : []),
+    ];
     const copy = async (table: 'data_quality' | 'trials', where: ReturnType<typeof sql>) => {
       const columns = (
         await sql<{ column_name: string }>`select column_name from information_schema.columns where table_schema = 'ml' and table_name = ${table} and column_name <> 'run_id' order by ordinal_position`.execute(trx)
@@ -118,6 +122,7 @@ export function createRunActivities(deps: ActivityDeps) {
             error_message: failure?.message ?? null,
             resumed_from_run_id: input.resume?.fromRunId ?? null,
             reused_steps: input.resume ? input.resume.steps : null,
+            reused_trials: input.resume?.replicas ?? null,
           })
           .onConflict((oc) => oc.column('run_id').doNothing())
           .execute();

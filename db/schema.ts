@@ -24,6 +24,8 @@ export interface PipelineRunsTable {
   /** `run resume`: the failed run whose completed steps this run reused, and which steps */
   resumed_from_run_id: ColumnType<string | null, string | null | undefined, string | null>;
   reused_steps: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
+  /** `run resume`: seed replicas taken one by one from the failed run's unfinished ensemble step */
+  reused_trials: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
 }
 
 export interface RunStepsTable {

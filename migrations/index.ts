@@ -15,6 +15,7 @@ import * as resume from './2026-11-29T0500-resume.js';
 import * as trialPool from './2026-11-29T0600-trial-pool.js';
 import * as ensembleMembers from './2026-11-30T0100-ensemble-members.js';
 import * as reusedEnsemble from './2026-12-01T0100-reused-ensemble.js';
+import * as reusedTrials from './2026-12-01T0200-reused-trials.js';
 
 /**
  * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
@@ -37,4 +38,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-29T0600-trial-pool': trialPool,
   '2026-11-30T0100-ensemble-members': ensembleMembers,
   '2026-12-01T0100-reused-ensemble': reusedEnsemble,
+  '2026-12-01T0200-reused-trials': reusedTrials,
 };

@@ -78,6 +78,11 @@ export interface ResumedSteps {
    * model. Older resumed runs have no key, so their histories replay unchanged.
    */
   ensemble?: { replicas: TrainTrialOutput[]; built: BuildEnsembleOutput };
+  /**
+   * Seed replicas the failed run completed before its ensemble step failed (no `ensemble` then): the new run takes
+   * them in place of training them and trains only the others. Older resumed runs have no key.
+   */
+  replicas?: TrainTrialOutput[];
 }
 
 export interface TrainPipelineOutput {
@@ -245,9 +250,14 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
     fromRunId: input.resume.fromRunId,
     fromWorkflowId: input.resume.fromWorkflowId,
     steps: REUSABLE_STEPS.filter((s) => reused[s] !== undefined),
+    ...(reused.replicas?.length ? { replicas: reused.replicas.map((r) => r.trialId) } : {}),
   };
   const started = await cpu.startRun.executeWithOptions(
-    { summary: resume ? `validate the config; resume of ${resume.fromWorkflowId}, reusing ${resume.steps.join(', ') || 'nothing'}` : 'validate the config' },
+    {
+      summary: resume
+        ? `validate the config; resume of ${resume.fromWorkflowId}, reusing ${resume.steps.join(', ') || 'nothing'}${resume.replicas ? ` and seed replicas ${resume.replicas.join(', ')}` : ''}`
+        : 'validate the config',
+    },
     [{ runId, workflowId, config: input.config, trigger, asOf, ...(resume && { resume }) }],
   );
   const config: PipelineConfig = started.config;
@@ -393,9 +403,11 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         const best = search.best;
         const ids = Array.from({ length: seeds - 1 }, (_, i) => replicaId(best.trialId, i + 2));
         progress.replicas = ids;
+        // a resumed run takes the replicas the failed run completed (input only new resumes carry)
+        const completed = new Map((reused.replicas ?? []).map((r) => [r.trialId, r]));
         replicas = await Promise.all(
           ids.map((trialId, i) =>
-            trainOrFail(train.trainTrial, `ensemble replica ${trialId}: ${best.trialId}'s parameters, seed ${i + 2} of ${seeds}`, {
+            completed.get(trialId) ?? trainOrFail(train.trainTrial, `ensemble replica ${trialId}: ${best.trialId}'s parameters, seed ${i + 2} of ${seeds}`, {
               runId,
               trialId,
               params: best.params,
@@ -435,6 +447,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         : (reuse ? `${final.trialId}'s weights reused (${final.epochs} epochs), val AUC ${final.valAuc?.toFixed(4)}` : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`) +
             (reused.final ? reusedNote : '') +
             (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas trained` : '') +
+            (resume?.replicas ? ` (${resume.replicas.join(', ')} reused from run ${resume.fromRunId})` : '') +
             (members
               ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}` +
                 (ensemble!.gain ? `, ${formatEnsembleGain(ensemble!.gain)}` : '')
@@ -491,7 +504,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
           features: ingest.features.map((f) => f.name),
           family,
           ...(members && { members }),
-          ...(resume && { resumedFrom: { runId: resume.fromRunId, workflowId: resume.fromWorkflowId, steps: resume.steps } }),
+          ...(resume && { resumedFrom: { runId: resume.fromRunId, workflowId: resume.fromWorkflowId, steps: resume.steps, ...(resume.replicas && { replicas: resume.replicas }) } }),
         },
         ...(approvalRequired && { approvalRequired: true }),
       }]);

@@ -34,6 +34,8 @@ export interface ResumePlan {
   workflowId: string;
   runId: string;
   reusedSteps: ReusableStep[];
+  /** seed replicas taken one by one from the failed run's ensemble step when that step did not complete */
+  reusedReplicas: string[];
   /** the first step the new run executes */
   startsAt: string;
   changedSections: string[];
@@ -64,9 +66,12 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const r = await runs.findRun(s.db, id);
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
-  const { reusablePrefix, firstExecutedStep } = await import('../../pipeline/resume.js');
-  const steps = reusablePrefix(history.steps);
+  const { reusablePrefix, reusableReplicas, firstExecutedStep } = await import('../../pipeline/resume.js');
+  const steps: ResumedSteps = reusablePrefix(history.steps);
   const reusedSteps = Object.keys(steps) as ReusableStep[];
+  const replicas = reusableReplicas(steps, history.replicas);
+  if (replicas.length) steps.replicas = replicas;
+  const reusedReplicas = replicas.map((t) => t.trialId);
   const { raw, changed, buildsEnsemble } = await checkConfig(r, history, reusedSteps, o.config);
   const verified = await verifyArtifacts(s, steps, r.run_id);
 
@@ -105,13 +110,14 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
     workflowId,
     runId: handle.firstExecutionRunId,
     reusedSteps,
+    reusedReplicas,
     startsAt,
     changedSections: changed,
     verified,
   };
   const head =
     `resumed ${r.workflow_id} (run ${r.run_id}) as ${workflowId} (run ${plan.runId}): ` +
-    `reused ${reusedSteps.join(', ') || 'nothing'} (${verified.artifacts} artifacts verified, ${verified.hashed} by their sha256), starting at ${startsAt}` +
+    `reused ${reusedSteps.join(', ') || 'nothing'}${reusedReplicas.length ? ` and seed replicas ${reusedReplicas.join(', ')}` : ''} (${verified.artifacts} artifacts verified, ${verified.hashed} by their sha256), starting at ${startsAt}` +
     (changed.length ? `; config sections changed: ${changed.join(', ')}` : '');
   if (o.detach) {
     output(o.json, plan, () => head);
@@ -158,6 +164,8 @@ interface FailedRun {
   asOf: string | undefined;
   /** every reusable output the run completed or itself reused */
   steps: ResumedSteps;
+  /** its seed replicas (completed, or failed for good), also when its ensemble step did not complete */
+  replicas: TrainTrialOutput[];
 }
 
 /**
@@ -195,7 +203,8 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   let search: HyperparameterSearchOutput | undefined;
   let baseline: TrainTrialOutput | undefined;
   let built: BuildEnsembleOutput | undefined;
-  const replicas: TrainTrialOutput[] = [];
+  // replicas it took from the run it resumed, and those it trained
+  const replicas: TrainTrialOutput[] = [...(input.resume?.steps.replicas ?? [])];
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? '', input: s.input });
@@ -225,13 +234,16 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   }
   if (search && baseline) steps.search = { search, baseline };
   // the replicas in the order the workflow started them (their ids), as the ensemble's candidates listed them
-  if (built) steps.ensemble = { replicas: replicas.sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true })), built };
+  replicas.sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true }));
+  if (built) steps.ensemble = { replicas, built };
+  // which replicas a resume may take one by one is decided with the prefix (reusableReplicas), from `replicas`
+  delete steps.replicas;
   // The failed run's as-of time, so its config resolves to the same cutoff: its input's, else its schedule's.
   const scheduledFor = started.searchAttributes?.indexedFields?.TemporalScheduledStartTime;
   const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
   const at = Array.isArray(scheduledAt) ? scheduledAt[0] : scheduledAt;
   const asOf = input.asOf ?? (at ? new Date(at as string).toISOString() : undefined);
-  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps };
+  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas };
 }
 
 /**
@@ -294,6 +306,8 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
     // replica), and each replica's own model
     ['ensemble', steps.ensemble?.built.model],
     ...(steps.ensemble?.replicas ?? []).map((r) => ['ensemble', r.model] as const),
+    // replicas taken one by one from an ensemble step that did not complete
+    ...(steps.replicas ?? []).map((r) => ['ensemble', r.model] as const),
   ] as const;
   for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
   // the ensemble's preprocessing: its members' encodings side by side, written by the step when they differ

@@ -282,3 +282,94 @@ describe('propensity run resume after an ensemble step', () => {
     expect(show.stdout).toContain(`resumed from run ${failedRunId}: reused ingest, clean, split, search, ensemble`);
   });
 });
+
+// A run whose ensemble step fails after some of its seed replicas trained: the resume reuses the search and the
+// replica that completed, trains only the one that had failed for good, and runs the ensemble step again.
+describe('propensity run resume inside an ensemble step', () => {
+  const workflowId = `train-resume-replicas-${randomUUID()}`;
+  let failedRunId: string;
+  /** the candidates a run's workflow passed to buildEnsemble (trial id → model refs) */
+  const candidates = async (runId: string) => {
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const attrs = history.events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'buildEnsemble')!.activityTaskScheduledEventAttributes!;
+    const input = defaultPayloadConverter.fromPayload(attrs.input!.payloads![0] as never) as { candidates: { trialId: string; model: unknown }[] };
+    return new Map(input.candidates.map((c) => [c.trialId, c.model]));
+  };
+  const replicaConfig = () =>
+    config({
+      modelName: 'resumed_replicas',
+      search: { trials: 3, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+      training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
+    });
+
+  it('a run fails in its ensemble step after one replica trained and the other failed for good', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: replicaConfig(), taskQueues: queues, trigger: 'test' }] });
+    failedRunId = handle.firstExecutionRunId;
+    const err = await withWorkers(() => handle.result().catch((e: unknown) => e), {
+      async buildEnsemble() {
+        throw ApplicationFailure.nonRetryable('ensemble crashed: the worker image shipped a defect in the ensemble step', 'EnsembleCrashed');
+      },
+      async trainTrial(input) {
+        if (/-s3$/.test(input.trialId)) throw ApplicationFailure.nonRetryable(`replica ${input.trialId}: out of memory on this worker`, 'ReplicaCrashed');
+        return real.trainTrial(input);
+      },
+    });
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id', 'status']).where('run_id', '=', failedRunId).where('trial_id', '~', '-s[0-9]+$').orderBy('trial_id').execute();
+    expect(steps.map((s) => [s.trial_id.replace(/^t\d+/, 'best'), s.status])).toEqual([
+      ['best-s2', 'succeeded'],
+      ['best-s3', 'failed'],
+    ]);
+  });
+
+  it('resumes after the search with the completed replica reused: only the failed one trains, and the ensemble step runs again', async () => {
+    const finalDetail = async (runId: string) =>
+      (await client.workflow.getHandle(workflowId, runId).query(progressQuery)).completed.find((c) => c.stage === 'final')?.detail;
+    const [res, resumed, detail] = await withWorkers(async () => {
+      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+      if (started.code !== 0) return [started, null, null] as const;
+      const plan = lastJson(started.stdout);
+      const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
+      return [started, out, await finalDetail(plan.runId)] as const;
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split', 'search'], startsAt: 'final', changedSections: [] });
+    expect(plan.reusedReplicas).toHaveLength(1);
+    const [reusedReplica] = plan.reusedReplicas as string[];
+    expect(reusedReplica).toMatch(/^t\d+-s2$/);
+    const retrained = reusedReplica.replace(/-s2$/, '-s3');
+    expect(resumed!.status).toBe('registered');
+    const runId = resumed!.runId;
+
+    // one training: the replica that had failed; then the ensemble step again
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const scheduled = history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes ?? []);
+    expect(scheduled.map((s) => s.activityType?.name)).toEqual(['startRun', 'trainTrial', 'buildEnsemble', 'evaluateModel', 'registerModel', 'finishRun']);
+    const trained = defaultPayloadConverter.fromPayload(scheduled[1].input!.payloads![0] as never) as { trialId: string };
+    expect(trained.trialId).toBe(retrained);
+    // the reused replica's model is the failed run's own (key and sha256), among the new ensemble's candidates
+    const [before, after] = [await candidates(failedRunId), await candidates(runId)];
+    expect(after.get(reusedReplica)).toEqual(before.get(reusedReplica));
+    expect(before.has(retrained)).toBe(false);
+    expect(after.has(retrained)).toBe(true);
+
+    // records: both replicas' trials under the new run, only the trained one executed by it; the run names the reused one
+    const trials = await db.db.selectFrom('ml.trials').select(['trial_id', 'status']).where('run_id', '=', runId).where('trial_id', '~', '-s[0-9]+$').orderBy('trial_id').execute();
+    expect(trials).toEqual([
+      { trial_id: reusedReplica, status: 'completed' },
+      { trial_id: retrained, status: 'completed' },
+    ]);
+    const executed = await db.db.selectFrom('ml.run_steps').select(['trial_id']).where('run_id', '=', runId).where('trial_id', '~', '-s[0-9]+$').execute();
+    expect(executed.map((s) => s.trial_id)).toEqual([retrained]);
+    const run = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
+    expect(run).toMatchObject({ reused_steps: ['ingest', 'clean', 'split', 'search'], reused_trials: [reusedReplica] });
+    expect(detail).toContain(`; 2 of 2 seed replicas trained (${reusedReplica} reused from run ${failedRunId})`);
+    const version = await db.db.selectFrom('ml.model_versions').select(['version']).where('run_id', '=', runId).executeTakeFirstOrThrow();
+    const metadata = JSON.parse(new TextDecoder().decode(await store.getKey(`models/resumed_replicas/v${version.version}/metadata.json`)));
+    expect(metadata.lineage.resumedFrom).toEqual({ runId: failedRunId, workflowId, steps: ['ingest', 'clean', 'split', 'search'], replicas: [reusedReplica] });
+    const show = await cli('run', 'show', runId);
+    expect(show.stdout).toContain(`resumed from run ${failedRunId}: reused ingest, clean, split, search and seed replicas ${reusedReplica} (not executed again)`);
+  });
+});
