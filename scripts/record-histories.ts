@@ -1,8 +1,9 @@
 /**
  * Records workflow histories of real runs into test/replay/ for the replay tests: a small pipeline (with its
  * hyperparameter search and the scoring child of scoring.afterPromotion), a second one that waits for approval
- * and is approved by an update, and a third that fails at evaluate (its cpu worker's evaluate crashes) and is
- * resumed by `propensity run resume` (a child process, as a user runs it), on the dev stack with in-process workers;
+ * and is approved by an update, and a third that fails in its ensemble step (one seed replica fails for good, then
+ * the cpu worker's buildEnsemble crashes) and is resumed by `propensity run resume` (a child process, as a user runs
+ * it), on the dev stack with in-process workers;
  * then exports each history with `exportHistory` (the wrapper {workflowId, runId, workflowType,
  * codeVersion, history}, history as `temporal workflow show --output json` writes it; also stored in S3).
  * Usage: node --import tsx scripts/record-histories.ts <tag> [outDir]   (outDir defaults to test/replay)
@@ -54,26 +55,35 @@ const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH });
 const activities = createActivities({ db, store, codeVersion: 'record' });
 const workerOptions = { connection: nativeConnection, namespace: conn.temporal.namespace, interceptors: activityInterceptors({ db }) };
 
-// A run that fails at evaluate: its cpu worker's evaluate crashes, as a defect shipped in a worker image would.
+// A run that fails in its ensemble step: one seed replica fails for good, then the cpu worker's buildEnsemble
+// crashes, as a defect shipped in a worker image would (v8; up to v7 it failed at evaluate after the ensemble step).
 const failedWorkflowId = `record-${tag}-${randomUUID().slice(0, 8)}-resume`;
 const resumeConfig = {
   modelName: 'replay_resume',
   source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },
   search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-  // a final training and an ensemble step (with a seed replica) that the resume reuses (v7)
-  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 3, minGain: 0, seeds: 2 } },
+  // a final training the resume reuses, and an ensemble step with two seed replicas: the resume takes the one that
+  // completed and trains the other again (v8)
+  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 3, minGain: 0, seeds: 3 } },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
 };
 {
   const crashing = {
     ...activities,
-    async evaluateModel(): Promise<never> {
-      throw ApplicationFailure.nonRetryable('evaluate crashed: a defect in the worker image (recorded for the replay tests)', 'EvaluateCrashed');
+    async buildEnsemble(): Promise<never> {
+      throw ApplicationFailure.nonRetryable('ensemble crashed: a defect in the worker image (recorded for the replay tests)', 'EnsembleCrashed');
+    },
+  };
+  const failingReplica = {
+    ...activities,
+    async trainTrial(input: Parameters<typeof activities.trainTrial>[0]) {
+      if (/-s3$/.test(input.trialId)) throw ApplicationFailure.nonRetryable(`replica ${input.trialId}: out of memory (recorded for the replay tests)`, 'ReplicaCrashed');
+      return activities.trainTrial(input);
     },
   };
   const faultyCpu = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities: crashing });
-  const faultyTrain = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities });
+  const faultyTrain = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities: failingReplica });
   const failed = await faultyCpu.runUntil(
     faultyTrain.runUntil(
       client.workflow
@@ -81,11 +91,11 @@ const resumeConfig = {
         .catch((err: unknown) => err),
     ),
   );
-  if (!(failed instanceof WorkflowFailedError)) throw new Error(`the run meant to fail at evaluate did not fail: ${JSON.stringify(failed)}`);
+  if (!(failed instanceof WorkflowFailedError)) throw new Error(`the run meant to fail in its ensemble step did not fail: ${JSON.stringify(failed)}`);
 }
 
 /** `propensity run resume <workflowId> --detach --json` against the recording database; resolves with its plan. */
-function resumeWithCli(id: string): Promise<{ workflowId: string; runId: string; reusedSteps: string[] }> {
+function resumeWithCli(id: string): Promise<{ workflowId: string; runId: string; reusedSteps: string[]; reusedReplicas: string[] }> {
   const env = {
     ...process.env,
     DATABASE_URL: url.toString(),
@@ -154,11 +164,12 @@ await cpu.runUntil(
       await handle.executeUpdate('approve', { args: [{ by: 'auditor', reason: 'recorded for the replay tests' }] });
       const approved = await handle.result();
       if (approved.status !== 'registered') throw new Error(`the approval run was ${approved.status}`);
-      // the failed run resumed at evaluate: the next run of its workflow id, with the completed steps' outputs as input
+      // the failed run resumed in its ensemble step: the next run of its workflow id, with the completed steps'
+      // outputs and the completed replica as input
       const plan = await resumeWithCli(failedWorkflowId);
       const resumed = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final,ensemble') {
-        throw new Error(`the resumed run was ${resumed.status}, reusing ${plan.reusedSteps.join(', ')}`);
+      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final' || plan.reusedReplicas.length !== 1) {
+        throw new Error(`the resumed run was ${resumed.status}, reusing ${plan.reusedSteps.join(', ')} and replicas ${plan.reusedReplicas.join(', ')}`);
       }
     })(),
   ),

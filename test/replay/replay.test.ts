@@ -73,23 +73,32 @@ describe('committed workflow histories', () => {
     const E = temporal.api.enums.v1.EventType;
     const input = (i: ReplayItem) =>
       defaultPayloadConverter.fromPayload(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0] as never) as {
-        resume?: { fromRunId: string; steps: Record<string, unknown> };
+        resume?: { fromRunId: string; steps: Record<string, unknown> & { replicas?: { trialId: string }[] } };
       };
     const resumed = byType('trainPipeline').filter((i) => input(i).resume);
     expect(resumed.length).toBeGreaterThanOrEqual(1);
     expect(resumed.some((r) => 'ensemble' in input(r).resume!.steps), 'a resume that reused an ensemble step').toBe(true);
+    expect(resumed.some((r) => 'replicas' in input(r).resume!.steps), 'a resume inside an ensemble step').toBe(true);
     for (const r of resumed) {
       const { fromRunId, steps } = input(r).resume!;
+      const { replicas, ...whole } = steps;
       // a prefix of the reusable steps: through the final training, and the ensemble step too since v7
-      expect(Object.keys(steps)).toEqual(REUSABLE_STEPS.slice(0, Object.keys(steps).length));
-      expect(Object.keys(steps)).toContain('final');
+      expect(Object.keys(whole)).toEqual(REUSABLE_STEPS.slice(0, Object.keys(whole).length));
+      expect(Object.keys(whole)).toContain('final');
       // the run it resumed is committed too, failed, under the same workflow id
       const failed = items.find((i) => i.runId === fromRunId)!;
       expect(failed.workflowId).toBe(r.workflowId);
       expect(failed.history.events!.at(-1)!.eventType).toBe(E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED);
-      // and the resumed run executed none of the steps it reused
-      const types = r.history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
-      expect(types).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
+      // and the resumed run executed none of the steps it reused; inside an ensemble step (v8) it trained only the
+      // replicas it did not take, then built the ensemble
+      const scheduled = r.history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes ?? []);
+      const trained = scheduled.filter((s) => s.activityType?.name === 'trainTrial').map((s) => payload<{ trialId: string }>(s.input!.payloads![0]).trialId);
+      const ensembleStep = replicas ? [...trained.map(() => 'trainTrial'), 'buildEnsemble'] : [];
+      expect(scheduled.map((s) => s.activityType?.name)).toEqual(['startRun', ...ensembleStep, 'evaluateModel', 'registerModel', 'finishRun']);
+      if (replicas) {
+        expect(trained.length).toBeGreaterThanOrEqual(1);
+        expect(trained.filter((id) => replicas.some((t) => t.trialId === id))).toEqual([]);
+      }
     }
     const upserting = byType('trainPipeline').filter((i) => i.history.events!.some((e) => e.eventType === E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
     expect(upserting.length).toBeGreaterThanOrEqual(3);
