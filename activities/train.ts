@@ -235,7 +235,7 @@ export function createTrainActivities(deps: TrainDeps) {
         const dir = input.step === 'final' ? `runs/${input.runId}/final/model` : undefined;
         const model = await writeModel(
           store,
-          (file) => (dir ? `${dir}/${file}` : keys.trialModel(input.runId, input.trialId, file)),
+          (file) => (dir ? `${dir}/${file}` : keys.trialModel(input.runId, input.trialId, file, input.rung)),
           fit.artifacts,
         );
         const preprocessing = data.pre.encoding

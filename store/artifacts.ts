@@ -135,6 +135,10 @@ const shardNo = (shard: number) => {
   if (!Number.isSafeInteger(shard) || shard < 0) throw new RangeError(`a shard number is a non-negative integer, got ${shard}`);
   return String(shard).padStart(5, '0');
 };
+const rungNo = (rung: number) => {
+  if (!Number.isSafeInteger(rung) || rung < 0) throw new RangeError(`a rung is a non-negative integer, got ${rung}`);
+  return String(rung);
+};
 // A file inside a model directory may sit in a subfolder (`a/b.bin`), never above it.
 const file = (name: string) => assertKeySegment(name, 'file name', { allowSlash: true });
 
@@ -149,8 +153,12 @@ export const keys = {
   quarantine: (runId: string, shard: number) => `runs/${run(runId)}/clean/quarantine-${shardNo(shard)}.arrow`,
   split: (runId: string, part: 'train' | 'val' | 'test') => `runs/${run(runId)}/split/${assertKeySegment(part, 'split name')}.arrow`,
   preprocessing: (runId: string) => `runs/${run(runId)}/split/preprocessing.json`,
-  trialModel: (runId: string, trialId: string, name: string) =>
-    `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/model/${file(name)}`,
+  /**
+   * a trial's model; a search trial's at each rung under its own key (rung-K/model/), so the result a rung returned
+   * keeps its recorded sha256 after the trial trains the next rung (what `run resume` and an audit check)
+   */
+  trialModel: (runId: string, trialId: string, name: string, rung?: number) =>
+    `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/${rung === undefined ? '' : `rung-${rungNo(rung)}/`}model/${file(name)}`,
   /** the preprocessing a trial's (or the final step's: trialId 'final') model reads, with its numeric encoding */
   modelPreprocessing: (runId: string, trialId: string) =>
     trialId === 'final' ? `runs/${run(runId)}/final/preprocessing.json` : `runs/${run(runId)}/trials/${assertKeySegment(trialId, 'trial id')}/preprocessing.json`,

@@ -105,6 +105,11 @@ describe('storage keys and history files', () => {
     ];
     for (const fn of refused) expect(failure(fn)?.type, String(fn)).toBe('InvalidId');
     expect(keys.trialModel(RUN_ID, 't001', 'weights/group1.bin')).toBe(`runs/${RUN_ID}/trials/t001/model/weights/group1.bin`);
+    // a search trial's model at each rung has its own key, so a rung's result is never overwritten by the next
+    expect(keys.trialModel(RUN_ID, 't001', 'model.json', 0)).toBe(`runs/${RUN_ID}/trials/t001/rung-0/model/model.json`);
+    expect(keys.trialModel(RUN_ID, 't001', 'model.json', 2)).toBe(`runs/${RUN_ID}/trials/t001/rung-2/model/model.json`);
+    expect(() => keys.trialModel(RUN_ID, 't001', 'model.json', -1)).toThrow(RangeError);
+    expect(() => keys.trialModel(RUN_ID, 't001', 'model.json', 1.5)).toThrow(RangeError);
     expect(failure(() => assertKeySegment('..', 'run id'))!.message).toMatch(/^invalid run id "\.\." for a storage key or file name: it contains "\.\."/);
   });
 
