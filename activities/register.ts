@@ -31,7 +31,7 @@ export interface RegisterInput {
     /** an ensemble's member trials, in the order they were chosen */
     members?: string[];
     /** a resumed run (`propensity run resume`): the failed run whose steps it reused, also in the model card */
-    resumedFrom?: { runId: string; workflowId: string; steps: string[]; replicas?: string[] };
+    resumedFrom?: { runId: string; workflowId: string; steps: string[]; trials?: string[] };
   };
   /** approval.required: register as pending_approval and leave `champion` where it is */
   approvalRequired?: boolean;

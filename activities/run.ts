@@ -4,7 +4,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { applyAsOf } from '../pipeline/as-of.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from '../pipeline/config.js';
-import { changedSections, describeUpstreamChanges, upstreamChanges, type ReusableStep } from '../pipeline/resume.js';
+import { changedSections, describeUpstreamChanges, reusedTrialLabel, stepsRead, upstreamChanges, type ReusableStep, type ReusedTrial } from '../pipeline/resume.js';
 import { REPLICA_ID_SUFFIX } from '../workflows/inputs.js';
 import type { ActivityDeps } from './deps.js';
 import { PipelineError, toFailure } from './errors.js';
@@ -17,7 +17,13 @@ export interface StartRunInput {
   /** the run's as-of time (a scheduled run's scheduled time): see applyAsOf */
   asOf?: string;
   /** a resumed run: the failed run and the steps taken from it (their outputs are in the workflow's input) */
-  resume?: { fromRunId: string; fromWorkflowId: string; steps: ReusableStep[]; replicas?: string[] };
+  resume?: {
+    fromRunId: string;
+    fromWorkflowId: string;
+    steps: ReusableStep[];
+    /** trials taken one by one from a step the failed run did not complete (its search or its ensemble step) */
+    trials?: ReusedTrial[];
+  };
 }
 export interface StartRunOutput {
   config: PipelineConfig;
@@ -58,7 +64,7 @@ export function createRunActivities(deps: ActivityDeps) {
     const inputsChanged = (message: string) => ApplicationFailure.create({ type: 'InputsChanged', message, nonRetryable: true });
     const from = await db.db.selectFrom('ml.pipeline_runs').select(['config']).where('run_id', '=', resume.fromRunId).executeTakeFirst();
     if (!from) return inputsChanged(`run ${resume.fromRunId}, which this run resumes, is not in ml.pipeline_runs`);
-    const changes = upstreamChanges(resume.steps, changedSections(from.config as Record<string, unknown>, config as unknown as Record<string, unknown>));
+    const changes = upstreamChanges(stepsRead(resume.steps, resume.trials ?? []), changedSections(from.config as Record<string, unknown>, config as unknown as Record<string, unknown>));
     return changes.length ? inputsChanged(`cannot resume run ${resume.fromRunId}: ${describeUpstreamChanges(changes)}`) : undefined;
   }
 
@@ -69,10 +75,11 @@ export function createRunActivities(deps: ActivityDeps) {
    */
   async function copyReusedRecords(trx: Transaction<Database>, resume: NonNullable<StartRunInput['resume']>, runId: string): Promise<void> {
     const stages = resume.steps.flatMap((s) => REUSED_RECORDS[s].stages);
+    const taken = resume.trials ?? [];
     const trials = [
       ...resume.steps.map((s) => REUSED_RECORDS[s].trials).filter((t) => t !== null),
-      // seed replicas taken one by one from an ensemble step that did not complete
-      ...(resume.replicas?.length ? [sql`trial_id in (${sql.join(resume.replicas)})`] : []),
+      // trials taken one by one from a search or an ensemble step that did not complete
+      ...(taken.length ? [sql`trial_id in (${sql.join(taken.map((t) => t.trialId))})`] : []),
     ];
     const copy = async (table: 'data_quality' | 'trials', where: ReturnType<typeof sql>) => {
       const columns = (
@@ -84,6 +91,17 @@ export function createRunActivities(deps: ActivityDeps) {
     };
     if (stages.length) await copy('data_quality', sql`stage in (${sql.join(stages)})`);
     if (trials.length) await copy('trials', sql`(${sql.join(trials, sql` or `)})`);
+    // A search trial whose next rung was training when the failed run stopped: its row goes back to the rung taken
+    // (that rung's budget and metrics, its curve up to that rung's last epoch); the new run's search trains the next
+    // rung again and updates the row as it goes.
+    for (const t of taken) {
+      if (t.rung === undefined || !t.result) continue;
+      const r = t.result;
+      await sql`update ml.trials set rung = ${t.rung}, budget_epochs = ${r.budget}, epochs_run = ${r.epochs}, status = 'completed', error = null,
+          val_auc = ${r.valAuc}, val_pr_auc = ${r.valPrAuc}, val_log_loss = ${r.valLogLoss}, best_epoch = ${r.bestEpoch}, stop_reason = ${r.stopReason},
+          curve = coalesce((select jsonb_agg(p order by (p->>'epoch')::int) from jsonb_array_elements(curve) p where (p->>'epoch')::int <= ${r.epochs}), '[]'::jsonb)
+        where run_id = ${runId} and trial_id = ${t.trialId} and rung > ${t.rung}`.execute(trx);
+    }
   }
 
   return {
@@ -122,7 +140,7 @@ export function createRunActivities(deps: ActivityDeps) {
             error_message: failure?.message ?? null,
             resumed_from_run_id: input.resume?.fromRunId ?? null,
             reused_steps: input.resume ? input.resume.steps : null,
-            reused_trials: input.resume?.replicas ?? null,
+            reused_trials: input.resume?.trials?.map(reusedTrialLabel) ?? null,
           })
           .onConflict((oc) => oc.column('run_id').doNothing())
           .execute();

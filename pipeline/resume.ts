@@ -53,6 +53,67 @@ export function reusableReplicas<R extends { status: string }>(prefix: Partial<R
 }
 
 /**
+ * The search results a resumed run takes one by one from a failed run whose search did not complete (it failed or
+ * was cancelled while trials trained): every trial result at a rung that completed, once the split the search reads
+ * is reused. A trial that failed for good, or was interrupted, trains again (a promoted one from its reused rung's
+ * checkpoint). None when the whole search is reused, or when the split is not.
+ */
+export function reusableSearchResults<R extends { status: string }>(prefix: Partial<Record<ReusableStep, unknown>>, results: readonly { rung: number; result: R }[]): { rung: number; result: R }[] {
+  if (prefix.split === undefined || prefix.search !== undefined) return [];
+  return results.filter((r) => r.result.status === 'completed');
+}
+
+/** A trial a resumed run took one by one from an unfinished step: a search trial through a rung, the baseline, a replica. */
+export interface ReusedTrial {
+  trialId: string;
+  /** a search trial: the last rung taken (0-based, as ml.trials.rung) */
+  rung?: number;
+  /** and its result there, which its ml.trials row shows in the new run */
+  result?: RungState;
+}
+
+/** What a search trial's ml.trials row holds after a rung. */
+export interface RungState {
+  budget: number;
+  epochs: number;
+  valAuc: number | null;
+  valPrAuc: number | null;
+  valLogLoss: number | null;
+  bestEpoch: number | null;
+  stopReason: string | null;
+}
+
+/** How ml.pipeline_runs.reused_trials and the CLI name a reused trial: `t003@1` (a search trial through rung 1), `baseline`, `t010-s2`. */
+export const reusedTrialLabel = (t: ReusedTrial): string => (t.rung === undefined ? t.trialId : `${t.trialId}@${t.rung}`);
+
+interface TrialResult {
+  trialId: string;
+  epochs: number;
+  params: { epochs: number };
+  valAuc: number | null;
+  valPrAuc: number | null;
+  valLogLoss: number | null;
+  bestEpoch: number | null;
+  stopReason?: string;
+}
+
+/** Each search trial's last reused rung, with its result there: the state its ml.trials row takes in the new run. */
+export function lastReusedRungs(results: readonly { rung: number; result: TrialResult }[]): ReusedTrial[] {
+  const last = new Map<string, { rung: number; result: TrialResult }>();
+  for (const r of results) if ((last.get(r.result.trialId)?.rung ?? -1) < r.rung) last.set(r.result.trialId, r);
+  return [...last.values()]
+    .sort((a, b) => a.result.trialId.localeCompare(b.result.trialId, 'en', { numeric: true }))
+    .map(({ rung, result: t }) => ({
+      trialId: t.trialId,
+      rung,
+      result: {
+        budget: t.params.epochs, epochs: t.epochs, valAuc: t.valAuc, valPrAuc: t.valPrAuc, valLogLoss: t.valLogLoss,
+        bestEpoch: t.bestEpoch, stopReason: t.stopReason ?? null,
+      },
+    }));
+}
+
+/**
  * The first step a resumed run executes, after the reused ones. Final training comes after the search (or reuses
  * the best trial's weights there), the ensemble step after it when the config builds one, then evaluate.
  */
@@ -73,6 +134,13 @@ const canonical = (v: unknown): string =>
           .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
           .join(',')}}`
       : JSON.stringify(v ?? null);
+
+/**
+ * The steps whose config sections a resumed run's reused outputs read: the reused steps, and the search's when it
+ * takes trials one by one (search trials, the baseline and seed replicas all read the search and training sections).
+ */
+export const stepsRead = (steps: readonly ReusableStep[], trials: readonly unknown[]): ReusableStep[] =>
+  trials.length && !steps.includes('search') ? [...steps, 'search'] : [...steps];
 
 /** The top-level config sections whose values differ (key order aside), sorted. */
 export function changedSections(before: Record<string, unknown>, after: Record<string, unknown>): string[] {

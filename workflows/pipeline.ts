@@ -22,13 +22,13 @@ import type { EvaluateOutput } from '../activities/evaluate.js';
 import type { IngestOutput } from '../activities/ingest.js';
 import type { SplitOutput } from '../activities/split.js';
 import type { ArtifactRef } from '../store/artifacts.js';
-import { REUSABLE_STEPS } from '../pipeline/resume.js';
+import { lastReusedRungs, REUSABLE_STEPS, reusedTrialLabel, type ReusedTrial } from '../pipeline/resume.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
 import { formatEnsembleGain } from '../ml/ensemble-gain.js';
 import { cleanInput, ensembleCandidates, gpuRequirement, REPLICA_STREAM, replicaId, searchInput, searchSpace } from './inputs.js';
-import { better, hyperparameterSearch, rungBudgets, trainOrFail, type HyperparameterSearchOutput } from './search.js';
+import { better, hyperparameterSearch, rungBudgets, trainOrFail, type HyperparameterSearchOutput, type SearchTrialResult } from './search.js';
 import { deriveSeed } from '../ml/random.js';
 import type { ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { BuildEnsembleOutput } from '../activities/ensemble.js';
@@ -83,6 +83,11 @@ export interface ResumedSteps {
    * them in place of training them and trains only the others. Older resumed runs have no key.
    */
   replicas?: TrainTrialOutput[];
+  /**
+   * The trial results (each at its rung) and the baseline the failed run completed before its search failed (no
+   * `search` then): the new run's search takes them and trains only the rest. Older resumed runs have no key.
+   */
+  searchTrials?: { results: SearchTrialResult[]; baseline?: TrainTrialOutput };
 }
 
 export interface TrainPipelineOutput {
@@ -246,16 +251,23 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
     { key: OUTCOME_ATTRIBUTE, value: 'running' },
     { key: TRIGGER_ATTRIBUTE, value: trigger ?? 'manual' },
   ]);
+  // trials taken one by one from a step the failed run did not complete: search trials (each through its last
+  // reused rung), the baseline, seed replicas
+  const reusedTrials: ReusedTrial[] = [
+    ...lastReusedRungs(reused.searchTrials?.results ?? []),
+    ...(reused.searchTrials?.baseline ? [{ trialId: 'baseline' }] : []),
+    ...(reused.replicas ?? []).map((r) => ({ trialId: r.trialId })),
+  ];
   const resume = input.resume && {
     fromRunId: input.resume.fromRunId,
     fromWorkflowId: input.resume.fromWorkflowId,
     steps: REUSABLE_STEPS.filter((s) => reused[s] !== undefined),
-    ...(reused.replicas?.length ? { replicas: reused.replicas.map((r) => r.trialId) } : {}),
+    ...(reusedTrials.length ? { trials: reusedTrials } : {}),
   };
   const started = await cpu.startRun.executeWithOptions(
     {
       summary: resume
-        ? `validate the config; resume of ${resume.fromWorkflowId}, reusing ${resume.steps.join(', ') || 'nothing'}${resume.replicas ? ` and seed replicas ${resume.replicas.join(', ')}` : ''}`
+        ? `validate the config; resume of ${resume.fromWorkflowId}, reusing ${resume.steps.join(', ') || 'nothing'}${resume.trials ? ` and trials ${resume.trials.map(reusedTrialLabel).join(', ')}` : ''}`
         : 'validate the config',
     },
     [{ runId, workflowId, config: input.config, trigger, asOf, ...(resume && { resume }) }],
@@ -316,8 +328,9 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
     if (reused.search) {
       ({ search, baseline } = reused.search);
     } else {
-      // The logistic-regression baseline the gate compares with trains alongside the search.
-      const baselinePromise = train.trainTrial.executeWithOptions({ summary: `baseline (logistic regression), up to ${config.training.finalEpochs} epochs` }, [
+      // The logistic-regression baseline the gate compares with trains alongside the search (or is the failed
+      // run's, when that run completed it before its search failed).
+      const baselinePromise = reused.searchTrials?.baseline ? Promise.resolve(reused.searchTrials.baseline) : train.trainTrial.executeWithOptions({ summary: `baseline (logistic regression), up to ${config.training.finalEpochs} epochs` }, [
         {
           runId,
           trialId: 'baseline',
@@ -335,7 +348,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       search = await executeChild(hyperparameterSearch, {
         workflowId: searchWorkflowId,
         taskQueue: queues.cpu,
-        args: [searchInput(runId, config, data, trainQueue)],
+        args: [{ ...searchInput(runId, config, data, trainQueue), ...(reused.searchTrials && { reused: reused.searchTrials.results }) }],
         staticSummary: `hyperparameter search: ${config.search.trials} trials, rungs of ${budgets.join(' → ')} epochs, ranked by ${config.search.metric}`,
       });
       baseline = await baselinePromise;
@@ -345,7 +358,10 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       `${search.trials.length} trials (${search.failed} failed) over rungs ${search.rungs.map((r) => `${r.trials}×${r.budget}ep`).join(' → ')}, ` +
         `best ${search.best.trialId} by ${formatSelection(config.search.metric, search.best[config.search.metric])} (val ROC-AUC ${search.best.valAuc?.toFixed(4)}); ` +
         `baseline val ROC-AUC ${baseline.valAuc?.toFixed(4)}` +
-        (reused.search ? reusedNote : ''),
+        (reused.search ? reusedNote : '') +
+        (reused.searchTrials
+          ? `; ${reused.searchTrials.results.length} trial results${reused.searchTrials.baseline ? ' and the baseline' : ''} reused from run ${input.resume!.fromRunId}`
+          : ''),
     );
 
     progress.stage = 'final';
@@ -447,7 +463,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         : (reuse ? `${final.trialId}'s weights reused (${final.epochs} epochs), val AUC ${final.valAuc?.toFixed(4)}` : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`) +
             (reused.final ? reusedNote : '') +
             (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas trained` : '') +
-            (resume?.replicas ? ` (${resume.replicas.join(', ')} reused from run ${resume.fromRunId})` : '') +
+            (reused.replicas?.length ? ` (${reused.replicas.map((r) => r.trialId).join(', ')} reused from run ${input.resume!.fromRunId})` : '') +
             (members
               ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}` +
                 (ensemble!.gain ? `, ${formatEnsembleGain(ensemble!.gain)}` : '')
@@ -504,7 +520,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
           features: ingest.features.map((f) => f.name),
           family,
           ...(members && { members }),
-          ...(resume && { resumedFrom: { runId: resume.fromRunId, workflowId: resume.fromWorkflowId, steps: resume.steps, ...(resume.replicas && { replicas: resume.replicas }) } }),
+          ...(resume && { resumedFrom: { runId: resume.fromRunId, workflowId: resume.fromWorkflowId, steps: resume.steps, ...(resume.trials && { trials: resume.trials.map(reusedTrialLabel) }) } }),
         },
         ...(approvalRequired && { approvalRequired: true }),
       }]);

@@ -27,6 +27,19 @@ export interface HyperparameterSearchInput {
   trainQueue?: string;
   /** the trials must train on a GPU (pool 'gpu' without training.allowCpuFallback) */
   requireGpu?: true;
+  /**
+   * `run resume` of a run whose search did not complete: the trial results (each at its rung) that run completed,
+   * taken instead of training them again; a promoted trial continues from its reused result's checkpoint. Sampling
+   * and promotion are deterministic, so the search reaches the same trials at the same rungs. Only new resumes
+   * carry the key.
+   */
+  reused?: SearchTrialResult[];
+}
+
+/** One trial's result at one rung of a search. */
+export interface SearchTrialResult {
+  rung: number;
+  result: TrainTrialOutput;
 }
 
 export interface HyperparameterSearchOutput {
@@ -116,6 +129,7 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
   setHandler(searchProgressQuery, () => progress);
   const rungs: { budget: number; trials: number }[] = [];
   const trialId = (i: number) => `t${String(i + 1).padStart(3, '0')}`;
+  const reused = new Map((input.reused ?? []).map((r) => [`${r.result.trialId}@${r.rung}`, r.result]));
 
   let active = candidates.map((_, i) => i);
   for (let k = 0; k < budgets.length; k++) {
@@ -150,7 +164,7 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
         // the other lanes go on, and the search fails only when every trial did.
         // the Web UI's timeline names each bar (not recorded as a command, so old histories replay unchanged)
         const summary = `trial ${id}, rung ${k + 1}/${budgets.length}, ${budgets[k]} epochs` + (resumeFrom ? ` (from epoch ${resumeFrom.epoch})` : '');
-        const result = await trainOrFail(trainTrial, summary, trial);
+        const result = reused.get(`${id}@${k}`) ?? (await trainOrFail(trainTrial, summary, trial));
         progress.running = progress.running.filter((t) => t !== id);
         latest[i] = result;
         if (k === 0) progress.done++;

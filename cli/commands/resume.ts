@@ -10,7 +10,7 @@ import type { ReusableStep } from '../../pipeline/resume.js';
 import type { ArtifactRef } from '../../store/artifacts.js';
 import type { Services } from '../../workers/deps.js';
 import type { ResumedSteps, TrainPipelineInput, TrainPipelineOutput } from '../../workflows/pipeline.js';
-import type { HyperparameterSearchOutput } from '../../workflows/search.js';
+import type { HyperparameterSearchOutput, SearchTrialResult } from '../../workflows/search.js';
 import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
 import type { findRun } from './runs.js';
 
@@ -34,8 +34,11 @@ export interface ResumePlan {
   workflowId: string;
   runId: string;
   reusedSteps: ReusableStep[];
-  /** seed replicas taken one by one from the failed run's ensemble step when that step did not complete */
-  reusedReplicas: string[];
+  /**
+   * trials taken one by one from a step the failed run did not complete: its search (`t003@1`: trial t003 through
+   * rung 1, 0-based; `baseline`) or its ensemble step (`t010-s2`, a seed replica)
+   */
+  reusedTrials: string[];
   /** the first step the new run executes */
   startsAt: string;
   changedSections: string[];
@@ -49,7 +52,8 @@ export function registerResumeCommand(run: Command): void {
   run
     .command('resume')
     .description(
-      "start a new run of a failed or cancelled run's pipeline that reuses every step it completed (ingest, clean, split, search, final training, ensemble) " +
+      "start a new run of a failed or cancelled run's pipeline that reuses every step it completed (ingest, clean, split, search, final training, ensemble), " +
+        'and the trials it completed inside a search or ensemble step it did not finish, ' +
         'once their artifacts in S3 still have their recorded sha256, and executes the rest (evaluate and later); refused, with nothing started, ' +
         'for a run that succeeded or still runs (exit 5), whose config or data changed since (exit 5), or that does not exist (exit 4)',
     )
@@ -66,13 +70,17 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const r = await runs.findRun(s.db, id);
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
-  const { reusablePrefix, reusableReplicas, firstExecutedStep } = await import('../../pipeline/resume.js');
+  const { reusablePrefix, reusableReplicas, reusableSearchResults, lastReusedRungs, reusedTrialLabel, firstExecutedStep, stepsRead } = await import('../../pipeline/resume.js');
   const steps: ResumedSteps = reusablePrefix(history.steps);
   const reusedSteps = Object.keys(steps) as ReusableStep[];
+  // trials taken one by one from the step the failed run was in when it stopped: its search, or its ensemble step
   const replicas = reusableReplicas(steps, history.replicas);
   if (replicas.length) steps.replicas = replicas;
-  const reusedReplicas = replicas.map((t) => t.trialId);
-  const { raw, changed, buildsEnsemble } = await checkConfig(r, history, reusedSteps, o.config);
+  const results = reusableSearchResults(steps, history.searchTrials.results);
+  const baseline = steps.split && !steps.search && history.searchTrials.baseline?.status === 'completed' ? history.searchTrials.baseline : undefined;
+  if (results.length || baseline) steps.searchTrials = { results, ...(baseline && { baseline }) };
+  const reusedTrials = [...lastReusedRungs(results), ...(baseline ? [{ trialId: 'baseline' }] : []), ...replicas.map((r) => ({ trialId: r.trialId }))].map(reusedTrialLabel);
+  const { raw, changed, buildsEnsemble } = await checkConfig(r, history, stepsRead(reusedSteps, reusedTrials), o.config);
   const verified = await verifyArtifacts(s, steps, r.run_id);
 
   const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
@@ -110,14 +118,14 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
     workflowId,
     runId: handle.firstExecutionRunId,
     reusedSteps,
-    reusedReplicas,
+    reusedTrials,
     startsAt,
     changedSections: changed,
     verified,
   };
   const head =
     `resumed ${r.workflow_id} (run ${r.run_id}) as ${workflowId} (run ${plan.runId}): ` +
-    `reused ${reusedSteps.join(', ') || 'nothing'}${reusedReplicas.length ? ` and seed replicas ${reusedReplicas.join(', ')}` : ''} (${verified.artifacts} artifacts verified, ${verified.hashed} by their sha256), starting at ${startsAt}` +
+    `reused ${reusedSteps.join(', ') || 'nothing'}${reusedTrials.length ? ` and trials ${reusedTrials.join(', ')}` : ''} (${verified.artifacts} artifacts verified, ${verified.hashed} by their sha256), starting at ${startsAt}` +
     (changed.length ? `; config sections changed: ${changed.join(', ')}` : '');
   if (o.detach) {
     output(o.json, plan, () => head);
@@ -166,14 +174,16 @@ interface FailedRun {
   steps: ResumedSteps;
   /** its seed replicas (completed, or failed for good), also when its ensemble step did not complete */
   replicas: TrainTrialOutput[];
+  /** its search's trial results at each rung and its baseline, also when its search did not complete */
+  searchTrials: { results: SearchTrialResult[]; baseline?: TrainTrialOutput };
 }
 
 /**
  * The failed run's input and the outputs of its completed steps, from its Temporal history: ActivityTaskCompleted
  * results of ingestSource, cleanData, splitData, the baseline, final and replica trainTrials and buildEnsemble, and
- * the search child's ChildWorkflowExecutionCompleted result. These are what the steps returned — claim checks,
- * counts and metrics. A replica that failed for good (its ActivityTaskFailed event) is rebuilt as the failed trial
- * the run recorded for it.
+ * the search child's ChildWorkflowExecutionCompleted result, or, when the search did not complete, the trainTrial
+ * results in the search child's own history. These are what the steps returned — claim checks, counts and metrics.
+ * A replica that failed for good (its ActivityTaskFailed event) is rebuilt as the failed trial the run recorded.
  */
 async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const { WorkflowNotFoundError } = await import('@temporalio/client');
@@ -203,6 +213,7 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   let search: HyperparameterSearchOutput | undefined;
   let baseline: TrainTrialOutput | undefined;
   let built: BuildEnsembleOutput | undefined;
+  let searchRun: temporal.api.common.v1.IWorkflowExecution | undefined;
   // replicas it took from the run it resumed, and those it trained
   const replicas: TrainTrialOutput[] = [...(input.resume?.steps.replicas ?? [])];
   for (const e of events) {
@@ -231,8 +242,18 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
     }
     const child = e.childWorkflowExecutionCompletedEventAttributes;
     if (child?.workflowType?.name === 'hyperparameterSearch') search = await decode<HyperparameterSearchOutput>(child.result);
+    const childStarted = e.childWorkflowExecutionStartedEventAttributes;
+    if (childStarted?.workflowType?.name === 'hyperparameterSearch') searchRun = childStarted.workflowExecution ?? undefined;
   }
   if (search && baseline) steps.search = { search, baseline };
+  // A search that did not complete: the trial results its own history holds (each at its rung), with those the
+  // failed run had itself taken from the run it resumed, and the baseline if it completed.
+  const earlier = input.resume?.steps.searchTrials;
+  const searchTrials = {
+    results: [...(earlier?.results ?? []), ...(search || !searchRun ? [] : await searchResults(client, searchRun))],
+    ...((baseline ?? earlier?.baseline) && { baseline: baseline ?? earlier?.baseline }),
+  };
+  delete steps.searchTrials;
   // the replicas in the order the workflow started them (their ids), as the ensemble's candidates listed them
   replicas.sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true }));
   if (built) steps.ensemble = { replicas, built };
@@ -243,7 +264,33 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
   const at = Array.isArray(scheduledAt) ? scheduledAt[0] : scheduledAt;
   const asOf = input.asOf ?? (at ? new Date(at as string).toISOString() : undefined);
-  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas };
+  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials };
+}
+
+/** Each trial's result at the last rung it was taken through. */
+const lastResults = (results: SearchTrialResult[]): TrainTrialOutput[] => [
+  ...new Map([...results].sort((a, b) => a.rung - b.rung).map((r) => [r.result.trialId, r.result])).values(),
+];
+
+/** The trial results (trainTrial completions, each at its rung) in the history of a search that did not complete. */
+async function searchResults(client: Client, run: temporal.api.common.v1.IWorkflowExecution): Promise<SearchTrialResult[]> {
+  const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
+  const converter = client.options.loadedDataConverter;
+  const decode = <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => decodeFromPayloadsAtIndex<T>(converter, 0, payloads?.payloads);
+  const events = (await client.workflow.getHandle(run.workflowId!, run.runId ?? undefined).fetchHistory()).events ?? [];
+  const scheduled = new Map<string, temporal.api.common.v1.IPayloads | null | undefined>();
+  const out: SearchTrialResult[] = [];
+  for (const e of events) {
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s?.activityType?.name === 'trainTrial') scheduled.set(String(e.eventId), s.input);
+    const done = e.activityTaskCompletedEventAttributes;
+    const input = done && scheduled.get(String(done.scheduledEventId));
+    if (done && input) {
+      const { rung } = await decode<TrainTrialInput>(input);
+      out.push({ rung: rung ?? 0, result: await decode<TrainTrialOutput>(done.result) });
+    }
+  }
+  return out;
 }
 
 /**
@@ -308,8 +355,13 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
     ...(steps.ensemble?.replicas ?? []).map((r) => ['ensemble', r.model] as const),
     // replicas taken one by one from an ensemble step that did not complete
     ...(steps.replicas ?? []).map((r) => ['ensemble', r.model] as const),
+    // the baseline and each trial's last result taken from a search that did not complete, with the checkpoint its
+    // next rung continues from (a result's model is overwritten when its trial completes a later rung)
+    ['search', steps.searchTrials?.baseline?.model],
+    ...lastResults(steps.searchTrials?.results ?? []).flatMap((r) => [['search', r.model] as const, ['search', r.checkpoint?.ref] as const]),
   ] as const;
   for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
+  for (const r of lastResults(steps.searchTrials?.results ?? [])) if (r.preprocessing) read.push({ step: 'search', ref: r.preprocessing });
   // the ensemble's preprocessing: its members' encodings side by side, written by the step when they differ
   if (steps.ensemble) read.push({ step: 'ensemble', ref: steps.ensemble.built.preprocessing });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { changedSections, firstExecutedStep, reusablePrefix, reusableReplicas, upstreamChanges } from '../../pipeline/resume.js';
+import { changedSections, firstExecutedStep, lastReusedRungs, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, stepsRead, upstreamChanges } from '../../pipeline/resume.js';
 
 // The rules `propensity run resume` and the resumed run's first activity share: which of the failed run's steps a
 // new run takes, where it starts, and which config changes make a reused step's output stale.
@@ -40,6 +40,48 @@ describe('reusableReplicas', () => {
   it('takes none one by one when the whole ensemble step is reused, or when the search they replicate is not', () => {
     expect(reusableReplicas({ ...upToSearch, ensemble: out('e') }, replicas)).toEqual([]);
     expect(reusableReplicas({ ingest: out('i'), clean: out('c'), split: out('s') }, replicas)).toEqual([]);
+  });
+});
+
+describe('reusableSearchResults and lastReusedRungs', () => {
+  const result = (trialId: string, status: string, epochs: number, budget: number, valAuc: number | null) => ({
+    trialId, status, epochs, params: { epochs: budget }, valAuc, valPrAuc: valAuc && valAuc / 3, valLogLoss: valAuc && 1 - valAuc, bestEpoch: epochs, stopReason: 'maxEpochs',
+  });
+  const results = [
+    { rung: 0, result: result('t001', 'completed', 1, 1, 0.71) },
+    { rung: 0, result: result('t002', 'completed', 1, 1, 0.74) },
+    { rung: 0, result: result('t003', 'failed', 0, 1, null) },
+    { rung: 1, result: result('t002', 'completed', 3, 3, 0.78) },
+    { rung: 1, result: result('t001', 'failed', 1, 3, null) },
+  ];
+  const upToSplit = { ingest: out('i'), clean: out('c'), split: out('s') };
+
+  it('takes every completed result of a search that did not complete, each at its rung; failed ones train again', () => {
+    expect(reusableSearchResults(upToSplit, results).map((r) => reusedTrialLabel({ trialId: r.result.trialId, rung: r.rung }))).toEqual(['t001@0', 't002@0', 't002@1']);
+  });
+
+  it('takes none one by one when the whole search is reused, or when the split it reads is not', () => {
+    expect(reusableSearchResults({ ...upToSplit, search: out('se') }, results)).toEqual([]);
+    expect(reusableSearchResults({ ingest: out('i'), clean: out('c') }, results)).toEqual([]);
+  });
+
+  it("gives each trial's last reused rung with the result its row shows there", () => {
+    const last = lastReusedRungs(reusableSearchResults(upToSplit, results));
+    expect(last.map(reusedTrialLabel)).toEqual(['t001@0', 't002@1']);
+    expect(last[1]).toEqual({
+      trialId: 't002', rung: 1,
+      result: { budget: 3, epochs: 3, valAuc: 0.78, valPrAuc: 0.78 / 3, valLogLoss: 1 - 0.78, bestEpoch: 3, stopReason: 'maxEpochs' },
+    });
+    expect(reusedTrialLabel({ trialId: 'baseline' })).toBe('baseline');
+    expect(reusedTrialLabel({ trialId: 't010-s2' })).toBe('t010-s2');
+  });
+
+  it('makes the config check read the search and training sections when trials are taken one by one', () => {
+    expect(stepsRead(['ingest', 'clean', 'split'], [{ trialId: 't001', rung: 0 }])).toEqual(['ingest', 'clean', 'split', 'search']);
+    expect(stepsRead(['ingest', 'clean', 'split'], [])).toEqual(['ingest', 'clean', 'split']);
+    expect(stepsRead(['ingest', 'clean', 'split', 'search'], [{ trialId: 't001-s2' }])).toEqual(['ingest', 'clean', 'split', 'search']);
+    const changed = changedSections({ search: { trials: 16 } }, { search: { trials: 24 } });
+    expect(upstreamChanges(stepsRead(['ingest', 'clean', 'split'], [{ trialId: 'baseline' }]), changed)).toEqual([{ section: 'search', step: 'search' }]);
   });
 });
 

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
@@ -336,8 +337,8 @@ describe('propensity run resume inside an ensemble step', () => {
     expect(res.code, res.stderr).toBe(0);
     const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split', 'search'], startsAt: 'final', changedSections: [] });
-    expect(plan.reusedReplicas).toHaveLength(1);
-    const [reusedReplica] = plan.reusedReplicas as string[];
+    expect(plan.reusedTrials).toHaveLength(1);
+    const [reusedReplica] = plan.reusedTrials as string[];
     expect(reusedReplica).toMatch(/^t\d+-s2$/);
     const retrained = reusedReplica.replace(/-s2$/, '-s3');
     expect(resumed!.status).toBe('registered');
@@ -368,8 +369,125 @@ describe('propensity run resume inside an ensemble step', () => {
     expect(detail).toContain(`; 2 of 2 seed replicas trained (${reusedReplica} reused from run ${failedRunId})`);
     const version = await db.db.selectFrom('ml.model_versions').select(['version']).where('run_id', '=', runId).executeTakeFirstOrThrow();
     const metadata = JSON.parse(new TextDecoder().decode(await store.getKey(`models/resumed_replicas/v${version.version}/metadata.json`)));
-    expect(metadata.lineage.resumedFrom).toEqual({ runId: failedRunId, workflowId, steps: ['ingest', 'clean', 'split', 'search'], replicas: [reusedReplica] });
+    expect(metadata.lineage.resumedFrom).toEqual({ runId: failedRunId, workflowId, steps: ['ingest', 'clean', 'split', 'search'], trials: [reusedReplica] });
     const show = await cli('run', 'show', runId);
-    expect(show.stdout).toContain(`resumed from run ${failedRunId}: reused ingest, clean, split, search and seed replicas ${reusedReplica} (not executed again)`);
+    expect(show.stdout).toContain(`resumed from run ${failedRunId}: reused ingest, clean, split, search and trials ${reusedReplica} (not executed again)`);
+  });
+});
+
+// A run cancelled while its search's second rung trains: the resume takes every first-rung result and the baseline
+// from it, trains only the promoted trials' second rung (from the failed run's checkpoints), and completes.
+describe('propensity run resume inside a search', () => {
+  const workflowId = `train-resume-search-${randomUUID()}`;
+  let failedRunId: string;
+  const searchConfig = () =>
+    config({
+      modelName: 'resumed_search',
+      // four trials for 1 epoch, the best two promoted to 3
+      search: { trials: 4, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+      training: { finalEpochs: 3, backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 1 } },
+    });
+  const trialRows = (runId: string) =>
+    db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'rung', 'budget_epochs', 'epochs_run', 'curve']).where('run_id', '=', runId).orderBy('trial_id').execute();
+  async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
+    for (const deadline = Date.now() + ms; ; ) {
+      const v = await probe();
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await trialRows(failedRunId))}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  it('a run is cancelled after its promoted trials trained their second rung, before its search heard of it', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: searchConfig(), taskQueues: queues, trigger: 'test' }] });
+    failedRunId = handle.firstExecutionRunId;
+    const err = await withWorkers(
+      async () => {
+        // both promoted trials have trained their second rung, but the run is cancelled before it hears of it
+        await waitFor('the baseline and the second rung trained', async () => {
+          const rows = await trialRows(failedRunId);
+          return rows.some((r) => r.trial_id === 'baseline' && r.status === 'completed') && rows.filter((r) => r.rung === 1 && r.status === 'completed').length === 2;
+        });
+        await handle.cancel();
+        return handle.result().catch((e: unknown) => e);
+      },
+      {
+        // a second rung trains and records itself, then its worker hangs before it reports back, until cancelled
+        async trainTrial(input) {
+          const out = await real.trainTrial(input);
+          if ((input.rung ?? 0) < 1) return out;
+          for (const ctx = Context.current(); ; ) {
+            ctx.heartbeat();
+            await ctx.sleep(100);
+          }
+        },
+      },
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    await waitFor('the run recorded as cancelled', async () => (await db.db.selectFrom('ml.pipeline_runs').select('status').where('run_id', '=', failedRunId).executeTakeFirst())?.status === 'cancelled');
+    // its records show the second rung that its history never received
+    const rows = await trialRows(failedRunId);
+    expect(rows.filter((r) => r.rung === 1).map((r) => [r.status, r.budget_epochs, (r.curve as unknown[]).length > 1])).toEqual([
+      ['completed', 3, true],
+      ['completed', 3, true],
+    ]);
+  });
+
+  it('resumes at the search: takes the first rung and the baseline, trains only the second rung from the failed run’s checkpoints, registers', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    const seenAtStart = new Map<string, Awaited<ReturnType<typeof trialRows>>[number]>();
+    const [res, resumed, detail] = await withWorkers(
+      async () => {
+        const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+        if (started.code !== 0) return [started, null, null] as const;
+        const plan = lastJson(started.stdout);
+        const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
+        const progress = await client.workflow.getHandle(plan.workflowId, plan.runId).query(progressQuery);
+        return [started, out, progress.completed.find((c) => c.stage === 'search')?.detail] as const;
+      },
+      {
+        // what the new run's records say of a trial when its second rung starts again
+        async trainTrial(input) {
+          seenAtStart.set(input.trialId, (await trialRows(input.runId)).find((r) => r.trial_id === input.trialId)!);
+          return real.trainTrial(input);
+        },
+      },
+    );
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search', changedSections: [] });
+    expect(plan.reusedTrials).toEqual(['t001@0', 't002@0', 't003@0', 't004@0', 'baseline']);
+    expect(resumed!.status).toBe('registered');
+    const runId = resumed!.runId;
+
+    // the pipeline trained nothing itself (the baseline was taken); its search trained the two promoted trials' second rung
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    expect(history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? [])).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
+    const search = await client.workflow.getHandle(`${workflowId}/search`).fetchHistory();
+    const trained = search.events!.flatMap((e) =>
+      e.activityTaskScheduledEventAttributes ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; runId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }] : [],
+    );
+    expect(trained.map((t) => t.rung)).toEqual([1, 1]);
+    for (const t of trained) {
+      expect(t.runId).toBe(runId);
+      // from the failed run's first-rung checkpoint
+      expect(t.resumeFrom?.epoch).toBe(1);
+      expect(t.resumeFrom?.ref.modelJson.key).toContain(`runs/${failedRunId}/trials/${t.trialId}/checkpoints/epoch-0001/`);
+      // and its row, copied from the failed run, showed the first rung's result, not the interrupted second rung's
+      expect(seenAtStart.get(t.trialId)).toMatchObject({ status: 'completed', rung: 0, budget_epochs: 1, epochs_run: 1 });
+      expect(seenAtStart.get(t.trialId)!.curve).toHaveLength(1);
+    }
+
+    // records: every trial under the new run, completed at the rung it reached; the run names what it took
+    const rows = await trialRows(runId);
+    expect(rows.map((r) => r.trial_id)).toEqual(['baseline', 't001', 't002', 't003', 't004']);
+    expect(rows.every((r) => r.status === 'completed')).toBe(true);
+    expect(rows.filter((r) => r.rung === 1).map((r) => r.trial_id).sort()).toEqual(trained.map((t) => t.trialId).sort());
+    const executed = await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id']).where('run_id', '=', runId).where('trial_id', '<>', '').execute();
+    expect(executed.map((s) => s.trial_id).sort()).toEqual(trained.map((t) => t.trialId).sort());
+    const run = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
+    expect(run).toMatchObject({ reused_steps: ['ingest', 'clean', 'split'], reused_trials: plan.reusedTrials });
+    expect(detail).toContain(`; 4 trial results and the baseline reused from run ${failedRunId}`);
   });
 });
