@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import pg from 'pg';
@@ -94,8 +95,49 @@ const resumeConfig = {
   if (!(failed instanceof WorkflowFailedError)) throw new Error(`the run meant to fail in its ensemble step did not fail: ${JSON.stringify(failed)}`);
 }
 
+// A run cancelled inside its search (v8): its two promoted trials train their second rung, then their worker hangs
+// before reporting back, and the run is cancelled; the resume takes the first rung's results and the baseline.
+const searchFailedWorkflowId = `record-${tag}-${randomUUID().slice(0, 8)}-resume-search`;
+const searchResumeConfig = {
+  ...resumeConfig,
+  modelName: 'replay_resume_search',
+  search: { trials: 4, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+  training: { finalEpochs: 3, backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 1 } },
+};
+{
+  const hanging = {
+    ...activities,
+    async trainTrial(input: Parameters<typeof activities.trainTrial>[0]) {
+      const out = await activities.trainTrial(input);
+      if ((input.rung ?? 0) < 1) return out;
+      for (const ctx = Context.current(); ; ) {
+        ctx.heartbeat();
+        await ctx.sleep(100);
+      }
+    },
+  };
+  const cpuWorker = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities });
+  const hangingTrain = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities: hanging });
+  const cancelled = await cpuWorker.runUntil(
+    hangingTrain.runUntil(
+      (async () => {
+        const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId: searchFailedWorkflowId, args: [{ config: searchResumeConfig, taskQueues: queues, trigger: 'record' }] });
+        for (const deadline = Date.now() + 120_000; ; ) {
+          const rows = await db.db.selectFrom('ml.trials').select(['trial_id', 'rung', 'status']).where('run_id', '=', handle.firstExecutionRunId).execute();
+          if (rows.some((r) => r.trial_id === 'baseline' && r.status === 'completed') && rows.filter((r) => r.rung === 1 && r.status === 'completed').length === 2) break;
+          if (Date.now() > deadline) throw new Error(`the search run did not reach its second rung: ${JSON.stringify(rows)}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        await handle.cancel();
+        return handle.result().catch((err: unknown) => err);
+      })(),
+    ),
+  );
+  if (!(cancelled instanceof WorkflowFailedError)) throw new Error(`the run meant to be cancelled in its search was not: ${JSON.stringify(cancelled)}`);
+}
+
 /** `propensity run resume <workflowId> --detach --json` against the recording database; resolves with its plan. */
-function resumeWithCli(id: string): Promise<{ workflowId: string; runId: string; reusedSteps: string[]; reusedReplicas: string[] }> {
+function resumeWithCli(id: string): Promise<{ workflowId: string; runId: string; reusedSteps: string[]; reusedTrials: string[] }> {
   const env = {
     ...process.env,
     DATABASE_URL: url.toString(),
@@ -168,14 +210,21 @@ await cpu.runUntil(
       // outputs and the completed replica as input
       const plan = await resumeWithCli(failedWorkflowId);
       const resumed = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final' || plan.reusedReplicas.length !== 1) {
-        throw new Error(`the resumed run was ${resumed.status}, reusing ${plan.reusedSteps.join(', ')} and replicas ${plan.reusedReplicas.join(', ')}`);
+      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final' || plan.reusedTrials.length !== 1) {
+        throw new Error(`the resumed run was ${resumed.status}, reusing ${plan.reusedSteps.join(', ')} and trials ${plan.reusedTrials.join(', ')}`);
+      }
+      // the run cancelled in its search, resumed at the search with the first rung and the baseline taken
+      const searchPlan = await resumeWithCli(searchFailedWorkflowId);
+      const searchResumed = await client.workflow.getHandle(searchPlan.workflowId, searchPlan.runId).result();
+      if (searchResumed.status !== 'registered' || searchPlan.reusedSteps.join() !== 'ingest,clean,split' || searchPlan.reusedTrials.join() !== 't001@0,t002@0,t003@0,t004@0,baseline') {
+        throw new Error(`the run resumed in its search was ${searchResumed.status}, reusing ${searchPlan.reusedSteps.join(', ')} and trials ${searchPlan.reusedTrials.join(', ')}`);
       }
     })(),
   ),
 );
 mkdirSync(outDir, { recursive: true });
 const failedRunId = (await db.db.selectFrom('ml.pipeline_runs').select('run_id').where('workflow_id', '=', failedWorkflowId).where('status', '=', 'failed').executeTakeFirstOrThrow()).run_id;
+const cancelledRunId = (await db.db.selectFrom('ml.pipeline_runs').select('run_id').where('workflow_id', '=', searchFailedWorkflowId).where('status', '=', 'cancelled').executeTakeFirstOrThrow()).run_id;
 const recorded: [string, string, string?][] = [
   ['pipeline', workflowId],
   ['search', `${workflowId}/search`],
@@ -184,6 +233,10 @@ const recorded: [string, string, string?][] = [
   // the failed run (its first run id) and its resume (the latest run of the same workflow id)
   ['pipeline-failed', failedWorkflowId, failedRunId],
   ['pipeline-resumed', failedWorkflowId],
+  // the run cancelled in its search, its resume, and the resume's search, which took the first rung's results (v8)
+  ['pipeline-cancelled-search', searchFailedWorkflowId, cancelledRunId],
+  ['pipeline-resumed-search', searchFailedWorkflowId],
+  ['search-resumed', `${searchFailedWorkflowId}/search`],
 ];
 for (const [kind, id, runId] of recorded) {
   // Replay needs the workflow id (child ids derive from it), which a bare history does not hold: the wrapper has it.

@@ -69,35 +69,55 @@ describe('committed workflow histories', () => {
     for (const i of items) expect(i.history.events!.length, i.file).toBeGreaterThan(10);
   });
 
-  it('include a run that failed at evaluate and its resume, which took the completed steps as input, and runs that upsert search attributes', () => {
+  it('include runs that failed or were cancelled and their resumes, which took the completed steps (and trials) as input, and runs that upsert search attributes', () => {
     const E = temporal.api.enums.v1.EventType;
-    const input = (i: ReplayItem) =>
-      defaultPayloadConverter.fromPayload(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0] as never) as {
-        resume?: { fromRunId: string; steps: Record<string, unknown> & { replicas?: { trialId: string }[] } };
-      };
+    type Steps = Record<string, unknown> & {
+      replicas?: { trialId: string }[];
+      searchTrials?: { results: { rung: number; result: { trialId: string } }[]; baseline?: unknown };
+    };
+    const input = (i: ReplayItem) => payload<{ resume?: { fromRunId: string; steps: Steps } }>(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0]);
     const resumed = byType('trainPipeline').filter((i) => input(i).resume);
     expect(resumed.length).toBeGreaterThanOrEqual(1);
     expect(resumed.some((r) => 'ensemble' in input(r).resume!.steps), 'a resume that reused an ensemble step').toBe(true);
     expect(resumed.some((r) => 'replicas' in input(r).resume!.steps), 'a resume inside an ensemble step').toBe(true);
+    expect(resumed.some((r) => 'searchTrials' in input(r).resume!.steps), 'a resume inside a search').toBe(true);
+    const trainedBy = (i: ReplayItem) =>
+      i.history.events!.flatMap((e) => {
+        const s = e.activityTaskScheduledEventAttributes;
+        return s?.activityType?.name === 'trainTrial' ? [payload<{ trialId: string; rung?: number }>(s.input!.payloads![0])] : [];
+      });
     for (const r of resumed) {
       const { fromRunId, steps } = input(r).resume!;
-      const { replicas, ...whole } = steps;
-      // a prefix of the reusable steps: through the final training, and the ensemble step too since v7
+      const { replicas, searchTrials, ...whole } = steps;
+      // a prefix of the reusable steps: through the final training, and the ensemble step too since v7; a resume
+      // inside the search (v8) stops at the split
       expect(Object.keys(whole)).toEqual(REUSABLE_STEPS.slice(0, Object.keys(whole).length));
-      expect(Object.keys(whole)).toContain('final');
-      // the run it resumed is committed too, failed, under the same workflow id
+      expect(Object.keys(whole)).toContain(searchTrials ? 'split' : 'final');
+      // the run it resumed is committed too, failed or cancelled, under the same workflow id
       const failed = items.find((i) => i.runId === fromRunId)!;
       expect(failed.workflowId).toBe(r.workflowId);
-      expect(failed.history.events!.at(-1)!.eventType).toBe(E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED);
+      expect([E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED]).toContain(failed.history.events!.at(-1)!.eventType);
       // and the resumed run executed none of the steps it reused; inside an ensemble step (v8) it trained only the
       // replicas it did not take, then built the ensemble
-      const scheduled = r.history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes ?? []);
-      const trained = scheduled.filter((s) => s.activityType?.name === 'trainTrial').map((s) => payload<{ trialId: string }>(s.input!.payloads![0]).trialId);
-      const ensembleStep = replicas ? [...trained.map(() => 'trainTrial'), 'buildEnsemble'] : [];
-      expect(scheduled.map((s) => s.activityType?.name)).toEqual(['startRun', ...ensembleStep, 'evaluateModel', 'registerModel', 'finishRun']);
-      if (replicas) {
-        expect(trained.length).toBeGreaterThanOrEqual(1);
-        expect(trained.filter((id) => replicas.some((t) => t.trialId === id))).toEqual([]);
+      const scheduled = r.history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      const trained = trainedBy(r).map((t) => t.trialId);
+      if (searchTrials) {
+        // inside a search (v8): the baseline it took is not trained again, and its search child trains no trial at a
+        // rung it took
+        if (searchTrials.baseline) expect(trained).not.toContain('baseline');
+        const child = items.find((i) => i.workflowType === 'hyperparameterSearch' && i.workflowId === `${r.workflowId}/search` && i.history.events![0].workflowExecutionStartedEventAttributes?.parentWorkflowExecution?.runId === r.runId);
+        expect(child, 'the resumed run’s search is committed').toBeDefined();
+        const taken = new Set(searchTrials.results.map((t) => `${t.result.trialId}@${t.rung}`));
+        const childTrained = trainedBy(child!).map((t) => `${t.trialId}@${t.rung ?? 0}`);
+        expect(childTrained.length).toBeGreaterThanOrEqual(1);
+        expect(childTrained.filter((t) => taken.has(t))).toEqual([]);
+      } else {
+        const ensembleStep = replicas ? [...trained.map(() => 'trainTrial'), 'buildEnsemble'] : [];
+        expect(scheduled).toEqual(['startRun', ...ensembleStep, 'evaluateModel', 'registerModel', 'finishRun']);
+        if (replicas) {
+          expect(trained.length).toBeGreaterThanOrEqual(1);
+          expect(trained.filter((id) => replicas.some((t) => t.trialId === id))).toEqual([]);
+        }
       }
     }
     const upserting = byType('trainPipeline').filter((i) => i.history.events!.some((e) => e.eventType === E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
@@ -112,14 +132,17 @@ describe('committed workflow histories', () => {
     for (const search of marked) {
       const events = search.history.events!;
       const scheduled = events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [{ id: e.eventId!.toString(), input: payload<Input>(e.activityTaskScheduledEventAttributes.input!.payloads![0]) }] : []));
-      const results = new Map(
-        events.flatMap((e) => {
+      // a resumed search (v8) took some results from the failed run's: they timed the rung after them as well
+      const reused = payload<{ reused?: { rung: number; result: TrialTiming & { trialId: string } }[] }>(events[0].workflowExecutionStartedEventAttributes!.input!.payloads![0]).reused ?? [];
+      const results = new Map([
+        ...reused.map((r) => [`${r.result.trialId}@${r.rung}`, r.result] as const),
+        ...events.flatMap((e) => {
           const done = e.activityTaskCompletedEventAttributes;
           if (!done) return [];
           const input = scheduled.find((s) => s.id === done.scheduledEventId!.toString())!.input;
           return [[`${input.trialId}@${input.rung}`, payload<TrialTiming>(done.result!.payloads![0])] as const];
         }),
-      );
+      ]);
       for (let k = 1; scheduled.some((s) => s.input.rung === k); k++) {
         const rung = scheduled.filter((s) => s.input.rung === k).map((s) => s.input);
         const expected = longestFirst(rung, (t) => expectedSeconds(results.get(`${t.trialId}@${k - 1}`)!, t.params.epochs));
