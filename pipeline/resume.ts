@@ -97,13 +97,16 @@ interface TrialResult {
   stopReason?: string;
 }
 
+/** Each trial's result at the highest rung among `results`, by trial id. */
+export function lastRungs<R extends { rung: number; result: { trialId: string } }>(results: readonly R[]): R[] {
+  const last = new Map<string, R>();
+  for (const r of results) if ((last.get(r.result.trialId)?.rung ?? -1) < r.rung) last.set(r.result.trialId, r);
+  return [...last.values()].sort((a, b) => a.result.trialId.localeCompare(b.result.trialId, 'en', { numeric: true }));
+}
+
 /** Each search trial's last reused rung, with its result there: the state its ml.trials row takes in the new run. */
 export function lastReusedRungs(results: readonly { rung: number; result: TrialResult }[]): ReusedTrial[] {
-  const last = new Map<string, { rung: number; result: TrialResult }>();
-  for (const r of results) if ((last.get(r.result.trialId)?.rung ?? -1) < r.rung) last.set(r.result.trialId, r);
-  return [...last.values()]
-    .sort((a, b) => a.result.trialId.localeCompare(b.result.trialId, 'en', { numeric: true }))
-    .map(({ rung, result: t }) => ({
+  return lastRungs(results).map(({ rung, result: t }) => ({
       trialId: t.trialId,
       rung,
       result: {

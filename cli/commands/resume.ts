@@ -267,11 +267,6 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials };
 }
 
-/** Each trial's result at the last rung it was taken through. */
-const lastResults = (results: SearchTrialResult[]): TrainTrialOutput[] => [
-  ...new Map([...results].sort((a, b) => a.rung - b.rung).map((r) => [r.result.trialId, r.result])).values(),
-];
-
 /** The trial results (trainTrial completions, each at its rung) in the history of a search that did not complete. */
 async function searchResults(client: Client, run: temporal.api.common.v1.IWorkflowExecution): Promise<SearchTrialResult[]> {
   const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
@@ -339,6 +334,8 @@ async function checkConfig(r: Row, { input, asOf }: FailedRun, reused: ReusableS
 async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string): Promise<{ artifacts: number; hashed: number }> {
   const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
   const { sha256, s3Uri } = await import('../../store/artifacts.js');
+  const { lastRungs } = await import('../../pipeline/resume.js');
+  const lastTaken = lastRungs(steps.searchTrials?.results ?? []).map((r) => r.result);
   let read: { step: string; ref: ArtifactRef }[] = [];
   let head: { step: string; ref: ArtifactRef }[] = [];
   const lastData = steps.split ? 'split' : steps.clean ? 'clean' : 'ingest';
@@ -355,13 +352,13 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
     ...(steps.ensemble?.replicas ?? []).map((r) => ['ensemble', r.model] as const),
     // replicas taken one by one from an ensemble step that did not complete
     ...(steps.replicas ?? []).map((r) => ['ensemble', r.model] as const),
-    // the baseline and each trial's last result taken from a search that did not complete, with the checkpoint its
-    // next rung continues from (a result's model is overwritten when its trial completes a later rung)
+    // the baseline and each trial's result at its last rung taken from a search that did not complete, with the
+    // checkpoint its next rung continues from
     ['search', steps.searchTrials?.baseline?.model],
-    ...lastResults(steps.searchTrials?.results ?? []).flatMap((r) => [['search', r.model] as const, ['search', r.checkpoint?.ref] as const]),
+    ...lastTaken.flatMap((r) => [['search', r.model] as const, ['search', r.checkpoint?.ref] as const]),
   ] as const;
   for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
-  for (const r of lastResults(steps.searchTrials?.results ?? [])) if (r.preprocessing) read.push({ step: 'search', ref: r.preprocessing });
+  for (const r of lastTaken) if (r.preprocessing) read.push({ step: 'search', ref: r.preprocessing });
   // the ensemble's preprocessing: its members' encodings side by side, written by the step when they differ
   if (steps.ensemble) read.push({ step: 'ensemble', ref: steps.ensemble.built.preprocessing });
 
