@@ -51,6 +51,7 @@ export async function followPipeline(
   let answered = false;
   let lastSearch = '';
   let lastFinal = { line: '', at: 0 };
+  let lastStage: string | null = null;
   const stageLine = (c: { stage: string; detail: string }) => log(`${elapsed()}  ✓ ${c.stage.padEnd(9)} ${c.detail}`);
 
   for (let first = true; ; first = false) {
@@ -74,6 +75,7 @@ export async function followPipeline(
       break;
     }
     answered = true;
+    if (p.stage !== 'done' && p.stage !== 'failed') lastStage = p.stage; // a stopped run's query may say 'failed'
     for (; printed < p.completed.length; printed++) stageLine(p.completed[printed]);
     if (!running) break;
     if (p.stage === 'search' && p.searchWorkflowId) {
@@ -109,7 +111,7 @@ export async function followPipeline(
       link.ok();
       return out;
     } catch (err) {
-      if (!link.failed(err)) throw notFound(err, handle) ?? err;
+      if (!link.failed(err)) throw notFound(err, handle) ?? stopped(err, handle, lastStage) ?? err;
       await sleep(link.backoff());
     }
   }
@@ -231,6 +233,23 @@ function temporalAddress(client: Client): string {
 function withDeadline<T>(client: Client, ms: number, fn: () => Promise<T>): Promise<T> {
   const c = client.connection as { withDeadline?: (deadline: number, fn: () => Promise<T>) => Promise<T> } | undefined;
   return typeof c?.withDeadline === 'function' ? c.withDeadline(Date.now() + ms, fn) : fn();
+}
+
+/**
+ * A followed run that someone cancelled or terminated (`propensity cancel`, the Web UI) ends with what happened, where,
+ * and what to do next, instead of the client's "WorkflowFailedError: Workflow execution cancelled".
+ */
+export function stopped(err: unknown, handle: WorkflowHandle, stage: string | null): CliError | null {
+  if ((err as Error)?.name !== 'WorkflowFailedError') return null;
+  const cause = (err as { cause?: { name?: string } }).cause?.name;
+  const how = cause === 'CancelledFailure' ? 'cancelled' : cause === 'TerminatedFailure' ? 'terminated' : null;
+  if (!how) return null;
+  const where = stage ? ` during its ${stage} step` : '';
+  return new CliError(
+    `run ${handle.workflowId} was ${how}${where}; \`propensity run resume ${handle.workflowId}\` starts its next run, which reuses the steps and search trials it completed`,
+    ExitCode.error,
+    how === 'cancelled' ? 'Cancelled' : 'Terminated',
+  );
 }
 
 function notFound(err: unknown, handle: WorkflowHandle): CliError | null {

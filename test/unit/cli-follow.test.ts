@@ -1,5 +1,5 @@
-import type { Client, WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, RetryState, TerminatedFailure, defaultPayloadConverter } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { CliError, ExitCode } from '../../cli/common.js';
 import { finalFromHeartbeats, finalLine, followPipeline, isConnectionError } from '../../cli/follow.js';
@@ -101,6 +101,24 @@ describe('followPipeline', () => {
     const { handle } = fakeHandle([() => { throw denied; }], () => done);
     await expect(followPipeline(client, handle, (l) => lines.push(l), { sleep: noWait })).rejects.toBe(denied);
     expect(lines).toEqual([]);
+  });
+
+  it('ends a run someone cancelled or terminated with where it stopped and the resume command, not the client\'s error', async () => {
+    const searching: PipelineProgress = { stage: 'search', completed: done.completed, searchWorkflowId: null };
+    const failedWith = (cause: Error) => async () => { throw new WorkflowFailedError('Workflow execution cancelled', cause, RetryState.NON_RETRYABLE_FAILURE); };
+    for (const [cause, type, how] of [[new CancelledFailure('cancelled'), 'Cancelled', 'cancelled'], [new TerminatedFailure('by cli'), 'Terminated', 'terminated']] as const) {
+      const { handle } = fakeHandle([desc('RUNNING'), desc(type === 'Cancelled' ? 'CANCELED' : 'TERMINATED')], () => searching, failedWith(cause));
+      const err = await followPipeline(client, handle, () => {}, { sleep: noWait }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CliError);
+      expect(err).toMatchObject({ type, exitCode: ExitCode.error });
+      expect((err as Error).message).toBe(
+        `run train-m-1 was ${how} during its search step; \`propensity run resume train-m-1\` starts its next run, which reuses the steps and search trials it completed`,
+      );
+    }
+    // a run that failed keeps its own error, whose typed cause the CLI prints
+    const failure = new WorkflowFailedError('Workflow execution failed', ApplicationFailure.nonRetryable('no rows', 'EmptyInput'), RetryState.NON_RETRYABLE_FAILURE);
+    const { handle } = fakeHandle([desc('FAILED')], () => searching, async () => { throw failure; });
+    await expect(followPipeline(client, handle, () => {}, { sleep: noWait })).rejects.toBe(failure);
   });
 
   it('prints a closed run\'s stages from its record when no worker answers its progress query', async () => {
