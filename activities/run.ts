@@ -5,6 +5,7 @@ import type { Database } from '../db/schema.js';
 import { applyAsOf } from '../pipeline/as-of.js';
 import { configHash, parsePipelineConfig, type PipelineConfig } from '../pipeline/config.js';
 import { changedSections, describeUpstreamChanges, reusedTrialLabel, stepsRead, upstreamChanges, type ReusableStep, type ReusedTrial } from '../pipeline/resume.js';
+import { s3Uri } from '../store/artifacts.js';
 import { REPLICA_ID_SUFFIX } from '../workflows/inputs.js';
 import type { ActivityDeps } from './deps.js';
 import { PipelineError, toFailure } from './errors.js';
@@ -92,13 +93,19 @@ export function createRunActivities(deps: ActivityDeps) {
     if (stages.length) await copy('data_quality', sql`stage in (${sql.join(stages)})`);
     if (trials.length) await copy('trials', sql`(${sql.join(trials, sql` or `)})`);
     // A search trial whose next rung was training when the failed run stopped: its row goes back to the rung taken
-    // (that rung's budget and metrics, its curve up to that rung's last epoch); the new run's search trains the next
-    // rung again and updates the row as it goes.
+    // (that rung's budget, metrics, model, start epoch and seconds, its curve up to that rung's last epoch); the new
+    // run's search trains the next rung again and updates the row as it goes. Its started_at, finished_at, host and
+    // pool still name the interrupted execution until then.
     for (const t of taken) {
       if (t.rung === undefined || !t.result) continue;
       const r = t.result;
+      // results recorded before these fields existed leave the row's own values
+      const model = r.model === undefined ? sql`model_uri` : r.model ? sql`${s3Uri(r.model.bucket, r.model.key)}` : sql`null`;
+      const from = r.resumedFromEpoch === undefined ? sql`resumed_from_epoch` : sql`${r.resumedFromEpoch}`;
+      const ms = r.seconds === undefined ? sql`duration_ms` : sql`${Math.round(r.seconds * 1000)}`;
       await sql`update ml.trials set rung = ${t.rung}, budget_epochs = ${r.budget}, epochs_run = ${r.epochs}, status = 'completed', error = null,
           val_auc = ${r.valAuc}, val_pr_auc = ${r.valPrAuc}, val_log_loss = ${r.valLogLoss}, best_epoch = ${r.bestEpoch}, stop_reason = ${r.stopReason},
+          model_uri = ${model}, resumed_from_epoch = ${from}, duration_ms = ${ms},
           curve = coalesce((select jsonb_agg(p order by (p->>'epoch')::int) from jsonb_array_elements(curve) p where (p->>'epoch')::int <= ${r.epochs}), '[]'::jsonb)
         where run_id = ${runId} and trial_id = ${t.trialId} and rung > ${t.rung}`.execute(trx);
     }

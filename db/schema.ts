@@ -24,7 +24,7 @@ export interface PipelineRunsTable {
   /** `run resume`: the failed run whose completed steps this run reused, and which steps */
   resumed_from_run_id: ColumnType<string | null, string | null | undefined, string | null>;
   reused_steps: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
-  /** `run resume`: seed replicas taken one by one from the failed run's unfinished ensemble step */
+  /** `run resume`: trials taken one by one from a step the failed run did not complete: `t003@1` (a search trial through rung 1), `baseline`, `t010-s2` (a seed replica) */
   reused_trials: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
 }
 

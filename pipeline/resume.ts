@@ -54,13 +54,52 @@ export function reusableReplicas<R extends { status: string }>(prefix: Partial<R
 
 /**
  * The search results a resumed run takes one by one from a failed run whose search did not complete (it failed or
- * was cancelled while trials trained): every trial result at a rung that completed, once the split the search reads
- * is reused. A trial that failed for good, or was interrupted, trains again (a promoted one from its reused rung's
- * checkpoint). None when the whole search is reused, or when the split is not.
+ * was cancelled while trials trained): every completed trial result, each at its rung, once the split the search
+ * reads is reused. A trial that failed for good, or was interrupted, trains again (a promoted one from its reused
+ * rung's checkpoint). A trial that failed at rung k may now succeed and be promoted out of rung k where the failed
+ * run promoted another, so results above the lowest rung with a failure are not taken either: the new search reaches
+ * the same trials at the same rungs as far as it takes results. None when the whole search is reused, or when the
+ * split is not. `results` holds the failed trials too (status 'failed', at their rung).
  */
 export function reusableSearchResults<R extends { status: string }>(prefix: Partial<Record<ReusableStep, unknown>>, results: readonly { rung: number; result: R }[]): { rung: number; result: R }[] {
   if (prefix.split === undefined || prefix.search !== undefined) return [];
-  return results.filter((r) => r.result.status === 'completed');
+  const failedAt = Math.min(...results.filter((r) => r.result.status !== 'completed').map((r) => r.rung));
+  return results.filter((r) => r.result.status === 'completed' && r.rung <= failedAt);
+}
+
+/** The baseline a resumed run takes from a search that did not complete: the one the failed run trained (or took), if completed. */
+export function reusableBaseline<B extends { status: string }>(prefix: Partial<Record<ReusableStep, unknown>>, baseline: B | undefined): B | undefined {
+  return prefix.split !== undefined && prefix.search === undefined && baseline?.status === 'completed' ? baseline : undefined;
+}
+
+/**
+ * What a failed run's history says of its search. The whole step when the search child completed and the baseline is
+ * known: trained by this run, or taken from the run it resumed (whose history then has no baseline training). Else
+ * the trial results its search child completed or failed, each at its rung, after those it had itself taken from the
+ * run it resumed, with the baseline if known.
+ */
+export function searchFromHistory<S, B, R>(h: {
+  search?: S;
+  baseline?: B;
+  /** what this run had taken one by one from the run it resumed */
+  earlier?: { results: readonly R[]; baseline?: B };
+  /** the results in its search child's history (none when the child completed) */
+  results: readonly R[];
+}): { search?: { search: S; baseline: B }; trials: { results: R[]; baseline?: B } } {
+  const baseline = h.baseline ?? h.earlier?.baseline;
+  return {
+    ...(h.search && baseline !== undefined && { search: { search: h.search, baseline } }),
+    trials: { results: [...(h.earlier?.results ?? []), ...(h.search ? [] : h.results)], ...(baseline !== undefined && { baseline }) },
+  };
+}
+
+/** Every trial a resumed run takes one by one, as ml.pipeline_runs.reused_trials, the CLI and the lineage name them: search trials (each through its last reused rung), the baseline, seed replicas. */
+export function reusedTrials(steps: { searchTrials?: { results: readonly { rung: number; result: TrialResult }[]; baseline?: unknown }; replicas?: readonly { trialId: string }[] }): ReusedTrial[] {
+  return [
+    ...lastReusedRungs(steps.searchTrials?.results ?? []),
+    ...(steps.searchTrials?.baseline ? [{ trialId: 'baseline' }] : []),
+    ...(steps.replicas ?? []).map((r) => ({ trialId: r.trialId })),
+  ];
 }
 
 /** A trial a resumed run took one by one from an unfinished step: a search trial through a rung, the baseline, a replica. */
@@ -81,6 +120,10 @@ export interface RungState {
   valLogLoss: number | null;
   bestEpoch: number | null;
   stopReason: string | null;
+  /** that rung's model (its model.json), the epoch the rung continued from and the seconds it trained (absent in runs started before 2026-12-02) */
+  model?: { bucket: string; key: string } | null;
+  resumedFromEpoch?: number;
+  seconds?: number;
 }
 
 /** How ml.pipeline_runs.reused_trials and the CLI name a reused trial: `t003@1` (a search trial through rung 1), `baseline`, `t010-s2`. */
@@ -95,6 +138,9 @@ interface TrialResult {
   valLogLoss: number | null;
   bestEpoch: number | null;
   stopReason?: string;
+  model?: { modelJson: { bucket: string; key: string } };
+  resumedFromEpoch: number;
+  seconds: number;
 }
 
 /** Each trial's result at the highest rung among `results`, by trial id. */
@@ -112,6 +158,7 @@ export function lastReusedRungs(results: readonly { rung: number; result: TrialR
       result: {
         budget: t.params.epochs, epochs: t.epochs, valAuc: t.valAuc, valPrAuc: t.valPrAuc, valLogLoss: t.valLogLoss,
         bestEpoch: t.bestEpoch, stopReason: t.stopReason ?? null,
+        model: t.model ? { bucket: t.model.modelJson.bucket, key: t.model.modelJson.key } : null, resumedFromEpoch: t.resumedFromEpoch, seconds: t.seconds,
       },
     }));
 }

@@ -22,7 +22,7 @@ import type { EvaluateOutput } from '../activities/evaluate.js';
 import type { IngestOutput } from '../activities/ingest.js';
 import type { SplitOutput } from '../activities/split.js';
 import type { ArtifactRef } from '../store/artifacts.js';
-import { lastReusedRungs, REUSABLE_STEPS, reusedTrialLabel, type ReusedTrial } from '../pipeline/resume.js';
+import { REUSABLE_STEPS, reusedTrialLabel, reusedTrials } from '../pipeline/resume.js';
 import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
@@ -253,16 +253,12 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
   ]);
   // trials taken one by one from a step the failed run did not complete: search trials (each through its last
   // reused rung), the baseline, seed replicas
-  const reusedTrials: ReusedTrial[] = [
-    ...lastReusedRungs(reused.searchTrials?.results ?? []),
-    ...(reused.searchTrials?.baseline ? [{ trialId: 'baseline' }] : []),
-    ...(reused.replicas ?? []).map((r) => ({ trialId: r.trialId })),
-  ];
+  const taken = reusedTrials(reused);
   const resume = input.resume && {
     fromRunId: input.resume.fromRunId,
     fromWorkflowId: input.resume.fromWorkflowId,
     steps: REUSABLE_STEPS.filter((s) => reused[s] !== undefined),
-    ...(reusedTrials.length ? { trials: reusedTrials } : {}),
+    ...(taken.length ? { trials: taken } : {}),
   };
   const started = await cpu.startRun.executeWithOptions(
     {
@@ -462,7 +458,8 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         ? `logistic baseline chosen: ${formatSelection(metric, baseline[metric])} is at least the best trial's ${formatSelection(metric, search.best[metric])}; no final training`
         : (reuse ? `${final.trialId}'s weights reused (${final.epochs} epochs), val AUC ${final.valAuc?.toFixed(4)}` : `${final.epochs} epochs on ${final.backend}, val AUC ${final.valAuc?.toFixed(4)}`) +
             (reused.final ? reusedNote : '') +
-            (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas trained` : '') +
+            // with replicas taken from the failed run, not all of them trained here
+            (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas ${reused.replicas?.length ? 'completed' : 'trained'}` : '') +
             (reused.replicas?.length ? ` (${reused.replicas.map((r) => r.trialId).join(', ')} reused from run ${input.resume!.fromRunId})` : '') +
             (members
               ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}` +

@@ -70,16 +70,16 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const r = await runs.findRun(s.db, id);
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
-  const { reusablePrefix, reusableReplicas, reusableSearchResults, lastReusedRungs, reusedTrialLabel, firstExecutedStep, stepsRead } = await import('../../pipeline/resume.js');
+  const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import('../../pipeline/resume.js');
   const steps: ResumedSteps = reusablePrefix(history.steps);
   const reusedSteps = Object.keys(steps) as ReusableStep[];
   // trials taken one by one from the step the failed run was in when it stopped: its search, or its ensemble step
   const replicas = reusableReplicas(steps, history.replicas);
   if (replicas.length) steps.replicas = replicas;
   const results = reusableSearchResults(steps, history.searchTrials.results);
-  const baseline = steps.split && !steps.search && history.searchTrials.baseline?.status === 'completed' ? history.searchTrials.baseline : undefined;
+  const baseline = reusableBaseline(steps, history.searchTrials.baseline);
   if (results.length || baseline) steps.searchTrials = { results, ...(baseline && { baseline }) };
-  const reusedTrials = [...lastReusedRungs(results), ...(baseline ? [{ trialId: 'baseline' }] : []), ...replicas.map((r) => ({ trialId: r.trialId }))].map(reusedTrialLabel);
+  const reusedTrials = taken(steps).map(reusedTrialLabel);
   const { raw, changed, buildsEnsemble } = await checkConfig(r, history, stepsRead(reusedSteps, reusedTrials), o.config);
   const verified = await verifyArtifacts(s, steps, r.run_id);
 
@@ -183,13 +183,14 @@ interface FailedRun {
  * results of ingestSource, cleanData, splitData, the baseline, final and replica trainTrials and buildEnsemble, and
  * the search child's ChildWorkflowExecutionCompleted result, or, when the search did not complete, the trainTrial
  * results in the search child's own history. These are what the steps returned — claim checks, counts and metrics.
- * A replica that failed for good (its ActivityTaskFailed event) is rebuilt as the failed trial the run recorded.
+ * A replica that failed for good (its ActivityTaskFailed or ActivityTaskTimedOut event) is rebuilt as the failed trial
+ * the run recorded.
  */
 async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const { WorkflowNotFoundError } = await import('@temporalio/client');
   const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
   const converter = client.options.loadedDataConverter;
-  const { failedTrial, isReplicaId } = await import('../../workflows/inputs.js');
+  const { isReplicaId } = await import('../../workflows/inputs.js');
   const decode = <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => decodeFromPayloadsAtIndex<T>(converter, 0, payloads?.payloads);
   let events: temporal.api.history.v1.IHistoryEvent[];
   try {
@@ -232,27 +233,26 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
         else if (isReplicaId(trialId)) replicas.push(await decode<TrainTrialOutput>(done.result));
       } else if (activity?.type === 'buildEnsemble') built = await decode<BuildEnsembleOutput>(done.result);
     }
-    // A replica whose attempts were spent is a failed trial in the run (trainOrFail): the same record, from its input
-    // and the failure the workflow saw as the ActivityFailure's cause.
-    const failed = e.activityTaskFailedEventAttributes;
-    const replica = failed && scheduled.get(String(failed.scheduledEventId));
-    if (failed && replica?.type === 'trainTrial') {
-      const trial = await decode<TrainTrialInput>(replica.input);
-      if (isReplicaId(trial.trialId)) replicas.push(failedTrial(trial, { cause: converter.failureConverter.failureToError(failed.failure ?? {}, converter.payloadConverter) }));
+    // a replica whose attempts were spent is a failed trial in the run
+    const spent = spentTrainTrial(client, e, (id) => (scheduled.get(id)?.type === 'trainTrial' ? scheduled.get(id)!.input : undefined));
+    if (spent) {
+      const trial = await spent;
+      if (isReplicaId(trial.rebuilt.trialId)) replicas.push(trial.rebuilt);
     }
     const child = e.childWorkflowExecutionCompletedEventAttributes;
     if (child?.workflowType?.name === 'hyperparameterSearch') search = await decode<HyperparameterSearchOutput>(child.result);
     const childStarted = e.childWorkflowExecutionStartedEventAttributes;
     if (childStarted?.workflowType?.name === 'hyperparameterSearch') searchRun = childStarted.workflowExecution ?? undefined;
   }
-  if (search && baseline) steps.search = { search, baseline };
-  // A search that did not complete: the trial results its own history holds (each at its rung), with those the
-  // failed run had itself taken from the run it resumed, and the baseline if it completed.
-  const earlier = input.resume?.steps.searchTrials;
-  const searchTrials = {
-    results: [...(earlier?.results ?? []), ...(search || !searchRun ? [] : await searchResults(client, searchRun))],
-    ...((baseline ?? earlier?.baseline) && { baseline: baseline ?? earlier?.baseline }),
-  };
+  const { searchFromHistory } = await import('../../pipeline/resume.js');
+  const fromHistory = searchFromHistory({
+    search,
+    baseline,
+    earlier: input.resume?.steps.searchTrials,
+    results: search || !searchRun ? [] : await searchResults(client, searchRun),
+  });
+  if (fromHistory.search) steps.search = fromHistory.search;
+  const searchTrials = fromHistory.trials;
   delete steps.searchTrials;
   // the replicas in the order the workflow started them (their ids), as the ensemble's candidates listed them
   replicas.sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true }));
@@ -267,7 +267,11 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials };
 }
 
-/** The trial results (trainTrial completions, each at its rung) in the history of a search that did not complete. */
+/**
+ * The trial results in the history of a search that did not complete, each at its rung: completions, and trials whose
+ * attempts were spent (failed or timed out), rebuilt as the failed trial the search recorded (trainOrFail). A trial
+ * cancelled with the run was interrupted, not failed: it has neither.
+ */
 async function searchResults(client: Client, run: temporal.api.common.v1.IWorkflowExecution): Promise<SearchTrialResult[]> {
   const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
   const converter = client.options.loadedDataConverter;
@@ -284,8 +288,34 @@ async function searchResults(client: Client, run: temporal.api.common.v1.IWorkfl
       const { rung } = await decode<TrainTrialInput>(input);
       out.push({ rung: rung ?? 0, result: await decode<TrainTrialOutput>(done.result) });
     }
+    const spent = spentTrainTrial(client, e, (id) => scheduled.get(id));
+    if (spent) {
+      const { input: t, rebuilt } = await spent;
+      out.push({ rung: t.rung ?? 0, result: rebuilt });
+    }
   }
   return out;
+}
+
+/**
+ * A trainTrial whose attempts were spent (its ActivityTaskFailed or ActivityTaskTimedOut event), as the failed trial
+ * the workflow recorded (trainOrFail): from its input and the failure it saw as the ActivityFailure's cause. Null for
+ * any other event, or one whose scheduling `inputOf` does not know as a trainTrial.
+ */
+function spentTrainTrial(
+  client: Client,
+  e: temporal.api.history.v1.IHistoryEvent,
+  inputOf: (scheduledEventId: string) => temporal.api.common.v1.IPayloads | null | undefined,
+): Promise<{ input: TrainTrialInput; rebuilt: TrainTrialOutput }> | null {
+  const spent = e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+  const payloads = spent && inputOf(String(spent.scheduledEventId));
+  if (!spent || !payloads) return null;
+  return (async () => {
+    const [{ decodeFromPayloadsAtIndex }, { failedTrial }] = await Promise.all([import('@temporalio/common/lib/internal-non-workflow/index.js'), import('../../workflows/inputs.js')]);
+    const converter = client.options.loadedDataConverter;
+    const input = await decodeFromPayloadsAtIndex<TrainTrialInput>(converter, 0, payloads.payloads);
+    return { input, rebuilt: failedTrial(input, { cause: converter.failureConverter.failureToError(spent.failure ?? {}, converter.payloadConverter) }) };
+  })();
 }
 
 /**
@@ -359,6 +389,8 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
   ] as const;
   for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
   for (const r of lastTaken) if (r.preprocessing) read.push({ step: 'search', ref: r.preprocessing });
+  // a replica's own encoding, which the ensemble step reads for it (ensembleCandidates)
+  for (const r of [...(steps.ensemble?.replicas ?? []), ...(steps.replicas ?? [])]) if (r.preprocessing) read.push({ step: 'ensemble', ref: r.preprocessing });
   // the ensemble's preprocessing: its members' encodings side by side, written by the step when they differ
   if (steps.ensemble) read.push({ step: 'ensemble', ref: steps.ensemble.built.preprocessing });
 

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { changedSections, firstExecutedStep, lastReusedRungs, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, stepsRead, upstreamChanges } from '../../pipeline/resume.js';
+import {
+  changedSections, firstExecutedStep, lastReusedRungs, reusableBaseline, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, reusedTrials,
+  searchFromHistory, stepsRead, upstreamChanges,
+} from '../../pipeline/resume.js';
 
 // The rules `propensity run resume` and the resumed run's first activity share: which of the failed run's steps a
 // new run takes, where it starts, and which config changes make a reused step's output stale.
@@ -46,18 +49,38 @@ describe('reusableReplicas', () => {
 describe('reusableSearchResults and lastReusedRungs', () => {
   const result = (trialId: string, status: string, epochs: number, budget: number, valAuc: number | null) => ({
     trialId, status, epochs, params: { epochs: budget }, valAuc, valPrAuc: valAuc && valAuc / 3, valLogLoss: valAuc && 1 - valAuc, bestEpoch: epochs, stopReason: 'maxEpochs',
+    resumedFromEpoch: budget > 1 ? budget / 3 : 0, seconds: 2.5 * epochs,
+    ...(status === 'completed' && { model: { modelJson: { bucket: 'b', key: `runs/r/trials/${trialId}/rung-${budget > 1 ? 1 : 0}/model/model.json` } } }),
   });
+  // rung 0 all completed; at rung 1 t002 completed and t001 failed for good; t002 reached rung 2
   const results = [
     { rung: 0, result: result('t001', 'completed', 1, 1, 0.71) },
     { rung: 0, result: result('t002', 'completed', 1, 1, 0.74) },
-    { rung: 0, result: result('t003', 'failed', 0, 1, null) },
+    { rung: 0, result: result('t003', 'completed', 1, 1, 0.69) },
     { rung: 1, result: result('t002', 'completed', 3, 3, 0.78) },
     { rung: 1, result: result('t001', 'failed', 1, 3, null) },
+    { rung: 2, result: result('t002', 'completed', 9, 9, 0.79) },
   ];
   const upToSplit = { ingest: out('i'), clean: out('c'), split: out('s') };
+  const labels = (taken: { rung: number; result: { trialId: string } }[]) => taken.map((r) => reusedTrialLabel({ trialId: r.result.trialId, rung: r.rung }));
 
-  it('takes every completed result of a search that did not complete, each at its rung; failed ones train again', () => {
-    expect(reusableSearchResults(upToSplit, results).map((r) => reusedTrialLabel({ trialId: r.result.trialId, rung: r.rung }))).toEqual(['t001@0', 't002@0', 't002@1']);
+  it('takes the completed results of a search that did not complete, each at its rung, up to the lowest rung with a failure', () => {
+    // t001 trains rung 1 again and may now be promoted to rung 2 instead of t002: t002's rung 2 trains again too
+    expect(labels(reusableSearchResults(upToSplit, results))).toEqual(['t001@0', 't002@0', 't003@0', 't002@1']);
+    // no failure: every completed result
+    expect(labels(reusableSearchResults(upToSplit, results.filter((r) => r.result.status === 'completed')))).toEqual(['t001@0', 't002@0', 't003@0', 't002@1', 't002@2']);
+    // a first-rung failure: only the first rung
+    const t003Failed = results.map((r) => (r.result.trialId === 't003' ? { rung: 0, result: result('t003', 'failed', 0, 1, null) } : r));
+    expect(labels(reusableSearchResults(upToSplit, t003Failed))).toEqual(['t001@0', 't002@0']);
+  });
+
+  it('takes the baseline the failed search completed, under the same conditions', () => {
+    const done = { status: 'completed' };
+    expect(reusableBaseline(upToSplit, done)).toBe(done);
+    expect(reusableBaseline(upToSplit, { status: 'failed' })).toBeUndefined();
+    expect(reusableBaseline(upToSplit, undefined)).toBeUndefined();
+    expect(reusableBaseline({ ...upToSplit, search: out('se') }, done)).toBeUndefined();
+    expect(reusableBaseline({ ingest: out('i'), clean: out('c') }, done)).toBeUndefined();
   });
 
   it('takes none one by one when the whole search is reused, or when the split it reads is not', () => {
@@ -67,13 +90,22 @@ describe('reusableSearchResults and lastReusedRungs', () => {
 
   it("gives each trial's last reused rung with the result its row shows there", () => {
     const last = lastReusedRungs(reusableSearchResults(upToSplit, results));
-    expect(last.map(reusedTrialLabel)).toEqual(['t001@0', 't002@1']);
+    expect(last.map(reusedTrialLabel)).toEqual(['t001@0', 't002@1', 't003@0']);
     expect(last[1]).toEqual({
       trialId: 't002', rung: 1,
-      result: { budget: 3, epochs: 3, valAuc: 0.78, valPrAuc: 0.78 / 3, valLogLoss: 1 - 0.78, bestEpoch: 3, stopReason: 'maxEpochs' },
+      result: {
+        budget: 3, epochs: 3, valAuc: 0.78, valPrAuc: 0.78 / 3, valLogLoss: 1 - 0.78, bestEpoch: 3, stopReason: 'maxEpochs',
+        model: { bucket: 'b', key: 'runs/r/trials/t002/rung-1/model/model.json' }, resumedFromEpoch: 1, seconds: 7.5,
+      },
     });
     expect(reusedTrialLabel({ trialId: 'baseline' })).toBe('baseline');
     expect(reusedTrialLabel({ trialId: 't010-s2' })).toBe('t010-s2');
+  });
+
+  it('names every trial taken one by one: search trials through their last rung, then the baseline, then replicas', () => {
+    const searchTrials = { results: reusableSearchResults(upToSplit, results), baseline: { status: 'completed' } };
+    expect(reusedTrials({ searchTrials, replicas: [{ trialId: 't002-s2' }] }).map(reusedTrialLabel)).toEqual(['t001@0', 't002@1', 't003@0', 'baseline', 't002-s2']);
+    expect(reusedTrials({})).toEqual([]);
   });
 
   it('makes the config check read the search and training sections when trials are taken one by one', () => {
@@ -82,6 +114,24 @@ describe('reusableSearchResults and lastReusedRungs', () => {
     expect(stepsRead(['ingest', 'clean', 'split', 'search'], [{ trialId: 't001-s2' }])).toEqual(['ingest', 'clean', 'split', 'search']);
     const changed = changedSections({ search: { trials: 16 } }, { search: { trials: 24 } });
     expect(upstreamChanges(stepsRead(['ingest', 'clean', 'split'], [{ trialId: 'baseline' }]), changed)).toEqual([{ section: 'search', step: 'search' }]);
+  });
+});
+
+describe('searchFromHistory', () => {
+  const r = (id: string) => ({ rung: 0, result: { trialId: id } });
+
+  it('is the whole step when the search completed and the baseline is known, trained by the run or taken by it', () => {
+    expect(searchFromHistory({ search: 'S', baseline: 'B', results: [] }).search).toEqual({ search: 'S', baseline: 'B' });
+    // a resume that took the baseline from the run it resumed has no baseline training of its own
+    expect(searchFromHistory({ search: 'S', earlier: { results: [r('t001')], baseline: 'B0' }, results: [] }).search).toEqual({ search: 'S', baseline: 'B0' });
+    expect(searchFromHistory({ search: 'S', results: [] }).search).toBeUndefined();
+  });
+
+  it('else the results the run had taken, then those its own search child completed or failed, with the baseline if known', () => {
+    const h = searchFromHistory({ earlier: { results: [r('t001')], baseline: 'B0' }, results: [r('t002')] });
+    expect(h.search).toBeUndefined();
+    expect(h.trials).toEqual({ results: [r('t001'), r('t002')], baseline: 'B0' });
+    expect(searchFromHistory({ results: [r('t002')] }).trials).toEqual({ results: [r('t002')] });
   });
 });
 

@@ -366,7 +366,7 @@ describe('propensity run resume inside an ensemble step', () => {
     expect(executed.map((s) => s.trial_id)).toEqual([retrained]);
     const run = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
     expect(run).toMatchObject({ reused_steps: ['ingest', 'clean', 'split', 'search'], reused_trials: [reusedReplica] });
-    expect(detail).toContain(`; 2 of 2 seed replicas trained (${reusedReplica} reused from run ${failedRunId})`);
+    expect(detail).toContain(`; 2 of 2 seed replicas completed (${reusedReplica} reused from run ${failedRunId})`);
     const version = await db.db.selectFrom('ml.model_versions').select(['version']).where('run_id', '=', runId).executeTakeFirstOrThrow();
     const metadata = JSON.parse(new TextDecoder().decode(await store.getKey(`models/resumed_replicas/v${version.version}/metadata.json`)));
     expect(metadata.lineage.resumedFrom).toEqual({ runId: failedRunId, workflowId, steps: ['ingest', 'clean', 'split', 'search'], trials: [reusedReplica] });
@@ -388,7 +388,7 @@ describe('propensity run resume inside a search', () => {
       training: { finalEpochs: 3, backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 1 } },
     });
   const trialRows = (runId: string) =>
-    db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'rung', 'budget_epochs', 'epochs_run', 'curve']).where('run_id', '=', runId).orderBy('trial_id').execute();
+    db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'rung', 'budget_epochs', 'epochs_run', 'curve', 'model_uri', 'resumed_from_epoch']).where('run_id', '=', runId).orderBy('trial_id').execute();
   async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
     for (const deadline = Date.now() + ms; ; ) {
       const v = await probe();
@@ -428,9 +428,9 @@ describe('propensity run resume inside a search', () => {
     await waitFor('the run recorded as cancelled', async () => (await db.db.selectFrom('ml.pipeline_runs').select('status').where('run_id', '=', failedRunId).executeTakeFirst())?.status === 'cancelled');
     // its records show the second rung that its history never received
     const rows = await trialRows(failedRunId);
-    expect(rows.filter((r) => r.rung === 1).map((r) => [r.status, r.budget_epochs, (r.curve as unknown[]).length > 1])).toEqual([
-      ['completed', 3, true],
-      ['completed', 3, true],
+    expect(rows.filter((r) => r.rung === 1).map((r) => [r.status, r.budget_epochs, (r.curve as unknown[]).length > 1, r.resumed_from_epoch, /\/rung-1\/model\//.test(r.model_uri ?? '')])).toEqual([
+      ['completed', 3, true, 1, true],
+      ['completed', 3, true, 1, true],
     ]);
   });
 
@@ -475,7 +475,8 @@ describe('propensity run resume inside a search', () => {
       expect(t.resumeFrom?.epoch).toBe(1);
       expect(t.resumeFrom?.ref.modelJson.key).toContain(`runs/${failedRunId}/trials/${t.trialId}/checkpoints/epoch-0001/`);
       // and its row, copied from the failed run, showed the first rung's result, not the interrupted second rung's
-      expect(seenAtStart.get(t.trialId)).toMatchObject({ status: 'completed', rung: 0, budget_epochs: 1, epochs_run: 1 });
+      expect(seenAtStart.get(t.trialId)).toMatchObject({ status: 'completed', rung: 0, budget_epochs: 1, epochs_run: 1, resumed_from_epoch: 0 });
+      expect(seenAtStart.get(t.trialId)!.model_uri).toContain(`runs/${failedRunId}/trials/${t.trialId}/rung-0/model/model.json`);
       expect(seenAtStart.get(t.trialId)!.curve).toHaveLength(1);
     }
 
