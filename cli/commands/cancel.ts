@@ -120,7 +120,7 @@ async function startInput(client: Client, workflowId: string, runId: string): Pr
  * Marks the run cancelled in ml.pipeline_runs: its own row is updated (finished_at kept when set), and a run that
  * never wrote one gets a minimal row from its start input. Runs of other workflow types without a row are left alone.
  */
-async function recordCancelled(
+export async function recordCancelled(
   db: Db,
   client: Client,
   run: { workflowId: string; runId: string; workflowType: string; startTime: Date },

@@ -67,7 +67,7 @@ export function registerResumeCommand(run: Command): void {
 
 async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptions): Promise<void> {
   const runs = await import('./runs.js');
-  const r = await runs.findRun(s.db, id);
+  const r = await recordIfStopped(s, client, await runs.findRun(s.db, id));
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
   const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import('../../pipeline/resume.js');
@@ -140,6 +140,22 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
       : `rejected: ${out.modelName} test ROC-AUC ${out.metrics.testAuc.toFixed(4)}: ${out.gate.reasons.join('; ')}`,
   );
   process.exitCode = out.status === 'registered' ? ExitCode.ok : ExitCode.notRegistered;
+}
+
+/**
+ * A run its record calls running whose execution was cancelled or terminated outside `propensity cancel` (the Web UI,
+ * `temporal workflow terminate`) never recorded its end: it is recorded as cancelled now, as `propensity cancel`
+ * records it, so it can be resumed. Any other run is returned as it is.
+ */
+async function recordIfStopped(s: Services, client: Client, r: Row): Promise<Row> {
+  if (r.status !== 'running' && r.status !== 'awaiting_approval') return r;
+  const d = await client.workflow.getHandle(r.workflow_id, r.run_id).describe();
+  const type = d.status.name === 'TERMINATED' ? 'Terminated' : d.status.name === 'CANCELLED' ? 'Cancelled' : null;
+  if (!type) return r;
+  const { recordCancelled } = await import('./cancel.js');
+  const message = `${type === 'Terminated' ? 'terminated' : 'cancelled'} outside propensity (Temporal: ${d.status.name}); recorded by \`propensity run resume\``;
+  await recordCancelled(s.db, client, { workflowId: r.workflow_id, runId: r.run_id, workflowType: d.type, startTime: d.startTime }, { type, message });
+  return { ...r, status: 'cancelled' };
 }
 
 /** Only a failed or cancelled run resumes, and only once at a time. */

@@ -492,3 +492,34 @@ describe('propensity run resume inside a search', () => {
     expect(detail).toContain(`; 4 trial results and the baseline reused from run ${failedRunId}`);
   });
 });
+
+describe('propensity run resume of a run terminated outside propensity', () => {
+  it('records it as cancelled (Terminated), then resumes it from the steps it completed', async () => {
+    const workflowId = `train-resume-terminated-${randomUUID()}`;
+    const handle = await client.workflow.start(trainPipeline, {
+      taskQueue: queues.cpu, workflowId, args: [{ config: config({ modelName: 'resumed_terminated' }), taskQueues: queues, trigger: 'test' }],
+    });
+    const runId = handle.firstExecutionRunId;
+    const row = () => db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
+    const [res, before, out] = await withWorkers(async () => {
+      // terminated as an operator does in the Web UI once its split completed: the workflow never records its end
+      for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 200))) {
+        const split = await db.db.selectFrom('ml.run_steps').select('status').where('run_id', '=', runId).where('step', '=', 'split').executeTakeFirst();
+        if (split?.status === 'succeeded') break;
+        if (Date.now() > deadline) throw new Error('timed out waiting for the split');
+      }
+      await handle.terminate('by an operator in the Web UI');
+      const before = await row();
+      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+      if (started.code !== 0) return [started, before, null] as const;
+      const plan = lastJson(started.stdout);
+      return [started, before, await client.workflow.getHandle(plan.workflowId, plan.runId).result()] as const;
+    });
+    expect(before.status).toBe('running');
+    expect(res.code, res.stderr).toBe(0);
+    expect(lastJson(res.stdout).reusedSteps).toEqual(expect.arrayContaining(['ingest', 'clean', 'split']));
+    expect(out!.status).toBe('registered');
+    expect(await row()).toMatchObject({ status: 'cancelled', error_type: 'Terminated' });
+    expect((await row()).error_message).toMatch(/^terminated outside propensity \(Temporal: TERMINATED\); recorded by `propensity run resume`$/);
+  });
+});
