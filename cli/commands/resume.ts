@@ -250,11 +250,8 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
       } else if (activity?.type === 'buildEnsemble') built = await decode<BuildEnsembleOutput>(done.result);
     }
     // a replica whose attempts were spent is a failed trial in the run
-    const spent = spentTrainTrial(client, e, (id) => (scheduled.get(id)?.type === 'trainTrial' ? scheduled.get(id)!.input : undefined));
-    if (spent) {
-      const trial = await spent;
-      if (isReplicaId(trial.rebuilt.trialId)) replicas.push(trial.rebuilt);
-    }
+    const spent = await spentTrainTrial(client, e, (id) => (scheduled.get(id)?.type === 'trainTrial' ? scheduled.get(id)!.input : undefined));
+    if (spent && isReplicaId(spent.rebuilt.trialId)) replicas.push(spent.rebuilt);
     const child = e.childWorkflowExecutionCompletedEventAttributes;
     if (child?.workflowType?.name === 'hyperparameterSearch') search = await decode<HyperparameterSearchOutput>(child.result);
     const childStarted = e.childWorkflowExecutionStartedEventAttributes;
@@ -304,11 +301,8 @@ async function searchResults(client: Client, run: temporal.api.common.v1.IWorkfl
       const { rung } = await decode<TrainTrialInput>(input);
       out.push({ rung: rung ?? 0, result: await decode<TrainTrialOutput>(done.result) });
     }
-    const spent = spentTrainTrial(client, e, (id) => scheduled.get(id));
-    if (spent) {
-      const { input: t, rebuilt } = await spent;
-      out.push({ rung: t.rung ?? 0, result: rebuilt });
-    }
+    const spent = await spentTrainTrial(client, e, (id) => scheduled.get(id));
+    if (spent) out.push({ rung: spent.input.rung ?? 0, result: spent.rebuilt });
   }
   return out;
 }
@@ -318,20 +312,18 @@ async function searchResults(client: Client, run: temporal.api.common.v1.IWorkfl
  * the workflow recorded (trainOrFail): from its input and the failure it saw as the ActivityFailure's cause. Null for
  * any other event, or one whose scheduling `inputOf` does not know as a trainTrial.
  */
-function spentTrainTrial(
+async function spentTrainTrial(
   client: Client,
   e: temporal.api.history.v1.IHistoryEvent,
   inputOf: (scheduledEventId: string) => temporal.api.common.v1.IPayloads | null | undefined,
-): Promise<{ input: TrainTrialInput; rebuilt: TrainTrialOutput }> | null {
+): Promise<{ input: TrainTrialInput; rebuilt: TrainTrialOutput } | null> {
   const spent = e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
   const payloads = spent && inputOf(String(spent.scheduledEventId));
   if (!spent || !payloads) return null;
-  return (async () => {
-    const [{ decodeFromPayloadsAtIndex }, { failedTrial }] = await Promise.all([import('@temporalio/common/lib/internal-non-workflow/index.js'), import('../../workflows/inputs.js')]);
-    const converter = client.options.loadedDataConverter;
-    const input = await decodeFromPayloadsAtIndex<TrainTrialInput>(converter, 0, payloads.payloads);
-    return { input, rebuilt: failedTrial(input, { cause: converter.failureConverter.failureToError(spent.failure ?? {}, converter.payloadConverter) }) };
-  })();
+  const [{ decodeFromPayloadsAtIndex }, { failedTrial }] = await Promise.all([import('@temporalio/common/lib/internal-non-workflow/index.js'), import('../../workflows/inputs.js')]);
+  const converter = client.options.loadedDataConverter;
+  const input = await decodeFromPayloadsAtIndex<TrainTrialInput>(converter, 0, payloads.payloads);
+  return { input, rebuilt: failedTrial(input, { cause: converter.failureConverter.failureToError(spent.failure ?? {}, converter.payloadConverter) }) };
 }
 
 /**
