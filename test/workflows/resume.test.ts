@@ -523,3 +523,84 @@ describe('propensity run resume of a run terminated outside propensity', () => {
     expect((await row()).error_message).toMatch(/^terminated outside propensity \(Temporal: TERMINATED\); recorded by `propensity run resume`$/);
   });
 });
+
+// A resume that itself fails after its search completed: its search took the first rung and the baseline from the
+// run it resumed, so its own history has no baseline training. Resuming it again takes the whole search.
+describe('propensity run resume of a resumed run', () => {
+  const workflowId = `train-resume-chain-${randomUUID()}`;
+  const chainConfig = () =>
+    config({
+      modelName: 'resumed_chain',
+      search: { trials: 4, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+      training: { finalEpochs: 3, backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 1 } },
+    });
+  const completedRows = (runId: string) => db.db.selectFrom('ml.trials').select(['trial_id', 'rung']).where('run_id', '=', runId).where('status', '=', 'completed').execute();
+  const scheduledActivities = async (runId: string) =>
+    (await client.workflow.getHandle(workflowId, runId).fetchHistory()).events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+  let firstRunId: string;
+  let secondRunId: string;
+
+  it('a run is cancelled in its second rung; its resume takes the first rung and the baseline, completes the search, then fails at evaluate', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: chainConfig(), taskQueues: queues, trigger: 'test' }] });
+    firstRunId = handle.firstExecutionRunId;
+    await withWorkers(
+      async () => {
+        for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 200))) {
+          const rows = await completedRows(firstRunId);
+          if (rows.some((r) => r.trial_id === 'baseline') && rows.filter((r) => r.rung === 0 && r.trial_id !== 'baseline').length === 4) break;
+          if (Date.now() > deadline) throw new Error('timed out waiting for the first rung');
+        }
+        await handle.cancel();
+        return handle.result().catch((e: unknown) => e);
+      },
+      {
+        // the second rung never reports back before the cancellation
+        async trainTrial(input) {
+          if ((input.rung ?? 0) < 1) return real.trainTrial(input);
+          for (const ctx = Context.current(); ; ) {
+            ctx.heartbeat();
+            await ctx.sleep(100);
+          }
+        },
+      },
+    );
+    const [res, err] = await withWorkers(
+      async () => {
+        const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+        if (started.code !== 0) return [started, null] as const;
+        const plan = lastJson(started.stdout);
+        secondRunId = plan.runId;
+        return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result().catch((e: unknown) => e)] as const;
+      },
+      {
+        async evaluateModel() {
+          throw ApplicationFailure.nonRetryable('evaluate crashed: the worker image shipped a defect in the evaluation step', 'EvaluateCrashed');
+        },
+      },
+    );
+    expect(res.code, res.stderr).toBe(0);
+    expect(lastJson(res.stdout).reusedTrials).toEqual(['t001@0', 't002@0', 't003@0', 't004@0', 'baseline']);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    // it trained the second rung only, and no baseline of its own
+    const search = await client.workflow.getHandle(`${workflowId}/search`, undefined).fetchHistory();
+    expect(search.events!.filter((e) => e.activityTaskScheduledEventAttributes).length).toBe(2);
+    expect(await scheduledActivities(secondRunId)).not.toContain('trainTrial');
+    expect((await db.db.selectFrom('ml.pipeline_runs').select('status').where('run_id', '=', secondRunId).executeTakeFirstOrThrow()).status).toBe('failed');
+  });
+
+  it('resuming the resume takes its whole search (the baseline it had taken included) and trains nothing', async () => {
+    const [res, out] = await withWorkers(async () => {
+      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+      if (started.code !== 0) return [started, null] as const;
+      const plan = lastJson(started.stdout);
+      return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result()] as const;
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    expect(plan).toMatchObject({ fromRunId: secondRunId, reusedSteps: ['ingest', 'clean', 'split', 'search'] });
+    expect(plan.reusedTrials ?? []).toEqual([]);
+    expect(out!.status).toBe('registered');
+    expect(await scheduledActivities(out!.runId)).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
+  });
+});
