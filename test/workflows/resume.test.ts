@@ -61,7 +61,32 @@ const configFile = (name: string, value: unknown) => {
   return file;
 };
 
+/** A defect shipped in a worker image: the step's activity fails for good. */
+const evaluateCrashes = async (): Promise<never> => {
+  throw ApplicationFailure.nonRetryable('evaluate crashed: the worker image shipped a defect in the evaluation step', 'EvaluateCrashed');
+};
+/** Three one-epoch trials, the best one replicated with seeds 2 and 3, all of them ensemble candidates. */
+const replicasConfig = (modelName: string) =>
+  config({
+    modelName,
+    search: { trials: 3, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
+    training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
+  });
+/** trainTrial whose third seed's replica fails for good (its attempts spent): the run goes on without it. */
+const thirdReplicaFails = (real: Activities): Activities['trainTrial'] => async (input) => {
+  if (/-s3$/.test(input.trialId)) throw ApplicationFailure.nonRetryable(`replica ${input.trialId}: out of memory on this worker`, 'ReplicaCrashed');
+  return real.trainTrial(input);
+};
+
 const cli = (...args: string[]) => runCli(args, { databaseUrl: dbUrl });
+/** The seed replicas' executions of a run, the best trial's id replaced by `best`: [['best-s2', 'succeeded'], …]. */
+const replicaExecutions = async (runId: string) =>
+  (await db.db.selectFrom('ml.run_steps').select(['trial_id', 'status']).where('run_id', '=', runId).where('trial_id', '~', '-s[0-9]+$').orderBy('trial_id').execute()).map(
+    (r) => [r.trial_id.replace(/^t\d+/, 'best'), r.status],
+  );
+/** A run's detail line for one stage, from its progress query. */
+const stageDetail = async (workflowId: string, runId: string, stage: string) =>
+  (await client.workflow.getHandle(workflowId, runId).query(progressQuery)).completed.find((c) => c.stage === stage)?.detail;
 const runCount = async () => Number((await db.db.selectFrom('ml.pipeline_runs').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
 const closedRuns = async (workflowId: string) => {
   let n = 0;
@@ -85,9 +110,7 @@ describe('propensity run resume', () => {
     const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: config(), taskQueues: queues, trigger: 'test' }] });
     failedRunId = handle.firstExecutionRunId;
     const err = await withWorkers(() => handle.result().catch((e: unknown) => e), {
-      async evaluateModel() {
-        throw ApplicationFailure.nonRetryable('evaluate crashed: the worker image shipped a defect in the evaluation step', 'EvaluateCrashed');
-      },
+      evaluateModel: evaluateCrashes,
     });
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const row = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', failedRunId).executeTakeFirstOrThrow();
@@ -206,26 +229,14 @@ describe('propensity run resume after an ensemble step', () => {
     const input = defaultPayloadConverter.fromPayload(attrs.input!.payloads![0] as never) as { model: unknown; preprocessing: unknown; shipped: { members?: string[] } };
     return { model: input.model, preprocessing: input.preprocessing, members: input.shipped.members ?? null };
   };
-  const ensembleConfig = () =>
-    config({
-      modelName: 'resumed_ensemble',
-      search: { trials: 3, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-      training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
-    });
 
   it('a run fails at evaluate after its ensemble step, which trained one replica and recorded the other as failed', async () => {
     const real = createActivities({ db, store, codeVersion: 'test' });
-    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: ensembleConfig(), taskQueues: queues, trigger: 'test' }] });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: replicasConfig('resumed_ensemble'), taskQueues: queues, trigger: 'test' }] });
     failedRunId = handle.firstExecutionRunId;
     const err = await withWorkers(() => handle.result().catch((e: unknown) => e), {
-      async evaluateModel() {
-        throw ApplicationFailure.nonRetryable('evaluate crashed: the worker image shipped a defect in the evaluation step', 'EvaluateCrashed');
-      },
-      // the third seed's replica fails for good (its attempts spent); the run goes on without it
-      async trainTrial(input) {
-        if (/-s3$/.test(input.trialId)) throw ApplicationFailure.nonRetryable(`replica ${input.trialId}: out of memory on this worker`, 'ReplicaCrashed');
-        return real.trainTrial(input);
-      },
+      evaluateModel: evaluateCrashes,
+      trainTrial: thirdReplicaFails(real),
     });
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'status', 'detail']).where('run_id', '=', failedRunId).execute();
@@ -234,22 +245,19 @@ describe('propensity run resume after an ensemble step', () => {
     members = (steps.find((s) => s.step === 'ensemble')!.detail as { members: string[] }).members;
     expect(members.length).toBeGreaterThanOrEqual(1);
     // the replica's worker failed before it trained, so only its execution is on record
-    const replicaSteps = await db.db.selectFrom('ml.run_steps').select(['trial_id', 'status']).where('run_id', '=', failedRunId).where('trial_id', '~', '-s[0-9]+$').orderBy('trial_id').execute();
-    expect(replicaSteps.map((r) => [r.trial_id.replace(/^t\d+/, 'best'), r.status])).toEqual([
+    expect(await replicaExecutions(failedRunId)).toEqual([
       ['best-s2', 'succeeded'],
       ['best-s3', 'failed'],
     ]);
   });
 
   it('resumes at evaluate reusing the ensemble step: no trial, replica or ensemble runs again, and the failed run’s ensemble is registered', async () => {
-    const finalDetail = async (runId: string) =>
-      (await client.workflow.getHandle(workflowId, runId).query(progressQuery)).completed.find((c) => c.stage === 'final')?.detail;
     const [res, resumed, details] = await withWorkers(async () => {
       const started = await cli('run', 'resume', workflowId, '--detach', '--json');
       if (started.code !== 0) return [started, null, null] as const;
       const plan = lastJson(started.stdout);
       const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      return [started, out, { failed: await finalDetail(failedRunId), resumed: await finalDetail(plan.runId) }] as const;
+      return [started, out, { failed: await stageDetail(workflowId, failedRunId, 'final'), resumed: await stageDetail(workflowId, plan.runId, 'final') }] as const;
     });
     expect(res.code, res.stderr).toBe(0);
     const plan = lastJson(res.stdout);
@@ -296,43 +304,31 @@ describe('propensity run resume inside an ensemble step', () => {
     const input = defaultPayloadConverter.fromPayload(attrs.input!.payloads![0] as never) as { candidates: { trialId: string; model: unknown }[] };
     return new Map(input.candidates.map((c) => [c.trialId, c.model]));
   };
-  const replicaConfig = () =>
-    config({
-      modelName: 'resumed_replicas',
-      search: { trials: 3, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-      training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
-    });
 
   it('a run fails in its ensemble step after one replica trained and the other failed for good', async () => {
     const real = createActivities({ db, store, codeVersion: 'test' });
-    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: replicaConfig(), taskQueues: queues, trigger: 'test' }] });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: replicasConfig('resumed_replicas'), taskQueues: queues, trigger: 'test' }] });
     failedRunId = handle.firstExecutionRunId;
     const err = await withWorkers(() => handle.result().catch((e: unknown) => e), {
       async buildEnsemble() {
         throw ApplicationFailure.nonRetryable('ensemble crashed: the worker image shipped a defect in the ensemble step', 'EnsembleCrashed');
       },
-      async trainTrial(input) {
-        if (/-s3$/.test(input.trialId)) throw ApplicationFailure.nonRetryable(`replica ${input.trialId}: out of memory on this worker`, 'ReplicaCrashed');
-        return real.trainTrial(input);
-      },
+      trainTrial: thirdReplicaFails(real),
     });
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    const steps = await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id', 'status']).where('run_id', '=', failedRunId).where('trial_id', '~', '-s[0-9]+$').orderBy('trial_id').execute();
-    expect(steps.map((s) => [s.trial_id.replace(/^t\d+/, 'best'), s.status])).toEqual([
+    expect(await replicaExecutions(failedRunId)).toEqual([
       ['best-s2', 'succeeded'],
       ['best-s3', 'failed'],
     ]);
   });
 
   it('resumes after the search with the completed replica reused: only the failed one trains, and the ensemble step runs again', async () => {
-    const finalDetail = async (runId: string) =>
-      (await client.workflow.getHandle(workflowId, runId).query(progressQuery)).completed.find((c) => c.stage === 'final')?.detail;
     const [res, resumed, detail] = await withWorkers(async () => {
       const started = await cli('run', 'resume', workflowId, '--detach', '--json');
       if (started.code !== 0) return [started, null, null] as const;
       const plan = lastJson(started.stdout);
       const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      return [started, out, await finalDetail(plan.runId)] as const;
+      return [started, out, await stageDetail(workflowId, plan.runId, 'final')] as const;
     });
     expect(res.code, res.stderr).toBe(0);
     const plan = lastJson(res.stdout);
@@ -574,9 +570,7 @@ describe('propensity run resume of a resumed run', () => {
         return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result().catch((e: unknown) => e)] as const;
       },
       {
-        async evaluateModel() {
-          throw ApplicationFailure.nonRetryable('evaluate crashed: the worker image shipped a defect in the evaluation step', 'EvaluateCrashed');
-        },
+        evaluateModel: evaluateCrashes,
       },
     );
     expect(res.code, res.stderr).toBe(0);
