@@ -79,6 +79,15 @@ const thirdReplicaFails = (real: Activities): Activities['trainTrial'] => async 
 };
 
 const cli = (...args: string[]) => runCli(args, { databaseUrl: dbUrl });
+/** Polls `probe` every 200 ms until it answers; after `ms`, fails naming what it waited for (and `context()`, if given). */
+async function waitUntil<T>(what: string, probe: () => Promise<T | null | undefined | false>, context?: () => Promise<unknown>, ms = 60_000): Promise<T> {
+  for (const deadline = Date.now() + ms; ; ) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${context ? `: ${JSON.stringify(await context())}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 /** The seed replicas' executions of a run, the best trial's id replaced by `best`: [['best-s2', 'succeeded'], …]. */
 const replicaExecutions = async (runId: string) =>
   (await db.db.selectFrom('ml.run_steps').select(['trial_id', 'status']).where('run_id', '=', runId).where('trial_id', '~', '-s[0-9]+$').orderBy('trial_id').execute()).map(
@@ -385,14 +394,7 @@ describe('propensity run resume inside a search', () => {
     });
   const trialRows = (runId: string) =>
     db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'rung', 'budget_epochs', 'epochs_run', 'curve', 'model_uri', 'resumed_from_epoch']).where('run_id', '=', runId).orderBy('trial_id').execute();
-  async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
-    for (const deadline = Date.now() + ms; ; ) {
-      const v = await probe();
-      if (v) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await trialRows(failedRunId))}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  const waitFor = <T,>(what: string, probe: () => Promise<T | null | undefined | false>) => waitUntil(what, probe, () => trialRows(failedRunId));
 
   it('a run is cancelled after its promoted trials trained their second rung, before its search heard of it', async () => {
     const real = createActivities({ db, store, codeVersion: 'test' });
@@ -499,11 +501,7 @@ describe('propensity run resume of a run terminated outside propensity', () => {
     const row = () => db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
     const [res, before, out] = await withWorkers(async () => {
       // terminated as an operator does in the Web UI once its split completed: the workflow never records its end
-      for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 200))) {
-        const split = await db.db.selectFrom('ml.run_steps').select('status').where('run_id', '=', runId).where('step', '=', 'split').executeTakeFirst();
-        if (split?.status === 'succeeded') break;
-        if (Date.now() > deadline) throw new Error('timed out waiting for the split');
-      }
+      await waitUntil('the split', async () => (await db.db.selectFrom('ml.run_steps').select('status').where('run_id', '=', runId).where('step', '=', 'split').executeTakeFirst())?.status === 'succeeded');
       await handle.terminate('by an operator in the Web UI');
       const before = await row();
       const started = await cli('run', 'resume', workflowId, '--detach', '--json');
@@ -542,11 +540,10 @@ describe('propensity run resume of a resumed run', () => {
     firstRunId = handle.firstExecutionRunId;
     await withWorkers(
       async () => {
-        for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 200))) {
+        await waitUntil('the first rung', async () => {
           const rows = await completedRows(firstRunId);
-          if (rows.some((r) => r.trial_id === 'baseline') && rows.filter((r) => r.rung === 0 && r.trial_id !== 'baseline').length === 4) break;
-          if (Date.now() > deadline) throw new Error('timed out waiting for the first rung');
-        }
+          return rows.some((r) => r.trial_id === 'baseline') && rows.filter((r) => r.rung === 0 && r.trial_id !== 'baseline').length === 4;
+        });
         await handle.cancel();
         return handle.result().catch((e: unknown) => e);
       },
