@@ -250,7 +250,10 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
       } else if (activity?.type === 'buildEnsemble') built = await decode<BuildEnsembleOutput>(done.result);
     }
     // a replica whose attempts were spent is a failed trial in the run
-    const spent = await spentTrainTrial(client, e, (id) => (scheduled.get(id)?.type === 'trainTrial' ? scheduled.get(id)!.input : undefined));
+    const spent = await spentTrainTrial(client, e, (id) => {
+      const activity = scheduled.get(id);
+      return activity?.type === 'trainTrial' ? activity.input : undefined;
+    });
     if (spent && isReplicaId(spent.rebuilt.trialId)) replicas.push(spent.rebuilt);
     const child = e.childWorkflowExecutionCompletedEventAttributes;
     if (child?.workflowType?.name === 'hyperparameterSearch') search = await decode<HyperparameterSearchOutput>(child.result);
