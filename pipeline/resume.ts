@@ -76,20 +76,22 @@ export function reusableBaseline<B extends { status: string }>(prefix: Partial<R
  * What a failed run's history says of its search. The whole step when the search child completed and the baseline is
  * known: trained by this run, or taken from the run it resumed (whose history then has no baseline training). Else
  * the trial results its search child completed or failed, each at its rung, after those it had itself taken from the
- * run it resumed, with the baseline if known.
+ * run it resumed, with the baseline if known: also when the child completed but the baseline beside it failed or was
+ * interrupted, so that a resume trains the baseline and none of the search's trials again.
  */
 export function searchFromHistory<S, B, R>(h: {
   search?: S;
   baseline?: B;
   /** what this run had taken one by one from the run it resumed */
   earlier?: { results: readonly R[]; baseline?: B };
-  /** the results in its search child's history (none when the child completed) */
+  /** the results in its search child's history (needed unless the child completed and the baseline is known) */
   results: readonly R[];
 }): { search?: { search: S; baseline: B }; trials: { results: R[]; baseline?: B } } {
   const baseline = h.baseline ?? h.earlier?.baseline;
+  const whole = h.search !== undefined && baseline !== undefined;
   return {
-    ...(h.search && baseline !== undefined && { search: { search: h.search, baseline } }),
-    trials: { results: [...(h.earlier?.results ?? []), ...(h.search ? [] : h.results)], ...(baseline !== undefined && { baseline }) },
+    ...(whole && { search: { search: h.search as S, baseline: baseline as B } }),
+    trials: { results: [...(h.earlier?.results ?? []), ...(whole ? [] : h.results)], ...(baseline !== undefined && { baseline }) },
   };
 }
 

@@ -197,10 +197,10 @@ interface FailedRun {
 /**
  * The failed run's input and the outputs of its completed steps, from its Temporal history: ActivityTaskCompleted
  * results of ingestSource, cleanData, splitData, the baseline, final and replica trainTrials and buildEnsemble, and
- * the search child's ChildWorkflowExecutionCompleted result, or, when the search did not complete, the trainTrial
- * results in the search child's own history. These are what the steps returned — claim checks, counts and metrics.
- * A replica that failed for good (its ActivityTaskFailed or ActivityTaskTimedOut event) is rebuilt as the failed trial
- * the run recorded.
+ * the search child's ChildWorkflowExecutionCompleted result, or, when the search step did not complete (its child, or
+ * the baseline beside it), the trainTrial results in the search child's own history. These are what the steps
+ * returned — claim checks, counts and metrics. A replica that failed for good (its ActivityTaskFailed or
+ * ActivityTaskTimedOut event) is rebuilt as the failed trial the run recorded.
  */
 async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const { WorkflowNotFoundError } = await import('@temporalio/client');
@@ -265,7 +265,8 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
     search,
     baseline,
     earlier: input.resume?.steps.searchTrials,
-    results: search || !searchRun ? [] : await searchResults(client, searchRun),
+    // read unless the search step is whole: a completed child whose baseline failed or was interrupted keeps its results
+    results: (search && (baseline ?? input.resume?.steps.searchTrials?.baseline)) || !searchRun ? [] : await searchResults(client, searchRun),
   });
   if (fromHistory.search) steps.search = fromHistory.search;
   const searchTrials = fromHistory.trials;

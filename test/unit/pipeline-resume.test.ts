@@ -133,6 +133,12 @@ describe('searchFromHistory', () => {
     expect(h.trials).toEqual({ results: [r('t001'), r('t002')], baseline: 'B0' });
     expect(searchFromHistory({ results: [r('t002')] }).trials).toEqual({ results: [r('t002')] });
   });
+
+  it('keeps a completed search child\'s results when the baseline beside it failed or was interrupted', () => {
+    const h = searchFromHistory({ search: 'S', earlier: { results: [r('t001')] }, results: [r('t002'), r('t003')] });
+    expect(h.search).toBeUndefined();
+    expect(h.trials).toEqual({ results: [r('t001'), r('t002'), r('t003')] });
+  });
 });
 
 describe('firstExecutedStep', () => {

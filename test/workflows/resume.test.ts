@@ -12,6 +12,7 @@ import type { Db } from '../../db/client.js';
 import { createS3Client } from '../../infra/index.js';
 import type { ArtifactStore } from '../../store/artifacts.js';
 import { progressQuery, trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
+import type { hyperparameterSearch } from '../../workflows/search.js';
 import { lastJson, runCli } from '../support/cli.js';
 import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 import { connections } from '../support/services.js';
@@ -593,5 +594,96 @@ describe('propensity run resume of a resumed run', () => {
     expect(plan.reusedTrials ?? []).toEqual([]);
     expect(out!.status).toBe('registered');
     expect(await scheduledActivities(out!.runId)).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
+  });
+});
+
+describe('propensity run resume after a trial and the baseline failed for good', () => {
+  const workflowId = `train-resume-failures-${randomUUID()}`;
+  let failedRunId: string;
+  // the trial that failed for good at the second rung, and every trial that reached it
+  let failedTrialId: string | undefined;
+  const secondRung = new Set<string>();
+  const failuresConfig = () =>
+    config({
+      modelName: 'resumed_failures',
+      // six trials for 1 epoch, the best three to 2, the best two of those to 4
+      search: { trials: 6, parallelism: 2, epochs: 4, patience: 4, halving: { eta: 2, minEpochs: 1 }, baselineCompetes: false },
+      training: { finalEpochs: 3, backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 1 } },
+    });
+  const trialRows = (runId: string) =>
+    db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'rung', 'epochs_run']).where('run_id', '=', runId).orderBy('trial_id').execute();
+
+  it('a run whose search completes with a trial failed at its second rung fails when its baseline fails for good', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: failuresConfig(), taskQueues: queues, trigger: 'test' }] });
+    failedRunId = handle.firstExecutionRunId;
+    const err = await withWorkers(() => handle.result().catch((e: unknown) => e), {
+      async trainTrial(input) {
+        if (input.trialId === 'baseline') throw ApplicationFailure.nonRetryable('baseline: out of memory on this worker', 'BaselineCrashed');
+        if (input.rung === 1) {
+          secondRung.add(input.trialId);
+          // the first trial to start its second rung fails for good
+          if ((failedTrialId ??= input.trialId) === input.trialId) throw ApplicationFailure.nonRetryable(`trial ${input.trialId}: out of memory on this worker`, 'TrialCrashed');
+        }
+        return real.trainTrial(input);
+      },
+    });
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect(await db.db.selectFrom('ml.pipeline_runs').select(['status', 'error_type']).where('run_id', '=', failedRunId).executeTakeFirstOrThrow()).toEqual({ status: 'failed', error_type: 'BaselineCrashed' });
+    // its search completed, with the failed trial and a third rung of the two second-rung trials left, past the failure
+    expect(secondRung.size).toBe(3);
+    const search = await client.workflow.getHandle<typeof hyperparameterSearch>(`${workflowId}/search`).result();
+    expect(search.rungs).toEqual([{ budget: 1, trials: 6 }, { budget: 2, trials: 3 }, { budget: 4, trials: 2 }]);
+    expect(search.trials.filter((t) => t.status === 'failed').map((t) => t.trialId)).toEqual([failedTrialId]);
+    expect((await trialRows(failedRunId)).filter((r) => r.rung === 2 && r.status === 'completed')).toHaveLength(2);
+  });
+
+  it('resumes at the search: takes the results up to the failed rung, trains the baseline, the failed trial and the third rung, the latter from the failed run’s second-rung checkpoints', async () => {
+    const [res, resumed] = await withWorkers(async () => {
+      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+      if (started.code !== 0) return [started, null] as const;
+      const plan = lastJson(started.stdout);
+      return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result()] as const;
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search', changedSections: [] });
+    // each trial through the last rung at or below the failure; not the third rung (past the failure), not the baseline
+    const survivors = [...secondRung].filter((t) => t !== failedTrialId);
+    expect(plan.reusedTrials).toEqual(['t001', 't002', 't003', 't004', 't005', 't006'].map((t) => `${t}@${survivors.includes(t) ? 1 : 0}`));
+    expect(resumed!.status).toBe('registered');
+    const runId = resumed!.runId;
+
+    // the pipeline trained the baseline; its search the failed trial's second rung (from the failed run's first-rung
+    // checkpoint), then the third rung, a taken second-rung trial from the failed run's checkpoint at its end
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const parentTrials = history.events!.flatMap((e) =>
+      e.activityTaskScheduledEventAttributes?.activityType?.name === 'trainTrial' ? [(defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string }).trialId] : [],
+    );
+    expect(parentTrials).toEqual(['baseline']);
+    const search = await client.workflow.getHandle(`${workflowId}/search`).fetchHistory();
+    const trained = search.events!.flatMap((e) =>
+      e.activityTaskScheduledEventAttributes ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }] : [],
+    );
+    expect(trained.map((t) => [t.trialId, t.rung])).toEqual([[failedTrialId, 1], ...trained.slice(1).map((t) => [t.trialId, 2])]);
+    expect(trained).toHaveLength(3);
+    expect(trained[0].resumeFrom?.epoch).toBe(1);
+    expect(trained[0].resumeFrom?.ref.modelJson.key).toContain(`runs/${failedRunId}/trials/${failedTrialId}/checkpoints/epoch-0001/`);
+    const third = trained.slice(1);
+    // at most one of the two is the retrained trial, so a taken second rung continues in the new run
+    expect(third.filter((t) => survivors.includes(t.trialId)).length).toBeGreaterThanOrEqual(1);
+    for (const t of third) {
+      expect(t.resumeFrom?.epoch).toBe(2);
+      expect(t.resumeFrom?.ref.modelJson.key).toContain(`runs/${survivors.includes(t.trialId) ? failedRunId : runId}/trials/${t.trialId}/checkpoints/epoch-0002/`);
+    }
+
+    // records: every trial and the baseline completed under the new run; the run names what it took
+    const rows = await trialRows(runId);
+    expect(rows.map((r) => [r.trial_id, r.status])).toEqual(['baseline', 't001', 't002', 't003', 't004', 't005', 't006'].map((t) => [t, 'completed']));
+    expect(rows.filter((r) => r.rung === 2).map((r) => r.trial_id).sort()).toEqual(third.map((t) => t.trialId).sort());
+    expect(await db.db.selectFrom('ml.pipeline_runs').select(['reused_steps', 'reused_trials']).where('run_id', '=', runId).executeTakeFirstOrThrow()).toEqual({
+      reused_steps: ['ingest', 'clean', 'split'],
+      reused_trials: plan.reusedTrials,
+    });
   });
 });
