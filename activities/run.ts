@@ -9,6 +9,7 @@ import { s3Uri } from '../store/artifacts.js';
 import { REPLICA_ID_SUFFIX } from '../workflows/inputs.js';
 import type { ActivityDeps } from './deps.js';
 import { PipelineError, toFailure } from './errors.js';
+import { closeOpenRecords } from './steps.js';
 
 export interface StartRunInput {
   runId: string;
@@ -190,6 +191,7 @@ export function createRunActivities(deps: ActivityDeps) {
         })
         .where('run_id', '=', input.runId)
         .execute();
+      await closeOpenRecords(db, input.runId, input.status);
     },
   };
 }

@@ -110,3 +110,29 @@ export async function recordEnd(db: Db, e: StepExecution, outcome: { output: unk
   for (const [k, v] of Object.entries(where(e))) q = q.where(k as 'run_id', '=', v as string);
   await q.execute();
 }
+
+/**
+ * Closes what a run left open when it ended (finishRun, or `propensity cancel` for a run that could not record its
+ * own end): an execution in ml.run_steps and a trial in ml.trials still 'running' belong to an attempt whose worker
+ * was lost (killed, drained, or out of attempts before it reported) or that the run stopped waiting for, and no
+ * result of it will be used. They become 'failed' with error type `RunEnded`, so no record of an ended run says
+ * running. An attempt that still finishes afterwards writes its own outcome over this one.
+ */
+export async function closeOpenRecords(db: Db, runId: string, ended: string): Promise<{ steps: number; trials: number }> {
+  const message = `the run ended (${ended}) while this attempt was running: its worker stopped before it reported, or the run no longer waited for it; no result of it was used`;
+  const [steps, trials] = await Promise.all([
+    db.db
+      .updateTable('ml.run_steps')
+      .set({ status: 'failed', error_type: 'RunEnded', error_message: message, finished_at: sql`now()`, duration_ms: sql`(extract(epoch from now() - started_at) * 1000)::int` })
+      .where('run_id', '=', runId)
+      .where('status', '=', 'running')
+      .executeTakeFirst(),
+    db.db
+      .updateTable('ml.trials')
+      .set({ status: 'failed', error: `RunEnded: ${message}`, stop_reason: 'failed', finished_at: sql`now()`, duration_ms: sql`(extract(epoch from now() - started_at) * 1000)::int` })
+      .where('run_id', '=', runId)
+      .where('status', '=', 'running')
+      .executeTakeFirst(),
+  ]);
+  return { steps: Number(steps.numUpdatedRows), trials: Number(trials.numUpdatedRows) };
+}

@@ -136,6 +136,9 @@ export async function recordCancelled(
   if (!exists && run.workflowType !== PIPELINE_TYPE) return null;
   if (exists) {
     await db.db.updateTable('ml.pipeline_runs').set(update).where('run_id', '=', run.runId).execute();
+    // a terminated run never ran its own finishRun, which closes what its lost attempts left running
+    const { closeOpenRecords } = await import('../../activities/steps.js');
+    await closeOpenRecords(db, run.runId, error.type === 'Terminated' ? 'terminated' : 'cancelled');
     return 'updated';
   }
   const input = await startInput(client, run.workflowId, run.runId);

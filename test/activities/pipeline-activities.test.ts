@@ -11,6 +11,7 @@ import { seedShop } from '../../db/synthetic/load.js';
 import { datasetRef, type ArtifactStore } from '../../store/artifacts.js';
 import { freshDatabase, testStore } from '../support/services.js';
 import { resilientActivities } from '../../workers/interceptors.js';
+import { recordStart } from '../../activities/steps.js';
 
 // Activities on the real Postgres and s3rver of the dev stack, in Temporal's mock activity context
 // (attempt numbers, heartbeats and heartbeat details as a retry would see them).
@@ -270,5 +271,66 @@ describe('data activities', () => {
         .catch((e) => e);
       expect(refused).toMatchObject({ type: 'NotBlessed', nonRetryable: true });
     });
+  });
+});
+
+describe('closing a run', () => {
+  // what a trial attempt whose worker was lost leaves behind: the interceptor opened its execution, the activity
+  // its trial row, and nothing closed either
+  const lostAttempt = async (run: string, trialId: string) => {
+    await recordStart(db, { runId: run, step: 'trial', trialId, rung: 0, attempt: 1, detail: () => null }, 'train-queue', 0);
+    await db.db
+      .insertInto('ml.trials')
+      .values({
+        run_id: run, trial_id: trialId, status: 'running', params: JSON.stringify({ epochs: 3 }), seed: 1, attempt: 1, resumed_from_epoch: 0,
+        curve: '[]', backend: 'wasm', rung: 0, budget_epochs: 3, family: 'mlp', pool: 'default', host: 'lost-host', started_at: new Date(),
+      })
+      .execute();
+  };
+  const open = async (run: string) => ({
+    steps: await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id', 'status', 'error_type', 'error_message', 'finished_at']).where('run_id', '=', run).orderBy('step').orderBy('trial_id').execute(),
+    trials: await db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'error', 'finished_at']).where('run_id', '=', run).orderBy('trial_id').execute(),
+  });
+  const start = async (run: string) =>
+    call(mock(), acts.startRun, { runId: run, workflowId: `wf-${run}`, config: { modelName: 'acts_closed', source: { kind: 'events', cutoff, horizonDays: 10 } } });
+
+  it('finishRun closes the executions and trials a run left running as RunEnded, and leaves the others as they are', async () => {
+    const run = `act-ended-${Date.now()}`;
+    await start(run);
+    await lostAttempt(run, 't001');
+    // a trial that completed stays completed
+    await lostAttempt(run, 't002');
+    await db.db.updateTable('ml.trials').set({ status: 'completed' }).where('run_id', '=', run).where('trial_id', '=', 't002').execute();
+    await db.db.updateTable('ml.run_steps').set({ status: 'succeeded', finished_at: new Date() }).where('run_id', '=', run).where('trial_id', '=', 't002').execute();
+
+    await call(mock(), acts.finishRun, { runId: run, status: 'failed', error: { type: 'AllTrialsFailed', message: 'all 2 trials failed' } });
+    const { steps, trials } = await open(run);
+    expect(steps.map((s) => [s.step, s.trial_id, s.status, s.error_type])).toEqual([
+      ['trial', 't001', 'failed', 'RunEnded'],
+      ['trial', 't002', 'succeeded', null],
+      ['validate', '', 'succeeded', null],
+    ]);
+    expect(steps[0].error_message).toMatch(/^the run ended \(failed\) while this attempt was running: its worker stopped before it reported/);
+    expect(steps[0].finished_at).not.toBeNull();
+    expect(trials.map((t) => [t.trial_id, t.status])).toEqual([['t001', 'failed'], ['t002', 'completed']]);
+    expect(trials[0].error).toMatch(/^RunEnded: the run ended \(failed\)/);
+    expect(trials[0].finished_at).not.toBeNull();
+  });
+
+  it('propensity cancel, recording a terminated run that never ran finishRun, closes what it left running too', async () => {
+    const run = `act-terminated-${Date.now()}`;
+    await start(run);
+    await lostAttempt(run, 't001');
+    const { recordCancelled } = await import('../../cli/commands/cancel.js');
+    // the run has its row, so the client (which reads a run's start input when it has none) is not asked
+    const recorded = await recordCancelled(db, undefined as never, { workflowId: `wf-${run}`, runId: run, workflowType: 'trainPipeline', startTime: new Date() }, {
+      type: 'Terminated',
+      message: 'terminated in the Web UI',
+    });
+    expect(recorded).toBe('updated');
+    const { steps, trials } = await open(run);
+    expect(steps.find((s) => s.trial_id === 't001')).toMatchObject({ status: 'failed', error_type: 'RunEnded', error_message: expect.stringMatching(/^the run ended \(terminated\)/) });
+    expect(trials).toMatchObject([{ trial_id: 't001', status: 'failed' }]);
+    expect((await db.db.selectFrom('ml.pipeline_runs').select(['status', 'error_type']).where('run_id', '=', run).executeTakeFirstOrThrow())).toEqual({ status: 'cancelled', error_type: 'Terminated' });
   });
 });
