@@ -131,13 +131,6 @@ export function createTrainActivities(deps: TrainDeps) {
       const backend = await initBackend(deps.backend ?? input.backend);
       const pool = deps.pool ?? poolOfQueue(ctx.info.taskQueue);
       const host = deps.host ?? os.hostname();
-      if (input.requireGpu && backend.device !== 'gpu') {
-        throw new PipelineError(
-          ErrorType.GpuUnavailable,
-          `trial ${input.trialId} must train on a GPU (training.pool '${pool}'), but the worker on ${host} trains on ${backend.name} (${backend.device}): ` +
-            'install the GPU backend there (`propensity setup tensorflow --gpu`), or set training.allowCpuFallback: true to let it train on its CPU',
-        );
-      }
       // A retried attempt (or a re-run after a transient fault) resumes from its last heartbeat; a promoted
       // trial from its previous rung.
       const heartbeat = lastDetails<TrialHeartbeat>();
@@ -148,7 +141,6 @@ export function createTrainActivities(deps: TrainDeps) {
         : input.resumeFrom
           ? await previousCurve(input.runId, input.trialId, input.resumeFrom.epoch)
           : [];
-      const initialState = resume ? await readModel(store, resume.ref) : undefined;
       // epochs are 1-based and a checkpoint carries the full training state (weights, Adam moments, early stopping)
       const resumedFromEpoch = resume ? resume.epoch : 0;
       let lastCheckpoint = resume;
@@ -187,7 +179,6 @@ export function createTrainActivities(deps: TrainDeps) {
         )
         .execute();
 
-      const data = await loadMatrices(input);
       const base = {
         trialId: input.trialId,
         params: input.params,
@@ -195,7 +186,18 @@ export function createTrainActivities(deps: TrainDeps) {
         resumedFromEpoch,
         backend: backend.name,
       };
+      // the row is written first, so a trial that fails before it trains (no GPU, an unreadable checkpoint or data)
+      // says so at the rung it was in, instead of keeping the rung before or having no row
       try {
+        if (input.requireGpu && backend.device !== 'gpu') {
+          throw new PipelineError(
+            ErrorType.GpuUnavailable,
+            `trial ${input.trialId} must train on a GPU (training.pool '${pool}'), but the worker on ${host} trains on ${backend.name} (${backend.device}): ` +
+              'install the GPU backend there (`propensity setup tensorflow --gpu`), or set training.allowCpuFallback: true to let it train on its CPU',
+          );
+        }
+        const initialState = resume ? await readModel(store, resume.ref) : undefined;
+        const data = await loadMatrices(input);
         const fit = await trainMlp({
           train: data.train,
           val: data.val,

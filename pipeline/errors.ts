@@ -7,6 +7,8 @@ export const ErrorType = {
   SourceSchema: 'SourceSchema',
   NonFiniteLoss: 'NonFiniteLoss',
   ArtifactIntegrity: 'ArtifactIntegrity',
+  /** a claim-checked object is gone from S3: deleted after it was written */
+  ArtifactMissing: 'ArtifactMissing',
   NotBlessed: 'NotBlessed',
   DataQuality: 'DataQuality',
   /** a trial that must train on a GPU (training.pool 'gpu') reached a worker without one */

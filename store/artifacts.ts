@@ -24,6 +24,15 @@ export class ArtifactIntegrityError extends Error {
   readonly type = 'ArtifactIntegrity';
 }
 
+/** A claim check whose object is gone: no retry brings it back. */
+export class ArtifactMissingError extends Error {
+  readonly type = 'ArtifactMissing';
+  override readonly name = 'ArtifactMissingError';
+}
+
+const isNotFound = (err: unknown) =>
+  err instanceof NotFound || err instanceof NoSuchKey || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+
 export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 
 export const s3Uri = (bucket: string, key: string): string => `s3://${bucket}/${key}`;
@@ -53,7 +62,13 @@ export function createArtifactStore({ client, bucket }: { client: S3Client; buck
 
   /** Reads a claim check and verifies its content hash, so a corrupted or replaced object never feeds a model. */
   async function get(ref: ArtifactRef): Promise<Uint8Array> {
-    const bytes = await getKey(ref.key, ref.bucket);
+    const bytes = await getKey(ref.key, ref.bucket).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+      throw new ArtifactMissingError(
+        `artifact ${s3Uri(ref.bucket, ref.key)} does not exist: it was deleted after it was written (an S3 lifecycle rule, or by hand); ` +
+          'the step that reads it cannot go on: start a new run',
+      );
+    });
     const digest = sha256(bytes);
     if (digest !== ref.sha256) {
       throw new ArtifactIntegrityError(
@@ -87,8 +102,7 @@ export function createArtifactStore({ client, bucket }: { client: S3Client; buck
       await client.send(new HeadObjectCommand({ Bucket: inBucket, Key: key }));
       return true;
     } catch (err) {
-      if (err instanceof NotFound || err instanceof NoSuchKey) return false;
-      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      if (isNotFound(err)) return false;
       throw err;
     }
   }

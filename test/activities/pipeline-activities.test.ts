@@ -220,6 +220,18 @@ describe('data activities', () => {
       for (const s of tx) expect(s.duration_ms).not.toBeNull();
     });
 
+    it('a promoted trial whose checkpoint cannot be read fails with its row at that rung, not the rung before', async () => {
+      const first = await call(mock(), acts.trainTrial, { ...trialInput(), trialId: 'ty', params: { ...params, epochs: 1 }, rung: 0 });
+      expect(first.status).toBe('completed');
+      const gone = { ...first.checkpoint!.ref, modelJson: { ...first.checkpoint!.ref.modelJson, key: first.checkpoint!.ref.modelJson.key.replace('epoch-0001', 'epoch-0099') } };
+      const err = await call(mock(), acts.trainTrial, { ...trialInput(), trialId: 'ty', params: { ...params, epochs: 2 }, rung: 1, resumeFrom: { ref: gone, epoch: 1 } }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      const row = await db.db.selectFrom('ml.trials').selectAll().where('run_id', '=', runId).where('trial_id', '=', 'ty').executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ status: 'failed', rung: 1, budget_epochs: 2, resumed_from_epoch: 1 });
+      expect(err).toMatchObject({ type: 'ArtifactMissing', nonRetryable: true });
+      expect(row.error).toMatch(/ArtifactMissing.*epoch-0099\/model.json does not exist/);
+    });
+
     it('registers a blessed model once: a repeated call returns the same version, a rejected one is refused', async () => {
       const trained = await call(mock(), acts.trainTrial, { ...trialInput(), trialId: 'final', step: 'final' as const });
       const gate = {

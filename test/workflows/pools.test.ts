@@ -63,10 +63,14 @@ describe('worker pools', () => {
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const text = JSON.stringify(err, Object.getOwnPropertyNames(err)) + String(((err as Error).cause as Error | undefined)?.message);
     expect(text).toMatch(/AllTrialsFailed|GpuUnavailable/);
-    const runs = await h.db.db.selectFrom('ml.pipeline_runs').select(['status', 'error_message']).where('model_name', '=', cfg.modelName).execute();
+    const runs = await h.db.db.selectFrom('ml.pipeline_runs').select(['run_id', 'status', 'error_message']).where('model_name', '=', cfg.modelName).execute();
     expect(runs).toHaveLength(1);
     expect(runs[0].status).toBe('failed');
     expect(runs[0].error_message).toMatch(/must train on a GPU .*allowCpuFallback/s);
+    // each trial's row says why, on which host
+    const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'error', 'host']).where('run_id', '=', runs[0].run_id).execute();
+    expect(trials.length).toBeGreaterThanOrEqual(2);
+    for (const t of trials) expect(t, t.trial_id).toMatchObject({ status: 'failed', host: 'no-gpu-host', error: expect.stringMatching(/must train on a GPU/) });
     const versions = await h.db.db.selectFrom('ml.model_versions').select('version').where('model_name', '=', cfg.modelName).execute();
     expect(versions).toHaveLength(0);
   });
