@@ -98,6 +98,14 @@ export function createRunActivities(deps: ActivityDeps) {
     // run's search trains the next rung again and updates the row as it goes. Its started_at, finished_at, host and
     // pool still name the interrupted execution until then.
     for (const t of taken) {
+      // An interrupted trial continues in its rung from its checkpoint at epoch `through`: its row keeps that rung and
+      // shows the curve up to there (the failed run may have recorded an epoch past its last checkpoint).
+      if (t.rung !== undefined && t.through !== undefined) {
+        await sql`update ml.trials set epochs_run = ${t.through},
+            curve = coalesce((select jsonb_agg(p order by (p->>'epoch')::int) from jsonb_array_elements(curve) p where (p->>'epoch')::int <= ${t.through}), '[]'::jsonb)
+          where run_id = ${runId} and trial_id = ${t.trialId} and rung = ${t.rung}`.execute(trx);
+        continue;
+      }
       if (t.rung === undefined || !t.result) continue;
       const r = t.result;
       // results recorded before these fields existed leave the row's own values

@@ -67,6 +67,37 @@ export function reusableSearchResults<R extends { status: string }>(prefix: Part
   return results.filter((r) => r.result.status === 'completed' && r.rung <= failedAt);
 }
 
+/** A trial a failed run's search was training when the run stopped: in rung `rung`, checkpointed through `epoch`. */
+export interface InterruptedTrial {
+  trialId: string;
+  rung: number;
+  /** the last epoch whose checkpoint the failed run wrote in that rung (epochs count from the trial's start) */
+  epoch: number;
+}
+
+/**
+ * The interrupted trials a resumed run continues from their last checkpoint instead of from their rung's start (a
+ * first rung from epoch 1): those whose rung the new search reaches with the same trials, as the taken results do
+ * (at or below the lowest rung with a failure; a promoted rung only when the rung before was taken for that trial),
+ * and whose checkpoint is past where the rung starts. A checkpoint carries the full training state, so the trial
+ * ends as it would have without the interruption.
+ */
+export function reusableInterrupted<R extends { status: string; trialId: string; checkpoint?: { epoch: number } }>(
+  prefix: Partial<Record<ReusableStep, unknown>>,
+  results: readonly { rung: number; result: R }[],
+  interrupted: readonly InterruptedTrial[],
+): InterruptedTrial[] {
+  if (prefix.split === undefined || prefix.search !== undefined) return [];
+  const failedAt = Math.min(...results.filter((r) => r.result.status !== 'completed').map((r) => r.rung));
+  const taken = reusableSearchResults(prefix, results);
+  return interrupted.filter((t) => {
+    if (t.rung > failedAt || taken.some((r) => r.rung === t.rung && r.result.trialId === t.trialId)) return false;
+    if (t.rung === 0) return t.epoch > 0;
+    const before = taken.find((r) => r.rung === t.rung - 1 && r.result.trialId === t.trialId);
+    return before !== undefined && t.epoch > (before.result.checkpoint?.epoch ?? Infinity);
+  });
+}
+
 /** The baseline a resumed run takes from a search that did not complete: the one the failed run trained (or took), if completed. */
 export function reusableBaseline<B extends { status: string }>(prefix: Partial<Record<ReusableStep, unknown>>, baseline: B | undefined): B | undefined {
   return prefix.split !== undefined && prefix.search === undefined && baseline?.status === 'completed' ? baseline : undefined;
@@ -95,13 +126,21 @@ export function searchFromHistory<S, B, R>(h: {
   };
 }
 
-/** Every trial a resumed run takes one by one, as ml.pipeline_runs.reused_trials, the CLI and the lineage name them: search trials (each through its last reused rung), the baseline, seed replicas. */
-export function reusedTrials(steps: { searchTrials?: { results: readonly { rung: number; result: TrialResult }[]; baseline?: unknown }; replicas?: readonly { trialId: string }[] }): ReusedTrial[] {
-  return [
-    ...lastReusedRungs(steps.searchTrials?.results ?? []),
-    ...(steps.searchTrials?.baseline ? [{ trialId: 'baseline' }] : []),
-    ...(steps.replicas ?? []).map((r) => ({ trialId: r.trialId })),
-  ];
+/**
+ * Every trial a resumed run takes one by one, as ml.pipeline_runs.reused_trials, the CLI and the lineage name them:
+ * search trials (each through its last reused rung, or into the rung it was interrupted in), the baseline, seed
+ * replicas.
+ */
+export function reusedTrials(steps: {
+  searchTrials?: { results: readonly { rung: number; result: TrialResult }[]; baseline?: unknown; interrupted?: readonly { trialId: string; rung: number; from: { epoch: number } }[] };
+  replicas?: readonly { trialId: string }[];
+}): ReusedTrial[] {
+  const interrupted = steps.searchTrials?.interrupted ?? [];
+  const search: ReusedTrial[] = [
+    ...lastReusedRungs(steps.searchTrials?.results ?? []).filter((t) => !interrupted.some((i) => i.trialId === t.trialId)),
+    ...interrupted.map((i) => ({ trialId: i.trialId, rung: i.rung, through: i.from.epoch })),
+  ].sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true }));
+  return [...search, ...(steps.searchTrials?.baseline ? [{ trialId: 'baseline' }] : []), ...(steps.replicas ?? []).map((r) => ({ trialId: r.trialId }))];
 }
 
 /** A trial a resumed run took one by one from an unfinished step: a search trial through a rung, the baseline, a replica. */
@@ -111,6 +150,8 @@ export interface ReusedTrial {
   rung?: number;
   /** and its result there, which its ml.trials row shows in the new run */
   result?: RungState;
+  /** a search trial interrupted in rung `rung`: the epoch it continues from (its row shows the curve up to it) */
+  through?: number;
 }
 
 /** What a search trial's ml.trials row holds after a rung. */
@@ -128,8 +169,12 @@ export interface RungState {
   seconds?: number;
 }
 
-/** How ml.pipeline_runs.reused_trials and the CLI name a reused trial: `t003@1` (a search trial through rung 1), `baseline`, `t010-s2`. */
-export const reusedTrialLabel = (t: ReusedTrial): string => (t.rung === undefined ? t.trialId : `${t.trialId}@${t.rung}`);
+/**
+ * How ml.pipeline_runs.reused_trials and the CLI name a reused trial: `t003@1` (a search trial through rung 1, counted
+ * from 0), `t003@2:7` (interrupted in rung 2, continued from its checkpoint at epoch 7), `baseline`, `t010-s2`.
+ */
+export const reusedTrialLabel = (t: ReusedTrial): string =>
+  t.rung === undefined ? t.trialId : `${t.trialId}@${t.rung}${t.through === undefined ? '' : `:${t.through}`}`;
 
 interface TrialResult {
   trialId: string;

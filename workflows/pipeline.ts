@@ -28,7 +28,7 @@ import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
 import { formatEnsembleGain } from '../ml/ensemble-gain.js';
 import { cleanInput, ensembleCandidates, gpuRequirement, REPLICA_STREAM, replicaId, searchInput, searchSpace } from './inputs.js';
-import { better, hyperparameterSearch, rungBudgets, trainOrFail, type HyperparameterSearchOutput, type SearchTrialResult } from './search.js';
+import { better, hyperparameterSearch, rungBudgets, trainOrFail, type HyperparameterSearchOutput, type InterruptedSearchTrial, type SearchTrialResult } from './search.js';
 import { deriveSeed } from '../ml/random.js';
 import type { ModelRef, TrainTrialOutput } from '../activities/train.js';
 import type { BuildEnsembleOutput } from '../activities/ensemble.js';
@@ -85,9 +85,10 @@ export interface ResumedSteps {
   replicas?: TrainTrialOutput[];
   /**
    * The trial results (each at its rung) and the baseline the failed run completed before its search failed (no
-   * `search` then): the new run's search takes them and trains only the rest. Older resumed runs have no key.
+   * `search` then): the new run's search takes them and trains only the rest, and continues the trials it was
+   * training from their last checkpoints (`interrupted`). Older resumed runs have no key.
    */
-  searchTrials?: { results: SearchTrialResult[]; baseline?: TrainTrialOutput };
+  searchTrials?: { results: SearchTrialResult[]; baseline?: TrainTrialOutput; interrupted?: InterruptedSearchTrial[] };
 }
 
 export interface TrainPipelineOutput {
@@ -344,7 +345,13 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       search = await executeChild(hyperparameterSearch, {
         workflowId: searchWorkflowId,
         taskQueue: queues.cpu,
-        args: [{ ...searchInput(runId, config, data, trainQueue), ...(reused.searchTrials && { reused: reused.searchTrials.results }) }],
+        args: [
+          {
+            ...searchInput(runId, config, data, trainQueue),
+            ...(reused.searchTrials && { reused: reused.searchTrials.results }),
+            ...(reused.searchTrials?.interrupted && { interrupted: reused.searchTrials.interrupted }),
+          },
+        ],
         staticSummary: `hyperparameter search: ${config.search.trials} trials, rungs of ${budgets.join(' → ')} epochs, ranked by ${config.search.metric}`,
       });
       baseline = await baselinePromise;
@@ -356,7 +363,8 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         `baseline val ROC-AUC ${baseline.valAuc?.toFixed(4)}` +
         (reused.search ? reusedNote : '') +
         (reused.searchTrials
-          ? `; ${reused.searchTrials.results.length} trial results${reused.searchTrials.baseline ? ' and the baseline' : ''} reused from run ${input.resume!.fromRunId}`
+          ? `; ${reused.searchTrials.results.length} trial results${reused.searchTrials.baseline ? ' and the baseline' : ''} reused from run ${input.resume!.fromRunId}` +
+            (reused.searchTrials.interrupted?.length ? `, ${reused.searchTrials.interrupted.length} interrupted trials continued from its checkpoints` : '')
           : ''),
     );
 

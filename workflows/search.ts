@@ -34,6 +34,19 @@ export interface HyperparameterSearchInput {
    * carry the key.
    */
   reused?: SearchTrialResult[];
+  /**
+   * `run resume` of a run whose search was training these trials when it stopped: each continues in its rung from
+   * that run's last checkpoint instead of from the rung's start (a first rung from epoch 1). Only new resumes carry
+   * the key.
+   */
+  interrupted?: InterruptedSearchTrial[];
+}
+
+/** A trial a failed run's search was training when it stopped, and the checkpoint a resume continues it from. */
+export interface InterruptedSearchTrial {
+  trialId: string;
+  rung: number;
+  from: { ref: ModelRef; epoch: number };
 }
 
 /** One trial's result at one rung of a search. */
@@ -130,6 +143,7 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
   const rungs: { budget: number; trials: number }[] = [];
   const trialId = (i: number) => `t${String(i + 1).padStart(3, '0')}`;
   const reused = new Map((input.reused ?? []).map((r) => [`${r.result.trialId}@${r.rung}`, r.result]));
+  const interrupted = new Map((input.interrupted ?? []).map((t) => [`${t.trialId}@${t.rung}`, t.from]));
 
   let active = candidates.map((_, i) => i);
   for (let k = 0; k < budgets.length; k++) {
@@ -148,7 +162,7 @@ export async function hyperparameterSearch(input: HyperparameterSearchInput): Pr
         const id = trialId(i);
         progress.running.push(id);
         const previous = latest[i];
-        const resumeFrom: { ref: ModelRef; epoch: number } | undefined = previous?.checkpoint;
+        const resumeFrom: { ref: ModelRef; epoch: number } | undefined = interrupted.get(`${id}@${k}`) ?? previous?.checkpoint;
         const trial = {
           runId: input.runId,
           trialId: id,

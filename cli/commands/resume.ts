@@ -4,9 +4,9 @@ import type { temporal } from '@temporalio/proto';
 import type { CleanOutput } from '../../activities/clean.js';
 import type { IngestOutput } from '../../activities/ingest.js';
 import type { SplitOutput } from '../../activities/split.js';
-import type { TrainTrialInput, TrainTrialOutput } from '../../activities/train.js';
+import type { ModelRef, TrainTrialInput, TrainTrialOutput } from '../../activities/train.js';
 import type { BuildEnsembleOutput } from '../../activities/ensemble.js';
-import type { ReusableStep } from '../../pipeline/resume.js';
+import type { InterruptedTrial, ReusableStep } from '../../pipeline/resume.js';
 import type { ArtifactRef } from '../../store/artifacts.js';
 import type { Services } from '../../workers/deps.js';
 import type { ResumedSteps, TrainPipelineInput, TrainPipelineOutput } from '../../workflows/pipeline.js';
@@ -70,7 +70,9 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const r = await recordIfStopped(s, client, await runs.findRun(s.db, id));
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
-  const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import('../../pipeline/resume.js');
+  const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusableInterrupted, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import(
+    '../../pipeline/resume.js'
+  );
   const steps: ResumedSteps = reusablePrefix(history.steps);
   const reusedSteps = Object.keys(steps) as ReusableStep[];
   // trials taken one by one from the step the failed run was in when it stopped: its search, or its ensemble step
@@ -78,7 +80,15 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   if (replicas.length) steps.replicas = replicas;
   const results = reusableSearchResults(steps, history.searchTrials.results);
   const baseline = reusableBaseline(steps, history.searchTrials.baseline);
-  if (results.length || baseline) steps.searchTrials = { results, ...(baseline && { baseline }) };
+  const checkpointed = steps.split && !steps.search ? await lastCheckpoints(s, r.run_id, history.interrupted) : [];
+  const interrupted = reusableInterrupted(steps, history.searchTrials.results, checkpointed).map((t) => ({
+    trialId: t.trialId,
+    rung: t.rung,
+    from: { ref: checkpointed.find((c) => c.trialId === t.trialId)!.ref, epoch: t.epoch },
+  }));
+  if (results.length || baseline || interrupted.length) {
+    steps.searchTrials = { results, ...(baseline && { baseline }), ...(interrupted.length && { interrupted }) };
+  }
   const reusedTrials = taken(steps).map(reusedTrialLabel);
   const { raw, changed, buildsEnsemble } = await checkConfig(r, history, stepsRead(reusedSteps, reusedTrials), o.config);
   const verified = await verifyArtifacts(s, steps, r.run_id);
@@ -192,6 +202,54 @@ interface FailedRun {
   replicas: TrainTrialOutput[];
   /** its search's trial results at each rung and its baseline, also when its search did not complete */
   searchTrials: { results: SearchTrialResult[]; baseline?: TrainTrialOutput };
+  /** the search trials it was still training when it stopped, each in its rung */
+  interrupted: { trialId: string; rung: number }[];
+}
+
+/**
+ * Where each trial the failed run was still training had got to: the last epoch whose checkpoint it wrote in the rung
+ * it was in (its ml.trials row's curve, written after each checkpoint; the epoch before when the last one's files are
+ * not both there), with the checkpoint read and hashed. A checkpoint whose bytes differ from the sha256 stored with
+ * them is refused (InputsChanged), as any changed artifact is.
+ */
+async function lastCheckpoints(s: Services, runId: string, interrupted: { trialId: string; rung: number }[]): Promise<(InterruptedTrial & { ref: ModelRef })[]> {
+  if (!interrupted.length) return [];
+  const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
+  const { keys, sha256, s3Uri } = await import('../../store/artifacts.js');
+  const rows = await s.db.db.selectFrom('ml.trials').select(['trial_id', 'rung', 'curve']).where('run_id', '=', runId).where('trial_id', 'in', interrupted.map((t) => t.trialId)).execute();
+  const file = async (key: string): Promise<ArtifactRef | null> => {
+    let stored: string | undefined;
+    try {
+      stored = (await s.s3.send(new HeadObjectCommand({ Bucket: s.store.bucket, Key: key }))).Metadata?.sha256;
+    } catch (err) {
+      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404 || (err as Error).name === 'NotFound') return null;
+      throw err;
+    }
+    const bytes = await s.store.getKey(key);
+    const digest = sha256(bytes);
+    if (digest !== stored) {
+      throw new CliError(
+        `cannot resume run ${runId}: checkpoint ${s3Uri(s.store.bucket, key)} has sha256 ${digest.slice(0, 12)}…, stored with it ${stored?.slice(0, 12) ?? 'none'}…: it was changed after it was written; start a new run instead`,
+        ExitCode.conflict,
+        'InputsChanged',
+      );
+    }
+    return { bucket: s.store.bucket, key, sha256: digest, bytes: bytes.byteLength };
+  };
+  const out: (InterruptedTrial & { ref: ModelRef })[] = [];
+  for (const t of interrupted) {
+    const row = rows.find((x) => x.trial_id === t.trialId);
+    if (!row || row.rung !== t.rung) continue;
+    const last = Math.max(0, ...((row.curve ?? []) as { epoch: number }[]).map((p) => p.epoch));
+    for (const epoch of [last, last - 1].filter((e) => e >= 1)) {
+      const [modelJson, weights] = await Promise.all(['model.json', 'weights.bin'].map((f) => file(keys.trialCheckpoint(runId, t.trialId, epoch, f))));
+      if (modelJson && weights) {
+        out.push({ ...t, epoch, ref: { modelJson, weights } });
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -261,13 +319,9 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
     if (childStarted?.workflowType?.name === 'hyperparameterSearch') searchRun = childStarted.workflowExecution ?? undefined;
   }
   const { searchFromHistory } = await import('../../pipeline/resume.js');
-  const fromHistory = searchFromHistory({
-    search,
-    baseline,
-    earlier: input.resume?.steps.searchTrials,
-    // read unless the search step is whole: a completed child whose baseline failed or was interrupted keeps its results
-    results: (search && (baseline ?? input.resume?.steps.searchTrials?.baseline)) || !searchRun ? [] : await searchResults(client, searchRun),
-  });
+  // read unless the search step is whole: a completed child whose baseline failed or was interrupted keeps its results
+  const child = (search && (baseline ?? input.resume?.steps.searchTrials?.baseline)) || !searchRun ? { results: [], interrupted: [] } : await searchResults(client, searchRun);
+  const fromHistory = searchFromHistory({ search, baseline, earlier: input.resume?.steps.searchTrials, results: child.results });
   if (fromHistory.search) steps.search = fromHistory.search;
   const searchTrials = fromHistory.trials;
   delete steps.searchTrials;
@@ -281,7 +335,7 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
   const at = Array.isArray(scheduledAt) ? scheduledAt[0] : scheduledAt;
   const asOf = input.asOf ?? (at ? new Date(at as string).toISOString() : undefined);
-  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials };
+  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials, interrupted: child.interrupted };
 }
 
 /**
@@ -289,16 +343,20 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
  * attempts were spent (failed or timed out), rebuilt as the failed trial the search recorded (trainOrFail). A trial
  * cancelled with the run was interrupted, not failed: it has neither.
  */
-async function searchResults(client: Client, run: temporal.api.common.v1.IWorkflowExecution): Promise<SearchTrialResult[]> {
+async function searchResults(client: Client, run: temporal.api.common.v1.IWorkflowExecution): Promise<{ results: SearchTrialResult[]; interrupted: { trialId: string; rung: number }[] }> {
   const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
   const converter = client.options.loadedDataConverter;
   const decode = <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => decodeFromPayloadsAtIndex<T>(converter, 0, payloads?.payloads);
   const events = (await client.workflow.getHandle(run.workflowId!, run.runId ?? undefined).fetchHistory()).events ?? [];
   const scheduled = new Map<string, temporal.api.common.v1.IPayloads | null | undefined>();
+  const open = new Set<string>();
   const out: SearchTrialResult[] = [];
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
-    if (s?.activityType?.name === 'trainTrial') scheduled.set(String(e.eventId), s.input);
+    if (s?.activityType?.name === 'trainTrial') {
+      scheduled.set(String(e.eventId), s.input);
+      open.add(String(e.eventId));
+    }
     const done = e.activityTaskCompletedEventAttributes;
     const input = done && scheduled.get(String(done.scheduledEventId));
     if (done && input) {
@@ -307,8 +365,17 @@ async function searchResults(client: Client, run: temporal.api.common.v1.IWorkfl
     }
     const spent = await spentTrainTrial(client, e, (id) => scheduled.get(id));
     if (spent) out.push({ rung: spent.input.rung ?? 0, result: spent.rebuilt });
+    const closed = done ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+    if (closed) open.delete(String(closed.scheduledEventId));
   }
-  return out;
+  // still training when the run stopped (or cancelled with it): neither completed nor failed
+  const interrupted = await Promise.all(
+    [...open].map(async (id) => {
+      const { trialId, rung } = await decode<TrainTrialInput>(scheduled.get(id));
+      return { trialId, rung: rung ?? 0 };
+    }),
+  );
+  return { results: out, interrupted };
 }
 
 /**

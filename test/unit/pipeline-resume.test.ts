@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  changedSections, firstExecutedStep, lastReusedRungs, reusableBaseline, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, reusedTrials,
+  changedSections, firstExecutedStep, lastReusedRungs, reusableBaseline, reusableInterrupted, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, reusedTrials,
   searchFromHistory, stepsRead, upstreamChanges,
 } from '../../pipeline/resume.js';
 
@@ -50,7 +50,7 @@ describe('reusableSearchResults and lastReusedRungs', () => {
   const result = (trialId: string, status: string, epochs: number, budget: number, valAuc: number | null) => ({
     trialId, status, epochs, params: { epochs: budget }, valAuc, valPrAuc: valAuc && valAuc / 3, valLogLoss: valAuc && 1 - valAuc, bestEpoch: epochs, stopReason: 'maxEpochs',
     resumedFromEpoch: budget > 1 ? budget / 3 : 0, seconds: 2.5 * epochs,
-    ...(status === 'completed' && { model: { modelJson: { bucket: 'b', key: `runs/r/trials/${trialId}/rung-${budget > 1 ? 1 : 0}/model/model.json` } } }),
+    ...(status === 'completed' && { model: { modelJson: { bucket: 'b', key: `runs/r/trials/${trialId}/rung-${budget > 1 ? 1 : 0}/model/model.json` } }, checkpoint: { epoch: epochs } }),
   });
   // rung 0 all completed; at rung 1 t002 completed and t001 failed for good; t002 reached rung 2
   const results = [
@@ -106,6 +106,36 @@ describe('reusableSearchResults and lastReusedRungs', () => {
     const searchTrials = { results: reusableSearchResults(upToSplit, results), baseline: { status: 'completed' } };
     expect(reusedTrials({ searchTrials, replicas: [{ trialId: 't002-s2' }] }).map(reusedTrialLabel)).toEqual(['t001@0', 't002@1', 't003@0', 'baseline', 't002-s2']);
     expect(reusedTrials({})).toEqual([]);
+  });
+
+  it('continues an interrupted trial from its checkpoint where the new search reaches its rung with the same trials', () => {
+    const noFailure = results.filter((r) => r.result.status === 'completed' && r.rung < 2);
+    const interrupted = [
+      { trialId: 't002', rung: 2, epoch: 6 }, // in rung 2 (from epoch 3) through epoch 6
+      { trialId: 't004', rung: 0, epoch: 1 }, // a first rung, through its only epoch so far
+      { trialId: 't005', rung: 0, epoch: 0 }, // no checkpoint yet: trains from epoch 1
+      { trialId: 't006', rung: 1, epoch: 2 }, // rung 1, but no rung-0 result of it is taken
+    ];
+    expect(reusableInterrupted(upToSplit, noFailure, interrupted)).toEqual([interrupted[0], interrupted[1]]);
+    // not past where the rung starts: nothing to continue from
+    expect(reusableInterrupted(upToSplit, noFailure, [{ trialId: 't002', rung: 2, epoch: 3 }])).toEqual([]);
+    // above the lowest rung with a failure (t001 at rung 1) the new search may promote others: rung 2 starts over
+    expect(reusableInterrupted(upToSplit, results.filter((r) => r.rung < 2), interrupted)).toEqual([interrupted[1]]);
+    // none when the whole search is reused, or the split is not
+    expect(reusableInterrupted({ ...upToSplit, search: out('se') }, noFailure, interrupted)).toEqual([]);
+    expect(reusableInterrupted({ ingest: out('i') }, noFailure, interrupted)).toEqual([]);
+  });
+
+  it('names an interrupted trial by the rung it continues in and the epoch it continues from, in place of its last rung', () => {
+    const searchTrials = {
+      results: reusableSearchResults(upToSplit, results.filter((r) => r.result.status === 'completed' && r.rung < 2)),
+      interrupted: [{ trialId: 't002', rung: 2, from: { epoch: 6 } }, { trialId: 't004', rung: 0, from: { epoch: 1 } }],
+    };
+    const taken = reusedTrials({ searchTrials });
+    expect(taken.map(reusedTrialLabel)).toEqual(['t001@0', 't002@2:6', 't003@0', 't004@0:1']);
+    expect(taken[1]).toEqual({ trialId: 't002', rung: 2, through: 6 });
+    // and the config check reads the search and training sections for it, as for any trial taken
+    expect(stepsRead(['ingest', 'clean', 'split'], [taken[3]])).toEqual(['ingest', 'clean', 'split', 'search']);
   });
 
   it('makes the config check read the search and training sections when trials are taken one by one', () => {

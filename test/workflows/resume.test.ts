@@ -433,9 +433,11 @@ describe('propensity run resume inside a search', () => {
     ]);
   });
 
-  it('resumes at the search: takes the first rung and the baseline, trains only the second rung from the failed run’s checkpoints, registers', async () => {
+  it('resumes at the search: takes the first rung and the baseline, continues the second rung from the failed run’s last checkpoints to the same results, registers', async () => {
     const real = createActivities({ db, store, codeVersion: 'test' });
     const seenAtStart = new Map<string, Awaited<ReturnType<typeof trialRows>>[number]>();
+    const failedRows = await trialRows(failedRunId);
+    const secondRung = failedRows.filter((r) => r.rung === 1).map((r) => r.trial_id);
     const [res, resumed, detail] = await withWorkers(
       async () => {
         const started = await cli('run', 'resume', workflowId, '--detach', '--json');
@@ -456,39 +458,43 @@ describe('propensity run resume inside a search', () => {
     expect(res.code, res.stderr).toBe(0);
     const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search', changedSections: [] });
-    expect(plan.reusedTrials).toEqual(['t001@0', 't002@0', 't003@0', 't004@0', 'baseline']);
+    // the first rung's results, and the second rung's two trials, which had trained all three epochs but never
+    // reported: each continues from its checkpoint at epoch 3
+    expect(plan.reusedTrials).toEqual([...['t001', 't002', 't003', 't004'].map((t) => (secondRung.includes(t) ? `${t}@1:3` : `${t}@0`)), 'baseline']);
     expect(resumed!.status).toBe('registered');
     const runId = resumed!.runId;
 
-    // the pipeline trained nothing itself (the baseline was taken); its search trained the two promoted trials' second rung
+    // the pipeline trained nothing itself (the baseline was taken); its search ran the two promoted trials' second rung
     const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
     expect(history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? [])).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
     const search = await client.workflow.getHandle(`${workflowId}/search`).fetchHistory();
     const trained = search.events!.flatMap((e) =>
       e.activityTaskScheduledEventAttributes ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; runId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }] : [],
     );
+    expect(trained.map((t) => t.trialId).sort()).toEqual([...secondRung].sort());
     expect(trained.map((t) => t.rung)).toEqual([1, 1]);
     for (const t of trained) {
       expect(t.runId).toBe(runId);
-      // from the failed run's first-rung checkpoint
-      expect(t.resumeFrom?.epoch).toBe(1);
-      expect(t.resumeFrom?.ref.modelJson.key).toContain(`runs/${failedRunId}/trials/${t.trialId}/checkpoints/epoch-0001/`);
-      // and its row, copied from the failed run, showed the first rung's result, not the interrupted second rung's
-      expect(seenAtStart.get(t.trialId)).toMatchObject({ status: 'completed', rung: 0, budget_epochs: 1, epochs_run: 1, resumed_from_epoch: 0 });
-      expect(seenAtStart.get(t.trialId)!.model_uri).toContain(`runs/${failedRunId}/trials/${t.trialId}/rung-0/model/model.json`);
-      expect(seenAtStart.get(t.trialId)!.curve).toHaveLength(1);
+      // from the failed run's last checkpoint in that rung
+      expect(t.resumeFrom?.epoch).toBe(3);
+      expect(t.resumeFrom?.ref.modelJson.key).toContain(`runs/${failedRunId}/trials/${t.trialId}/checkpoints/epoch-0003/`);
+      // and its row, copied from the failed run, showed where that run had got to in the second rung
+      expect(seenAtStart.get(t.trialId)).toMatchObject({ rung: 1, budget_epochs: 3, epochs_run: 3 });
+      expect(seenAtStart.get(t.trialId)!.curve).toHaveLength(3);
     }
 
-    // records: every trial under the new run, completed at the rung it reached; the run names what it took
+    // records: every trial under the new run, completed at the rung it reached, the second rung with the very results
+    // the failed run's training had reached (a checkpoint holds the whole training state); the run names what it took
     const rows = await trialRows(runId);
     expect(rows.map((r) => r.trial_id)).toEqual(['baseline', 't001', 't002', 't003', 't004']);
     expect(rows.every((r) => r.status === 'completed')).toBe(true);
-    expect(rows.filter((r) => r.rung === 1).map((r) => r.trial_id).sort()).toEqual(trained.map((t) => t.trialId).sort());
+    const valAuc = (runId: string) => db.db.selectFrom('ml.trials').select(['trial_id', 'val_auc', 'val_log_loss']).where('run_id', '=', runId).where('rung', '=', 1).orderBy('trial_id').execute();
+    expect(await valAuc(runId)).toEqual(await valAuc(failedRunId));
     const executed = await db.db.selectFrom('ml.run_steps').select(['step', 'trial_id']).where('run_id', '=', runId).where('trial_id', '<>', '').execute();
-    expect(executed.map((s) => s.trial_id).sort()).toEqual(trained.map((t) => t.trialId).sort());
+    expect(executed.map((s) => s.trial_id).sort()).toEqual([...secondRung].sort());
     const run = await db.db.selectFrom('ml.pipeline_runs').selectAll().where('run_id', '=', runId).executeTakeFirstOrThrow();
     expect(run).toMatchObject({ reused_steps: ['ingest', 'clean', 'split'], reused_trials: plan.reusedTrials });
-    expect(detail).toContain(`; 4 trial results and the baseline reused from run ${failedRunId}`);
+    expect(detail).toContain(`; 4 trial results and the baseline reused from run ${failedRunId}, 2 interrupted trials continued from its checkpoints`);
   });
 });
 
@@ -639,12 +645,23 @@ describe('propensity run resume after a trial and the baseline failed for good',
   });
 
   it('resumes at the search: takes the results up to the failed rung, trains the baseline, the failed trial and the third rung, the latter from the failed run’s second-rung checkpoints', async () => {
-    const [res, resumed] = await withWorkers(async () => {
-      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
-      if (started.code !== 0) return [started, null] as const;
-      const plan = lastJson(started.stdout);
-      return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result()] as const;
-    });
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    // what the new run's records say of a trial when its third rung starts
+    const seenAtStart = new Map<string, Awaited<ReturnType<typeof trialRows>>[number]>();
+    const [res, resumed] = await withWorkers(
+      async () => {
+        const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+        if (started.code !== 0) return [started, null] as const;
+        const plan = lastJson(started.stdout);
+        return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result()] as const;
+      },
+      {
+        async trainTrial(input) {
+          if (input.rung === 2) seenAtStart.set(input.trialId, (await trialRows(input.runId)).find((r) => r.trial_id === input.trialId)!);
+          return real.trainTrial(input);
+        },
+      },
+    );
     expect(res.code, res.stderr).toBe(0);
     const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search', changedSections: [] });
@@ -675,6 +692,8 @@ describe('propensity run resume after a trial and the baseline failed for good',
     for (const t of third) {
       expect(t.resumeFrom?.epoch).toBe(2);
       expect(t.resumeFrom?.ref.modelJson.key).toContain(`runs/${survivors.includes(t.trialId) ? failedRunId : runId}/trials/${t.trialId}/checkpoints/epoch-0002/`);
+      // a taken trial's row, copied from the failed run (which had trained this rung), was set back to its second rung
+      if (survivors.includes(t.trialId)) expect(seenAtStart.get(t.trialId)).toMatchObject({ status: 'completed', rung: 1, epochs_run: 2 });
     }
 
     // records: every trial and the baseline completed under the new run; the run names what it took
@@ -685,5 +704,96 @@ describe('propensity run resume after a trial and the baseline failed for good',
       reused_steps: ['ingest', 'clean', 'split'],
       reused_trials: plan.reusedTrials,
     });
+  });
+});
+
+describe('propensity run resume inside a first rung', () => {
+  const workflowId = `train-resume-first-rung-${randomUUID()}`;
+  let failedRunId: string;
+  let reached: number;
+  const firstRungConfig = () =>
+    config({
+      modelName: 'resumed_first_rung',
+      // one rung of four epochs
+      search: { trials: 2, parallelism: 2, epochs: 4, patience: 4, halving: { eta: 3, minEpochs: 4 }, baselineCompetes: false },
+      training: { finalEpochs: 3, backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 1 } },
+    });
+  const trialRow = (runId: string, trialId: string) =>
+    db.db.selectFrom('ml.trials').select(['status', 'rung', 'epochs_run', 'curve', 'resumed_from_epoch']).where('run_id', '=', runId).where('trial_id', '=', trialId).executeTakeFirst();
+
+  it('a run is cancelled after a trial of its first rung was interrupted past its second epoch (its worker drained)', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    let interrupted = false;
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: firstRungConfig(), taskQueues: queues, trigger: 'test' }] });
+    failedRunId = handle.firstExecutionRunId;
+    const err = await withWorkers(
+      async () => {
+        await waitUntil('t001 interrupted, t002 and the baseline trained', async () => {
+          const done = await Promise.all(['t002', 'baseline'].map((t) => trialRow(failedRunId, t)));
+          return interrupted && done.every((r) => r?.status === 'completed');
+        });
+        await handle.cancel();
+        return handle.result().catch((e: unknown) => e);
+      },
+      {
+        // t001 trains for real and stops, as a drained worker stops it, once it has checkpointed epoch 2; its
+        // activity then never reports back before the run is cancelled
+        async trainTrial(input) {
+          if (input.trialId !== 't001') return real.trainTrial(input);
+          const ctx = Context.current();
+          const drain = new AbortController();
+          const heartbeat = ctx.heartbeat.bind(ctx);
+          Object.assign(ctx, {
+            cancellationSignal: drain.signal,
+            heartbeat: (details?: unknown) => {
+              heartbeat(details);
+              if (((details as { epoch?: number } | undefined)?.epoch ?? 0) >= 2) drain.abort('the worker is draining');
+            },
+          });
+          await real.trainTrial(input).catch(() => undefined);
+          interrupted = true;
+          for (;;) {
+            heartbeat();
+            await ctx.sleep(100);
+          }
+        },
+      },
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const row = await trialRow(failedRunId, 't001');
+    expect(row).toMatchObject({ status: 'failed', rung: 0 });
+    reached = Math.max(...(row!.curve as { epoch: number }[]).map((p) => p.epoch));
+    expect(reached).toBeGreaterThanOrEqual(2);
+    expect(reached).toBeLessThan(4);
+  });
+
+  it('resumes at the search: continues the interrupted trial from the failed run’s last checkpoint, takes the rest, registers', async () => {
+    const [res, resumed, detail] = await withWorkers(async () => {
+      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
+      if (started.code !== 0) return [started, null, null] as const;
+      const plan = lastJson(started.stdout);
+      const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
+      return [started, out, await stageDetail(workflowId, out.runId, 'search')] as const;
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
+    expect(plan.reusedTrials).toEqual([`t001@0:${reached}`, 't002@0', 'baseline']);
+    expect(resumed!.status).toBe('registered');
+    const runId = resumed!.runId;
+
+    // the search trained t001 only, from the failed run's checkpoint at the epoch it had reached
+    const search = await client.workflow.getHandle(`${workflowId}/search`).fetchHistory();
+    const trained = search.events!.flatMap((e) =>
+      e.activityTaskScheduledEventAttributes ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }] : [],
+    );
+    expect(trained.map((t) => [t.trialId, t.rung, t.resumeFrom?.epoch])).toEqual([['t001', 0, reached]]);
+    expect(trained[0].resumeFrom!.ref.modelJson.key).toBe(`runs/${failedRunId}/trials/t001/checkpoints/epoch-${String(reached).padStart(4, '0')}/model.json`);
+    // its row: the curve the failed run reached, then the new run's epochs, each once
+    const row = await trialRow(runId, 't001');
+    expect(row).toMatchObject({ status: 'completed', rung: 0, resumed_from_epoch: reached, epochs_run: 4 });
+    expect((row!.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual([1, 2, 3, 4]);
+    expect(await db.db.selectFrom('ml.pipeline_runs').select('reused_trials').where('run_id', '=', runId).executeTakeFirstOrThrow()).toEqual({ reused_trials: plan.reusedTrials });
+    expect(detail).toContain(`; 1 trial results and the baseline reused from run ${failedRunId}, 1 interrupted trials continued from its checkpoints`);
   });
 });
