@@ -73,7 +73,11 @@ describe('committed workflow histories', () => {
     const E = temporal.api.enums.v1.EventType;
     type Steps = Record<string, unknown> & {
       replicas?: { trialId: string }[];
-      searchTrials?: { results: { rung: number; result: { trialId: string } }[]; baseline?: unknown };
+      searchTrials?: {
+        results: { rung: number; result: { trialId: string } }[];
+        baseline?: unknown;
+        interrupted?: { trialId: string; rung: number; from: { ref: { modelJson: { key: string } }; epoch: number } }[];
+      };
     };
     const input = (i: ReplayItem) => payload<{ resume?: { fromRunId: string; steps: Steps } }>(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0]);
     const resumed = byType('trainPipeline').filter((i) => input(i).resume);
@@ -81,6 +85,7 @@ describe('committed workflow histories', () => {
     expect(resumed.some((r) => 'ensemble' in input(r).resume!.steps), 'a resume that reused an ensemble step').toBe(true);
     expect(resumed.some((r) => 'replicas' in input(r).resume!.steps), 'a resume inside an ensemble step').toBe(true);
     expect(resumed.some((r) => 'searchTrials' in input(r).resume!.steps), 'a resume inside a search').toBe(true);
+    expect(resumed.some((r) => (input(r).resume!.steps.searchTrials?.interrupted?.length ?? 0) > 0), 'a resume that continued interrupted trials (v9)').toBe(true);
     const trainedBy = (i: ReplayItem) =>
       i.history.events!.flatMap((e) => {
         const s = e.activityTaskScheduledEventAttributes;
@@ -111,6 +116,12 @@ describe('committed workflow histories', () => {
         const childTrained = trainedBy(child!).map((t) => `${t.trialId}@${t.rung ?? 0}`);
         expect(childTrained.length).toBeGreaterThanOrEqual(1);
         expect(childTrained.filter((t) => taken.has(t))).toEqual([]);
+        // an interrupted trial (v9) trains in its rung from the failed run's checkpoint it was given
+        for (const t of searchTrials.interrupted ?? []) {
+          const run = trainedBy(child!).find((x) => x.trialId === t.trialId && (x.rung ?? 0) === t.rung) as { resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } } | undefined;
+          expect(run?.resumeFrom, `${t.trialId}@${t.rung}`).toEqual({ ref: t.from.ref, epoch: t.from.epoch });
+          expect(t.from.ref.modelJson.key).toContain(`runs/${fromRunId}/trials/${t.trialId}/checkpoints/`);
+        }
       } else {
         const ensembleStep = replicas ? [...trained.map(() => 'trainTrial'), 'buildEnsemble'] : [];
         expect(scheduled).toEqual(['startRun', ...ensembleStep, 'evaluateModel', 'registerModel', 'finishRun']);
