@@ -114,12 +114,13 @@ export async function recordEnd(db: Db, e: StepExecution, outcome: { output: unk
 /**
  * Closes what a run left open when it ended (finishRun, or `propensity cancel` for a run that could not record its
  * own end): an execution in ml.run_steps and a trial in ml.trials still 'running' belong to an attempt whose worker
- * was lost (killed, drained, or out of attempts before it reported) or that the run stopped waiting for, and no
- * result of it will be used. They become 'failed' with error type `RunEnded`, so no record of an ended run says
- * running. An attempt that still finishes afterwards writes its own outcome over this one.
+ * was lost (killed, drained, or out of attempts before it reported) or that the run stopped waiting for (an approval,
+ * say). They become 'failed' with error type `RunEnded`, so no record of an ended run says running. An attempt that
+ * still finishes afterwards writes its own outcome over this one; `run resume` may continue an interrupted trial from
+ * its last checkpoint.
  */
 export async function closeOpenRecords(db: Db, runId: string, ended: string): Promise<{ steps: number; trials: number }> {
-  const message = `the run ended (${ended}) while this attempt was running: its worker stopped before it reported, or the run no longer waited for it; no result of it was used`;
+  const message = `the run ended (${ended}) with this still running: no outcome was reported to it (its worker stopped, or the run stopped waiting)`;
   const [steps, trials] = await Promise.all([
     db.db
       .updateTable('ml.run_steps')

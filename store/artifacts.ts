@@ -30,8 +30,10 @@ export class ArtifactMissingError extends Error {
   override readonly name = 'ArtifactMissingError';
 }
 
+/** The object is not there (a missing bucket is a configuration error, not a missing object). */
 const isNotFound = (err: unknown) =>
-  err instanceof NotFound || err instanceof NoSuchKey || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+  (err as Error)?.name !== 'NoSuchBucket' &&
+  (err instanceof NotFound || err instanceof NoSuchKey || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404);
 
 export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 

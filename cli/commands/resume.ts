@@ -4,13 +4,13 @@ import type { temporal } from '@temporalio/proto';
 import type { CleanOutput } from '../../activities/clean.js';
 import type { IngestOutput } from '../../activities/ingest.js';
 import type { SplitOutput } from '../../activities/split.js';
-import type { ModelRef, TrainTrialInput, TrainTrialOutput } from '../../activities/train.js';
+import type { TrainTrialInput, TrainTrialOutput } from '../../activities/train.js';
 import type { BuildEnsembleOutput } from '../../activities/ensemble.js';
 import type { InterruptedTrial, ReusableStep } from '../../pipeline/resume.js';
 import type { ArtifactRef } from '../../store/artifacts.js';
 import type { Services } from '../../workers/deps.js';
 import type { ResumedSteps, TrainPipelineInput, TrainPipelineOutput } from '../../workflows/pipeline.js';
-import type { HyperparameterSearchOutput, SearchTrialResult } from '../../workflows/search.js';
+import type { HyperparameterSearchOutput, InterruptedSearchTrial, SearchTrialResult } from '../../workflows/search.js';
 import { CliError, ExitCode, idParser, output, withTemporal } from '../common.js';
 import type { findRun } from './runs.js';
 
@@ -80,12 +80,18 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   if (replicas.length) steps.replicas = replicas;
   const results = reusableSearchResults(steps, history.searchTrials.results);
   const baseline = reusableBaseline(steps, history.searchTrials.baseline);
-  const checkpointed = steps.split && !steps.search ? await lastCheckpoints(s, r.run_id, history.interrupted) : [];
-  const interrupted = reusableInterrupted(steps, history.searchTrials.results, checkpointed).map((t) => ({
-    trialId: t.trialId,
-    rung: t.rung,
-    from: { ref: checkpointed.find((c) => c.trialId === t.trialId)!.ref, epoch: t.epoch },
-  }));
+  // trials it was still training, continued from their last checkpoints where the rule takes them
+  const interrupted =
+    steps.split && !steps.search
+      ? await lastCheckpoints(
+          s,
+          r.run_id,
+          steps.split.train.bucket,
+          history.interrupted,
+          (candidates) => reusableInterrupted(steps, history.searchTrials.results, candidates),
+          history.input.resume?.steps.searchTrials?.interrupted,
+        )
+      : [];
   if (results.length || baseline || interrupted.length) {
     steps.searchTrials = { results, ...(baseline && { baseline }), ...(interrupted.length && { interrupted }) };
   }
@@ -207,49 +213,73 @@ interface FailedRun {
 }
 
 /**
- * Where each trial the failed run was still training had got to: the last epoch whose checkpoint it wrote in the rung
- * it was in (its ml.trials row's curve, written after each checkpoint; the epoch before when the last one's files are
- * not both there), with the checkpoint read and hashed. A checkpoint whose bytes differ from the sha256 stored with
- * them is refused (InputsChanged), as any changed artifact is.
+ * Where each trial the failed run was still training had got to, among those `keep` (the pure rule) would take: the
+ * last epoch whose checkpoint it wrote in the rung it was in (its ml.trials row's curve, written after each
+ * checkpoint; the epoch before when the last one's files are not both there), or, when it wrote none there, the
+ * checkpoint it had itself been given by the run it resumed. Each is read and hashed; one whose bytes differ from
+ * the sha256 it was written with is refused (InputsChanged), as any changed artifact is.
  */
-async function lastCheckpoints(s: Services, runId: string, interrupted: { trialId: string; rung: number }[]): Promise<(InterruptedTrial & { ref: ModelRef })[]> {
-  if (!interrupted.length) return [];
+async function lastCheckpoints(
+  s: Services,
+  runId: string,
+  bucket: string,
+  open: { trialId: string; rung: number }[],
+  keep: (candidates: InterruptedTrial[]) => InterruptedTrial[],
+  earlier: readonly InterruptedSearchTrial[] = [],
+): Promise<InterruptedSearchTrial[]> {
+  if (!open.length) return [];
   const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
   const { keys, sha256, s3Uri } = await import('../../store/artifacts.js');
-  const rows = await s.db.db.selectFrom('ml.trials').select(['trial_id', 'rung', 'curve']).where('run_id', '=', runId).where('trial_id', 'in', interrupted.map((t) => t.trialId)).execute();
+  const rows = await s.db.db.selectFrom('ml.trials').select(['trial_id', 'rung', 'curve']).where('run_id', '=', runId).where('trial_id', 'in', open.map((t) => t.trialId)).execute();
+  const changed = (ref: ArtifactRef, digest: string, stored: string | undefined) =>
+    new CliError(
+      `cannot resume run ${runId}: checkpoint ${s3Uri(ref.bucket, ref.key)} has sha256 ${digest.slice(0, 12)}…, written with ${stored?.slice(0, 12) ?? 'none'}…: it was changed after it was written; start a new run instead`,
+      ExitCode.conflict,
+      'InputsChanged',
+    );
+  // a checkpoint file the failed run wrote, hashed; null when it is not there (403: a store that hides missing keys)
   const file = async (key: string): Promise<ArtifactRef | null> => {
     let stored: string | undefined;
     try {
-      stored = (await s.s3.send(new HeadObjectCommand({ Bucket: s.store.bucket, Key: key }))).Metadata?.sha256;
+      stored = (await s.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.sha256;
     } catch (err) {
-      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404 || (err as Error).name === 'NotFound') return null;
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 404 || status === 403 || (err as Error).name === 'NotFound') return null;
       throw err;
     }
-    const bytes = await s.store.getKey(key);
-    const digest = sha256(bytes);
-    if (digest !== stored) {
-      throw new CliError(
-        `cannot resume run ${runId}: checkpoint ${s3Uri(s.store.bucket, key)} has sha256 ${digest.slice(0, 12)}…, stored with it ${stored?.slice(0, 12) ?? 'none'}…: it was changed after it was written; start a new run instead`,
-        ExitCode.conflict,
-        'InputsChanged',
-      );
-    }
-    return { bucket: s.store.bucket, key, sha256: digest, bytes: bytes.byteLength };
+    const bytes = await s.store.getKey(key, bucket);
+    const ref = { bucket, key, sha256: sha256(bytes), bytes: bytes.byteLength };
+    if (ref.sha256 !== stored) throw changed(ref, ref.sha256, stored);
+    return ref;
   };
-  const out: (InterruptedTrial & { ref: ModelRef })[] = [];
-  for (const t of interrupted) {
+  // the checkpoint an earlier resume gave the trial, checked against the hash it was given with
+  const given = async (ref: ArtifactRef): Promise<ArtifactRef> => {
+    const digest = sha256(await s.store.getKey(ref.key, ref.bucket));
+    if (digest !== ref.sha256) throw changed(ref, digest, ref.sha256);
+    return ref;
+  };
+  const candidates = open.flatMap((t) => {
     const row = rows.find((x) => x.trial_id === t.trialId);
-    if (!row || row.rung !== t.rung) continue;
-    const last = Math.max(0, ...((row.curve ?? []) as { epoch: number }[]).map((p) => p.epoch));
-    for (const epoch of [last, last - 1].filter((e) => e >= 1)) {
+    if (!row || row.rung !== t.rung) return [];
+    return [{ ...t, epoch: Math.max(0, ...((row.curve ?? []) as { epoch: number }[]).map((p) => p.epoch)) }];
+  });
+  const found: InterruptedSearchTrial[] = [];
+  for (const t of keep(candidates)) {
+    let from: InterruptedSearchTrial['from'] | undefined;
+    for (const epoch of [t.epoch, t.epoch - 1].filter((e) => e >= 1)) {
       const [modelJson, weights] = await Promise.all(['model.json', 'weights.bin'].map((f) => file(keys.trialCheckpoint(runId, t.trialId, epoch, f))));
       if (modelJson && weights) {
-        out.push({ ...t, epoch, ref: { modelJson, weights } });
+        from = { ref: { modelJson, weights }, epoch };
         break;
       }
     }
+    const before = earlier.find((e) => e.trialId === t.trialId && e.rung === t.rung);
+    if (!from && before) from = { ref: { modelJson: await given(before.from.ref.modelJson), weights: await given(before.from.ref.weights) }, epoch: before.from.epoch };
+    if (from) found.push({ trialId: t.trialId, rung: t.rung, from });
   }
-  return out;
+  // the rule again, at the epochs found (one before the curve's last, or the earlier run's)
+  const kept = keep(found.map((f) => ({ trialId: f.trialId, rung: f.rung, epoch: f.from.epoch })));
+  return found.filter((f) => kept.some((k) => k.trialId === f.trialId));
 }
 
 /**

@@ -322,7 +322,7 @@ describe('closing a run', () => {
       ['trial', 't002', 'succeeded', null],
       ['validate', '', 'succeeded', null],
     ]);
-    expect(steps[0].error_message).toMatch(/^the run ended \(failed\) while this attempt was running: its worker stopped before it reported/);
+    expect(steps[0].error_message).toMatch(/^the run ended \(failed\) with this still running: no outcome was reported/);
     expect(steps[0].finished_at).not.toBeNull();
     expect(trials.map((t) => [t.trial_id, t.status])).toEqual([['t001', 'failed'], ['t002', 'completed']]);
     expect(trials[0].error).toMatch(/^RunEnded: the run ended \(failed\)/);
