@@ -97,6 +97,26 @@ const replicaExecutions = async (runId: string) =>
 /** A run's detail line for one stage, from its progress query. */
 const stageDetail = async (workflowId: string, runId: string, stage: string) =>
   (await client.workflow.getHandle(workflowId, runId).query(progressQuery)).completed.find((c) => c.stage === stage)?.detail;
+/**
+ * `propensity run resume <workflowId> --detach --json` with workers up (`faulty` replacing activities), the new run
+ * followed to its end: the CLI's result, its plan, the run's output, and the detail of its `stage` line if asked.
+ */
+async function resumeAndFollow(workflowId: string, opts: { stage?: string; faulty?: Partial<Activities> } = {}) {
+  return withWorkers(async () => {
+    const res = await cli('run', 'resume', workflowId, '--detach', '--json');
+    if (res.code !== 0) return { res, plan: null, out: null, detail: undefined };
+    const plan = lastJson(res.stdout);
+    const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
+    return { res, plan, out, detail: opts.stage ? await stageDetail(plan.workflowId, plan.runId, opts.stage) : undefined };
+  }, opts.faulty);
+}
+/** The trainTrial activities a run's search child scheduled, in order, with their inputs. */
+const searchTrainings = async (workflowId: string) =>
+  (await client.workflow.getHandle(`${workflowId}/search`).fetchHistory()).events!.flatMap((e) =>
+    e.activityTaskScheduledEventAttributes
+      ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; runId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }]
+      : [],
+  );
 const runCount = async () => Number((await db.db.selectFrom('ml.pipeline_runs').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
 const closedRuns = async (workflowId: string) => {
   let n = 0;
@@ -333,15 +353,8 @@ describe('propensity run resume inside an ensemble step', () => {
   });
 
   it('resumes after the search with the completed replica reused: only the failed one trains, and the ensemble step runs again', async () => {
-    const [res, resumed, detail] = await withWorkers(async () => {
-      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
-      if (started.code !== 0) return [started, null, null] as const;
-      const plan = lastJson(started.stdout);
-      const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      return [started, out, await stageDetail(workflowId, plan.runId, 'final')] as const;
-    });
+    const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'final' });
     expect(res.code, res.stderr).toBe(0);
-    const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split', 'search'], startsAt: 'final', changedSections: [] });
     expect(plan.reusedTrials).toHaveLength(1);
     const [reusedReplica] = plan.reusedTrials as string[];
@@ -438,25 +451,17 @@ describe('propensity run resume inside a search', () => {
     const seenAtStart = new Map<string, Awaited<ReturnType<typeof trialRows>>[number]>();
     const failedRows = await trialRows(failedRunId);
     const secondRung = failedRows.filter((r) => r.rung === 1).map((r) => r.trial_id);
-    const [res, resumed, detail] = await withWorkers(
-      async () => {
-        const started = await cli('run', 'resume', workflowId, '--detach', '--json');
-        if (started.code !== 0) return [started, null, null] as const;
-        const plan = lastJson(started.stdout);
-        const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-        const progress = await client.workflow.getHandle(plan.workflowId, plan.runId).query(progressQuery);
-        return [started, out, progress.completed.find((c) => c.stage === 'search')?.detail] as const;
-      },
-      {
+    const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, {
+      stage: 'search',
+      faulty: {
         // what the new run's records say of a trial when its second rung starts again
         async trainTrial(input) {
           seenAtStart.set(input.trialId, (await trialRows(input.runId)).find((r) => r.trial_id === input.trialId)!);
           return real.trainTrial(input);
         },
       },
-    );
+    });
     expect(res.code, res.stderr).toBe(0);
-    const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search', changedSections: [] });
     // the first rung's results, and the second rung's two trials, which had trained all three epochs but never
     // reported: each continues from its checkpoint at epoch 3
@@ -467,10 +472,7 @@ describe('propensity run resume inside a search', () => {
     // the pipeline trained nothing itself (the baseline was taken); its search ran the two promoted trials' second rung
     const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
     expect(history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? [])).toEqual(['startRun', 'evaluateModel', 'registerModel', 'finishRun']);
-    const search = await client.workflow.getHandle(`${workflowId}/search`).fetchHistory();
-    const trained = search.events!.flatMap((e) =>
-      e.activityTaskScheduledEventAttributes ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; runId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }] : [],
-    );
+    const trained = await searchTrainings(workflowId);
     expect(trained.map((t) => t.trialId).sort()).toEqual([...secondRung].sort());
     expect(trained.map((t) => t.rung)).toEqual([1, 1]);
     for (const t of trained) {
@@ -588,14 +590,8 @@ describe('propensity run resume of a resumed run', () => {
   });
 
   it('resuming the resume takes its whole search (the baseline it had taken included) and trains nothing', async () => {
-    const [res, out] = await withWorkers(async () => {
-      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
-      if (started.code !== 0) return [started, null] as const;
-      const plan = lastJson(started.stdout);
-      return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result()] as const;
-    });
+    const { res, plan, out } = await resumeAndFollow(workflowId);
     expect(res.code, res.stderr).toBe(0);
-    const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: secondRunId, reusedSteps: ['ingest', 'clean', 'split', 'search'] });
     expect(plan.reusedTrials ?? []).toEqual([]);
     expect(out!.status).toBe('registered');
@@ -648,22 +644,15 @@ describe('propensity run resume after a trial and the baseline failed for good',
     const real = createActivities({ db, store, codeVersion: 'test' });
     // what the new run's records say of a trial when its third rung starts
     const seenAtStart = new Map<string, Awaited<ReturnType<typeof trialRows>>[number]>();
-    const [res, resumed] = await withWorkers(
-      async () => {
-        const started = await cli('run', 'resume', workflowId, '--detach', '--json');
-        if (started.code !== 0) return [started, null] as const;
-        const plan = lastJson(started.stdout);
-        return [started, await client.workflow.getHandle(plan.workflowId, plan.runId).result()] as const;
-      },
-      {
+    const { res, plan, out: resumed } = await resumeAndFollow(workflowId, {
+      faulty: {
         async trainTrial(input) {
           if (input.rung === 2) seenAtStart.set(input.trialId, (await trialRows(input.runId)).find((r) => r.trial_id === input.trialId)!);
           return real.trainTrial(input);
         },
       },
-    );
+    });
     expect(res.code, res.stderr).toBe(0);
-    const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search', changedSections: [] });
     // each trial through the last rung at or below the failure; not the third rung (past the failure), not the baseline
     const survivors = [...secondRung].filter((t) => t !== failedTrialId);
@@ -678,10 +667,7 @@ describe('propensity run resume after a trial and the baseline failed for good',
       e.activityTaskScheduledEventAttributes?.activityType?.name === 'trainTrial' ? [(defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string }).trialId] : [],
     );
     expect(parentTrials).toEqual(['baseline']);
-    const search = await client.workflow.getHandle(`${workflowId}/search`).fetchHistory();
-    const trained = search.events!.flatMap((e) =>
-      e.activityTaskScheduledEventAttributes ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }] : [],
-    );
+    const trained = await searchTrainings(workflowId);
     expect(trained.map((t) => t.rung)).toEqual([1, 2, 2]);
     expect(trained[0].trialId).toBe(failedTrialId);
     expect(trained[0].resumeFrom?.epoch).toBe(1);
@@ -768,25 +754,15 @@ describe('propensity run resume inside a first rung', () => {
   });
 
   it('resumes at the search: continues the interrupted trial from the failed run’s last checkpoint, takes the rest, registers', async () => {
-    const [res, resumed, detail] = await withWorkers(async () => {
-      const started = await cli('run', 'resume', workflowId, '--detach', '--json');
-      if (started.code !== 0) return [started, null, null] as const;
-      const plan = lastJson(started.stdout);
-      const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      return [started, out, await stageDetail(workflowId, out.runId, 'search')] as const;
-    });
+    const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'search' });
     expect(res.code, res.stderr).toBe(0);
-    const plan = lastJson(res.stdout);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
     expect(plan.reusedTrials).toEqual([`t001@0:${reached}`, 't002@0', 'baseline']);
     expect(resumed!.status).toBe('registered');
     const runId = resumed!.runId;
 
     // the search trained t001 only, from the failed run's checkpoint at the epoch it had reached
-    const search = await client.workflow.getHandle(`${workflowId}/search`).fetchHistory();
-    const trained = search.events!.flatMap((e) =>
-      e.activityTaskScheduledEventAttributes ? [defaultPayloadConverter.fromPayload(e.activityTaskScheduledEventAttributes.input!.payloads![0] as never) as { trialId: string; rung: number; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } }] : [],
-    );
+    const trained = await searchTrainings(workflowId);
     expect(trained.map((t) => [t.trialId, t.rung, t.resumeFrom?.epoch])).toEqual([['t001', 0, reached]]);
     expect(trained[0].resumeFrom!.ref.modelJson.key).toBe(`runs/${failedRunId}/trials/t001/checkpoints/epoch-${String(reached).padStart(4, '0')}/model.json`);
     // its row: the curve the failed run reached, then the new run's epochs, each once
