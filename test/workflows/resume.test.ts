@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import type { Db } from '../../db/client.js';
 import { createS3Client } from '../../infra/index.js';
-import type { ArtifactStore } from '../../store/artifacts.js';
+import { sha256, type ArtifactStore } from '../../store/artifacts.js';
 import { progressQuery, trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import type { hyperparameterSearch } from '../../workflows/search.js';
 import { lastJson, runCli } from '../support/cli.js';
@@ -696,7 +696,9 @@ describe('propensity run resume after a trial and the baseline failed for good',
 describe('propensity run resume inside a first rung', () => {
   const workflowId = `train-resume-first-rung-${randomUUID()}`;
   let failedRunId: string;
+  // the last epoch t001 checkpointed in the failed run, and the one the resume continues from
   let reached: number;
+  let continuedFrom: number;
   const firstRungConfig = () =>
     config({
       modelName: 'resumed_first_rung',
@@ -753,21 +755,45 @@ describe('propensity run resume inside a first rung', () => {
     expect(reached).toBeLessThan(4);
   });
 
-  it('resumes at the search: continues the interrupted trial from the failed run’s last checkpoint, takes the rest, registers', async () => {
+  it('refuses a checkpoint whose bytes differ from the sha256 written with them (InputsChanged, exit 5); takes the epoch before when the last is incomplete', async () => {
+    const dir = (epoch: number) => `runs/${failedRunId}/trials/t001/checkpoints/epoch-${String(epoch).padStart(4, '0')}`;
+    const weightsKey = `${dir(reached)}/weights.bin`;
+    const weights = await store.getKey(weightsKey);
+    const s3 = createS3Client(connections().s3);
+    const before = await runCount();
+    try {
+      // other bytes under the sha256 they were written with, as a copy gone wrong leaves them
+      const flipped = new Uint8Array([...weights.slice(0, -1), weights.at(-1)! ^ 1]);
+      await s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: weightsKey, Body: flipped, Metadata: { sha256: sha256(weights) } }));
+      const res = await cli('run', 'resume', workflowId);
+      expect(res.code, res.stderr).toBe(5);
+      expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: checkpoint s3://${store.bucket}/${weightsKey} has sha256`);
+      expect(await runCount()).toBe(before);
+      await store.put(weightsKey, weights);
+      // the last epoch's model.json gone, as a worker stopped between the checkpoint's two files leaves it: the
+      // resume below continues from the epoch before
+      await s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: `${dir(reached)}/model.json` }));
+      continuedFrom = reached - 1;
+    } finally {
+      s3.destroy();
+    }
+  });
+
+  it('resumes at the search: continues the interrupted trial from the failed run’s last whole checkpoint, takes the rest, registers', async () => {
     const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'search' });
     expect(res.code, res.stderr).toBe(0);
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
-    expect(plan.reusedTrials).toEqual([`t001@0:${reached}`, 't002@0', 'baseline']);
+    expect(plan.reusedTrials).toEqual([`t001@0:${continuedFrom}`, 't002@0', 'baseline']);
     expect(resumed!.status).toBe('registered');
     const runId = resumed!.runId;
 
-    // the search trained t001 only, from the failed run's checkpoint at the epoch it had reached
+    // the search trained t001 only, from the failed run's last whole checkpoint
     const trained = await searchTrainings(workflowId);
-    expect(trained.map((t) => [t.trialId, t.rung, t.resumeFrom?.epoch])).toEqual([['t001', 0, reached]]);
-    expect(trained[0].resumeFrom!.ref.modelJson.key).toBe(`runs/${failedRunId}/trials/t001/checkpoints/epoch-${String(reached).padStart(4, '0')}/model.json`);
+    expect(trained.map((t) => [t.trialId, t.rung, t.resumeFrom?.epoch])).toEqual([['t001', 0, continuedFrom]]);
+    expect(trained[0].resumeFrom!.ref.modelJson.key).toBe(`runs/${failedRunId}/trials/t001/checkpoints/epoch-${String(continuedFrom).padStart(4, '0')}/model.json`);
     // its row: the curve the failed run reached, then the new run's epochs, each once
     const row = await trialRow(runId, 't001');
-    expect(row).toMatchObject({ status: 'completed', rung: 0, resumed_from_epoch: reached, epochs_run: 4 });
+    expect(row).toMatchObject({ status: 'completed', rung: 0, resumed_from_epoch: continuedFrom, epochs_run: 4 });
     expect((row!.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual([1, 2, 3, 4]);
     expect(await db.db.selectFrom('ml.pipeline_runs').select('reused_trials').where('run_id', '=', runId).executeTakeFirstOrThrow()).toEqual({ reused_trials: plan.reusedTrials });
     expect(detail).toContain(`; 1 trial results and the baseline reused from run ${failedRunId}, 1 interrupted trials continued from its checkpoints`);
