@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { HEARTBEAT } from '../pipeline/retry.js';
 import { ConfigError } from './errors.js';
 
 /** The folder holding package.json, found by walking up from this file. */
@@ -40,6 +41,12 @@ const schema = z.object({
   PROPENSITY_S3_PORT: port(4569),
   /** train worker processes `dev up` (and the demo) supervise; `dev up --train-workers` wins */
   PROPENSITY_DEV_TRAIN_WORKERS: z.coerce.number().int().min(0).max(64).default(2),
+  /** workers: the longest they hold back a heartbeat, so the longest a running activity can miss a cancellation */
+  PROPENSITY_HEARTBEAT_THROTTLE_SECONDS: z.coerce.number().min(0.1).max(60).default(HEARTBEAT.throttleSeconds),
+  /** train workers: trials at once (default 1, or one per GPU on a GPU backend) */
+  PROPENSITY_TRAIN_SLOTS: z.coerce.number().int().min(1).max(64).optional(),
+  /** workers: on SIGTERM, how long in-flight activities may run on before they are cancelled */
+  PROPENSITY_SHUTDOWN_GRACE_SECONDS: z.coerce.number().min(0).max(86_400).default(0),
 });
 
 const SECRET = new Set(['DATABASE_URL', 'DATABASE_URL_SOURCE', 'TEMPORAL_API_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']);

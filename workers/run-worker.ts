@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
+import { loadEnv, type Env } from '../infra/env.js';
 import { initBackend } from '../ml/backend.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor } from '../workflows/constants.js';
 import { openServices, WORKFLOWS_PATH } from './deps.js';
@@ -28,7 +29,8 @@ export interface RunWorkerOptions {
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const log = opts.log ?? ((line) => console.log(line));
   guardProcess(log);
-  const services = await openServices();
+  const env = loadEnv();
+  const services = await openServices(env);
   // A train worker declares its pool (PROPENSITY_TRAIN_POOL, default cpu) and polls that pool's queue:
   // propensity-train for cpu, propensity-train-<pool> otherwise (workflows/constants.ts trainQueueFor).
   const pool = opts.pool ?? (process.env.PROPENSITY_TRAIN_POOL || DEFAULT_POOL);
@@ -61,7 +63,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const taskQueue = opts.kind === 'cpu' ? queues.cpu : queues.train;
   // tfjs on wasm is single-threaded per process: parallel trials come from more train processes, not more slots;
   // a GPU worker runs one trial per device it has (PROPENSITY_TRAIN_SLOTS overrides both).
-  const slots = opts.slots ?? Number(process.env.PROPENSITY_TRAIN_SLOTS ?? (opts.kind === 'train' ? (backend?.device === 'gpu' ? gpuCount() : 1) : 8));
+  const slots = opts.slots ?? env.PROPENSITY_TRAIN_SLOTS ?? (opts.kind === 'train' ? (backend?.device === 'gpu' ? gpuCount() : 1) : 8);
   const worker = await Worker.create({
     connection,
     namespace,
@@ -71,7 +73,8 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     interceptors: activityInterceptors({ db: services.db }),
     // On SIGTERM in-flight activities get this long to finish before they are cancelled; training then stops at
     // its next batch and fails retryably (its last epoch checkpoint is in S3), never reporting itself finished.
-    shutdownGraceTime: `${Number(process.env.PROPENSITY_SHUTDOWN_GRACE_SECONDS ?? 0)} seconds`,
+    shutdownGraceTime: `${env.PROPENSITY_SHUTDOWN_GRACE_SECONDS} seconds`,
+    ...heartbeatThrottle(env),
     ...(opts.kind === 'cpu'
       ? opts.workflowBundle
         ? { workflowBundle: opts.workflowBundle }
@@ -86,6 +89,15 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     await services.close();
     log(`worker ${opts.kind} stopped`);
   }
+}
+
+/**
+ * How long the worker may hold back an activity's heartbeats (pipeline/retry.ts, `HEARTBEAT.throttleSeconds`): a
+ * cancelled activity hears of it at its next heartbeat sent, so this bounds how long a cancelled trial trains on.
+ */
+export function heartbeatThrottle(env: Pick<Env, 'PROPENSITY_HEARTBEAT_THROTTLE_SECONDS'>): Pick<WorkerOptions, 'maxHeartbeatThrottleInterval' | 'defaultHeartbeatThrottleInterval'> {
+  const ms = Math.round(env.PROPENSITY_HEARTBEAT_THROTTLE_SECONDS * 1000);
+  return { maxHeartbeatThrottleInterval: ms, defaultHeartbeatThrottleInterval: ms };
 }
 
 /** GPUs this machine has (nvidia-smi -L), at least 1. */

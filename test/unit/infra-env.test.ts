@@ -43,6 +43,18 @@ describe('loadEnv', () => {
     expect(() => loadEnv({ PROPENSITY_PG_PORT: value })).toThrow(expect.objectContaining({ code: 'ENV_INVALID' }));
   });
 
+  it('reads the worker settings: heartbeat throttle (default 10 s), train slots, shutdown grace', () => {
+    expect(loadEnv({})).toMatchObject({ PROPENSITY_HEARTBEAT_THROTTLE_SECONDS: 10, PROPENSITY_SHUTDOWN_GRACE_SECONDS: 0 });
+    expect(loadEnv({}).PROPENSITY_TRAIN_SLOTS).toBeUndefined();
+    expect(loadEnv({ PROPENSITY_HEARTBEAT_THROTTLE_SECONDS: '2.5', PROPENSITY_TRAIN_SLOTS: '4', PROPENSITY_SHUTDOWN_GRACE_SECONDS: '300' })).toMatchObject({
+      PROPENSITY_HEARTBEAT_THROTTLE_SECONDS: 2.5,
+      PROPENSITY_TRAIN_SLOTS: 4,
+      PROPENSITY_SHUTDOWN_GRACE_SECONDS: 300,
+    });
+    expect(() => loadEnv({ PROPENSITY_HEARTBEAT_THROTTLE_SECONDS: '0' })).toThrow(/PROPENSITY_HEARTBEAT_THROTTLE_SECONDS="0"/);
+    expect(() => loadEnv({ PROPENSITY_TRAIN_SLOTS: 'two' })).toThrow(/PROPENSITY_TRAIN_SLOTS="two"/);
+  });
+
   it('names every bad variable at once and never echoes a secret', () => {
     const attempt = () => loadEnv({ DATABASE_URL: 'mysql://root:hunter2@db/x', S3_FORCE_PATH_STYLE: 'maybe' });
     expect(attempt).toThrow(/DATABASE_URL.*S3_FORCE_PATH_STYLE|S3_FORCE_PATH_STYLE.*DATABASE_URL/);

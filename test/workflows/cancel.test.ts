@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Context } from '@temporalio/activity';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beat } from '../../activities/heartbeat.js';
 import type { Db } from '../../db/client.js';
-import { findRepoRoot } from '../../infra/index.js';
+import { findRepoRoot, loadEnv } from '../../infra/index.js';
+import { heartbeatThrottle } from '../../workers/run-worker.js';
 import { lastJson, runCli } from '../support/cli.js';
 import { connections, freshDatabase } from '../support/services.js';
 
@@ -60,6 +63,25 @@ async function waitFor<T>(what: string, probe: () => Promise<T | null | undefine
 async function withWorker<T>(taskQueue: string, fn: () => Promise<T>): Promise<T> {
   const worker = await Worker.create({ connection: nativeConnection, namespace: connections().temporal.namespace, taskQueue, workflowBundle: bundle });
   return worker.runUntil(fn());
+}
+
+/** A training-like activity: heartbeats every 200 ms until it hears of a cancellation or `budgetMs` runs out. */
+function beatingActivity(seen: { beats: number; ended?: 'cancelled' | 'budget' }, budgetMs: number) {
+  return {
+    async beatUntilCancelled() {
+      const ctx = Context.current();
+      const t0 = Date.now();
+      while (Date.now() - t0 < budgetMs) {
+        beat({ n: ++seen.beats });
+        if (ctx.cancellationSignal.aborted) {
+          seen.ended = 'cancelled';
+          throw ctx.cancellationSignal.reason;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      seen.ended = 'budget';
+    },
+  };
 }
 
 describe('propensity cancel', () => {
@@ -131,6 +153,31 @@ describe('propensity cancel', () => {
       expect(out).toMatchObject({ workflowId, runId, outcome: 'cancelled', temporalStatus: 'CANCELLED', graceSeconds: 30, recorded: 'updated', reason: null });
       expect(out.waitedSeconds).toBeLessThan(30);
       expect(await row(runId)).toMatchObject({ status: 'cancelled', error_type: 'Cancelled', finished_at: expect.any(Date), error_message: expect.stringMatching(/stopped cleanly/) });
+    });
+  });
+
+  it("a cancelled run's training activity hears of it within the worker's heartbeat throttle, not the SDK's minute", async () => {
+    // The workers' own throttle option (PROPENSITY_HEARTBEAT_THROTTLE_SECONDS, here 1 s) on a step with a training
+    // step's 120 s heartbeat timeout. Without it the SDK sends the next heartbeat, whose reply carries the
+    // cancellation, 60 s after the last one, and the 20 s budget runs out first.
+    const taskQueue = `cancel-train-${randomUUID()}`;
+    const seen: Parameters<typeof beatingActivity>[0] = { beats: 0 };
+    const worker = await Worker.create({
+      connection: nativeConnection,
+      namespace: connections().temporal.namespace,
+      taskQueue,
+      workflowBundle: bundle,
+      activities: beatingActivity(seen, 20_000),
+      ...heartbeatThrottle(loadEnv({ PROPENSITY_HEARTBEAT_THROTTLE_SECONDS: '1' })),
+    });
+    await worker.runUntil(async () => {
+      const handle = await start(taskQueue, `train-cancel-beating-${randomUUID()}`, 'beating', 'train');
+      // the first heartbeat goes out at once; from then on the worker holds them back
+      await waitFor('the activity to heartbeat', async () => seen.beats >= 3);
+      await handle.cancel();
+      await waitFor('the activity to end', async () => seen.ended, 40_000);
+      expect(seen.ended).toBe('cancelled');
+      expect((await handle.describe()).status.name).toBe('CANCELLED');
     });
   });
 
