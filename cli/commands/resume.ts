@@ -216,8 +216,8 @@ interface FailedRun {
  * Where each trial the failed run was still training had got to, among those `keep` (the pure rule) would take: the
  * last epoch whose checkpoint it wrote in the rung it was in (its ml.trials row's curve, written after each
  * checkpoint; the epoch before when the last one's files are not both there), or, when it wrote none there, the
- * checkpoint it had itself been given by the run it resumed. Each is read and hashed; one whose bytes differ from
- * the sha256 it was written with is refused (InputsChanged), as any changed artifact is.
+ * checkpoint it had itself been given by the run it resumed. Each ref carries the sha256 its files were written
+ * with; `verifyArtifacts` reads and hashes them with every other artifact the new run takes.
  */
 async function lastCheckpoints(
   s: Services,
@@ -229,34 +229,19 @@ async function lastCheckpoints(
 ): Promise<InterruptedSearchTrial[]> {
   if (!open.length) return [];
   const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
-  const { keys, sha256, s3Uri } = await import('../../store/artifacts.js');
+  const { keys } = await import('../../store/artifacts.js');
   const rows = await s.db.db.selectFrom('ml.trials').select(['trial_id', 'rung', 'curve']).where('run_id', '=', runId).where('trial_id', 'in', open.map((t) => t.trialId)).execute();
-  const changed = (ref: ArtifactRef, digest: string, stored: string | undefined) =>
-    new CliError(
-      `cannot resume run ${runId}: checkpoint ${s3Uri(ref.bucket, ref.key)} has sha256 ${digest.slice(0, 12)}…, written with ${stored?.slice(0, 12) ?? 'none'}…: it was changed after it was written; start a new run instead`,
-      ExitCode.conflict,
-      'InputsChanged',
-    );
-  // a checkpoint file the failed run wrote, hashed; null when it is not there (403: a store that hides missing keys)
+  // a checkpoint file the failed run wrote, with the sha256 stored with it; null when it is not there (403: a store
+  // that hides missing keys)
   const file = async (key: string): Promise<ArtifactRef | null> => {
-    let stored: string | undefined;
     try {
-      stored = (await s.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.sha256;
+      const head = await s.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return { bucket, key, sha256: head.Metadata?.sha256 ?? '', bytes: head.ContentLength ?? 0 };
     } catch (err) {
       const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
       if (status === 404 || status === 403 || (err as Error).name === 'NotFound') return null;
       throw err;
     }
-    const bytes = await s.store.getKey(key, bucket);
-    const ref = { bucket, key, sha256: sha256(bytes), bytes: bytes.byteLength };
-    if (ref.sha256 !== stored) throw changed(ref, ref.sha256, stored);
-    return ref;
-  };
-  // the checkpoint an earlier resume gave the trial, checked against the hash it was given with
-  const given = async (ref: ArtifactRef): Promise<ArtifactRef> => {
-    const digest = sha256(await s.store.getKey(ref.key, ref.bucket));
-    if (digest !== ref.sha256) throw changed(ref, digest, ref.sha256);
-    return ref;
   };
   const candidates = open.flatMap((t) => {
     const row = rows.find((x) => x.trial_id === t.trialId);
@@ -274,7 +259,7 @@ async function lastCheckpoints(
       }
     }
     const before = earlier.find((e) => e.trialId === t.trialId && e.rung === t.rung);
-    if (!from && before) from = { ref: { modelJson: await given(before.from.ref.modelJson), weights: await given(before.from.ref.weights) }, epoch: before.from.epoch };
+    if (!from && before) from = before.from;
     if (from) found.push({ trialId: t.trialId, rung: t.rung, from });
   }
   // the rule again, at the epochs found (one before the curve's last, or the earlier run's)
@@ -495,6 +480,8 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
     // checkpoint its next rung continues from
     ['search', steps.searchTrials?.baseline?.model],
     ...lastTaken.flatMap((r) => [['search', r.model] as const, ['search', r.checkpoint?.ref] as const]),
+    // the checkpoint each interrupted trial continues from: the failed run's own, or one an earlier run gave it
+    ...(steps.searchTrials?.interrupted ?? []).map((t) => [`search, ${t.trialId}'s checkpoint`, t.from.ref] as const),
   ] as const;
   for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
   for (const r of lastTaken) if (r.preprocessing) read.push({ step: 'search', ref: r.preprocessing });
@@ -533,7 +520,7 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
   if (problems.length) {
     problems.sort();
     throw new CliError(
-      `cannot resume run ${runId}: ${problems.length} artifact(s) of its completed steps changed since: ${problems.slice(0, 5).join('; ')}` +
+      `cannot resume run ${runId}: ${problems.length} artifact(s) it would reuse changed since they were written: ${problems.slice(0, 5).join('; ')}` +
         `${problems.length > 5 ? `; … ${problems.length - 5} more` : ''}; start a new run instead`,
       ExitCode.conflict,
       'InputsChanged',

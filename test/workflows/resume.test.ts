@@ -171,7 +171,7 @@ describe('propensity run resume', () => {
       await store.put(testKey, new Uint8Array([...original.slice(0, -1), original.at(-1)! ^ 1]));
       let res = await cli('run', 'resume', failedRunId);
       expect(res.code, res.stderr).toBe(5);
-      expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: 1 artifact(s) of its completed steps changed since: s3://${store.bucket}/${testKey} (split) has sha256`);
+      expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: 1 artifact(s) it would reuse changed since they were written: s3://${store.bucket}/${testKey} (split) has sha256`);
       await store.put(testKey, original);
 
       // a raw shard deleted (checked by the sha256 stored with the object, not downloaded)
@@ -767,7 +767,7 @@ describe('propensity run resume inside a first rung', () => {
       await s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: weightsKey, Body: flipped, Metadata: { sha256: sha256(weights) } }));
       const res = await cli('run', 'resume', workflowId);
       expect(res.code, res.stderr).toBe(5);
-      expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: checkpoint s3://${store.bucket}/${weightsKey} has sha256`);
+      expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: 1 artifact(s) it would reuse changed since they were written: s3://${store.bucket}/${weightsKey} (search, t001's checkpoint) has sha256`);
       expect(await runCount()).toBe(before);
       await store.put(weightsKey, weights);
       // the last epoch's model.json gone, as a worker stopped between the checkpoint's two files leaves it: the
@@ -779,23 +779,61 @@ describe('propensity run resume inside a first rung', () => {
     }
   });
 
-  it('resumes at the search: continues the interrupted trial from the failed run’s last whole checkpoint, takes the rest, registers', async () => {
+  let resumeRunId: string;
+  const checkpointKey = (runId: string, epoch: number) => `runs/${runId}/trials/t001/checkpoints/epoch-${String(epoch).padStart(4, '0')}/model.json`;
+
+  it('its resume continues t001 from the failed run’s last whole checkpoint, and is cancelled before t001 writes an epoch', async () => {
+    let started = false;
+    const plan = await withWorkers(
+      async () => {
+        const res = await cli('run', 'resume', workflowId, '--detach', '--json');
+        expect(res.code, res.stderr).toBe(0);
+        const p = lastJson(res.stdout);
+        await waitUntil('the resume to start t001', async () => started);
+        const handle = client.workflow.getHandle(p.workflowId, p.runId);
+        await handle.cancel();
+        await handle.result().catch(() => undefined);
+        return p;
+      },
+      {
+        // t001's worker stalls before its first epoch (loading its data, say): it writes no checkpoint and never
+        // reports before the run is cancelled
+        async trainTrial() {
+          started = true;
+          const ctx = Context.current();
+          for (;;) {
+            ctx.heartbeat();
+            await ctx.sleep(100);
+          }
+        },
+      },
+    );
+    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
+    expect(plan.reusedTrials).toEqual([`t001@0:${continuedFrom}`, 't002@0', 'baseline']);
+    resumeRunId = plan.runId;
+    const trained = await searchTrainings(workflowId);
+    expect(trained.map((t) => [t.trialId, t.runId, t.resumeFrom?.ref.modelJson.key])).toEqual([['t001', resumeRunId, checkpointKey(failedRunId, continuedFrom)]]);
+    expect(await db.db.selectFrom('ml.pipeline_runs').select('status').where('run_id', '=', resumeRunId).executeTakeFirstOrThrow()).toEqual({ status: 'cancelled' });
+  });
+
+  it('resuming that resume continues t001 from the checkpoint the first run gave it, takes the rest, registers', async () => {
     const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'search' });
     expect(res.code, res.stderr).toBe(0);
-    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
+    // the resume wrote no checkpoint of its own for t001, so the one it had been given is taken again
+    expect(plan).toMatchObject({ fromRunId: resumeRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
     expect(plan.reusedTrials).toEqual([`t001@0:${continuedFrom}`, 't002@0', 'baseline']);
     expect(resumed!.status).toBe('registered');
     const runId = resumed!.runId;
 
-    // the search trained t001 only, from the failed run's last whole checkpoint
+    // the search trained t001 only, from the first run's last whole checkpoint
     const trained = await searchTrainings(workflowId);
     expect(trained.map((t) => [t.trialId, t.rung, t.resumeFrom?.epoch])).toEqual([['t001', 0, continuedFrom]]);
-    expect(trained[0].resumeFrom!.ref.modelJson.key).toBe(`runs/${failedRunId}/trials/t001/checkpoints/epoch-${String(continuedFrom).padStart(4, '0')}/model.json`);
+    expect(trained[0].resumeFrom!.ref.modelJson.key).toBe(checkpointKey(failedRunId, continuedFrom));
     // its row: the curve the failed run reached, then the new run's epochs, each once
     const row = await trialRow(runId, 't001');
     expect(row).toMatchObject({ status: 'completed', rung: 0, resumed_from_epoch: continuedFrom, epochs_run: 4 });
     expect((row!.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual([1, 2, 3, 4]);
     expect(await db.db.selectFrom('ml.pipeline_runs').select('reused_trials').where('run_id', '=', runId).executeTakeFirstOrThrow()).toEqual({ reused_trials: plan.reusedTrials });
-    expect(detail).toContain(`; 1 trial results and the baseline reused from run ${failedRunId}, 1 interrupted trials continued from its checkpoints`);
+    expect(detail).toContain(`; 1 trial results and the baseline reused from run ${resumeRunId}, 1 interrupted trials continued from its checkpoints`);
   });
 });
