@@ -101,13 +101,14 @@ export function createRunActivities(deps: ActivityDeps) {
       // An interrupted trial continues in its rung from its checkpoint at epoch `through`: its row keeps that rung,
       // shows the curve up to there (the failed run may have recorded an epoch past its last checkpoint), and no
       // outcome: it says interrupted until this run's search starts it (and stays so if this run ends first).
-      if (t.rung !== undefined && t.through !== undefined) {
+      // A seed replica (no rung) continues the same way, from its checkpoint.
+      if (t.through !== undefined) {
         const note = `interrupted in run ${resume.fromRunId} after epoch ${t.through}; run ${runId} continues it from that checkpoint`;
         await sql`update ml.trials set epochs_run = ${t.through}, status = 'failed', error = ${note}, stop_reason = null,
             val_auc = null, val_pr_auc = null, val_log_loss = null, best_epoch = null, model_uri = null,
             started_at = now(), finished_at = null, duration_ms = null,
             curve = coalesce((select jsonb_agg(p order by (p->>'epoch')::int) from jsonb_array_elements(curve) p where (p->>'epoch')::int <= ${t.through}), '[]'::jsonb)
-          where run_id = ${runId} and trial_id = ${t.trialId} and rung = ${t.rung}`.execute(trx);
+          where run_id = ${runId} and trial_id = ${t.trialId} and rung = ${t.rung ?? 0}`.execute(trx);
         continue;
       }
       if (t.rung === undefined || !t.result) continue;

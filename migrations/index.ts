@@ -17,6 +17,7 @@ import * as ensembleMembers from './2026-11-30T0100-ensemble-members.js';
 import * as reusedEnsemble from './2026-12-01T0100-reused-ensemble.js';
 import * as reusedTrials from './2026-12-01T0200-reused-trials.js';
 import * as reusedTrialsInterrupted from './2026-12-02T0500-reused-trials-interrupted.js';
+import * as reusedTrialsReplicas from './2026-12-02T0900-reused-trials-replicas.js';
 
 /**
  * Every migration, by name (names sort by date). Listed statically rather than read from the folder: Kysely's
@@ -41,4 +42,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01T0100-reused-ensemble': reusedEnsemble,
   '2026-12-01T0200-reused-trials': reusedTrials,
   '2026-12-02T0500-reused-trials-interrupted': reusedTrialsInterrupted,
+  '2026-12-02T0900-reused-trials-replicas': reusedTrialsReplicas,
 };

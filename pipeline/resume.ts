@@ -98,6 +98,17 @@ export function reusableInterrupted<R extends { status: string; trialId: string;
   });
 }
 
+/**
+ * The seed replicas a resumed run continues from their last checkpoint instead of from epoch 1: those the failed run
+ * was training when it stopped, once the new run takes the search whole and trains the ensemble step again (the
+ * condition of `reusableReplicas`: the same best trial, so the same replica ids, parameters and seeds), and whose
+ * checkpoint is past epoch 0.
+ */
+export function reusableInterruptedReplicas(prefix: Partial<Record<ReusableStep, unknown>>, interrupted: readonly InterruptedTrial[]): InterruptedTrial[] {
+  if (prefix.search === undefined || prefix.ensemble !== undefined) return [];
+  return interrupted.filter((t) => t.epoch > 0);
+}
+
 /** The baseline a resumed run takes from a search that did not complete: the one the failed run trained (or took), if completed. */
 export function reusableBaseline<B extends { status: string }>(prefix: Partial<Record<ReusableStep, unknown>>, baseline: B | undefined): B | undefined {
   return prefix.split !== undefined && prefix.search === undefined && baseline?.status === 'completed' ? baseline : undefined;
@@ -134,13 +145,19 @@ export function searchFromHistory<S, B, R>(h: {
 export function reusedTrials(steps: {
   searchTrials?: { results: readonly { rung: number; result: TrialResult }[]; baseline?: unknown; interrupted?: readonly { trialId: string; rung: number; from: { epoch: number } }[] };
   replicas?: readonly { trialId: string }[];
+  interruptedReplicas?: readonly { trialId: string; from: { epoch: number } }[];
 }): ReusedTrial[] {
   const interrupted = steps.searchTrials?.interrupted ?? [];
+  const byId = (a: ReusedTrial, b: ReusedTrial) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true });
   const search: ReusedTrial[] = [
     ...lastReusedRungs(steps.searchTrials?.results ?? []).filter((t) => !interrupted.some((i) => i.trialId === t.trialId)),
     ...interrupted.map((i) => ({ trialId: i.trialId, rung: i.rung, through: i.from.epoch })),
-  ].sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true }));
-  return [...search, ...(steps.searchTrials?.baseline ? [{ trialId: 'baseline' }] : []), ...(steps.replicas ?? []).map((r) => ({ trialId: r.trialId }))];
+  ].sort(byId);
+  const replicas: ReusedTrial[] = [
+    ...(steps.replicas ?? []).map((r) => ({ trialId: r.trialId })),
+    ...(steps.interruptedReplicas ?? []).map((r) => ({ trialId: r.trialId, through: r.from.epoch })),
+  ].sort(byId);
+  return [...search, ...(steps.searchTrials?.baseline ? [{ trialId: 'baseline' }] : []), ...replicas];
 }
 
 /** A trial a resumed run took one by one from an unfinished step: a search trial through a rung, the baseline, a replica. */
@@ -150,7 +167,7 @@ export interface ReusedTrial {
   rung?: number;
   /** and its result there, which its ml.trials row shows in the new run */
   result?: RungState;
-  /** a search trial interrupted in rung `rung`: the epoch it continues from (its row shows the curve up to it) */
+  /** a search trial interrupted in rung `rung`, or a seed replica: the epoch it continues from (its row shows the curve up to it) */
   through?: number;
 }
 
@@ -174,7 +191,7 @@ export interface RungState {
  * from 0), `t003@2:7` (interrupted in rung 2, continued from its checkpoint at epoch 7), `baseline`, `t010-s2`.
  */
 export const reusedTrialLabel = (t: ReusedTrial): string =>
-  t.rung === undefined ? t.trialId : `${t.trialId}@${t.rung}${t.through === undefined ? '' : `:${t.through}`}`;
+  `${t.trialId}${t.rung === undefined ? '' : `@${t.rung}`}${t.through === undefined ? '' : `:${t.through}`}`;
 
 interface TrialResult {
   trialId: string;

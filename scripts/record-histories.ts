@@ -1,9 +1,9 @@
 /**
  * Records workflow histories of real runs into test/replay/ for the replay tests: a small pipeline (with its
  * hyperparameter search and the scoring child of scoring.afterPromotion), a second one that waits for approval
- * and is approved by an update, and a third that fails in its ensemble step (one seed replica fails for good, then
- * the cpu worker's buildEnsemble crashes) and is resumed by `propensity run resume` (a child process, as a user runs
- * it), on the dev stack with in-process workers;
+ * and is approved by an update, a third that is cancelled in its ensemble step (one seed replica completed, the other
+ * interrupted after its first epoch) and a fourth cancelled inside its search, each resumed by `propensity run resume`
+ * (a child process, as a user runs it), on the dev stack with in-process workers;
  * then exports each history with `exportHistory` (the wrapper {workflowId, runId, workflowType,
  * codeVersion, history}, history as `temporal workflow show --output json` writes it; also stored in S3).
  * Usage: node --import tsx scripts/record-histories.ts <tag> [outDir]   (outDir defaults to test/replay)
@@ -14,7 +14,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import pg from 'pg';
 import { createActivities } from '../activities/index.js';
@@ -56,43 +55,62 @@ const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH });
 const activities = createActivities({ db, store, codeVersion: 'record' });
 const workerOptions = { connection: nativeConnection, namespace: conn.temporal.namespace, interceptors: activityInterceptors({ db }) };
 
-// A run that fails in its ensemble step: one seed replica fails for good, then the cpu worker's buildEnsemble
-// crashes, as a defect shipped in a worker image would (v8; up to v7 it failed at evaluate after the ensemble step).
+// A run cancelled in its ensemble step (v10): seed replica -s2 completes, -s3 stops after its first epoch's checkpoint
+// (as a drained worker stops it) and never reports back, and the run is cancelled. Its resume takes -s2 and continues
+// -s3 from that checkpoint. (v8 and v9: -s3 failed for good and buildEnsemble crashed; up to v7 the run failed at
+// evaluate after the ensemble step.)
 const failedWorkflowId = `record-${tag}-${randomUUID().slice(0, 8)}-resume`;
 const resumeConfig = {
   modelName: 'replay_resume',
   source: { kind: 'events', cutoff: shop.timeline.cutoff.toISOString(), horizonDays: 14 },
   search: { trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-  // a final training the resume reuses, and an ensemble step with two seed replicas: the resume takes the one that
-  // completed and trains the other again (v8)
-  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', ensemble: { maxMembers: 3, minGain: 0, seeds: 3 } },
+  // a final training the resume reuses, and an ensemble step with two seed replicas
+  training: { finalEpochs: 3, backend: 'wasm', final: 'retrain', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 3, minGain: 0, seeds: 3 } },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
   evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
 };
 {
-  const crashing = {
-    ...activities,
-    async buildEnsemble(): Promise<never> {
-      throw ApplicationFailure.nonRetryable('ensemble crashed: a defect in the worker image (recorded for the replay tests)', 'EnsembleCrashed');
-    },
-  };
-  const failingReplica = {
+  let interrupted = false;
+  const drainedReplica = {
     ...activities,
     async trainTrial(input: Parameters<typeof activities.trainTrial>[0]) {
-      if (/-s3$/.test(input.trialId)) throw ApplicationFailure.nonRetryable(`replica ${input.trialId}: out of memory (recorded for the replay tests)`, 'ReplicaCrashed');
-      return activities.trainTrial(input);
+      if (!/-s3$/.test(input.trialId)) return activities.trainTrial(input);
+      const ctx = Context.current();
+      const drain = new AbortController();
+      const heartbeat = ctx.heartbeat.bind(ctx);
+      Object.assign(ctx, {
+        cancellationSignal: drain.signal,
+        heartbeat: (details?: unknown) => {
+          heartbeat(details);
+          if (((details as { epoch?: number } | undefined)?.epoch ?? 0) >= 1) drain.abort('the worker is draining');
+        },
+      });
+      await activities.trainTrial(input).catch(() => undefined);
+      interrupted = true;
+      for (;;) {
+        heartbeat();
+        await ctx.sleep(100);
+      }
     },
   };
-  const faultyCpu = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities: crashing });
-  const faultyTrain = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities: failingReplica });
-  const failed = await faultyCpu.runUntil(
-    faultyTrain.runUntil(
-      client.workflow
-        .execute(trainPipeline, { taskQueue: queues.cpu, workflowId: failedWorkflowId, args: [{ config: resumeConfig, taskQueues: queues, trigger: 'record' }] })
-        .catch((err: unknown) => err),
+  const cpuWorker = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities });
+  const drainedTrain = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities: drainedReplica });
+  const cancelled = await cpuWorker.runUntil(
+    drainedTrain.runUntil(
+      (async () => {
+        const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId: failedWorkflowId, args: [{ config: resumeConfig, taskQueues: queues, trigger: 'record' }] });
+        for (const deadline = Date.now() + 180_000; ; ) {
+          const rows = await db.db.selectFrom('ml.trials').select(['trial_id', 'status']).where('run_id', '=', handle.firstExecutionRunId).where('trial_id', '~', '-s2$').execute();
+          if (interrupted && rows.some((r) => r.status === 'completed')) break;
+          if (Date.now() > deadline) throw new Error(`the run did not reach its replicas: ${JSON.stringify(rows)}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        await handle.cancel();
+        return handle.result().catch((err: unknown) => err);
+      })(),
     ),
   );
-  if (!(failed instanceof WorkflowFailedError)) throw new Error(`the run meant to fail in its ensemble step did not fail: ${JSON.stringify(failed)}`);
+  if (!(cancelled instanceof WorkflowFailedError)) throw new Error(`the run meant to be cancelled in its ensemble step was not: ${JSON.stringify(cancelled)}`);
 }
 
 // A run cancelled inside its search (v8): its two promoted trials train their second rung, then their worker hangs
@@ -207,11 +225,11 @@ await cpu.runUntil(
       await handle.executeUpdate('approve', { args: [{ by: 'auditor', reason: 'recorded for the replay tests' }] });
       const approved = await handle.result();
       if (approved.status !== 'registered') throw new Error(`the approval run was ${approved.status}`);
-      // the failed run resumed in its ensemble step: the next run of its workflow id, with the completed steps'
-      // outputs and the completed replica as input
+      // the run cancelled in its ensemble step, resumed: the next run of its workflow id, with the completed steps'
+      // outputs, the completed replica and the interrupted one's checkpoint as input
       const plan = await resumeWithCli(failedWorkflowId);
       const resumed = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
-      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final' || plan.reusedTrials.length !== 1) {
+      if (resumed.status !== 'registered' || plan.reusedSteps.join() !== 'ingest,clean,split,search,final' || plan.reusedTrials.length !== 2 || !plan.reusedTrials.some((t) => /-s3:\d+$/.test(t))) {
         throw new Error(`the resumed run was ${resumed.status}, reusing ${plan.reusedSteps.join(', ')} and trials ${plan.reusedTrials.join(', ')}`);
       }
       // the run cancelled in its search, resumed at the search with the first rung and the baseline taken
@@ -225,14 +243,15 @@ await cpu.runUntil(
   ),
 );
 mkdirSync(outDir, { recursive: true });
-const failedRunId = (await db.db.selectFrom('ml.pipeline_runs').select('run_id').where('workflow_id', '=', failedWorkflowId).where('status', '=', 'failed').executeTakeFirstOrThrow()).run_id;
+const failedRunId = (await db.db.selectFrom('ml.pipeline_runs').select('run_id').where('workflow_id', '=', failedWorkflowId).where('status', '=', 'cancelled').executeTakeFirstOrThrow()).run_id;
 const cancelledRunId = (await db.db.selectFrom('ml.pipeline_runs').select('run_id').where('workflow_id', '=', searchFailedWorkflowId).where('status', '=', 'cancelled').executeTakeFirstOrThrow()).run_id;
 const recorded: [string, string, string?][] = [
   ['pipeline', workflowId],
   ['search', `${workflowId}/search`],
   ['score', `${workflowId}/score`],
   ['pipeline-approval', approvalWorkflowId],
-  // the failed run (its first run id) and its resume (the latest run of the same workflow id)
+  // the run cancelled in its ensemble step (its first run id; failed up to v9) and its resume (the latest run of the
+  // same workflow id)
   ['pipeline-failed', failedWorkflowId, failedRunId],
   ['pipeline-resumed', failedWorkflowId],
   // the run cancelled in its search, its resume, and the resume's search, which took the first rung's results (v8)

@@ -84,6 +84,11 @@ export interface ResumedSteps {
    */
   replicas?: TrainTrialOutput[];
   /**
+   * Seed replicas the failed run was still training when it stopped in its ensemble step: the new run continues each
+   * from its last checkpoint (`rung` is 0). Older resumed runs have no key, so their histories replay unchanged.
+   */
+  interruptedReplicas?: InterruptedSearchTrial[];
+  /**
    * The trial results (each at its rung) and the baseline the failed run completed before its search failed (no
    * `search` then): the new run's search takes them and trains only the rest, and continues the trials it was
    * training from their last checkpoints (`interrupted`). Older resumed runs have no key.
@@ -425,6 +430,8 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
         progress.replicas = ids;
         // a resumed run takes the replicas the failed run completed (input only new resumes carry)
         const completed = new Map((reused.replicas ?? []).map((r) => [r.trialId, r]));
+        // and continues those it was training from their last checkpoints
+        const continued = new Map((reused.interruptedReplicas ?? []).map((r) => [r.trialId, r.from]));
         replicas = await Promise.all(
           ids.map((trialId, i) =>
             completed.get(trialId) ?? trainOrFail(train.trainTrial, `ensemble replica ${trialId}: ${best.trialId}'s parameters, seed ${i + 2} of ${seeds}`, {
@@ -435,6 +442,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
               ...data,
               backend: config.training.backend,
               ...gpuRequirement(config),
+              ...(continued.has(trialId) && { resumeFrom: continued.get(trialId) }),
             }),
           ),
         );
@@ -469,6 +477,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
             // with replicas taken from the failed run, not all of them trained here
             (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas ${reused.replicas?.length ? 'completed' : 'trained'}` : '') +
             (reused.replicas?.length ? ` (${reused.replicas.map((r) => r.trialId).join(', ')} reused from run ${input.resume!.fromRunId})` : '') +
+            (reused.interruptedReplicas?.length ? ` (${reused.interruptedReplicas.map((r) => `${r.trialId} continued from its epoch-${r.from.epoch} checkpoint`).join(', ')})` : '') +
             (members
               ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}` +
                 (ensemble!.gain ? `, ${formatEnsembleGain(ensemble!.gain)}` : '')

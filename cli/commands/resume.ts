@@ -70,7 +70,7 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const r = await recordIfStopped(s, client, await runs.findRun(s.db, id));
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
-  const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusableInterrupted, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import(
+  const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusableInterrupted, reusableInterruptedReplicas, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import(
     '../../pipeline/resume.js'
   );
   const steps: ResumedSteps = reusablePrefix(history.steps);
@@ -95,6 +95,19 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   if (results.length || baseline || interrupted.length) {
     steps.searchTrials = { results, ...(baseline && { baseline }), ...(interrupted.length && { interrupted }) };
   }
+  // seed replicas it was still training, continued the same way once the search is taken whole
+  const interruptedReplicas =
+    steps.split && steps.search && !steps.ensemble
+      ? await lastCheckpoints(
+          s,
+          r.run_id,
+          steps.split.train.bucket,
+          history.interruptedReplicas,
+          (candidates) => reusableInterruptedReplicas(steps, candidates),
+          history.input.resume?.steps.interruptedReplicas,
+        )
+      : [];
+  if (interruptedReplicas.length) steps.interruptedReplicas = interruptedReplicas;
   const reusedTrials = taken(steps).map(reusedTrialLabel);
   const { raw, changed, buildsEnsemble } = await checkConfig(r, history, stepsRead(reusedSteps, reusedTrials), o.config);
   const verified = await verifyArtifacts(s, steps, r.run_id);
@@ -210,6 +223,8 @@ interface FailedRun {
   searchTrials: { results: SearchTrialResult[]; baseline?: TrainTrialOutput };
   /** the search trials it was still training when it stopped, each in its rung */
   interrupted: { trialId: string; rung: number }[];
+  /** the seed replicas it was still training when it stopped (rung 0, as their ml.trials rows) */
+  interruptedReplicas: { trialId: string; rung: number }[];
 }
 
 /**
@@ -306,9 +321,14 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   let searchRun: temporal.api.common.v1.IWorkflowExecution | undefined;
   // replicas it took from the run it resumed, and those it trained
   const replicas: TrainTrialOutput[] = [...(input.resume?.steps.replicas ?? [])];
+  // trainTrial activities neither completed nor failed: still training when the run stopped
+  const open = new Set<string>();
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? '', input: s.input });
+    if (s?.activityType?.name === 'trainTrial') open.add(String(e.eventId));
+    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+    if (closed) open.delete(String(closed.scheduledEventId));
     const done = e.activityTaskCompletedEventAttributes;
     if (done) {
       const activity = scheduled.get(String(done.scheduledEventId));
@@ -343,14 +363,19 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   // the replicas in the order the workflow started them (their ids), as the ensemble's candidates listed them
   replicas.sort((a, b) => a.trialId.localeCompare(b.trialId, 'en', { numeric: true }));
   if (built) steps.ensemble = { replicas, built };
-  // which replicas a resume may take one by one is decided with the prefix (reusableReplicas), from `replicas`
+  // which replicas a resume may take one by one is decided with the prefix (reusableReplicas), from `replicas`, and
+  // which it continues (reusableInterruptedReplicas) from `interruptedReplicas`
   delete steps.replicas;
+  delete steps.interruptedReplicas;
+  const interruptedReplicas = (await Promise.all([...open].map(async (id) => (await decode<TrainTrialInput>(scheduled.get(id)!.input)).trialId)))
+    .filter(isReplicaId)
+    .map((trialId) => ({ trialId, rung: 0 }));
   // The failed run's as-of time, so its config resolves to the same cutoff: its input's, else its schedule's.
   const scheduledFor = started.searchAttributes?.indexedFields?.TemporalScheduledStartTime;
   const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
   const at = Array.isArray(scheduledAt) ? scheduledAt[0] : scheduledAt;
   const asOf = input.asOf ?? (at ? new Date(at as string).toISOString() : undefined);
-  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials, interrupted: child.interrupted };
+  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials, interrupted: child.interrupted, interruptedReplicas };
 }
 
 /**
@@ -482,6 +507,7 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
     ...lastTaken.flatMap((r) => [['search', r.model] as const, ['search', r.checkpoint?.ref] as const]),
     // the checkpoint each interrupted trial continues from: the failed run's own, or one an earlier run gave it
     ...(steps.searchTrials?.interrupted ?? []).map((t) => [`search, ${t.trialId}'s checkpoint`, t.from.ref] as const),
+    ...(steps.interruptedReplicas ?? []).map((t) => [`ensemble, ${t.trialId}'s checkpoint`, t.from.ref] as const),
   ] as const;
   for (const [step, m] of models) if (m) read.push({ step, ref: m.modelJson }, { step, ref: m.weights });
   for (const r of lastTaken) if (r.preprocessing) read.push({ step: 'search', ref: r.preprocessing });

@@ -71,12 +71,14 @@ describe('committed workflow histories', () => {
 
   it('include runs that failed or were cancelled and their resumes, which took the completed steps (and trials) as input, and runs that upsert search attributes', () => {
     const E = temporal.api.enums.v1.EventType;
+    type Interrupted = { trialId: string; rung: number; from: { ref: { modelJson: { key: string } }; epoch: number } };
     type Steps = Record<string, unknown> & {
       replicas?: { trialId: string }[];
+      interruptedReplicas?: Interrupted[];
       searchTrials?: {
         results: { rung: number; result: { trialId: string } }[];
         baseline?: unknown;
-        interrupted?: { trialId: string; rung: number; from: { ref: { modelJson: { key: string } }; epoch: number } }[];
+        interrupted?: Interrupted[];
       };
     };
     const input = (i: ReplayItem) => payload<{ resume?: { fromRunId: string; steps: Steps } }>(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0]);
@@ -86,6 +88,7 @@ describe('committed workflow histories', () => {
     expect(resumed.some((r) => 'replicas' in input(r).resume!.steps), 'a resume inside an ensemble step').toBe(true);
     expect(resumed.some((r) => 'searchTrials' in input(r).resume!.steps), 'a resume inside a search').toBe(true);
     expect(resumed.some((r) => (input(r).resume!.steps.searchTrials?.interrupted?.length ?? 0) > 0), 'a resume that continued interrupted trials (v9)').toBe(true);
+    expect(resumed.some((r) => (input(r).resume!.steps.interruptedReplicas?.length ?? 0) > 0), 'a resume that continued an interrupted seed replica (v10)').toBe(true);
     const trainedBy = (i: ReplayItem) =>
       i.history.events!.flatMap((e) => {
         const s = e.activityTaskScheduledEventAttributes;
@@ -93,7 +96,7 @@ describe('committed workflow histories', () => {
       });
     for (const r of resumed) {
       const { fromRunId, steps } = input(r).resume!;
-      const { replicas, searchTrials, ...whole } = steps;
+      const { replicas, interruptedReplicas, searchTrials, ...whole } = steps;
       // a prefix of the reusable steps: through the final training, and the ensemble step too since v7; a resume
       // inside the search (v8) stops at the split
       expect(Object.keys(whole)).toEqual(REUSABLE_STEPS.slice(0, Object.keys(whole).length));
@@ -128,6 +131,12 @@ describe('committed workflow histories', () => {
         if (replicas) {
           expect(trained.length).toBeGreaterThanOrEqual(1);
           expect(trained.filter((id) => replicas.some((t) => t.trialId === id))).toEqual([]);
+        }
+        // an interrupted replica (v10) trains from the failed run's checkpoint it was given
+        for (const t of interruptedReplicas ?? []) {
+          const run = trainedBy(r).find((x) => x.trialId === t.trialId) as { resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } } | undefined;
+          expect(run?.resumeFrom, t.trialId).toEqual({ ref: t.from.ref, epoch: t.from.epoch });
+          expect(t.from.ref.modelJson.key).toContain(`runs/${fromRunId}/trials/${t.trialId}/checkpoints/`);
         }
       }
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  changedSections, firstExecutedStep, lastReusedRungs, reusableBaseline, reusableInterrupted, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, reusedTrials,
+  changedSections, firstExecutedStep, lastReusedRungs, reusableBaseline, reusableInterrupted, reusableInterruptedReplicas, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, reusedTrials,
   searchFromHistory, stepsRead, upstreamChanges,
 } from '../../pipeline/resume.js';
 
@@ -43,6 +43,26 @@ describe('reusableReplicas', () => {
   it('takes none one by one when the whole ensemble step is reused, or when the search they replicate is not', () => {
     expect(reusableReplicas({ ...upToSearch, ensemble: out('e') }, replicas)).toEqual([]);
     expect(reusableReplicas({ ingest: out('i'), clean: out('c'), split: out('s') }, replicas)).toEqual([]);
+  });
+});
+
+describe('reusableInterruptedReplicas', () => {
+  const upToSearch = { ingest: out('i'), clean: out('c'), split: out('s'), search: out('se') };
+  const open = [
+    { trialId: 't010-s2', rung: 0, epoch: 7 },
+    { trialId: 't010-s3', rung: 0, epoch: 0 },
+  ];
+
+  it('continues an interrupted replica from its checkpoint once its search is reused and its ensemble step is not; one with no checkpoint starts over', () => {
+    expect(reusableInterruptedReplicas(upToSearch, open)).toEqual([open[0]]);
+    expect(reusableInterruptedReplicas({ ...upToSearch, final: out('f') }, open)).toEqual([open[0]]);
+    expect(reusableInterruptedReplicas({ ...upToSearch, ensemble: out('e') }, open)).toEqual([]);
+    expect(reusableInterruptedReplicas({ ingest: out('i'), clean: out('c'), split: out('s') }, open)).toEqual([]);
+  });
+
+  it('names it by the epoch it continues from, among the replicas taken', () => {
+    const taken = reusedTrials({ replicas: [{ trialId: 't010-s4' }], interruptedReplicas: [{ trialId: 't010-s2', from: { epoch: 7 } }] });
+    expect(taken.map(reusedTrialLabel)).toEqual(['t010-s2:7', 't010-s4']);
   });
 });
 

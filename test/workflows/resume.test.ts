@@ -394,6 +394,93 @@ describe('propensity run resume inside an ensemble step', () => {
   });
 });
 
+// A run cancelled while a seed replica trains: the resume takes the search whole and continues the replica from the
+// failed run's last checkpoint, not from epoch 1.
+describe('propensity run resume inside a seed replica', () => {
+  const workflowId = `train-resume-replica-${randomUUID()}`;
+  let failedRunId: string;
+  let replica: string;
+  let reached: number;
+  const replicaRow = (runId: string) =>
+    db.db.selectFrom('ml.trials').select(['trial_id', 'status', 'rung', 'epochs_run', 'curve', 'resumed_from_epoch', 'error']).where('run_id', '=', runId).where('trial_id', '~', '-s2$').executeTakeFirst();
+
+  it('a run is cancelled after its seed replica was interrupted past its second epoch (its worker drained)', async () => {
+    const real = createActivities({ db, store, codeVersion: 'test' });
+    let interrupted = false;
+    // two trials of one four-epoch rung; the best one replicated with seed 2, four epochs
+    const cfg = config({
+      modelName: 'resumed_replica',
+      search: { trials: 2, parallelism: 2, epochs: 4, patience: 4, halving: { eta: 3, minEpochs: 4 }, baselineCompetes: false },
+      training: { backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 3, minGain: 0, seeds: 2 } },
+    });
+    const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: cfg, taskQueues: queues, trigger: 'test' }] });
+    failedRunId = handle.firstExecutionRunId;
+    const err = await withWorkers(
+      async () => {
+        await waitUntil('the replica interrupted', async () => interrupted, undefined, 120_000);
+        await handle.cancel();
+        return handle.result().catch((e: unknown) => e);
+      },
+      {
+        // the replica trains for real and stops, as a drained worker stops it, once it has checkpointed epoch 2;
+        // its activity then never reports back before the run is cancelled
+        async trainTrial(input) {
+          if (!/-s2$/.test(input.trialId)) return real.trainTrial(input);
+          const ctx = Context.current();
+          const drain = new AbortController();
+          const heartbeat = ctx.heartbeat.bind(ctx);
+          Object.assign(ctx, {
+            cancellationSignal: drain.signal,
+            heartbeat: (details?: unknown) => {
+              heartbeat(details);
+              if (((details as { epoch?: number } | undefined)?.epoch ?? 0) >= 2) drain.abort('the worker is draining');
+            },
+          });
+          await real.trainTrial(input).catch(() => undefined);
+          interrupted = true;
+          for (;;) {
+            heartbeat();
+            await ctx.sleep(100);
+          }
+        },
+      },
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const row = await replicaRow(failedRunId);
+    expect(row).toMatchObject({ status: 'failed', rung: 0 });
+    replica = row!.trial_id;
+    reached = Math.max(...(row!.curve as { epoch: number }[]).map((p) => p.epoch));
+    expect(reached).toBeGreaterThanOrEqual(2);
+    expect(reached).toBeLessThan(4);
+  });
+
+  it('resumes after the search: continues the replica from the failed run’s last checkpoint, builds the ensemble, registers', async () => {
+    const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'final' });
+    expect(res.code, res.stderr).toBe(0);
+    expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split', 'search'], startsAt: 'final' });
+    expect(plan.reusedTrials).toEqual([`${replica}:${reached}`]);
+    expect(resumed!.status).toBe('registered');
+    const runId = resumed!.runId;
+
+    // one training, the replica, from the failed run's checkpoint; then the ensemble step
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const scheduled = history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes ?? []);
+    expect(scheduled.map((s) => s.activityType?.name)).toEqual(['startRun', 'trainTrial', 'buildEnsemble', 'evaluateModel', 'registerModel', 'finishRun']);
+    const trained = defaultPayloadConverter.fromPayload(scheduled[1].input!.payloads![0] as never) as { trialId: string; resumeFrom?: { ref: { modelJson: { key: string } }; epoch: number } };
+    expect([trained.trialId, trained.resumeFrom?.epoch, trained.resumeFrom?.ref.modelJson.key]).toEqual([
+      replica,
+      reached,
+      `runs/${failedRunId}/trials/${replica}/checkpoints/epoch-${String(reached).padStart(4, '0')}/model.json`,
+    ]);
+    // its row: the curve the failed run reached, then the new run's epochs, each once
+    const row = await replicaRow(runId);
+    expect(row).toMatchObject({ status: 'completed', resumed_from_epoch: reached, epochs_run: 4, error: null });
+    expect((row!.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual([1, 2, 3, 4]);
+    expect(await db.db.selectFrom('ml.pipeline_runs').select('reused_trials').where('run_id', '=', runId).executeTakeFirstOrThrow()).toEqual({ reused_trials: plan.reusedTrials });
+    expect(detail).toContain(`1 of 1 seed replicas trained (${replica} continued from its epoch-${reached} checkpoint)`);
+  });
+});
+
 // A run cancelled while its search's second rung trains: the resume takes every first-rung result and the baseline
 // from it, trains only the promoted trials' second rung (from the failed run's checkpoints), and completes.
 describe('propensity run resume inside a search', () => {
