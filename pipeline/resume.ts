@@ -109,6 +109,22 @@ export function reusableInterruptedReplicas(prefix: Partial<Record<ReusableStep,
   return interrupted.filter((t) => t.epoch > 0);
 }
 
+/**
+ * The trials a failed run leaves interrupted: those it was still training when it stopped (`open`), then those the run
+ * it had resumed left interrupted (`earlier`) that it never started (`started`: `trialId@rung` of each training it
+ * scheduled), because it stopped first. Their checkpoints carry over, so a resume of a resume that stopped early does
+ * not start them over.
+ */
+export function carriedInterrupted(
+  open: readonly { trialId: string; rung: number }[],
+  earlier: readonly { trialId: string; rung: number }[],
+  started: ReadonlySet<string>,
+): { trialId: string; rung: number }[] {
+  const key = (t: { trialId: string; rung: number }) => `${t.trialId}@${t.rung}`;
+  const seen = new Set([...open.map(key), ...started]);
+  return [...open.map(({ trialId, rung }) => ({ trialId, rung })), ...earlier.filter((e) => !seen.has(key(e))).map(({ trialId, rung }) => ({ trialId, rung }))];
+}
+
 /** The baseline a resumed run takes from a search that did not complete: the one the failed run trained (or took), if completed. */
 export function reusableBaseline<B extends { status: string }>(prefix: Partial<Record<ReusableStep, unknown>>, baseline: B | undefined): B | undefined {
   return prefix.split !== undefined && prefix.search === undefined && baseline?.status === 'completed' ? baseline : undefined;

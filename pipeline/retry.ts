@@ -46,8 +46,9 @@ export const HEARTBEAT = { intervalMs: 5_000, cpuTimeoutSeconds: 60, throttleSec
  * most one per min(0.8 × the heartbeat timeout, its max throttle interval): 60 s by default, so a cancelled run's
  * trials trained on for up to a minute, holding their worker slots (and a resume's trials waited for them). At
  * 10 s a trial stops within about 10 s of a cancel, and `run watch` sees epochs that much sooner. The cost is one
- * heartbeat call per running activity per 10 s instead of per 60 s; on Temporal Cloud each is a billable action
- * (360 an hour per trial), which is why the cap is a setting.
+ * heartbeat call per running activity (trials, and data steps kept alive by the interceptor) per 10 s instead of per
+ * 60 s (48 s for data steps); on Temporal Cloud each is a billable action (360 an hour per running activity), which
+ * is why the cap is a setting.
  */
 
 

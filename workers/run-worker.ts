@@ -63,7 +63,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const taskQueue = opts.kind === 'cpu' ? queues.cpu : queues.train;
   // tfjs on wasm is single-threaded per process: parallel trials come from more train processes, not more slots;
   // a GPU worker runs one trial per device it has (PROPENSITY_TRAIN_SLOTS overrides both).
-  const slots = opts.slots ?? env.PROPENSITY_TRAIN_SLOTS ?? (opts.kind === 'train' ? (backend?.device === 'gpu' ? gpuCount() : 1) : 8);
+  const slots = opts.slots ?? (opts.kind === 'train' ? (env.PROPENSITY_TRAIN_SLOTS ?? (backend?.device === 'gpu' ? gpuCount() : 1)) : 8);
   const worker = await Worker.create({
     connection,
     namespace,

@@ -476,8 +476,12 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
             (reused.final ? reusedNote : '') +
             // with replicas taken from the failed run, not all of them trained here
             (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas ${reused.replicas?.length ? 'completed' : 'trained'}` : '') +
-            (reused.replicas?.length ? ` (${reused.replicas.map((r) => r.trialId).join(', ')} reused from run ${input.resume!.fromRunId})` : '') +
-            (reused.interruptedReplicas?.length ? ` (${reused.interruptedReplicas.map((r) => `${r.trialId} continued from its epoch-${r.from.epoch} checkpoint`).join(', ')})` : '') +
+            (reused.replicas?.length || reused.interruptedReplicas?.length
+              ? ` (${[
+                  ...(reused.replicas?.length ? [`${reused.replicas.map((r) => r.trialId).join(', ')} reused from run ${input.resume!.fromRunId}`] : []),
+                  ...(reused.interruptedReplicas ?? []).map((r) => `${r.trialId} continued from its epoch-${r.from.epoch} checkpoint`),
+                ].join('; ')})`
+              : '') +
             (members
               ? `; ensemble of ${members.length} (${members.join(', ')}), val AUC ${ensemble!.val.auc.toFixed(4)}` +
                 (ensemble!.gain ? `, ${formatEnsembleGain(ensemble!.gain)}` : '')

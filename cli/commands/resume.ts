@@ -70,7 +70,7 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   const r = await recordIfStopped(s, client, await runs.findRun(s.db, id));
   await refuseUnlessResumable(s, r);
   const history = await readFailedRun(client, r);
-  const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusableInterrupted, reusableInterruptedReplicas, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import(
+  const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusableInterrupted, reusableInterruptedReplicas, carriedInterrupted, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import(
     '../../pipeline/resume.js'
   );
   const steps: ResumedSteps = reusablePrefix(history.steps);
@@ -80,16 +80,18 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
   if (replicas.length) steps.replicas = replicas;
   const results = reusableSearchResults(steps, history.searchTrials.results);
   const baseline = reusableBaseline(steps, history.searchTrials.baseline);
-  // trials it was still training, continued from their last checkpoints where the rule takes them
+  // trials it was still training (or had been given to continue and never started), continued from their last
+  // checkpoints where the rule takes them
+  const earlier = history.input.resume?.steps;
   const interrupted =
     steps.split && !steps.search
       ? await lastCheckpoints(
           s,
           r.run_id,
           steps.split.train.bucket,
-          history.interrupted,
+          carriedInterrupted(history.interrupted, earlier?.searchTrials?.interrupted ?? [], history.started.search),
           (candidates) => reusableInterrupted(steps, history.searchTrials.results, candidates),
-          history.input.resume?.steps.searchTrials?.interrupted,
+          earlier?.searchTrials?.interrupted,
         )
       : [];
   if (results.length || baseline || interrupted.length) {
@@ -102,9 +104,9 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
           s,
           r.run_id,
           steps.split.train.bucket,
-          history.interruptedReplicas,
+          carriedInterrupted(history.interruptedReplicas, earlier?.interruptedReplicas ?? [], history.started.replicas),
           (candidates) => reusableInterruptedReplicas(steps, candidates),
-          history.input.resume?.steps.interruptedReplicas,
+          earlier?.interruptedReplicas,
         )
       : [];
   if (interruptedReplicas.length) steps.interruptedReplicas = interruptedReplicas;
@@ -225,10 +227,13 @@ interface FailedRun {
   interrupted: { trialId: string; rung: number }[];
   /** the seed replicas it was still training when it stopped (rung 0, as their ml.trials rows) */
   interruptedReplicas: { trialId: string; rung: number }[];
+  /** every training it scheduled, as `trialId@rung`: in its search child, and the seed replicas (rung 0) */
+  started: { search: Set<string>; replicas: Set<string> };
 }
 
 /**
- * Where each trial the failed run was still training had got to, among those `keep` (the pure rule) would take: the
+ * Where each trial the failed run was still training (or had been given to continue and never started:
+ * `carriedInterrupted`) had got to, among those `keep` (the pure rule) would take: the
  * last epoch whose checkpoint it wrote in the rung it was in (its ml.trials row's curve, written after each
  * checkpoint; the epoch before when the last one's files are not both there), or, when it wrote none there, the
  * checkpoint it had itself been given by the run it resumed. Each ref carries the sha256 its files were written
@@ -355,7 +360,7 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   }
   const { searchFromHistory } = await import('../../pipeline/resume.js');
   // read unless the search step is whole: a completed child whose baseline failed or was interrupted keeps its results
-  const child = (search && (baseline ?? input.resume?.steps.searchTrials?.baseline)) || !searchRun ? { results: [], interrupted: [] } : await searchResults(client, searchRun);
+  const child = (search && (baseline ?? input.resume?.steps.searchTrials?.baseline)) || !searchRun ? { results: [], interrupted: [], started: new Set<string>() } : await searchResults(client, searchRun);
   const fromHistory = searchFromHistory({ search, baseline, earlier: input.resume?.steps.searchTrials, results: child.results });
   if (fromHistory.search) steps.search = fromHistory.search;
   const searchTrials = fromHistory.trials;
@@ -367,15 +372,26 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   // which it continues (reusableInterruptedReplicas) from `interruptedReplicas`
   delete steps.replicas;
   delete steps.interruptedReplicas;
-  const interruptedReplicas = (await Promise.all([...open].map(async (id) => (await decode<TrainTrialInput>(scheduled.get(id)!.input)).trialId)))
-    .filter(isReplicaId)
-    .map((trialId) => ({ trialId, rung: 0 }));
+  const trainings = async (ids: Iterable<string>) =>
+    (await Promise.all([...ids].filter((id) => scheduled.get(id)?.type === 'trainTrial').map(async (id) => (await decode<TrainTrialInput>(scheduled.get(id)!.input)).trialId))).filter(isReplicaId);
+  const interruptedReplicas = (await trainings(open)).map((trialId) => ({ trialId, rung: 0 }));
+  const startedReplicas = new Set((await trainings(scheduled.keys())).map((trialId) => `${trialId}@0`));
   // The failed run's as-of time, so its config resolves to the same cutoff: its input's, else its schedule's.
   const scheduledFor = started.searchAttributes?.indexedFields?.TemporalScheduledStartTime;
   const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
   const at = Array.isArray(scheduledAt) ? scheduledAt[0] : scheduledAt;
   const asOf = input.asOf ?? (at ? new Date(at as string).toISOString() : undefined);
-  return { input, taskQueue: started.taskQueue?.name ?? 'propensity-cpu', asOf, steps, replicas, searchTrials, interrupted: child.interrupted, interruptedReplicas };
+  return {
+    input,
+    taskQueue: started.taskQueue?.name ?? 'propensity-cpu',
+    asOf,
+    steps,
+    replicas,
+    searchTrials,
+    interrupted: child.interrupted,
+    interruptedReplicas,
+    started: { search: child.started, replicas: startedReplicas },
+  };
 }
 
 /**
@@ -383,7 +399,10 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
  * attempts were spent (failed or timed out), rebuilt as the failed trial the search recorded (trainOrFail). A trial
  * cancelled with the run was interrupted, not failed: it has neither.
  */
-async function searchResults(client: Client, run: temporal.api.common.v1.IWorkflowExecution): Promise<{ results: SearchTrialResult[]; interrupted: { trialId: string; rung: number }[] }> {
+async function searchResults(
+  client: Client,
+  run: temporal.api.common.v1.IWorkflowExecution,
+): Promise<{ results: SearchTrialResult[]; interrupted: { trialId: string; rung: number }[]; started: Set<string> }> {
   const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
   const converter = client.options.loadedDataConverter;
   const decode = <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => decodeFromPayloadsAtIndex<T>(converter, 0, payloads?.payloads);
@@ -408,14 +427,17 @@ async function searchResults(client: Client, run: temporal.api.common.v1.IWorkfl
     const closed = done ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
     if (closed) open.delete(String(closed.scheduledEventId));
   }
+  const trainings = (ids: Iterable<string>) =>
+    Promise.all(
+      [...ids].map(async (id) => {
+        const { trialId, rung } = await decode<TrainTrialInput>(scheduled.get(id));
+        return { trialId, rung: rung ?? 0 };
+      }),
+    );
   // still training when the run stopped (or cancelled with it): neither completed nor failed
-  const interrupted = await Promise.all(
-    [...open].map(async (id) => {
-      const { trialId, rung } = await decode<TrainTrialInput>(scheduled.get(id));
-      return { trialId, rung: rung ?? 0 };
-    }),
-  );
-  return { results: out, interrupted };
+  const interrupted = await trainings(open);
+  const started = new Set((await trainings(scheduled.keys())).map((t) => `${t.trialId}@${t.rung}`));
+  return { results: out, interrupted, started };
 }
 
 /**
@@ -526,7 +548,7 @@ async function verifyArtifacts(s: Services, steps: ResumedSteps, runId: string):
     ...read.map(async ({ step, ref }) => {
       try {
         const digest = sha256(await s.store.getKey(ref.key, ref.bucket));
-        if (digest !== ref.sha256) problems.push(`${s3Uri(ref.bucket, ref.key)} (${step}) has sha256 ${digest.slice(0, 12)}…, recorded ${ref.sha256.slice(0, 12)}…`);
+        if (digest !== ref.sha256) problems.push(`${s3Uri(ref.bucket, ref.key)} (${step}) has sha256 ${digest.slice(0, 12)}…, recorded ${ref.sha256 ? `${ref.sha256.slice(0, 12)}…` : 'none (no sha256 stored with it)'}`);
       } catch (err) {
         if (status(err) !== 404 && (err as Error).name !== 'NoSuchKey') throw err;
         problems.push(`${s3Uri(ref.bucket, ref.key)} (${step}) no longer exists`);

@@ -278,7 +278,15 @@ export function registerRunsCommands(program: Command): void {
             `  cutoff ${r.cutoff?.toISOString() ?? '-'}  horizon ${r.horizon_days ?? '-'} days  config ${r.config_hash}  code ${r.code_version}`,
           ];
           if (r.error_type) lines.push(`  ${r.error_type}: ${r.error_message}`);
-          if (r.resumed_from_run_id) lines.push(`  resumed from run ${r.resumed_from_run_id}: reused ${r.reused_steps?.join(', ') || 'nothing'}${r.reused_trials?.length ? ` and trials ${r.reused_trials.join(', ')}` : ''} (not executed again)`);
+          if (r.resumed_from_run_id) {
+            // a trial labelled t003@2:7 or t010-s2:5 was interrupted: this run continued it from that epoch's checkpoint
+            const continued = (r.reused_trials ?? []).filter((t) => /:\d+$/.test(t));
+            lines.push(
+              `  resumed from run ${r.resumed_from_run_id}: reused ${r.reused_steps?.join(', ') || 'nothing'}${r.reused_trials?.length ? ` and trials ${r.reused_trials.join(', ')}` : ''} (not executed again` +
+                (continued.length ? `; the interrupted ${continued.join(', ')} trained on from the checkpoint of the epoch after ':'` : '') +
+                ')',
+            );
+          }
           lines.push('', ...stepsTable(steps));
           if (quality.length) {
             lines.push('', '  data quality: ' + quality.map((q) => `${q.stage} ${q.rows_out}/${q.rows_in}`).join(', '));

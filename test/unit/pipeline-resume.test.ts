@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  changedSections, firstExecutedStep, lastReusedRungs, reusableBaseline, reusableInterrupted, reusableInterruptedReplicas, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, reusedTrials,
+  carriedInterrupted, changedSections, firstExecutedStep, lastReusedRungs, reusableBaseline, reusableInterrupted, reusableInterruptedReplicas, reusablePrefix, reusableReplicas, reusableSearchResults, reusedTrialLabel, reusedTrials,
   searchFromHistory, stepsRead, upstreamChanges,
 } from '../../pipeline/resume.js';
 
@@ -63,6 +63,25 @@ describe('reusableInterruptedReplicas', () => {
   it('names it by the epoch it continues from, among the replicas taken', () => {
     const taken = reusedTrials({ replicas: [{ trialId: 't010-s4' }], interruptedReplicas: [{ trialId: 't010-s2', from: { epoch: 7 } }] });
     expect(taken.map(reusedTrialLabel)).toEqual(['t010-s2:7', 't010-s4']);
+  });
+});
+
+describe('carriedInterrupted', () => {
+  it('adds the trials the resumed run had been given to continue and never started; one it started is its own to report', () => {
+    const open = [{ trialId: 't003', rung: 1 }];
+    const earlier = [
+      { trialId: 't003', rung: 1, from: { epoch: 7 } },
+      { trialId: 't005', rung: 1, from: { epoch: 4 } },
+      { trialId: 't006', rung: 0, from: { epoch: 2 } },
+    ];
+    // t006 was started at rung 0 (and completed or failed there): not carried
+    expect(carriedInterrupted(open, earlier, new Set(['t003@1', 't006@0']))).toEqual([
+      { trialId: 't003', rung: 1 },
+      { trialId: 't005', rung: 1 },
+    ]);
+    // a run that stopped before it trained anything carries every one
+    expect(carriedInterrupted([], earlier, new Set())).toEqual(earlier.map(({ trialId, rung }) => ({ trialId, rung })));
+    expect(carriedInterrupted(open, [], new Set(['t003@1']))).toEqual(open);
   });
 });
 

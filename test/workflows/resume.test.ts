@@ -454,6 +454,24 @@ describe('propensity run resume inside a seed replica', () => {
     expect(reached).toBeLessThan(4);
   });
 
+  it('refuses the replica’s checkpoint when its bytes differ from the sha256 written with them (InputsChanged, exit 5); nothing starts', async () => {
+    const weightsKey = `runs/${failedRunId}/trials/${replica}/checkpoints/epoch-${String(reached).padStart(4, '0')}/weights.bin`;
+    const weights = await store.getKey(weightsKey);
+    const s3 = createS3Client(connections().s3);
+    const before = await runCount();
+    try {
+      const flipped = new Uint8Array([...weights.slice(0, -1), weights.at(-1)! ^ 1]);
+      await s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: weightsKey, Body: flipped, Metadata: { sha256: sha256(weights) } }));
+      const res = await cli('run', 'resume', workflowId);
+      expect(res.code, res.stderr).toBe(5);
+      expect(res.stderr).toContain(`s3://${store.bucket}/${weightsKey} (ensemble, ${replica}'s checkpoint) has sha256`);
+      expect(await runCount()).toBe(before);
+    } finally {
+      await store.put(weightsKey, weights);
+      s3.destroy();
+    }
+  });
+
   it('resumes after the search: continues the replica from the failed run’s last checkpoint, builds the ensemble, registers', async () => {
     const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'final' });
     expect(res.code, res.stderr).toBe(0);
@@ -478,6 +496,8 @@ describe('propensity run resume inside a seed replica', () => {
     expect((row!.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual([1, 2, 3, 4]);
     expect(await db.db.selectFrom('ml.pipeline_runs').select('reused_trials').where('run_id', '=', runId).executeTakeFirstOrThrow()).toEqual({ reused_trials: plan.reusedTrials });
     expect(detail).toContain(`1 of 1 seed replicas trained (${replica} continued from its epoch-${reached} checkpoint)`);
+    const show = await cli('run', 'show', runId);
+    expect(show.stdout).toContain(`and trials ${replica}:${reached} (not executed again; the interrupted ${replica}:${reached} trained on from the checkpoint of the epoch after ':')`);
   });
 });
 
