@@ -25,6 +25,7 @@ import { resolveConnections } from '../infra/connections.js';
 import { createS3Client, ensureBucket, findRepoRoot } from '../infra/index.js';
 import { loadEnv } from '../infra/env.js';
 import { createArtifactStore } from '../store/artifacts.js';
+import { drainedAfterEpoch } from '../test/support/drain.js';
 import { trainPipeline } from '../workflows/pipeline.js';
 import { codeVersion, WORKFLOWS_PATH } from '../workers/deps.js';
 import { activityInterceptors } from '../workers/interceptors.js';
@@ -71,28 +72,7 @@ const resumeConfig = {
 };
 {
   let interrupted = false;
-  const drainedReplica = {
-    ...activities,
-    async trainTrial(input: Parameters<typeof activities.trainTrial>[0]) {
-      if (!/-s3$/.test(input.trialId)) return activities.trainTrial(input);
-      const ctx = Context.current();
-      const drain = new AbortController();
-      const heartbeat = ctx.heartbeat.bind(ctx);
-      Object.assign(ctx, {
-        cancellationSignal: drain.signal,
-        heartbeat: (details?: unknown) => {
-          heartbeat(details);
-          if (((details as { epoch?: number } | undefined)?.epoch ?? 0) >= 1) drain.abort('the worker is draining');
-        },
-      });
-      await activities.trainTrial(input).catch(() => undefined);
-      interrupted = true;
-      for (;;) {
-        heartbeat();
-        await ctx.sleep(100);
-      }
-    },
-  };
+  const drainedReplica = { ...activities, trainTrial: drainedAfterEpoch(activities.trainTrial, (id) => /-s3$/.test(id), 1, () => (interrupted = true)) };
   const cpuWorker = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities });
   const drainedTrain = await Worker.create({ ...workerOptions, taskQueue: queues.train, activities: drainedReplica });
   const cancelled = await cpuWorker.runUntil(

@@ -14,6 +14,7 @@ import { sha256, type ArtifactStore } from '../../store/artifacts.js';
 import { progressQuery, trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import type { hyperparameterSearch } from '../../workflows/search.js';
 import { lastJson, runCli } from '../support/cli.js';
+import { drainedAfterEpoch } from '../support/drain.js';
 import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 import { connections } from '../support/services.js';
 
@@ -123,6 +124,24 @@ const closedRuns = async (workflowId: string) => {
   for await (const _ of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) n++;
   return n;
 };
+
+/**
+ * `run resume <workflowId>` with the object at `key` overwritten by other bytes under the sha256 they were written
+ * with (as a copy gone wrong leaves them), then put back: the CLI's result, and whether a run started.
+ */
+async function resumeWithTampered(workflowId: string, key: string) {
+  const bytes = await store.getKey(key);
+  const s3 = createS3Client(connections().s3);
+  const before = await runCount();
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: key, Body: new Uint8Array([...bytes.slice(0, -1), bytes.at(-1)! ^ 1]), Metadata: { sha256: sha256(bytes) } }));
+    const res = await cli('run', 'resume', workflowId);
+    return { res, started: (await runCount()) !== before };
+  } finally {
+    await store.put(key, bytes);
+    s3.destroy();
+  }
+}
 
 describe('propensity run resume', () => {
   const workflowId = `train-resume-${randomUUID()}`;
@@ -424,25 +443,7 @@ describe('propensity run resume inside a seed replica', () => {
       {
         // the replica trains for real and stops, as a drained worker stops it, once it has checkpointed epoch 2;
         // its activity then never reports back before the run is cancelled
-        async trainTrial(input) {
-          if (!/-s2$/.test(input.trialId)) return real.trainTrial(input);
-          const ctx = Context.current();
-          const drain = new AbortController();
-          const heartbeat = ctx.heartbeat.bind(ctx);
-          Object.assign(ctx, {
-            cancellationSignal: drain.signal,
-            heartbeat: (details?: unknown) => {
-              heartbeat(details);
-              if (((details as { epoch?: number } | undefined)?.epoch ?? 0) >= 2) drain.abort('the worker is draining');
-            },
-          });
-          await real.trainTrial(input).catch(() => undefined);
-          interrupted = true;
-          for (;;) {
-            heartbeat();
-            await ctx.sleep(100);
-          }
-        },
+        trainTrial: drainedAfterEpoch(real.trainTrial, (id) => /-s2$/.test(id), 2, () => (interrupted = true)),
       },
     );
     expect(err).toBeInstanceOf(WorkflowFailedError);
@@ -456,20 +457,10 @@ describe('propensity run resume inside a seed replica', () => {
 
   it('refuses the replica’s checkpoint when its bytes differ from the sha256 written with them (InputsChanged, exit 5); nothing starts', async () => {
     const weightsKey = `runs/${failedRunId}/trials/${replica}/checkpoints/epoch-${String(reached).padStart(4, '0')}/weights.bin`;
-    const weights = await store.getKey(weightsKey);
-    const s3 = createS3Client(connections().s3);
-    const before = await runCount();
-    try {
-      const flipped = new Uint8Array([...weights.slice(0, -1), weights.at(-1)! ^ 1]);
-      await s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: weightsKey, Body: flipped, Metadata: { sha256: sha256(weights) } }));
-      const res = await cli('run', 'resume', workflowId);
-      expect(res.code, res.stderr).toBe(5);
-      expect(res.stderr).toContain(`s3://${store.bucket}/${weightsKey} (ensemble, ${replica}'s checkpoint) has sha256`);
-      expect(await runCount()).toBe(before);
-    } finally {
-      await store.put(weightsKey, weights);
-      s3.destroy();
-    }
+    const { res, started } = await resumeWithTampered(workflowId, weightsKey);
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toContain(`s3://${store.bucket}/${weightsKey} (ensemble, ${replica}'s checkpoint) has sha256`);
+    expect(started).toBe(false);
   });
 
   it('resumes after the search: continues the replica from the failed run’s last checkpoint, builds the ensemble, registers', async () => {
@@ -833,25 +824,7 @@ describe('propensity run resume inside a first rung', () => {
       {
         // t001 trains for real and stops, as a drained worker stops it, once it has checkpointed epoch 2; its
         // activity then never reports back before the run is cancelled
-        async trainTrial(input) {
-          if (input.trialId !== 't001') return real.trainTrial(input);
-          const ctx = Context.current();
-          const drain = new AbortController();
-          const heartbeat = ctx.heartbeat.bind(ctx);
-          Object.assign(ctx, {
-            cancellationSignal: drain.signal,
-            heartbeat: (details?: unknown) => {
-              heartbeat(details);
-              if (((details as { epoch?: number } | undefined)?.epoch ?? 0) >= 2) drain.abort('the worker is draining');
-            },
-          });
-          await real.trainTrial(input).catch(() => undefined);
-          interrupted = true;
-          for (;;) {
-            heartbeat();
-            await ctx.sleep(100);
-          }
-        },
+        trainTrial: drainedAfterEpoch(real.trainTrial, (id) => id === 't001', 2, () => (interrupted = true)),
       },
     );
     expect(err).toBeInstanceOf(WorkflowFailedError);
@@ -865,18 +838,12 @@ describe('propensity run resume inside a first rung', () => {
   it('refuses a checkpoint whose bytes differ from the sha256 written with them (InputsChanged, exit 5); takes the epoch before when the last is incomplete', async () => {
     const dir = (epoch: number) => `runs/${failedRunId}/trials/t001/checkpoints/epoch-${String(epoch).padStart(4, '0')}`;
     const weightsKey = `${dir(reached)}/weights.bin`;
-    const weights = await store.getKey(weightsKey);
+    const { res, started } = await resumeWithTampered(workflowId, weightsKey);
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: 1 artifact(s) it would reuse changed since they were written: s3://${store.bucket}/${weightsKey} (search, t001's checkpoint) has sha256`);
+    expect(started).toBe(false);
     const s3 = createS3Client(connections().s3);
-    const before = await runCount();
     try {
-      // other bytes under the sha256 they were written with, as a copy gone wrong leaves them
-      const flipped = new Uint8Array([...weights.slice(0, -1), weights.at(-1)! ^ 1]);
-      await s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: weightsKey, Body: flipped, Metadata: { sha256: sha256(weights) } }));
-      const res = await cli('run', 'resume', workflowId);
-      expect(res.code, res.stderr).toBe(5);
-      expect(res.stderr).toContain(`InputsChanged: cannot resume run ${failedRunId}: 1 artifact(s) it would reuse changed since they were written: s3://${store.bucket}/${weightsKey} (search, t001's checkpoint) has sha256`);
-      expect(await runCount()).toBe(before);
-      await store.put(weightsKey, weights);
       // the last epoch's model.json gone, as a worker stopped between the checkpoint's two files leaves it: the
       // resume below continues from the epoch before
       await s3.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: `${dir(reached)}/model.json` }));
