@@ -43,6 +43,8 @@ export interface ResumePlan {
   startsAt: string;
   changedSections: string[];
   verified: { artifacts: number; hashed: number };
+  /** resumes passed over because no code of theirs ever ran (cancelled before a worker started them), newest first */
+  passedOver?: string[];
 }
 
 type Row = Awaited<ReturnType<typeof findRun>>;
@@ -67,9 +69,18 @@ export function registerResumeCommand(run: Command): void {
 
 async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptions): Promise<void> {
   const runs = await import('./runs.js');
-  const r = await recordIfStopped(s, client, await runs.findRun(s.db, id));
+  let r = await recordIfStopped(s, client, await runs.findRun(s.db, id));
   await refuseUnlessResumable(s, r);
-  const history = await readFailedRun(client, r);
+  let history = await readFailedRun(client, r);
+  // A resume cancelled before any worker ran its first step (`code_version` none: `propensity cancel` wrote its row)
+  // did nothing and copied no records: the run it was resuming is resumed instead, so the new run's records are whole.
+  const passedOver: string[] = [];
+  while (r.code_version === 'none' && history.input.resume) {
+    passedOver.push(r.run_id);
+    r = await runs.findRun(s.db, history.input.resume.fromRunId);
+    await refuseUnlessResumable(s, r);
+    history = await readFailedRun(client, r);
+  }
   const { reusablePrefix, reusableReplicas, reusableSearchResults, reusableBaseline, reusableInterrupted, reusableInterruptedReplicas, carriedInterrupted, reusedTrials: taken, reusedTrialLabel, firstExecutedStep, stepsRead } = await import(
     '../../pipeline/resume.js'
   );
@@ -153,8 +164,10 @@ async function resumeRun(s: Services, client: Client, id: string, o: ResumeOptio
     startsAt,
     changedSections: changed,
     verified,
+    ...(passedOver.length && { passedOver }),
   };
   const head =
+    (passedOver.length ? `run ${passedOver.join(', then run ')} never started (cancelled before a worker ran it): resuming the run it was resuming; ` : '') +
     `resumed ${r.workflow_id} (run ${r.run_id}) as ${workflowId} (run ${plan.runId}): ` +
     `reused ${reusedSteps.join(', ') || 'nothing'}${reusedTrials.length ? ` and trials ${reusedTrials.join(', ')}` : ''} (${verified.artifacts} artifacts verified, ${verified.hashed} by their sha256), starting at ${startsAt}` +
     (changed.length ? `; config sections changed: ${changed.join(', ')}` : '');

@@ -890,9 +890,21 @@ describe('propensity run resume inside a first rung', () => {
     expect(await db.db.selectFrom('ml.pipeline_runs').select('status').where('run_id', '=', resumeRunId).executeTakeFirstOrThrow()).toEqual({ status: 'cancelled' });
   });
 
+  let neverStarted: string;
+  it('a resume of it started while no worker runs and cancelled never started (its row: code_version none)', async () => {
+    const res = await runCli(['run', 'resume', workflowId, '--detach', '--json'], { databaseUrl: dbUrl, env: { PROPENSITY_REQUIRE_WORKERS: 'false' } });
+    expect(res.code, res.stderr).toBe(0);
+    neverStarted = lastJson(res.stdout).runId;
+    const cancel = await cli('cancel', workflowId, '--grace', '1');
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(await db.db.selectFrom('ml.pipeline_runs').select(['status', 'code_version']).where('run_id', '=', neverStarted).executeTakeFirstOrThrow()).toEqual({ status: 'cancelled', code_version: 'none' });
+  });
+
   it('resuming that resume continues t001 from the checkpoint the first run gave it, takes the rest, registers', async () => {
     const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'search' });
     expect(res.code, res.stderr).toBe(0);
+    // the resume that never started is passed over: it copied no records, so its own resume would lack them
+    expect(plan.passedOver).toEqual([neverStarted]);
     // the resume wrote no checkpoint of its own for t001, so the one it had been given is taken again
     expect(plan).toMatchObject({ fromRunId: resumeRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
     expect(plan.reusedTrials).toEqual([`t001@0:${continuedFrom}`, 't002@0', 'baseline']);
