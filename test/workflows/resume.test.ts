@@ -900,13 +900,47 @@ describe('propensity run resume inside a first rung', () => {
     expect(await db.db.selectFrom('ml.pipeline_runs').select(['status', 'code_version']).where('run_id', '=', neverStarted).executeTakeFirstOrThrow()).toEqual({ status: 'cancelled', code_version: 'none' });
   });
 
+  let stoppedBeforeSearch: string;
+  it('the next resume passes over the one that never started; it opens its run, then is cancelled before its search starts', async () => {
+    let opened = false;
+    const plan = await withWorkers(
+      async () => {
+        const res = await cli('run', 'resume', workflowId, '--detach', '--json');
+        expect(res.code, res.stderr).toBe(0);
+        const p = lastJson(res.stdout);
+        await waitUntil('the resume to open its run', async () => opened);
+        const handle = client.workflow.getHandle(p.workflowId, p.runId);
+        await handle.cancel();
+        await handle.result().catch(() => undefined);
+        return p;
+      },
+      {
+        // startRun opens the run and copies the taken records, then its worker stalls: the search never starts
+        async startRun(input) {
+          await createActivities({ db, store, codeVersion: 'test' }).startRun(input);
+          opened = true;
+          const ctx = Context.current();
+          for (;;) {
+            ctx.heartbeat();
+            await ctx.sleep(100);
+          }
+        },
+      },
+    );
+    // the resume that never started is passed over: it copied no records, so its own resume would lack them
+    expect(plan.passedOver).toEqual([neverStarted]);
+    expect(plan).toMatchObject({ fromRunId: resumeRunId, reusedTrials: [`t001@0:${continuedFrom}`, 't002@0', 'baseline'] });
+    stoppedBeforeSearch = plan.runId;
+    const history = await client.workflow.getHandle(workflowId, stoppedBeforeSearch).fetchHistory();
+    expect(history.events!.some((e) => e.startChildWorkflowExecutionInitiatedEventAttributes)).toBe(false);
+  });
+
   it('resuming that resume continues t001 from the checkpoint the first run gave it, takes the rest, registers', async () => {
     const { res, plan, out: resumed, detail } = await resumeAndFollow(workflowId, { stage: 'search' });
     expect(res.code, res.stderr).toBe(0);
-    // the resume that never started is passed over: it copied no records, so its own resume would lack them
-    expect(plan.passedOver).toEqual([neverStarted]);
-    // the resume wrote no checkpoint of its own for t001, so the one it had been given is taken again
-    expect(plan).toMatchObject({ fromRunId: resumeRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
+    // neither resume since the first wrote a checkpoint for t001 (the last never started it), so the one the first
+    // run gave is taken again
+    expect(plan).toMatchObject({ fromRunId: stoppedBeforeSearch, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
     expect(plan.reusedTrials).toEqual([`t001@0:${continuedFrom}`, 't002@0', 'baseline']);
     expect(resumed!.status).toBe('registered');
     const runId = resumed!.runId;
@@ -920,6 +954,6 @@ describe('propensity run resume inside a first rung', () => {
     expect(row).toMatchObject({ status: 'completed', rung: 0, resumed_from_epoch: continuedFrom, epochs_run: 4 });
     expect((row!.curve as { epoch: number }[]).map((p) => p.epoch)).toEqual([1, 2, 3, 4]);
     expect(await db.db.selectFrom('ml.pipeline_runs').select('reused_trials').where('run_id', '=', runId).executeTakeFirstOrThrow()).toEqual({ reused_trials: plan.reusedTrials });
-    expect(detail).toContain(`; 1 trial results and the baseline reused from run ${resumeRunId}, 1 interrupted trials continued from its checkpoints`);
+    expect(detail).toContain(`; 1 trial results and the baseline reused from run ${stoppedBeforeSearch}, 1 interrupted trials continued from its checkpoints`);
   });
 });
