@@ -111,17 +111,17 @@ export function reusableInterruptedReplicas(prefix: Partial<Record<ReusableStep,
 
 /**
  * The trials a failed run leaves interrupted: those it was still training when it stopped (`open`), then those the run
- * it had resumed left interrupted (`earlier`) that it never started (`started`: `trialId@rung` of each training it
- * scheduled), because it stopped first. Their checkpoints carry over, so a resume of a resume that stopped early does
+ * it had resumed left interrupted (`earlier`) that it never started (`started`: each training it scheduled), because
+ * it stopped first. Their checkpoints carry over, so a resume of a resume that stopped early does
  * not start them over.
  */
 export function carriedInterrupted(
   open: readonly { trialId: string; rung: number }[],
   earlier: readonly { trialId: string; rung: number }[],
-  started: ReadonlySet<string>,
+  started: readonly { trialId: string; rung: number }[],
 ): { trialId: string; rung: number }[] {
   const key = (t: { trialId: string; rung: number }) => `${t.trialId}@${t.rung}`;
-  const seen = new Set([...open.map(key), ...started]);
+  const seen = new Set([...open, ...started].map(key));
   return [...open.map(({ trialId, rung }) => ({ trialId, rung })), ...earlier.filter((e) => !seen.has(key(e))).map(({ trialId, rung }) => ({ trialId, rung }))];
 }
 

@@ -240,8 +240,8 @@ interface FailedRun {
   interrupted: { trialId: string; rung: number }[];
   /** the seed replicas it was still training when it stopped (rung 0, as their ml.trials rows) */
   interruptedReplicas: { trialId: string; rung: number }[];
-  /** every training it scheduled, as `trialId@rung`: in its search child, and the seed replicas (rung 0) */
-  started: { search: Set<string>; replicas: Set<string> };
+  /** every training it scheduled: in its search child, and the seed replicas (rung 0) */
+  started: { search: { trialId: string; rung: number }[]; replicas: { trialId: string; rung: number }[] };
 }
 
 /**
@@ -339,14 +339,9 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   let searchRun: temporal.api.common.v1.IWorkflowExecution | undefined;
   // replicas it took from the run it resumed, and those it trained
   const replicas: TrainTrialOutput[] = [...(input.resume?.steps.replicas ?? [])];
-  // trainTrial activities neither completed nor failed: still training when the run stopped
-  const open = new Set<string>();
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? '', input: s.input });
-    if (s?.activityType?.name === 'trainTrial') open.add(String(e.eventId));
-    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
-    if (closed) open.delete(String(closed.scheduledEventId));
     const done = e.activityTaskCompletedEventAttributes;
     if (done) {
       const activity = scheduled.get(String(done.scheduledEventId));
@@ -373,7 +368,7 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   }
   const { searchFromHistory } = await import('../../pipeline/resume.js');
   // read unless the search step is whole: a completed child whose baseline failed or was interrupted keeps its results
-  const child = (search && (baseline ?? input.resume?.steps.searchTrials?.baseline)) || !searchRun ? { results: [], interrupted: [], started: new Set<string>() } : await searchResults(client, searchRun);
+  const child = (search && (baseline ?? input.resume?.steps.searchTrials?.baseline)) || !searchRun ? { results: [], interrupted: [], started: [] } : await searchResults(client, searchRun);
   const fromHistory = searchFromHistory({ search, baseline, earlier: input.resume?.steps.searchTrials, results: child.results });
   if (fromHistory.search) steps.search = fromHistory.search;
   const searchTrials = fromHistory.trials;
@@ -385,10 +380,8 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
   // which it continues (reusableInterruptedReplicas) from `interruptedReplicas`
   delete steps.replicas;
   delete steps.interruptedReplicas;
-  const trainings = async (ids: Iterable<string>) =>
-    (await Promise.all([...ids].filter((id) => scheduled.get(id)?.type === 'trainTrial').map(async (id) => (await decode<TrainTrialInput>(scheduled.get(id)!.input)).trialId))).filter(isReplicaId);
-  const interruptedReplicas = (await trainings(open)).map((trialId) => ({ trialId, rung: 0 }));
-  const startedReplicas = new Set((await trainings(scheduled.keys())).map((trialId) => `${trialId}@0`));
+  const trainings = await trainTrialActivities(events, decode);
+  const ofReplicas = (list: { trialId: string; rung: number }[]) => list.filter((t) => isReplicaId(t.trialId));
   // The failed run's as-of time, so its config resolves to the same cutoff: its input's, else its schedule's.
   const scheduledFor = started.searchAttributes?.indexedFields?.TemporalScheduledStartTime;
   const scheduledAt = scheduledFor ? await decode<unknown>({ payloads: [scheduledFor] }) : undefined;
@@ -402,8 +395,8 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
     replicas,
     searchTrials,
     interrupted: child.interrupted,
-    interruptedReplicas,
-    started: { search: child.started, replicas: startedReplicas },
+    interruptedReplicas: ofReplicas(trainings.open),
+    started: { search: child.started, replicas: ofReplicas(trainings.started) },
   };
 }
 
@@ -415,20 +408,16 @@ async function readFailedRun(client: Client, r: Row): Promise<FailedRun> {
 async function searchResults(
   client: Client,
   run: temporal.api.common.v1.IWorkflowExecution,
-): Promise<{ results: SearchTrialResult[]; interrupted: { trialId: string; rung: number }[]; started: Set<string> }> {
+): Promise<{ results: SearchTrialResult[]; interrupted: { trialId: string; rung: number }[]; started: { trialId: string; rung: number }[] }> {
   const { decodeFromPayloadsAtIndex } = await import('@temporalio/common/lib/internal-non-workflow/index.js');
   const converter = client.options.loadedDataConverter;
   const decode = <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => decodeFromPayloadsAtIndex<T>(converter, 0, payloads?.payloads);
   const events = (await client.workflow.getHandle(run.workflowId!, run.runId ?? undefined).fetchHistory()).events ?? [];
   const scheduled = new Map<string, temporal.api.common.v1.IPayloads | null | undefined>();
-  const open = new Set<string>();
   const out: SearchTrialResult[] = [];
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
-    if (s?.activityType?.name === 'trainTrial') {
-      scheduled.set(String(e.eventId), s.input);
-      open.add(String(e.eventId));
-    }
+    if (s?.activityType?.name === 'trainTrial') scheduled.set(String(e.eventId), s.input);
     const done = e.activityTaskCompletedEventAttributes;
     const input = done && scheduled.get(String(done.scheduledEventId));
     if (done && input) {
@@ -437,20 +426,36 @@ async function searchResults(
     }
     const spent = await spentTrainTrial(client, e, (id) => scheduled.get(id));
     if (spent) out.push({ rung: spent.input.rung ?? 0, result: spent.rebuilt });
-    const closed = done ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+  }
+  const trainings = await trainTrialActivities(events, decode);
+  return { results: out, interrupted: trainings.open, started: trainings.started };
+}
+
+/**
+ * The trainTrial activities of a history, each as its trial and rung (0 when the input has none): every one it
+ * scheduled, and those still open when it stopped (neither completed, failed nor timed out: the trial was still
+ * training, or was cancelled with the run).
+ */
+async function trainTrialActivities(
+  events: temporal.api.history.v1.IHistoryEvent[],
+  decode: <T>(payloads: temporal.api.common.v1.IPayloads | null | undefined) => Promise<T>,
+): Promise<{ started: { trialId: string; rung: number }[]; open: { trialId: string; rung: number }[] }> {
+  const inputs = new Map<string, temporal.api.common.v1.IPayloads | null | undefined>();
+  const open = new Set<string>();
+  for (const e of events) {
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s?.activityType?.name === 'trainTrial') {
+      inputs.set(String(e.eventId), s.input);
+      open.add(String(e.eventId));
+    }
+    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
     if (closed) open.delete(String(closed.scheduledEventId));
   }
-  const trainings = (ids: Iterable<string>) =>
-    Promise.all(
-      [...ids].map(async (id) => {
-        const { trialId, rung } = await decode<TrainTrialInput>(scheduled.get(id));
-        return { trialId, rung: rung ?? 0 };
-      }),
-    );
-  // still training when the run stopped (or cancelled with it): neither completed nor failed
-  const interrupted = await trainings(open);
-  const started = new Set((await trainings(scheduled.keys())).map((t) => `${t.trialId}@${t.rung}`));
-  return { results: out, interrupted, started };
+  const trial = async (id: string) => {
+    const { trialId, rung } = await decode<TrainTrialInput>(inputs.get(id));
+    return { trialId, rung: rung ?? 0 };
+  };
+  return { started: await Promise.all([...inputs.keys()].map(trial)), open: await Promise.all([...open].map(trial)) };
 }
 
 /**

@@ -75,13 +75,13 @@ describe('carriedInterrupted', () => {
       { trialId: 't006', rung: 0, from: { epoch: 2 } },
     ];
     // t006 was started at rung 0 (and completed or failed there): not carried
-    expect(carriedInterrupted(open, earlier, new Set(['t003@1', 't006@0']))).toEqual([
+    expect(carriedInterrupted(open, earlier, [{ trialId: 't003', rung: 1 }, { trialId: 't006', rung: 0 }])).toEqual([
       { trialId: 't003', rung: 1 },
       { trialId: 't005', rung: 1 },
     ]);
     // a run that stopped before it trained anything carries every one
-    expect(carriedInterrupted([], earlier, new Set())).toEqual(earlier.map(({ trialId, rung }) => ({ trialId, rung })));
-    expect(carriedInterrupted(open, [], new Set(['t003@1']))).toEqual(open);
+    expect(carriedInterrupted([], earlier, [])).toEqual(earlier.map(({ trialId, rung }) => ({ trialId, rung })));
+    expect(carriedInterrupted(open, [], [{ trialId: 't003', rung: 1 }])).toEqual(open);
   });
 });
 
