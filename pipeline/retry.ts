@@ -37,10 +37,7 @@ export const RETRY_POLICY = {
  * not heartbeat themselves), so a killed cpu worker's step moves to another worker after `cpuTimeoutSeconds`, not
  * after its 30-minute start-to-close timeout. Training steps heartbeat each epoch and use the pipeline config's
  * `training.heartbeatTimeoutSeconds` (default 120).
- */
-export const HEARTBEAT = { intervalMs: 5_000, cpuTimeoutSeconds: 60, throttleSeconds: 10 } as const;
-
-/*
+ *
  * `HEARTBEAT.throttleSeconds` (PROPENSITY_HEARTBEAT_THROTTLE_SECONDS) caps how long a worker holds back heartbeats.
  * An activity hears that it was cancelled only in the reply to a heartbeat the worker sends, and the SDK sends at
  * most one per min(0.8 × the heartbeat timeout, its max throttle interval): 60 s by default, so a cancelled run's
@@ -50,7 +47,7 @@ export const HEARTBEAT = { intervalMs: 5_000, cpuTimeoutSeconds: 60, throttleSec
  * 60 s (48 s for data steps); on Temporal Cloud each is a billable action (360 an hour per running activity), which
  * is why the cap is a setting.
  */
-
+export const HEARTBEAT = { intervalMs: 5_000, cpuTimeoutSeconds: 60, throttleSeconds: 10 } as const;
 
 /**
  * How often the interceptor's keep-alive heartbeats an activity whose heartbeat timeout is `heartbeatTimeoutMs`:

@@ -13,7 +13,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { Context } from '@temporalio/activity';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import pg from 'pg';
 import { createActivities } from '../activities/index.js';
@@ -25,7 +24,7 @@ import { resolveConnections } from '../infra/connections.js';
 import { createS3Client, ensureBucket, findRepoRoot } from '../infra/index.js';
 import { loadEnv } from '../infra/env.js';
 import { createArtifactStore } from '../store/artifacts.js';
-import { drainedAfterEpoch } from '../test/support/drain.js';
+import { drainedAfterEpoch, stall } from '../test/support/drain.js';
 import { trainPipeline } from '../workflows/pipeline.js';
 import { codeVersion, WORKFLOWS_PATH } from '../workers/deps.js';
 import { activityInterceptors } from '../workers/interceptors.js';
@@ -109,10 +108,7 @@ const searchResumeConfig = {
     async trainTrial(input: Parameters<typeof activities.trainTrial>[0]) {
       const out = await activities.trainTrial(input);
       if ((input.rung ?? 0) < 1) return out;
-      for (const ctx = Context.current(); ; ) {
-        ctx.heartbeat();
-        await ctx.sleep(100);
-      }
+      return stall();
     },
   };
   const cpuWorker = await Worker.create({ ...workerOptions, taskQueue: queues.cpu, workflowBundle: bundle, activities });

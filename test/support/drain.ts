@@ -2,6 +2,18 @@ import { Context } from '@temporalio/activity';
 import type { Activities } from '../../activities/index.js';
 
 /**
+ * What an activity does on a worker that has stopped reporting (stalled loading its data, or hung after its work): it
+ * heartbeats every 100 ms and never returns, until its run is cancelled or its worker stops.
+ */
+export async function stall(): Promise<never> {
+  const ctx = Context.current();
+  for (;;) {
+    ctx.heartbeat();
+    await ctx.sleep(100);
+  }
+}
+
+/**
  * A trainTrial for `trialId`s that `which` picks: it trains for real and stops, as a drained worker stops it, once it
  * has checkpointed epoch `epoch` (its cancellation signal replaced, the real training code running); then it calls
  * `onStopped` and never reports back, heartbeating until the run is cancelled or the worker stops. Other trials train
@@ -22,9 +34,6 @@ export function drainedAfterEpoch(train: Activities['trainTrial'], which: (trial
     });
     await train(input).catch(() => undefined);
     onStopped();
-    for (;;) {
-      heartbeat();
-      await ctx.sleep(100);
-    }
+    return stall();
   };
 }

@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
@@ -14,7 +13,7 @@ import { sha256, type ArtifactStore } from '../../store/artifacts.js';
 import { progressQuery, trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
 import type { hyperparameterSearch } from '../../workflows/search.js';
 import { lastJson, runCli } from '../support/cli.js';
-import { drainedAfterEpoch } from '../support/drain.js';
+import { drainedAfterEpoch, stall } from '../support/drain.js';
 import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 import { connections } from '../support/services.js';
 
@@ -110,6 +109,22 @@ async function resumeAndFollow(workflowId: string, opts: { stage?: string; fault
     const out = await client.workflow.getHandle(plan.workflowId, plan.runId).result();
     return { res, plan, out, detail: opts.stage ? await stageDetail(plan.workflowId, plan.runId, opts.stage) : undefined };
   }, opts.faulty);
+}
+/**
+ * `propensity run resume <workflowId> --detach --json` with workers up (`faulty` replacing activities), the new run
+ * cancelled once `ready` holds (waiting for `what`) and followed to its end: the CLI's plan.
+ */
+async function resumeAndCancel(workflowId: string, what: string, ready: () => boolean, faulty: Partial<Activities>) {
+  return withWorkers(async () => {
+    const res = await cli('run', 'resume', workflowId, '--detach', '--json');
+    expect(res.code, res.stderr).toBe(0);
+    const plan = lastJson(res.stdout);
+    await waitUntil(what, async () => ready());
+    const handle = client.workflow.getHandle(plan.workflowId, plan.runId);
+    await handle.cancel();
+    await handle.result().catch(() => undefined);
+    return plan;
+  }, faulty);
 }
 /** The trainTrial activities a run's search child scheduled, in order, with their inputs. */
 const searchTrainings = async (workflowId: string) =>
@@ -527,10 +542,7 @@ describe('propensity run resume inside a search', () => {
         async trainTrial(input) {
           const out = await real.trainTrial(input);
           if ((input.rung ?? 0) < 1) return out;
-          for (const ctx = Context.current(); ; ) {
-            ctx.heartbeat();
-            await ctx.sleep(100);
-          }
+          return stall();
         },
       },
     );
@@ -658,10 +670,7 @@ describe('propensity run resume of a resumed run', () => {
         // the second rung never reports back before the cancellation
         async trainTrial(input) {
           if ((input.rung ?? 0) < 1) return real.trainTrial(input);
-          for (const ctx = Context.current(); ; ) {
-            ctx.heartbeat();
-            await ctx.sleep(100);
-          }
+          return stall();
         },
       },
     );
@@ -858,30 +867,14 @@ describe('propensity run resume inside a first rung', () => {
 
   it('its resume continues t001 from the failed run’s last whole checkpoint, and is cancelled before t001 writes an epoch', async () => {
     let started = false;
-    const plan = await withWorkers(
-      async () => {
-        const res = await cli('run', 'resume', workflowId, '--detach', '--json');
-        expect(res.code, res.stderr).toBe(0);
-        const p = lastJson(res.stdout);
-        await waitUntil('the resume to start t001', async () => started);
-        const handle = client.workflow.getHandle(p.workflowId, p.runId);
-        await handle.cancel();
-        await handle.result().catch(() => undefined);
-        return p;
+    // t001's worker stalls before its first epoch (loading its data, say): it writes no checkpoint and never reports
+    // before the run is cancelled
+    const plan = await resumeAndCancel(workflowId, 'the resume to start t001', () => started, {
+      async trainTrial() {
+        started = true;
+        return stall();
       },
-      {
-        // t001's worker stalls before its first epoch (loading its data, say): it writes no checkpoint and never
-        // reports before the run is cancelled
-        async trainTrial() {
-          started = true;
-          const ctx = Context.current();
-          for (;;) {
-            ctx.heartbeat();
-            await ctx.sleep(100);
-          }
-        },
-      },
-    );
+    });
     expect(plan).toMatchObject({ fromRunId: failedRunId, reusedSteps: ['ingest', 'clean', 'split'], startsAt: 'search' });
     expect(plan.reusedTrials).toEqual([`t001@0:${continuedFrom}`, 't002@0', 'baseline']);
     resumeRunId = plan.runId;
@@ -903,30 +896,14 @@ describe('propensity run resume inside a first rung', () => {
   let stoppedBeforeSearch: string;
   it('the next resume passes over the one that never started; it opens its run, then is cancelled before its search starts', async () => {
     let opened = false;
-    const plan = await withWorkers(
-      async () => {
-        const res = await cli('run', 'resume', workflowId, '--detach', '--json');
-        expect(res.code, res.stderr).toBe(0);
-        const p = lastJson(res.stdout);
-        await waitUntil('the resume to open its run', async () => opened);
-        const handle = client.workflow.getHandle(p.workflowId, p.runId);
-        await handle.cancel();
-        await handle.result().catch(() => undefined);
-        return p;
+    // startRun opens the run and copies the taken records, then its worker stalls: the search never starts
+    const plan = await resumeAndCancel(workflowId, 'the resume to open its run', () => opened, {
+      async startRun(input) {
+        await createActivities({ db, store, codeVersion: 'test' }).startRun(input);
+        opened = true;
+        return stall();
       },
-      {
-        // startRun opens the run and copies the taken records, then its worker stalls: the search never starts
-        async startRun(input) {
-          await createActivities({ db, store, codeVersion: 'test' }).startRun(input);
-          opened = true;
-          const ctx = Context.current();
-          for (;;) {
-            ctx.heartbeat();
-            await ctx.sleep(100);
-          }
-        },
-      },
-    );
+    });
     // the resume that never started is passed over: it copied no records, so its own resume would lack them
     expect(plan.passedOver).toEqual([neverStarted]);
     expect(plan).toMatchObject({ fromRunId: resumeRunId, reusedTrials: [`t001@0:${continuedFrom}`, 't002@0', 'baseline'] });
