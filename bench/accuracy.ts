@@ -41,6 +41,8 @@ export interface AccuracyBenchOptions {
   trials?: number;
   /** search.space keys that replace the run's (e.g. { numericEncoding: ['ple', 'periodic'] }): an ablation */
   space?: Record<string, unknown>;
+  /** training keys that replace the run's (e.g. { ensemble: { seeds: 8, maxMembers: 10 } }): an ablation */
+  training?: Record<string, unknown>;
   trainWorkers: number;
   /** threads for LightGBM and Keras */
   threads: number;
@@ -100,6 +102,8 @@ export interface AccuracyResult {
     trials: number;
     /** the search.space keys the bench replaced (--space); absent: the pipeline's defaults (or the config file's) */
     space?: Record<string, unknown>;
+    /** the training keys the bench replaced (--training); absent: the pipeline's defaults (or the config file's) */
+    training?: Record<string, unknown>;
     bestParams: unknown;
     finalEpochs: number;
     backend: string;
@@ -176,6 +180,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
       }
       const raw = file.raw as PipelineConfigInput;
       configInput = opts.trials ? { ...raw, search: { ...raw.search, trials: opts.trials } } : raw;
+      if (opts.training) configInput = { ...configInput, training: { ...configInput.training, ...opts.training } as never };
       if (opts.space) configInput = { ...configInput, search: { ...configInput.search, space: { ...configInput.search?.space, ...opts.space } as never } };
       dataset = { kind: 'table', config: opts.config!, query: source.query };
     } else {
@@ -186,6 +191,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         modelName: `bench-accuracy-${opts.users}u-${opts.days}d-s${opts.seed}`,
         source: { kind: 'events', cutoff: shop.cutoff.toISOString(), horizonDays: opts.horizonDays, ...(opts.sequenceLength ? { sequenceLength: opts.sequenceLength } : {}) },
         search: { trials: opts.trials ?? 16, parallelism: opts.trainWorkers, ...(opts.space ? { space: opts.space as never } : {}) },
+        ...(opts.training ? { training: opts.training as never } : {}),
       };
       dataset = {
         kind: 'synthetic', users: opts.users, days: opts.days, seed: opts.seed, horizonDays: opts.horizonDays, cutoff: shop.cutoff.toISOString(),
@@ -302,6 +308,7 @@ export async function runAccuracyBench(opts: AccuracyBenchOptions, log: Log): Pr
         runId: out.runId,
         trials: out.trials,
         ...(opts.space ? { space: opts.space } : {}),
+        ...(opts.training ? { training: opts.training } : {}),
         bestParams: out.best.params,
         finalEpochs: config.training.finalEpochs,
         backend: out.backend,
@@ -415,6 +422,7 @@ export function printAccuracy(r: AccuracyResult, log: Log): void {
       ['split (train / val / test)', `${r.split.train} / ${r.split.val} / ${r.split.test} rows × ${r.cols} cols, test positives ${(r.positiveRates.test * 100).toFixed(1)} %`],
       row('ours (pipeline)', r.ours, `${r.ours.status}, ${r.ours.trials} trials, ${r.ours.backend}, ${fmt(r.ours.wallSeconds, 0)} s`),
       ...(r.ours.space ? [['  search.space replaced', JSON.stringify(r.ours.space)] as [string, string]] : []),
+      ...(r.ours.training ? [['  training replaced', JSON.stringify(r.ours.training)] as [string, string]] : []),
       row('LightGBM', r.lightgbm, `${r.lightgbm.configs} configs, ${r.lightgbm.threads} threads, ${fmt(r.lightgbm.wallSeconds, 0)} s; ours ${p(r.delong.lightgbm)}`),
       row('Keras (our best params)', r.keras, `${r.keras.epochs} epochs, ${r.keras.threads} threads, ${fmt(r.keras.wallSeconds, 0)} s; ours ${p(r.delong.keras)}`),
       ...(r.families ?? []).map((f): [string, string] => [

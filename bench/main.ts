@@ -5,7 +5,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { intOption } from '../cli/common.js';
 import { shopOptions } from '../cli/shop-options.js';
-import { searchSpaceSchema } from '../pipeline/config.js';
+import type { z } from 'zod';
+import { pipelineConfigSchema, searchSpaceSchema } from '../pipeline/config.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { appendResult, BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
@@ -130,18 +131,23 @@ const list = <T extends string>(name: string, allowed?: readonly T[]) => (v: str
   if (!items.length || bad.length) throw new InvalidArgumentError(`${name}: ${bad.length ? `unknown ${bad.join(', ')} (use ${allowed!.join(', ')})` : 'empty'}`);
   return items as T[];
 };
-/** A JSON object of search.space keys, checked against the pipeline config's schema before anything starts. */
-const jsonObjectOption = (name: string) => (v: string) => {
+/** The keys `--space` and `--training` may replace, each checked against the pipeline config's schema. */
+const ABLATION_KEYS = {
+  'search.space': searchSpaceSchema.partial(),
+  training: (pipelineConfigSchema.shape.training as unknown as { unwrap(): z.ZodObject }).unwrap().partial(),
+} as const;
+/** A JSON object of search.space (or training) keys, checked against the pipeline config's schema before anything starts. */
+const jsonObjectOption = (name: string, section: keyof typeof ABLATION_KEYS) => (v: string) => {
   let parsed: unknown;
   try {
     parsed = JSON.parse(v);
   } catch (e) {
     throw new InvalidArgumentError(`${name} must be a JSON object, got "${v}" (${(e as Error).message})`);
   }
-  const checked = searchSpaceSchema.partial().safeParse(parsed);
+  const checked = ABLATION_KEYS[section].safeParse(parsed);
   if (!checked.success || parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     const why = checked.success ? 'not an object' : checked.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
-    throw new InvalidArgumentError(`${name}: not a valid set of search.space keys: ${why}`);
+    throw new InvalidArgumentError(`${name}: not a valid set of ${section} keys: ${why}`);
   }
   return parsed as Record<string, unknown>;
 };
@@ -212,7 +218,8 @@ program
   .option('--trials <n>', 'search trials and LightGBM configurations (default: 16, or the config file\'s)', intOption('--trials'))
   .option('--sequence-length <n>', 'synthetic shop: source.sequenceLength, each user\'s last N events for the sequence family (with --space \'{"sequenceUnits":[0,16]}\')', intOption('--sequence-length', 0))
   .option('--train-workers <n>', 'train worker processes (synthetic shop: search.parallelism)', intOption('--train-workers'), 2)
-  .option('--space <json>', 'search.space keys replacing the run\'s, for an ablation, e.g. \'{"numericEncoding":["ple","periodic"]}\'', jsonObjectOption('--space'))
+  .option('--space <json>', 'search.space keys replacing the run\'s, for an ablation, e.g. \'{"numericEncoding":["ple","periodic"]}\'', jsonObjectOption('--space', 'search.space'))
+  .option('--training <json>', 'training keys replacing the run\'s, for an ablation, e.g. \'{"ensemble":{"seeds":8,"maxMembers":10}}\'', jsonObjectOption('--training', 'training'))
   .option('--threads <n>', 'threads for LightGBM and Keras', intOption('--threads'), 2)
   .option('--bank-rows <n>', 'rows to seed into public_data.bank_marketing when a config reads it and it is missing (or with --reseed)', intOption('--bank-rows'), 45_211)
   .option('--quiet-load <x>', 'wait for the 1-minute load average to fall below this before the pipeline starts', Number, 0.7)
@@ -231,7 +238,7 @@ program
       const result = await runAccuracyBench(
         {
           users: o.users, days: o.days, seed: set.seed, horizonDays: o.horizonDays, sequenceLength: set.config && shops.length ? 0 : o.sequenceLength, config: set.config,
-          trials: o.trials, space: o.space, trainWorkers: o.trainWorkers, threads: o.threads, bankRows: o.bankRows, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes,
+          trials: o.trials, space: o.space, training: o.training, trainWorkers: o.trainWorkers, threads: o.threads, bankRows: o.bankRows, quietLoad: o.quietLoad, waitMinutes: o.waitMinutes,
           keepArtifacts: !!o.keepArtifacts, reseed: !!o.reseed,
         },
         log,
