@@ -184,6 +184,13 @@ export const pipelineConfigSchema = z.strictObject({
           maxMembers: z.number().int().min(1).max(32).default(5),
           minGain: z.number().min(0).max(1).default(0.0001),
           seeds: z.number().int().min(1).max(16).default(1),
+          /**
+           * the wall time the seed replicas may add to a run: only as many as fit train, each expected to take as
+           * long as the best trial took (seconds per epoch × epochs), search.parallelism at a time. Absent: all
+           * `seeds - 1`. Replicas help most where a network's seed moves test AUC most (small data) and cost least
+           * there: e.g. seeds 8 with 120 trains all seven at 100k users and none at 10 M events
+           */
+          replicaBudgetSeconds: z.number().int().min(1).max(86_400).optional(),
         })
         .prefault({}),
       finalEpochs: z.number().int().min(1).max(1000).default(60),

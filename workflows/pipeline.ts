@@ -27,6 +27,7 @@ import { activityOptions } from '../pipeline/retry.js';
 import { DEFAULT_POOL, TASK_QUEUES, trainQueueFor, type PipelineStage } from './constants.js';
 import { baselineParams, familyOf, formatSelection } from '../ml/search.js';
 import { formatEnsembleGain } from '../ml/ensemble-gain.js';
+import { formatReplicaPlan, replicaPlan } from '../ml/replicas.js';
 import { cleanInput, ensembleCandidates, gpuRequirement, REPLICA_STREAM, replicaId, searchInput, searchSpace } from './inputs.js';
 import { better, hyperparameterSearch, rungBudgets, trainOrFail, type HyperparameterSearchOutput, type InterruptedSearchTrial, type SearchTrialResult } from './search.js';
 import { deriveSeed } from '../ml/random.js';
@@ -414,6 +415,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
     }
     let ensemble: BuildEnsembleOutput | null = null;
     let replicas: TrainTrialOutput[] = [];
+    let replicasCut = '';
     const buildsEnsemble = families && !baselineWins && config.training.ensemble.maxMembers > 1;
     if (buildsEnsemble && reused.ensemble) {
       // A resumed run takes the failed run's replicas and selection (input only new resumes carry): the ensemble
@@ -424,9 +426,13 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       // other seeds, in parallel on the train pool; the replicas join the candidates. One that fails for good is left
       // out, not the run.
       const seeds = config.training.ensemble.seeds;
-      if (seeds > 1 && patched('ensemble-seeds')) {
+      // all seeds - 1, or (replicaBudgetSeconds, absent from older configs) those that fit the budget
+      const budget = config.training.ensemble.replicaBudgetSeconds;
+      const plan = replicaPlan({ seeds, budgetSeconds: budget, slots: config.search.parallelism, best: search.best });
+      replicasCut = formatReplicaPlan(plan, budget);
+      if (plan.count > 0 && patched('ensemble-seeds')) {
         const best = search.best;
-        const ids = Array.from({ length: seeds - 1 }, (_, i) => replicaId(best.trialId, i + 2));
+        const ids = Array.from({ length: plan.count }, (_, i) => replicaId(best.trialId, i + 2));
         progress.replicas = ids;
         // a resumed run takes the replicas the failed run completed (input only new resumes carry)
         const completed = new Map((reused.replicas ?? []).map((r) => [r.trialId, r]));
@@ -476,6 +482,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
             (reused.final ? reusedNote : '') +
             // with replicas taken from the failed run, not all of them trained here
             (replicas.length ? `; ${replicas.filter((r) => r.status === 'completed').length} of ${replicas.length} seed replicas ${reused.replicas?.length ? 'completed' : 'trained'}` : '') +
+            (replicasCut ? (replicas.length ? ` (${replicasCut})` : `; no seed replica trained (${replicasCut})`) : '') +
             (reused.replicas?.length || reused.interruptedReplicas?.length
               ? ` (${[
                   ...(reused.replicas?.length ? [`${reused.replicas.map((r) => r.trialId).join(', ')} reused from run ${input.resume!.fromRunId}`] : []),

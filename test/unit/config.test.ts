@@ -31,6 +31,10 @@ describe('pipeline config', () => {
     expect(problem({ training: { final: 'refit' } })).toMatch(/training\.final/);
     expect(problem({ training: { ensemble: { seeds: 0 } } })).toMatch(/training\.ensemble\.seeds/);
     expect(problem({ training: { ensemble: { seeds: 2.5 } } })).toMatch(/training\.ensemble\.seeds/);
+    // the replica budget is opt-in: absent by default, so every existing config (and its hash) stays as it was
+    expect(c.training.ensemble.replicaBudgetSeconds).toBeUndefined();
+    expect(parsePipelineConfig({ training: { ensemble: { seeds: 8, replicaBudgetSeconds: 120 } } }).training.ensemble).toMatchObject({ seeds: 8, replicaBudgetSeconds: 120 });
+    expect(problem({ training: { ensemble: { replicaBudgetSeconds: 0 } } })).toMatch(/training\.ensemble\.replicaBudgetSeconds/);
     expect(problem({ search: { space: { sequenceUnits: [0, 16] } } })).toMatch(/search\.space\.sequenceUnits: .*source\.sequenceLength \(0 or absent\) does not ask for/);
     expect(parsePipelineConfig({ source: { kind: 'events', sequenceLength: 8 }, search: { space: { sequenceUnits: [0, 16] } } }).search.space.sequenceUnits).toEqual([0, 16]);
     // 0 alone means no sequence tower: nothing to refuse

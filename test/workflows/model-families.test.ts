@@ -7,7 +7,9 @@ import { rocAuc } from '../../ml/metrics.js';
 import { predict } from '../../ml/model.js';
 import { transform, type Preprocessor } from '../../ml/preprocess.js';
 import { readRegistered } from '../../store/models.js';
-import { trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
+import { progressQuery, trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
+import { replicaPlan } from '../../ml/replicas.js';
+import type { TrainTrialOutput } from '../../activities/train.js';
 import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 
 // Model families (issue 14) through the real pipeline: a run whose final model is an ensemble of its search's
@@ -39,8 +41,8 @@ async function scoresOf(workflowId: string) {
   return rows;
 }
 
-async function replays(out: TrainPipelineOutput) {
-  const items = await Promise.all([out.workflowId, `${out.workflowId}/search`, `${out.workflowId}/score`].map((workflowId) => fetchServerHistory(h.client, { workflowId })));
+async function replays(out: TrainPipelineOutput, children = ['search', 'score']) {
+  const items = await Promise.all([out.workflowId, ...children.map((c) => `${out.workflowId}/${c}`)].map((workflowId) => fetchServerHistory(h.client, { workflowId })));
   const outcomes = await replayHistories(items, { workflowBundle: h.bundle });
   return outcomes.map((o) => ({ workflowType: o.workflowType, ok: o.ok, error: o.error?.message }));
 }
@@ -135,6 +137,35 @@ describe('model families through trainPipeline', () => {
     // replay against the current workflow code
     const scores = await expectScoredAndReplaying(out);
     expect(new Set(scores.map((s) => s.model_version))).toEqual(new Set([1]));
+  });
+
+  it('trains only the seed replicas that fit training.ensemble.replicaBudgetSeconds, and says so', async () => {
+    // the stage lines are the workflow's progress query, answered while a worker runs
+    const { out, detail } = await h.withWorkers(async () => {
+      const done = await run({
+        modelName: `budget_${randomUUID().slice(0, 8)}`,
+        source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
+        // one slot: replicas train one at a time, so a 1 s budget cannot fit the fifteen that seeds 16 asks for
+        search: { trials: 2, parallelism: 1, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, space: { numericEncoding: ['ple'], pleBins: [8] } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 3, minGain: 0, seeds: 16, replicaBudgetSeconds: 1 } },
+        gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
+        evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
+      });
+      return { out: done, detail: (await h.client.workflow.getHandle(done.workflowId).query(progressQuery)).completed.find((c) => c.stage === 'final')?.detail };
+    });
+    expect(out.status).toBe('registered');
+    // the plan is the pure rule's on the best trial's recorded time (the search child's result, in its history)
+    const search = (await h.client.workflow.getHandle(`${out.workflowId}/search`).result()) as { best: TrainTrialOutput };
+    const plan = replicaPlan({ seeds: 16, budgetSeconds: 1, slots: 1, best: search.best });
+    expect(plan.wanted).toBe(15);
+    expect(plan.count).toBeLessThan(15);
+    const trials = await h.db.db.selectFrom('ml.trials').select('trial_id').where('run_id', '=', out.runId).execute();
+    expect(trials.filter((t) => t.trial_id.startsWith(`${out.best.trialId}-s`)).length).toBe(plan.count);
+    expect(detail).toContain(`the 1 s replica budget fits ${plan.count === 0 ? 'none' : plan.count} of the 15 asked for, at about ${Math.round(plan.estimateSeconds!)} s each`);
+    expect(await replays(out, ['search'])).toEqual([
+      { workflowType: 'trainPipeline', ok: true, error: undefined },
+      { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
+    ]);
   });
 
   it('registers a GRU sequence model over the last events, scores every active user with it, and replays', async () => {
