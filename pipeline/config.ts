@@ -175,22 +175,24 @@ export const pipelineConfigSchema = z.strictObject({
       /**
        * averaging several networks: members are added greedily while one raises the validation metric
        * (search.metric) by more than minGain; maxMembers 1 turns ensembles off. The candidates are the search's
-       * trials and `seeds - 1` replicas of the best trial: its parameters trained again with other seeds, in
-       * parallel on the train pool. Off by default (seeds 1): at 10 M events two replicas cost 208 s of a 1,286 s
-       * run for +0.0003 test AUC, and +0.0000 to +0.0009 at 100k users (README, "Latest figures")
+       * trials and up to `seeds - 1` replicas of the best trial: its parameters trained again with other seeds, in
+       * parallel on the train pool, as many as fit replicaBudgetSeconds. By default seven within two minutes: at
+       * 100k users all seven train (20–30 s each) and gave +0.0000 to +0.0012 test AUC; at 10 M events a replica
+       * takes longer than the budget, so none trains (README, "Latest figures")
        */
       ensemble: z
         .strictObject({
           maxMembers: z.number().int().min(1).max(32).default(5),
           minGain: z.number().min(0).max(1).default(0.0001),
-          seeds: z.number().int().min(1).max(16).default(1),
+          seeds: z.number().int().min(1).max(16).default(8),
           /**
            * the wall time the seed replicas may add to a run: only as many as fit train, each expected to take as
-           * long as the best trial took (seconds per epoch × epochs), search.parallelism at a time. Absent: all
-           * `seeds - 1`. Replicas help most where a network's seed moves test AUC most (small data) and cost least
-           * there: e.g. seeds 8 with 120 trains all seven at 100k users and none at 10 M events
+           * long as the best trial took (seconds per epoch × epochs), search.parallelism at a time. Replicas help
+           * most where a network's seed moves test AUC most (small data) and cost least there. The count depends
+           * on measured time, so the same config may train fewer on a slower machine; null trains all `seeds - 1`
+           * (configs parsed before the budget existed have none)
            */
-          replicaBudgetSeconds: z.number().int().min(1).max(86_400).optional(),
+          replicaBudgetSeconds: z.number().int().min(1).max(86_400).nullable().default(120),
         })
         .prefault({}),
       finalEpochs: z.number().int().min(1).max(1000).default(60),

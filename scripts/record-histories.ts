@@ -167,7 +167,8 @@ const config = {
   evaluation: { bootstrapSamples: 20, importanceRepeats: 1 },
 };
 // The first run scores its promoted model as a child workflow (scoring.afterPromotion), as of the shop's last day;
-// the second requires approval and is approved by an update, so both paths of the workflow have a history.
+// the second requires approval and is approved by an update, so both paths of the workflow have a history. The second
+// also asks for 15 seed replicas within a 1 s budget (v11), which trains only those that fit (fewer, often none).
 const asOf = shop.timeline.end.toISOString();
 const approvalWorkflowId = `${workflowId}-approval`;
 await cpu.runUntil(
@@ -186,7 +187,12 @@ await cpu.runUntil(
         workflowId: approvalWorkflowId,
         args: [
           {
-            config: { ...config, approval: { required: true, timeoutHours: 1 }, gate: { ...config.gate, versusChampion: { enabled: false } } },
+            config: {
+              ...config,
+              training: { ...config.training, ensemble: { ...config.training.ensemble, seeds: 16, replicaBudgetSeconds: 1 } },
+              approval: { required: true, timeoutHours: 1 },
+              gate: { ...config.gate, versusChampion: { enabled: false } },
+            },
             taskQueues: queues,
             trigger: 'record',
             asOf,

@@ -427,7 +427,7 @@ async function pipelineRun(input: TrainPipelineInput, display: RunDisplay): Prom
       // out, not the run.
       const seeds = config.training.ensemble.seeds;
       // all seeds - 1, or (replicaBudgetSeconds, absent from older configs) those that fit the budget
-      const budget = config.training.ensemble.replicaBudgetSeconds;
+      const budget = config.training.ensemble.replicaBudgetSeconds ?? undefined;
       const plan = replicaPlan({ seeds, budgetSeconds: budget, slots: config.search.parallelism, best: search.best });
       replicasCut = formatReplicaPlan(plan, budget);
       if (plan.count > 0 && patched('ensemble-seeds')) {

@@ -55,7 +55,8 @@ function config(modelName: string, overrides: { space?: Record<string, unknown> 
       baselineCompetes: false,
       space: { hiddenLayers: [1, 2], units: [32, 64], batchSize: [32], ...overrides.space },
     },
-    training: { finalEpochs: 16, patience: 16, backend: 'wasm', heartbeatTimeoutSeconds: 10, final: 'retrain' },
+    // seeds 1: faults land in the search and the final training, not in seed replicas (resume.test.ts stops those)
+    training: { finalEpochs: 16, patience: 16, backend: 'wasm', heartbeatTimeoutSeconds: 10, final: 'retrain', ensemble: { seeds: 1 } },
     gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
     evaluation: { bootstrapSamples: 20, importanceRepeats: 0 },
   };

@@ -176,6 +176,26 @@ describe('committed workflow histories', () => {
     expect(promotedRungs).toBeGreaterThanOrEqual(1);
   });
 
+  it('include a run whose seed replicas were cut to training.ensemble.replicaBudgetSeconds (v11), trained as its plan says', () => {
+    // the parsed config is startRun's result; the replicas are the trainTrial activities named <best>-s<n>
+    // (histories from before ensembles existed have no training.ensemble)
+    type Started = { config: { training: { ensemble?: { seeds: number; replicaBudgetSeconds?: number | null } } } };
+    // (a resume schedules only the replicas it did not take from the failed run: not a cut)
+    const fresh = byType('trainPipeline').filter((i) => !payload<{ resume?: unknown }>(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0]).resume);
+    const cut = fresh.flatMap((i) => {
+      const events = i.history.events!;
+      const scheduled = new Map(events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [[String(e.eventId), e.activityTaskScheduledEventAttributes]] : [])));
+      const startRunDone = events.find((e) => scheduled.get(String(e.activityTaskCompletedEventAttributes?.scheduledEventId))?.activityType?.name === 'startRun');
+      if (!startRunDone) return [];
+      const { ensemble } = payload<Started>(startRunDone.activityTaskCompletedEventAttributes!.result!.payloads![0]).config.training;
+      const replicas = [...scheduled.values()].filter((s) => s.activityType?.name === 'trainTrial').map((s) => payload<{ trialId: string }>(s.input!.payloads![0]).trialId).filter((id) => /-s\d+$/.test(id));
+      return ensemble?.replicaBudgetSeconds != null && replicas.length < ensemble.seeds - 1 ? [{ file: i.file, replicas, ensemble }] : [];
+    });
+    expect(cut.length, 'a pipeline history whose budget trained fewer replicas than its seeds asked for').toBeGreaterThanOrEqual(1);
+    // the replicas it trained are the first ones, seeds 2, 3, … in order
+    for (const c of cut) expect(c.replicas.map((id) => Number(id.split('-s').pop()))).toEqual(c.replicas.map((_, k) => k + 2));
+  });
+
   it('cover every patch the workflows take: each patched() branch was recorded by a real run', () => {
     const used = new Set(
       readdirSync(path.join(root, 'workflows'))

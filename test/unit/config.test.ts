@@ -25,14 +25,14 @@ describe('pipeline config', () => {
   it('model families: encodings, the final model and ensembles default as documented; sequence trials need sequence columns', () => {
     const c = parsePipelineConfig({});
     expect(c.search.space).toMatchObject({ numericEncoding: ['standard', 'ple'], pleBins: [8, 16] });
-    expect(c.training).toMatchObject({ final: 'reuse', ensemble: { maxMembers: 5, minGain: 0.0001, seeds: 1 } });
+    expect(c.training).toMatchObject({ final: 'reuse', ensemble: { maxMembers: 5, minGain: 0.0001, seeds: 8, replicaBudgetSeconds: 120 } });
     expect(problem({ search: { space: { numericEncoding: ['log'] } } })).toMatch(/search\.space\.numericEncoding\.0/);
     expect(problem({ search: { space: { pleBins: [1] } } })).toMatch(/search\.space\.pleBins\.0/);
     expect(problem({ training: { final: 'refit' } })).toMatch(/training\.final/);
     expect(problem({ training: { ensemble: { seeds: 0 } } })).toMatch(/training\.ensemble\.seeds/);
     expect(problem({ training: { ensemble: { seeds: 2.5 } } })).toMatch(/training\.ensemble\.seeds/);
-    // the replica budget is opt-in: absent by default, so every existing config (and its hash) stays as it was
-    expect(c.training.ensemble.replicaBudgetSeconds).toBeUndefined();
+    // null: every replica the seeds ask for, whatever they cost
+    expect(parsePipelineConfig({ training: { ensemble: { replicaBudgetSeconds: null } } }).training.ensemble.replicaBudgetSeconds).toBeNull();
     expect(parsePipelineConfig({ training: { ensemble: { seeds: 8, replicaBudgetSeconds: 120 } } }).training.ensemble).toMatchObject({ seeds: 8, replicaBudgetSeconds: 120 });
     expect(problem({ training: { ensemble: { replicaBudgetSeconds: 0 } } })).toMatch(/training\.ensemble\.replicaBudgetSeconds/);
     expect(problem({ search: { space: { sequenceUnits: [0, 16] } } })).toMatch(/search\.space\.sequenceUnits: .*source\.sequenceLength \(0 or absent\) does not ask for/);

@@ -142,7 +142,8 @@ describe('a train worker killed mid-trial', () => {
           space: { hiddenLayers: [2, 2], units: [128], batchSize: [16], numericEncoding: ['standard'] },
         },
         // a silent trial is retried after 5 s (the activity's heartbeat timeout)
-        training: { finalEpochs: 6, backend: 'wasm', heartbeatTimeoutSeconds: 5, final: 'retrain' },
+        // seeds 1: no seed replicas, so ml.trials holds the search's trials, the baseline and the final model
+        training: { finalEpochs: 6, backend: 'wasm', heartbeatTimeoutSeconds: 5, final: 'retrain', ensemble: { seeds: 1 } },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false } },
         evaluation: { bootstrapSamples: 20, importanceRepeats: 1 },
       };

@@ -67,8 +67,9 @@ const smallConfig = (over: Record<string, unknown> = {}) => ({
   modelName: 'e2e',
   source: { kind: 'events', cutoff, horizonDays: 14 },
   search: { trials: 3, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 3, minEpochs: 2 } },
-  // the retrain path (training.final 'reuse' and ensembles have their own test: model-families.test.ts)
-  training: { finalEpochs: 8, backend: 'wasm', final: 'retrain' },
+  // the retrain path (training.final 'reuse', ensembles and seed replicas have their own tests: model-families.test.ts);
+  // seeds 1: no replicas, so the records below are the search's trials and the final model
+  training: { finalEpochs: 8, backend: 'wasm', final: 'retrain', ensemble: { seeds: 1 } },
   // a tiny budget: the baseline comparison has its own test below
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.6 }], versusBaseline: { enabled: false } },
   ...over,
