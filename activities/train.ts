@@ -54,6 +54,11 @@ export interface TrainTrialOutput {
   epochs: number;
   resumedFromEpoch: number;
   seconds: number;
+  /**
+   * seconds its epochs took to train, over every attempt and rung (the sum of its learning curve's epoch times):
+   * what training its parameters from scratch costs. Absent in results recorded before it existed
+   */
+  trainSeconds?: number;
   backend: string;
   model?: ModelRef;
   /**
@@ -65,6 +70,9 @@ export interface TrainTrialOutput {
   checkpoint?: { ref: ModelRef; epoch: number };
   stopReason?: TrainMlpOutput['stopReason'];
 }
+
+/** Seconds a learning curve's epochs took, rounded to the millisecond. */
+const curveSeconds = (curve: CurvePoint[]): number => Math.round(curve.reduce((sum, p) => sum + p.seconds, 0) * 1000) / 1000;
 
 /** What a trial heartbeats after each epoch: enough for a retry on any worker to resume there. */
 interface TrialHeartbeat {
@@ -253,6 +261,7 @@ export function createTrainActivities(deps: TrainDeps) {
           bestEpoch: fit.bestEpoch,
           epochs: curve.length,
           seconds: (Date.now() - started) / 1000,
+          trainSeconds: curveSeconds(curve),
           model,
           checkpoint: lastCheckpoint,
           stopReason: fit.stopReason,
@@ -281,6 +290,7 @@ export function createTrainActivities(deps: TrainDeps) {
           bestEpoch: null,
           epochs: curve.length,
           seconds: (Date.now() - started) / 1000,
+          trainSeconds: curveSeconds(curve),
         };
         await finishTrial(out, null, curve);
         return out;

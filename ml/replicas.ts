@@ -11,8 +11,11 @@ export interface ReplicaPlanInput {
   budgetSeconds?: number;
   /** replicas that train side by side (search.parallelism: the train pool's slots the run uses) */
   slots: number;
-  /** the best trial's result: its last attempt trained epochs resumedFromEpoch + 1 … epochs in `seconds` */
-  best: { seconds: number; epochs: number; resumedFromEpoch: number };
+  /**
+   * the best trial's result: `trainSeconds` its epochs took over every rung (absent in older results); else its
+   * last attempt trained epochs resumedFromEpoch + 1 … epochs in `seconds`
+   */
+  best: { seconds: number; epochs: number; resumedFromEpoch: number; trainSeconds?: number };
 }
 
 export interface ReplicaPlan {
@@ -20,23 +23,32 @@ export interface ReplicaPlan {
   count: number;
   /** replicas the seeds ask for (seeds - 1) */
   wanted: number;
-  /** a replica's expected wall time (the best trial's seconds per epoch × its epochs); absent without a budget */
+  /**
+   * a replica's expected wall time (what the best trial's epochs took); absent without a budget, or when the best
+   * trial's result does not tell (then none trains)
+   */
   estimateSeconds?: number;
 }
 
 /**
  * The replicas that fit: all seeds - 1 without a budget; with one, as many waves of `slots` replicas as fit in it,
- * each expected to take as long as the best trial took to train from scratch (its seconds per epoch in its last
- * attempt times its epochs: a replica has the same parameters and budget). A best trial with no timing (0 epochs
- * trained in its last attempt) counts as free. Deterministic.
+ * each expected to take as long as the best trial's epochs took (`trainSeconds`; in results recorded before it,
+ * its last attempt's seconds per epoch times its epochs). When the result does not tell — a promoted trial that had
+ * stopped early trains no epoch in its last attempt — none trains: a budget is a promise about time. Deterministic.
  */
 export function replicaPlan({ seeds, budgetSeconds, slots, best }: ReplicaPlanInput): ReplicaPlan {
   const wanted = Math.max(0, Math.floor(seeds) - 1);
   if (budgetSeconds === undefined || wanted === 0) return { count: wanted, wanted };
   const trained = best.epochs - best.resumedFromEpoch;
-  const estimateSeconds = trained > 0 && best.seconds > 0 ? (best.seconds / trained) * best.epochs : 0;
-  const waves = estimateSeconds > 0 ? Math.floor(budgetSeconds / estimateSeconds) : Infinity;
-  return { count: Math.min(wanted, waves * Math.max(1, Math.floor(slots))), wanted, estimateSeconds };
+  const estimate =
+    best.trainSeconds !== undefined && best.trainSeconds > 0
+      ? best.trainSeconds
+      : trained > 0 && best.seconds > 0
+        ? (best.seconds / trained) * best.epochs
+        : undefined;
+  if (estimate === undefined || !Number.isFinite(estimate)) return { count: 0, wanted };
+  const waves = Math.floor(budgetSeconds / estimate);
+  return { count: Math.min(wanted, waves * Math.max(1, Math.floor(slots))), wanted, estimateSeconds: estimate };
 }
 
 /**
@@ -45,5 +57,8 @@ export function replicaPlan({ seeds, budgetSeconds, slots, best }: ReplicaPlanIn
  */
 export function formatReplicaPlan(plan: ReplicaPlan, budgetSeconds: number | undefined): string {
   if (plan.count >= plan.wanted || budgetSeconds === undefined) return '';
-  return `the ${budgetSeconds} s replica budget fits ${plan.count === 0 ? 'none' : plan.count} of the ${plan.wanted} asked for, at about ${Math.round(plan.estimateSeconds ?? 0)} s each`;
+  const fits = `the ${budgetSeconds} s replica budget fits ${plan.count === 0 ? 'none' : plan.count} of the ${plan.wanted} asked for`;
+  if (plan.estimateSeconds === undefined) return `${fits}: the best trial's result does not say how long its training took`;
+  const each = plan.estimateSeconds;
+  return `${fits}, at about ${each < 10 ? each.toFixed(1) : Math.round(each)} s each`;
 }

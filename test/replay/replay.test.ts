@@ -10,6 +10,8 @@ import { readHistoryFile, replayHistories, type ReplayItem } from '../../audit/h
 import { findRepoRoot } from '../../infra/index.js';
 import { expectedSeconds, longestFirst, type TrialTiming } from '../../ml/search.js';
 import { REUSABLE_STEPS } from '../../pipeline/resume.js';
+import { replicaPlan } from '../../ml/replicas.js';
+import type { TrainTrialOutput } from '../../activities/train.js';
 import { WORKFLOWS_PATH } from '../../workers/deps.js';
 
 // Every history committed here was recorded from a real run (scripts/record-histories.ts). They must keep
@@ -176,7 +178,7 @@ describe('committed workflow histories', () => {
     expect(promotedRungs).toBeGreaterThanOrEqual(1);
   });
 
-  it('include a run whose seed replicas were cut to training.ensemble.replicaBudgetSeconds (v11), trained as its plan says', () => {
+  it('include a run whose seed replicas were cut to training.ensemble.replicaBudgetSeconds (v11), each budgeted run training as its plan says', () => {
     // the parsed config is startRun's result; the replicas are the trainTrial activities named <best>-s<n>
     // (histories from before ensembles existed have no training.ensemble)
     type Started = { config: { training: { ensemble?: { seeds: number; replicaBudgetSeconds?: number | null } } } };
@@ -189,7 +191,15 @@ describe('committed workflow histories', () => {
       if (!startRunDone) return [];
       const { ensemble } = payload<Started>(startRunDone.activityTaskCompletedEventAttributes!.result!.payloads![0]).config.training;
       const replicas = [...scheduled.values()].filter((s) => s.activityType?.name === 'trainTrial').map((s) => payload<{ trialId: string }>(s.input!.payloads![0]).trialId).filter((id) => /-s\d+$/.test(id));
-      return ensemble?.replicaBudgetSeconds != null && replicas.length < ensemble.seeds - 1 ? [{ file: i.file, replicas, ensemble }] : [];
+      if (ensemble?.replicaBudgetSeconds == null) return [];
+      // the search child's result, as the pipeline received it: the best trial the plan was made from
+      const child = events.find((e) => e.childWorkflowExecutionCompletedEventAttributes?.workflowType?.name === 'hyperparameterSearch');
+      const { best } = payload<{ best: TrainTrialOutput }>(child!.childWorkflowExecutionCompletedEventAttributes!.result!.payloads![0]);
+      const parallelism = payload<{ config: { search: { parallelism: number } } }>(startRunDone.activityTaskCompletedEventAttributes!.result!.payloads![0]).config.search.parallelism;
+      const plan = replicaPlan({ seeds: ensemble.seeds, budgetSeconds: ensemble.replicaBudgetSeconds, slots: parallelism, best });
+      // every budgeted run trained exactly the replicas its plan says
+      expect(replicas.length, i.file).toBe(plan.count);
+      return plan.count < plan.wanted ? [{ file: i.file, replicas, ensemble }] : [];
     });
     expect(cut.length, 'a pipeline history whose budget trained fewer replicas than its seeds asked for').toBeGreaterThanOrEqual(1);
     // the replicas it trained are the first ones, seeds 2, 3, … in order

@@ -20,11 +20,25 @@ describe('seed replicas within a budget', () => {
     expect(replicaPlan({ seeds: 8, budgetSeconds: 120, slots: 2, best: { seconds: 130, epochs: 13, resumedFromEpoch: 0 } })).toEqual({ count: 0, wanted: 7, estimateSeconds: 130 });
   });
 
-  it('counts a best trial without timing as free, and says why a plan was cut', () => {
-    expect(replicaPlan({ seeds: 4, budgetSeconds: 10, slots: 2, best: { seconds: 3, epochs: 5, resumedFromEpoch: 5 } }).count).toBe(3);
+  it("takes the best trial's whole training time when its result records it, and trains none when nothing tells", () => {
+    // trainSeconds (every rung's epochs) wins over the last attempt's rate: 50 s each, 120 s fits 2 waves
+    expect(replicaPlan({ seeds: 8, budgetSeconds: 120, slots: 2, best: { ...best, trainSeconds: 50 } })).toEqual({ count: 4, wanted: 7, estimateSeconds: 50 });
+    // a promoted trial that had stopped early trains no epoch in its last attempt: its seconds say nothing about
+    // its training, so a budget trains none rather than all seven
+    const stopped = { seconds: 3, epochs: 5, resumedFromEpoch: 5 };
+    expect(replicaPlan({ seeds: 8, budgetSeconds: 120, slots: 2, best: stopped })).toEqual({ count: 0, wanted: 7 });
+    expect(replicaPlan({ seeds: 8, budgetSeconds: 120, slots: 2, best: { ...stopped, trainSeconds: 12 } }).count).toBe(7);
+    expect(formatReplicaPlan(replicaPlan({ seeds: 8, budgetSeconds: 120, slots: 2, best: stopped }), 120)).toBe(
+      "the 120 s replica budget fits none of the 7 asked for: the best trial's result does not say how long its training took",
+    );
+  });
+
+  it('says why a plan was cut', () => {
     const cut = replicaPlan({ seeds: 8, budgetSeconds: 60, slots: 1, best });
     expect(formatReplicaPlan(cut, 60)).toBe('the 60 s replica budget fits 2 of the 7 asked for, at about 30 s each');
     expect(formatReplicaPlan(replicaPlan({ seeds: 8, budgetSeconds: 10, slots: 2, best }), 10)).toBe('the 10 s replica budget fits none of the 7 asked for, at about 30 s each');
+    // a replica of a few seconds keeps one decimal
+    expect(formatReplicaPlan(replicaPlan({ seeds: 16, budgetSeconds: 1, slots: 1, best: { seconds: 1.2, epochs: 3, resumedFromEpoch: 0 } }), 1)).toBe('the 1 s replica budget fits none of the 15 asked for, at about 1.2 s each');
     expect(formatReplicaPlan(replicaPlan({ seeds: 8, budgetSeconds: 120, slots: 2, best }), 120)).toBe('');
     expect(formatReplicaPlan(replicaPlan({ seeds: 8, slots: 2, best }), undefined)).toBe('');
   });

@@ -8,7 +8,7 @@ import { predict } from '../../ml/model.js';
 import { transform, type Preprocessor } from '../../ml/preprocess.js';
 import { readRegistered } from '../../store/models.js';
 import { progressQuery, trainPipeline, type TrainPipelineOutput } from '../../workflows/pipeline.js';
-import { replicaPlan } from '../../ml/replicas.js';
+import { formatReplicaPlan, replicaPlan } from '../../ml/replicas.js';
 import type { TrainTrialOutput } from '../../activities/train.js';
 import { pipelineHarness, type PipelineHarness } from '../support/pipeline-harness.js';
 
@@ -70,7 +70,7 @@ describe('model families through trainPipeline', () => {
         source: { kind: 'events', cutoff: h.cutoff, horizonDays: 14 },
         // every trial trains its full budget (eta 1): four candidate networks, all reading the same PLE matrix
         search: { trials: 4, parallelism: 2, epochs: 4, patience: 2, halving: { eta: 1, minEpochs: 4 }, baselineCompetes: false, space: { numericEncoding: ['ple'], pleBins: [8] } },
-        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3, replicaBudgetSeconds: null } },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
         evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
         scoring: { afterPromotion: true, activeDays: 14 },
@@ -161,7 +161,8 @@ describe('model families through trainPipeline', () => {
     expect(plan.count).toBeLessThan(15);
     const trials = await h.db.db.selectFrom('ml.trials').select('trial_id').where('run_id', '=', out.runId).execute();
     expect(trials.filter((t) => t.trial_id.startsWith(`${out.best.trialId}-s`)).length).toBe(plan.count);
-    expect(detail).toContain(`the 1 s replica budget fits ${plan.count === 0 ? 'none' : plan.count} of the 15 asked for, at about ${Math.round(plan.estimateSeconds!)} s each`);
+    expect(detail).toContain(`; ${plan.count ? `${plan.count} of ${plan.count} seed replicas trained (` : 'no seed replica trained ('}${formatReplicaPlan(plan, 1)})`);
+    expect(formatReplicaPlan(plan, 1)).toMatch(/^the 1 s replica budget fits (none|\d+) of the 15 asked for, at about [\d.]+ s each$/);
     expect(await replays(out, ['search'])).toEqual([
       { workflowType: 'trainPipeline', ok: true, error: undefined },
       { workflowType: 'hyperparameterSearch', ok: true, error: undefined },
@@ -179,7 +180,7 @@ describe('model families through trainPipeline', () => {
           trials: 2, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 1, minEpochs: 3 }, baselineCompetes: false, seed: 12,
           space: { numericEncoding: ['standard'], sequenceUnits: [8], sequenceAlone: [false, true] },
         },
-        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 2, seeds: 2 } },
+        training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 2, seeds: 2, replicaBudgetSeconds: null } },
         gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.55 }], versusBaseline: { enabled: true }, versusChampion: { enabled: false } },
         evaluation: { bootstrapSamples: 0, importanceRepeats: 1 },
         scoring: { afterPromotion: true, activeDays: 14 },

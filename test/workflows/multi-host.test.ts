@@ -98,7 +98,8 @@ const config = (modelName: string) => ({
     // input made one attempt miss it)
     space: { hiddenLayers: [2, 2], units: [128], batchSize: [16], numericEncoding: ['standard'] },
   },
-  training: { finalEpochs: 4, backend: 'wasm', heartbeatTimeoutSeconds: 5 },
+  // seeds 1: the default's replica count follows measured time, and both runs must train the same networks
+  training: { finalEpochs: 4, backend: 'wasm', heartbeatTimeoutSeconds: 5, ensemble: { seeds: 1 } },
   gate: { thresholds: [{ metric: 'rocAuc', op: '>=', value: 0.5 }], versusBaseline: { enabled: false }, versusChampion: { enabled: false } },
   evaluation: { bootstrapSamples: 10, importanceRepeats: 0 },
 });

@@ -42,7 +42,7 @@ describe('worker pools', () => {
 
   it('training.pool gpu with allowCpuFallback trains on the gpu pool\'s worker and records pool and host on every trial', async () => {
     // with two seed replicas of the best trial (training.ensemble.seeds 3), which must train on the run's pool too
-    const handle = await start(config({ pool: 'gpu', allowCpuFallback: true, ensemble: { seeds: 3 } }));
+    const handle = await start(config({ pool: 'gpu', allowCpuFallback: true, ensemble: { seeds: 3, replicaBudgetSeconds: null } }));
     const out = await h.withWorkers(() => handle.result(), { pool: 'gpu', host: 'rehearsal-gpu-host' });
     expect(out.status).toBe('registered');
     const trials = await h.db.db.selectFrom('ml.trials').select(['trial_id', 'pool', 'host', 'backend']).where('run_id', '=', out.runId).execute();

@@ -71,7 +71,7 @@ const replicasConfig = (modelName: string) =>
   config({
     modelName,
     search: { trials: 3, parallelism: 2, epochs: 3, patience: 2, halving: { eta: 3, minEpochs: 1 }, baselineCompetes: false },
-    training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3 } },
+    training: { backend: 'wasm', final: 'reuse', ensemble: { maxMembers: 4, minGain: 0, seeds: 3, replicaBudgetSeconds: null } },
   });
 /** trainTrial whose third seed's replica fails for good (its attempts spent): the run goes on without it. */
 const thirdReplicaFails = (real: Activities): Activities['trainTrial'] => async (input) => {
@@ -445,7 +445,7 @@ describe('propensity run resume inside a seed replica', () => {
     const cfg = config({
       modelName: 'resumed_replica',
       search: { trials: 2, parallelism: 2, epochs: 4, patience: 4, halving: { eta: 3, minEpochs: 4 }, baselineCompetes: false },
-      training: { backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 3, minGain: 0, seeds: 2 } },
+      training: { backend: 'wasm', final: 'reuse', heartbeatTimeoutSeconds: 5, ensemble: { maxMembers: 3, minGain: 0, seeds: 2, replicaBudgetSeconds: null } },
     });
     const handle = await client.workflow.start(trainPipeline, { taskQueue: queues.cpu, workflowId, args: [{ config: cfg, taskQueues: queues, trigger: 'test' }] });
     failedRunId = handle.firstExecutionRunId;
