@@ -194,6 +194,9 @@ describe('committed workflow histories', () => {
       if (ensemble?.replicaBudgetSeconds == null) return [];
       // the search child's result, as the pipeline received it: the best trial the plan was made from
       const child = events.find((e) => e.childWorkflowExecutionCompletedEventAttributes?.workflowType?.name === 'hyperparameterSearch');
+      // (a run that never reached the ensemble step: cancelled in its search, or the baseline won)
+      const reachedEnsemble = replicas.length > 0 || [...scheduled.values()].some((a) => a.activityType?.name === 'buildEnsemble');
+      if (!child || !reachedEnsemble) return [];
       const { best } = payload<{ best: TrainTrialOutput }>(child!.childWorkflowExecutionCompletedEventAttributes!.result!.payloads![0]);
       const parallelism = payload<{ config: { search: { parallelism: number } } }>(startRunDone.activityTaskCompletedEventAttributes!.result!.payloads![0]).config.search.parallelism;
       const plan = replicaPlan({ seeds: ensemble.seeds, budgetSeconds: ensemble.replicaBudgetSeconds, slots: parallelism, best });
