@@ -15,7 +15,7 @@ export interface ReplicaPlanInput {
    * the best trial's result: `trainSeconds` its epochs took over every rung (absent in older results); else its
    * last attempt trained epochs resumedFromEpoch + 1 … epochs in `seconds`
    */
-  best: { seconds: number; epochs: number; resumedFromEpoch: number; trainSeconds?: number };
+  best: { seconds: number; epochs: number; resumedFromEpoch: number; trainSeconds?: number; params: { epochs: number } };
 }
 
 export interface ReplicaPlan {
@@ -32,20 +32,22 @@ export interface ReplicaPlan {
 
 /**
  * The replicas that fit: all seeds - 1 without a budget; with one, as many waves of `slots` replicas as fit in it,
- * each expected to take as long as the best trial's epochs took (`trainSeconds`; in results recorded before it,
- * its last attempt's seconds per epoch times its epochs). When the result does not tell — a promoted trial that had
- * stopped early trains no epoch in its last attempt — none trains: a budget is a promise about time. Deterministic.
+ * each expected to take the best trial's seconds per epoch (`trainSeconds` over its epochs; in results recorded
+ * before it, its last attempt's) times the epoch budget a replica may use (`params.epochs`): early stopping may end
+ * a replica sooner, never later, so the replicas stay within the budget. When a result does not tell — a promoted
+ * trial that had stopped early trains no epoch in its last attempt — none trains. Deterministic.
  */
 export function replicaPlan({ seeds, budgetSeconds, slots, best }: ReplicaPlanInput): ReplicaPlan {
   const wanted = Math.max(0, Math.floor(seeds) - 1);
   if (budgetSeconds === undefined || wanted === 0) return { count: wanted, wanted };
   const trained = best.epochs - best.resumedFromEpoch;
-  const estimate =
-    best.trainSeconds !== undefined && best.trainSeconds > 0
-      ? best.trainSeconds
+  const perEpoch =
+    best.trainSeconds !== undefined && best.trainSeconds > 0 && best.epochs > 0
+      ? best.trainSeconds / best.epochs
       : trained > 0 && best.seconds > 0
-        ? (best.seconds / trained) * best.epochs
+        ? best.seconds / trained
         : undefined;
+  const estimate = perEpoch === undefined ? undefined : perEpoch * Math.max(best.epochs, best.params.epochs);
   if (estimate === undefined || !Number.isFinite(estimate)) return { count: 0, wanted };
   const waves = Math.floor(budgetSeconds / estimate);
   return { count: Math.min(wanted, waves * Math.max(1, Math.floor(slots))), wanted, estimateSeconds: estimate };

@@ -176,9 +176,9 @@ export const pipelineConfigSchema = z.strictObject({
        * averaging several networks: members are added greedily while one raises the validation metric
        * (search.metric) by more than minGain; maxMembers 1 turns ensembles off. The candidates are the search's
        * trials and up to `seeds - 1` replicas of the best trial: its parameters trained again with other seeds, in
-       * parallel on the train pool, as many as fit replicaBudgetSeconds. By default seven within two minutes: at
-       * 100k users all seven train (20–30 s each) and gave +0.0000 to +0.0012 test AUC; at 10 M events a replica
-       * takes longer than the budget, so none trains (README, "Latest figures")
+       * parallel on the train pool, as many as fit replicaBudgetSeconds. By default up to seven within two
+       * minutes: at 100k users 4–6 fit (30–47 s each) and gave +0.0000 to +0.0012 test AUC; at 10 M events one
+       * would take about 155 s, so none trains (README, "Latest figures")
        */
       ensemble: z
         .strictObject({
@@ -186,8 +186,9 @@ export const pipelineConfigSchema = z.strictObject({
           minGain: z.number().min(0).max(1).default(0.0001),
           seeds: z.number().int().min(1).max(16).default(8),
           /**
-           * the wall time the seed replicas may add to a run: only as many as fit train, each expected to take as
-           * long as the best trial took (seconds per epoch × epochs), search.parallelism at a time. Replicas help
+           * the wall time the seed replicas may add to a run: only as many as fit train, each counted at the best
+           * trial's seconds per epoch for the whole epoch budget (early stopping can only end it sooner),
+           * search.parallelism at a time. Replicas help
            * most where a network's seed moves test AUC most (small data) and cost least there. The count depends
            * on measured time, so the same config may train fewer on a slower machine; null trains all `seeds - 1`
            * (configs parsed before the budget existed have none)

@@ -5,7 +5,7 @@
  * test ROC-AUC of: the best trial, the greedy selection with and without seed replicas, a uniform "bag" of the best
  * trial and its first k replicas (with and without greedy additions), and the top trials averaged.
  *
- *   node --import tsx bench/experiments/ensemble-rules.ts <the bench's workflow id, e.g. bench-accuracy-20261202T112043> [oracle AUC]
+ *   node --import tsx bench/experiments/ensemble-rules.ts <the bench's workflow id, e.g. bench-accuracy-20261202T112043> [oracle AUC] [replica counts, e.g. 4,6]
  */
 import { defaultPayloadConverter } from '@temporalio/common';
 import { initBackend } from '../../ml/backend.js';
@@ -20,7 +20,7 @@ import { connectTemporal } from '../../workers/deps.js';
 import type { BuildEnsembleInput } from '../../activities/ensemble.js';
 import { openBench } from '../common.js';
 
-const [workflowId, oracleArg] = process.argv.slice(2);
+const [workflowId, oracleArg, replicaCounts] = process.argv.slice(2);
 const log = (l: string) => console.error(l);
 const bench = await openBench({ log, startStack: false });
 await initBackend('wasm');
@@ -70,6 +70,11 @@ for (const k of [1, 3, 5, 7].filter((k) => k <= replicas.length)) {
   const bag = [best, ...replicas.slice(0, k)];
   show(`bag of ${bag.length} seeds`, bag);
   show(`bag of ${bag.length} seeds, then greedy over trials (max +4)`, greedy(trials.filter((t) => t !== best), 5, bag));
+}
+// what the default selection (greedy, at most 5 members) ships when only the first k replicas trained
+for (const k of (replicaCounts ?? '').split(',').filter(Boolean).map(Number)) {
+  const kept = new Set([...trials, ...replicas.slice(0, k)]);
+  show(`greedy over trials + first ${k} replicas, max 5`, greedy(ids.filter((id) => kept.has(id)), 5)); // best first, as the pipeline orders them
 }
 const top = trials.slice(0, 5);
 show('top 5 trials by val, uniform', top);
