@@ -240,7 +240,7 @@ function fitNumeric(name: string, col: Float64Array, opts: PreprocessOptions): N
 }
 
 /** Imputed, clipped, optionally logged value, before standardization. */
-function numericValue(s: Pick<NumericStep, 'median' | 'clipLo' | 'clipHi' | 'log1p'>, raw: number): number {
+export function numericValue(s: Pick<NumericStep, 'median' | 'clipLo' | 'clipHi' | 'log1p'>, raw: number): number {
   const v = Number.isFinite(raw) ? Math.min(Math.max(raw, s.clipLo), s.clipHi) : s.median;
   return s.log1p ? Math.log1p(v) : v;
 }

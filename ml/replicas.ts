@@ -24,8 +24,8 @@ export interface ReplicaPlan {
   /** replicas the seeds ask for (seeds - 1) */
   wanted: number;
   /**
-   * a replica's expected wall time (what the best trial's epochs took); absent without a budget, or when the best
-   * trial's result does not tell (then none trains)
+   * a replica's expected wall time at most (the best trial's seconds per epoch × the epoch budget); absent without a
+   * budget, or when the best trial's result does not tell (then none trains)
    */
   estimateSeconds?: number;
 }

@@ -188,8 +188,8 @@ export const pipelineConfigSchema = z.strictObject({
           /**
            * the wall time the seed replicas may add to a run: only as many as fit train, each counted at the best
            * trial's seconds per epoch for the whole epoch budget (early stopping can only end it sooner),
-           * search.parallelism at a time. Replicas help
-           * most where a network's seed moves test AUC most (small data) and cost least there. The count depends
+           * search.parallelism at a time. Replicas help most where a network's seed moves test AUC most (small
+           * data) and cost least there. The count depends
            * on measured time, so the same config may train fewer on a slower machine; null trains all `seeds - 1`
            * (configs parsed before the budget existed have none)
            */

@@ -12,18 +12,13 @@
 import { initBackend } from '../../ml/backend.js';
 import { predict, trainMlp } from '../../ml/model.js';
 import { rocAuc } from '../../ml/metrics.js';
-import { transform, withEncoding, QUANTILE_LEVELS, type Preprocessor, type NumericStep } from '../../ml/preprocess.js';
+import { numericValue, transform, withEncoding, QUANTILE_LEVELS, type Preprocessor } from '../../ml/preprocess.js';
 import { ipcToFrame } from '../../store/arrow.js';
 import { keys } from '../../store/artifacts.js';
 import { openBench } from '../common.js';
 import type { Frame, MlpParams } from '../../ml/types.js';
 
 const [runId, paramsJson, variantsArg, seedsArg] = process.argv.slice(2);
-
-function valueOf(s: NumericStep, raw: number): number {
-  const v = Number.isFinite(raw) ? Math.min(Math.max(raw, s.clipLo), s.clipHi) : s.median;
-  return s.log1p ? Math.log1p(v) : v;
-}
 
 /** Best-first 1-D regression tree on 0/1 labels; returns sorted thresholds (midpoints between distinct values). */
 export function treeThresholds(values: ArrayLike<number>, labels: ArrayLike<number>, maxLeaves: number, minLeaf: number): number[] {
@@ -75,7 +70,7 @@ function treePre(pre: Preprocessor, train: Frame, bins: number, minLeafFrac: num
   const steps = pre.steps.map((s) => {
     if (s.kind !== 'numeric') return s;
     const col = train.numeric[s.name];
-    const vals = Float64Array.from(col, (r) => valueOf(s, r as number));
+    const vals = Float64Array.from(col, (r) => numericValue(s, r as number));
     const edges = treeThresholds(vals, train.label, bins, Math.max(1, Math.ceil(minLeafFrac * vals.length)));
     const q = Array.from({ length: QUANTILE_LEVELS + 1 }, (_, i) => edges[Math.min(i, edges.length - 1)]);
     return { ...s, quantiles: q };
