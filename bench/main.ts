@@ -5,8 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { intOption } from '../cli/common.js';
 import { shopOptions } from '../cli/shop-options.js';
-import type { z } from 'zod';
-import { pipelineConfigSchema, searchSpaceSchema } from '../pipeline/config.js';
+import { searchSpaceSchema, trainingSchema } from '../pipeline/config.js';
 import { seedShop } from '../db/synthetic/load.js';
 import { appendResult, BENCH_DATABASE, failureLines, openBench, peakRssMb } from './common.js';
 import { printIngest, recordIngest, runIngestBench } from './ingest.js';
@@ -134,7 +133,7 @@ const list = <T extends string>(name: string, allowed?: readonly T[]) => (v: str
 /** The keys `--space` and `--training` may replace, each checked against the pipeline config's schema. */
 const ABLATION_KEYS = {
   'search.space': searchSpaceSchema.partial(),
-  training: (pipelineConfigSchema.shape.training as unknown as { unwrap(): z.ZodObject }).unwrap().partial(),
+  training: trainingSchema.partial(),
 } as const;
 /** A JSON object of search.space (or training) keys, checked against the pipeline config's schema before anything starts. */
 const jsonObjectOption = (name: string, section: keyof typeof ABLATION_KEYS) => (v: string) => {

@@ -82,6 +82,55 @@ export const searchSpaceSchema = z.strictObject({
   periodicSigma: positiveRange.refine(([, hi]) => hi <= 100, 'σ above 100 makes every feature noise').optional(),
 });
 
+/** The training section of a pipeline config (its own schema, like searchSpaceSchema, so a bench may check a part of it). */
+export const trainingSchema = z.strictObject({
+  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  /**
+   * the worker pool that trains (task queue propensity-train for 'cpu', propensity-train-<pool> otherwise); a run
+   * whose pool has no worker is refused at once by the CLI
+   */
+  pool: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,30}$/, 'a pool name is lower-case letters, digits and -, starting with a letter (e.g. cpu, gpu, gpu-large)')
+    .default('cpu'),
+  /** pool 'gpu' trains on a GPU or fails the trial (GpuUnavailable); true lets a GPU-less worker of that pool train on its CPU */
+  allowCpuFallback: z.boolean().default(false),
+  /**
+   * the final model: 'retrain' trains the best trial's parameters again for up to finalEpochs; 'reuse' ships the
+   * best trial's own weights (no final training)
+   */
+  final: z.enum(['retrain', 'reuse']).default('reuse'),
+  /**
+   * averaging several networks: members are added greedily while one raises the validation metric
+   * (search.metric) by more than minGain; maxMembers 1 turns ensembles off. The candidates are the search's
+   * trials and up to `seeds - 1` replicas of the best trial: its parameters trained again with other seeds, in
+   * parallel on the train pool, as many as fit replicaBudgetSeconds. By default up to seven within two
+   * minutes: at 100k users 4–6 fit (33–51 s each) and gave +0.0000 to +0.0012 test AUC; at 10 M events one
+   * would take about 155–175 s, so none trains (README, "Latest figures")
+   */
+  ensemble: z
+    .strictObject({
+      maxMembers: z.number().int().min(1).max(32).default(5),
+      minGain: z.number().min(0).max(1).default(0.0001),
+      seeds: z.number().int().min(1).max(16).default(8),
+      /**
+       * the wall time the seed replicas may add to a run: only as many as fit train, each counted at the best
+       * trial's seconds per epoch for the whole epoch budget (early stopping can only end it sooner),
+       * search.parallelism at a time. Replicas help most where a network's seed moves test AUC most (small
+       * data) and cost least there. The count depends on measured time, so the same config may train fewer on a
+       * slower machine; null trains all `seeds - 1` (configs parsed before the budget existed have none)
+       */
+      replicaBudgetSeconds: z.number().int().min(1).max(86_400).nullable().default(120),
+    })
+    .prefault({}),
+  finalEpochs: z.number().int().min(1).max(1000).default(60),
+  /** early-stopping patience of the final training and the baseline */
+  patience: z.number().int().min(1).max(1000).default(8),
+  seed: z.number().int().min(0).default(1234),
+  /** a training attempt silent this long (no epoch heartbeat) is retried elsewhere, from its last checkpoint */
+  heartbeatTimeoutSeconds: z.number().int().min(5).max(3600).default(120),
+});
+
 export const pipelineConfigSchema = z.strictObject({
   modelName: identifier.default('propensity'),
   source: z
@@ -154,56 +203,7 @@ export const pipelineConfigSchema = z.strictObject({
       space: searchSpaceSchema.prefault({}),
     })
     .prefault({}),
-  training: z
-    .strictObject({
-      backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
-      /**
-       * the worker pool that trains (task queue propensity-train for 'cpu', propensity-train-<pool> otherwise); a run
-       * whose pool has no worker is refused at once by the CLI
-       */
-      pool: z
-        .string()
-        .regex(/^[a-z][a-z0-9-]{0,30}$/, 'a pool name is lower-case letters, digits and -, starting with a letter (e.g. cpu, gpu, gpu-large)')
-        .default('cpu'),
-      /** pool 'gpu' trains on a GPU or fails the trial (GpuUnavailable); true lets a GPU-less worker of that pool train on its CPU */
-      allowCpuFallback: z.boolean().default(false),
-      /**
-       * the final model: 'retrain' trains the best trial's parameters again for up to finalEpochs; 'reuse' ships the
-       * best trial's own weights (no final training)
-       */
-      final: z.enum(['retrain', 'reuse']).default('reuse'),
-      /**
-       * averaging several networks: members are added greedily while one raises the validation metric
-       * (search.metric) by more than minGain; maxMembers 1 turns ensembles off. The candidates are the search's
-       * trials and up to `seeds - 1` replicas of the best trial: its parameters trained again with other seeds, in
-       * parallel on the train pool, as many as fit replicaBudgetSeconds. By default up to seven within two
-       * minutes: at 100k users 4–6 fit (30–47 s each) and gave +0.0000 to +0.0012 test AUC; at 10 M events one
-       * would take about 155 s, so none trains (README, "Latest figures")
-       */
-      ensemble: z
-        .strictObject({
-          maxMembers: z.number().int().min(1).max(32).default(5),
-          minGain: z.number().min(0).max(1).default(0.0001),
-          seeds: z.number().int().min(1).max(16).default(8),
-          /**
-           * the wall time the seed replicas may add to a run: only as many as fit train, each counted at the best
-           * trial's seconds per epoch for the whole epoch budget (early stopping can only end it sooner),
-           * search.parallelism at a time. Replicas help most where a network's seed moves test AUC most (small
-           * data) and cost least there. The count depends
-           * on measured time, so the same config may train fewer on a slower machine; null trains all `seeds - 1`
-           * (configs parsed before the budget existed have none)
-           */
-          replicaBudgetSeconds: z.number().int().min(1).max(86_400).nullable().default(120),
-        })
-        .prefault({}),
-      finalEpochs: z.number().int().min(1).max(1000).default(60),
-      /** early-stopping patience of the final training and the baseline */
-      patience: z.number().int().min(1).max(1000).default(8),
-      seed: z.number().int().min(0).default(1234),
-      /** a training attempt silent this long (no epoch heartbeat) is retried elsewhere, from its last checkpoint */
-      heartbeatTimeoutSeconds: z.number().int().min(5).max(3600).default(120),
-    })
-    .prefault({}),
+  training: trainingSchema.prefault({}),
   gate: z
     .strictObject({
       thresholds: z

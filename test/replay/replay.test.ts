@@ -181,7 +181,7 @@ describe('committed workflow histories', () => {
   it('include a run whose seed replicas were cut to training.ensemble.replicaBudgetSeconds (v11), each budgeted run training as its plan says', () => {
     // the parsed config is startRun's result; the replicas are the trainTrial activities named <best>-s<n>
     // (histories from before ensembles existed have no training.ensemble)
-    type Started = { config: { training: { ensemble?: { seeds: number; replicaBudgetSeconds?: number | null } } } };
+    type Started = { config: { search: { parallelism: number }; training: { ensemble?: { seeds: number; replicaBudgetSeconds?: number | null } } } };
     // (a resume schedules only the replicas it did not take from the failed run: not a cut)
     const fresh = byType('trainPipeline').filter((i) => !payload<{ resume?: unknown }>(i.history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0]).resume);
     const cut = fresh.flatMap((i) => {
@@ -189,7 +189,8 @@ describe('committed workflow histories', () => {
       const scheduled = new Map(events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [[String(e.eventId), e.activityTaskScheduledEventAttributes]] : [])));
       const startRunDone = events.find((e) => scheduled.get(String(e.activityTaskCompletedEventAttributes?.scheduledEventId))?.activityType?.name === 'startRun');
       if (!startRunDone) return [];
-      const { ensemble } = payload<Started>(startRunDone.activityTaskCompletedEventAttributes!.result!.payloads![0]).config.training;
+      const started = payload<Started>(startRunDone.activityTaskCompletedEventAttributes!.result!.payloads![0]).config;
+      const { ensemble } = started.training;
       const replicas = [...scheduled.values()].filter((s) => s.activityType?.name === 'trainTrial').map((s) => payload<{ trialId: string }>(s.input!.payloads![0]).trialId).filter((id) => /-s\d+$/.test(id));
       if (ensemble?.replicaBudgetSeconds == null) return [];
       // the search child's result, as the pipeline received it: the best trial the plan was made from
@@ -197,9 +198,8 @@ describe('committed workflow histories', () => {
       // (a run that never reached the ensemble step: cancelled in its search, or the baseline won)
       const reachedEnsemble = replicas.length > 0 || [...scheduled.values()].some((a) => a.activityType?.name === 'buildEnsemble');
       if (!child || !reachedEnsemble) return [];
-      const { best } = payload<{ best: TrainTrialOutput }>(child!.childWorkflowExecutionCompletedEventAttributes!.result!.payloads![0]);
-      const parallelism = payload<{ config: { search: { parallelism: number } } }>(startRunDone.activityTaskCompletedEventAttributes!.result!.payloads![0]).config.search.parallelism;
-      const plan = replicaPlan({ seeds: ensemble.seeds, budgetSeconds: ensemble.replicaBudgetSeconds, slots: parallelism, best });
+      const { best } = payload<{ best: TrainTrialOutput }>(child.childWorkflowExecutionCompletedEventAttributes!.result!.payloads![0]);
+      const plan = replicaPlan({ seeds: ensemble.seeds, budgetSeconds: ensemble.replicaBudgetSeconds, slots: started.search.parallelism, best });
       // every budgeted run trained exactly the replicas its plan says
       expect(replicas.length, i.file).toBe(plan.count);
       return plan.count < plan.wanted ? [{ file: i.file, replicas, ensemble }] : [];
